@@ -1,0 +1,5 @@
+"""Allow ``python -m gitsync`` as an alias of the ``gitsync`` console script."""
+
+from gitsync.cli import main
+
+main()

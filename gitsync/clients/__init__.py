@@ -1,0 +1,1 @@
+"""Edges of gitsync: the only modules that talk to the outside world."""

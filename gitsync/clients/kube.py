@@ -1,0 +1,419 @@
+"""The one module that talks to a Kubernetes API server.
+
+Objects travel as plain dicts (the apply bodies gitsync renders, and what the server
+returns), over the official client's authenticated connection pool: kubeconfig
+loading, TLS, client certificates and token refresh come from ``kubernetes``; request
+building, server-side apply, discovery and watch are done here, on raw JSON, so no
+2 MB CRD or list of a thousand objects is ever turned into generated model classes.
+
+Every failure leaves this module as a :mod:`gitsync.errors` type, chosen from the
+HTTP status, so callers decide from types what to do.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+
+from gitsync.errors import (
+    ApiConflictError,
+    ApiForbiddenError,
+    ApiInvalidError,
+    ApiUnavailableError,
+    ConfigurationError,
+    GitsyncError,
+    NotFoundError,
+    WatchExpiredError,
+)
+
+__all__ = ["KubeClient", "Resource", "WatchEvent"]
+
+Object = dict[str, Any]
+
+_APPLY_PATCH: Final = "application/apply-patch+yaml"
+_MERGE_PATCH: Final = "application/merge-patch+json"
+_DEFAULT_TIMEOUT: Final = (5.0, 30.0)  # connect, read
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """Where a kind lives in the API: its group/version, plural and scope."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, *, namespace: str | None = None, name: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+        return base
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: Object
+
+
+_ERROR_BY_STATUS: Final[dict[int, type[GitsyncError]]] = {
+    400: ApiInvalidError,
+    401: ApiForbiddenError,
+    403: ApiForbiddenError,
+    404: NotFoundError,
+    409: ApiConflictError,
+    410: WatchExpiredError,
+    422: ApiInvalidError,
+}
+
+
+def _error_from_status(status: int, *, what: str, body: bytes, apply: bool = False) -> GitsyncError:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    is_status = isinstance(parsed, dict) and parsed.get("kind") == "Status"
+    if is_status:
+        message = str(parsed.get("message") or "")
+    else:
+        message = body[:500].decode("utf-8", errors="replace")
+    text = f"{what}: HTTP {status}: {message}"
+    if status in _ERROR_BY_STATUS:
+        return _ERROR_BY_STATUS[status](text)
+    if apply and status == 500 and is_status and not parsed.get("reason"):
+        # Server-side apply reports a patch that does not fit the schema (a string
+        # where an integer belongs) as a bare 500 without a reason, unlike genuine
+        # internal errors (reason InternalError, Timeout ...): kubernetes/kubernetes
+        # #118476 and #139253. Retrying would never help, so it is an invalid object.
+        return ApiInvalidError(text)
+    return ApiUnavailableError(text)
+
+
+class KubeClient:
+    """A thin, dict-in dict-out client for one API server."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, timeout: tuple[float, float]) -> None:
+        self._api = api_client
+        self._timeout = timeout
+        self._resources: dict[tuple[str, str], Resource] = {}
+        self._discovery_lock = threading.Lock()
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        path: Path | None = None,
+        *,
+        context: str | None = None,
+        timeout: tuple[float, float] = _DEFAULT_TIMEOUT,
+    ) -> KubeClient:
+        """Connect with a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(path) if path else None,
+                context=context,
+                client_configuration=configuration,
+            )
+        except (ConfigException, OSError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"kubeconfig {path or '(default)'}: {exc}") from exc
+        # The API server may be restarted between cycles; fail fast and let the
+        # caller's retry policy decide, instead of the client's own silent retries.
+        configuration.retries = False
+        return cls(k8s_client.ApiClient(configuration), timeout=timeout)
+
+    @property
+    def server(self) -> str:
+        return str(self._api.configuration.host)
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    # --- raw requests ---------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+        what: str | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> Object:
+        response = self._send(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
+        apply = content_type == _APPLY_PATCH
+        try:
+            data = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiUnavailableError(f"{method} {path}: {exc}") from exc
+        finally:
+            response.release_conn()
+        if not 200 <= response.status < 300:
+            raise _error_from_status(
+                response.status, what=what or f"{method} {path}", body=data, apply=apply
+            )
+        if not data:
+            return {}
+        result = orjson.loads(data)
+        return result if isinstance(result, dict) else {"items": result}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None,
+        body: object,
+        content_type: str,
+        timeout: tuple[float, float] | None,
+    ) -> urllib3.BaseHTTPResponse:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        query_params = [
+            (key, str(value).lower() if isinstance(value, bool) else str(value))
+            for key, value in (query or {}).items()
+        ]
+        payload = None if body is None else orjson.dumps(body)
+        connect, read = timeout or self._timeout
+        try:
+            # param_serialize resolves the server URL and authentication (refreshing
+            # exec-plugin tokens); the body is sent as our own JSON bytes, since the
+            # generated client would re-encode it with the slow stdlib json.
+            method_, url, headers_, _, _ = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query_params,
+                header_params=headers,
+                auth_settings=["BearerToken"],
+            )
+            response: urllib3.BaseHTTPResponse = self._api.rest_client.pool_manager.request(
+                method_,
+                url,
+                body=payload,
+                headers=headers_,
+                timeout=urllib3.Timeout(connect=connect, read=read),
+                preload_content=False,
+                retries=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiUnavailableError(f"{method} {path}: {exc}") from exc
+        return response
+
+    # --- discovery ------------------------------------------------------------------
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """Find a kind's plural and scope by discovery (cached per group/version)."""
+        key = (api_version, kind)
+        if key in self._resources:
+            return self._resources[key]
+        with self._discovery_lock:
+            if key not in self._resources:
+                self._discover(api_version)
+        try:
+            return self._resources[key]
+        except KeyError:
+            raise NotFoundError(f"the API server does not serve {kind} in {api_version}") from None
+
+    def forget_discovery(self) -> None:
+        """Drop cached discovery (new CRDs may have been installed)."""
+        with self._discovery_lock:
+            self._resources.clear()
+
+    def _discover(self, api_version: str) -> None:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            listing = self.request("GET", path)
+        except NotFoundError:
+            return
+        for entry in listing.get("resources", []):
+            if "/" in entry.get("name", ""):  # a subresource such as pods/status
+                continue
+            self._resources[(api_version, entry["kind"])] = Resource(
+                api_version=api_version,
+                kind=entry["kind"],
+                plural=entry["name"],
+                namespaced=bool(entry.get("namespaced")),
+            )
+
+    def _resource_of(self, obj: Mapping[str, Any]) -> Resource:
+        return self.resource(str(obj.get("apiVersion")), str(obj.get("kind")))
+
+    # --- object verbs ---------------------------------------------------------------
+
+    def get(
+        self, api_version: str, kind: str, name: str, *, namespace: str | None = None
+    ) -> Object | None:
+        """The live object, or None when it does not exist."""
+        resource = self.resource(api_version, kind)
+        try:
+            return self.request("GET", resource.path(namespace=namespace, name=name))
+        except NotFoundError:
+            return None
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> Object:
+        """The raw list (``items`` and ``metadata.resourceVersion`` for a later watch)."""
+        resource = self.resource(api_version, kind)
+        query: dict[str, str | int | bool] = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        return self.request("GET", resource.path(namespace=namespace), query=query)
+
+    def apply(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        field_manager: str,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> Object:
+        """Server-side apply ``obj``; returns the object as the server stored (or would)."""
+        resource = self._resource_of(obj)
+        metadata = obj.get("metadata") or {}
+        query: dict[str, str | int | bool] = {"fieldManager": field_manager, "force": force}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.request(
+            "PATCH",
+            resource.path(namespace=metadata.get("namespace"), name=metadata.get("name")),
+            query=query,
+            body=obj,
+            content_type=_APPLY_PATCH,
+            what=f"apply {obj.get('kind')} {metadata.get('namespace', '')}/{metadata.get('name')}",
+        )
+
+    def create(self, obj: Mapping[str, Any], *, field_manager: str | None = None) -> Object:
+        resource = self._resource_of(obj)
+        metadata = obj.get("metadata") or {}
+        query: dict[str, str | int | bool] = {}
+        if field_manager:
+            query["fieldManager"] = field_manager
+        return self.request(
+            "POST",
+            resource.path(namespace=metadata.get("namespace")),
+            query=query,
+            body=obj,
+            what=f"create {obj.get('kind')} {metadata.get('namespace', '')}/{metadata.get('name')}",
+        )
+
+    def patch_status(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        *,
+        namespace: str | None,
+        status: Mapping[str, Any],
+        field_manager: str,
+    ) -> Object:
+        """Merge-patch the ``status`` subresource, as controllers do."""
+        resource = self.resource(api_version, kind)
+        return self.request(
+            "PATCH",
+            resource.path(namespace=namespace, name=name) + "/status",
+            query={"fieldManager": field_manager},
+            body={"status": status},
+            content_type=_MERGE_PATCH,
+            what=f"status of {kind} {namespace or ''}/{name}",
+        )
+
+    def delete(
+        self, api_version: str, kind: str, name: str, *, namespace: str | None = None
+    ) -> bool:
+        """Delete; False when it was already gone.
+
+        Background propagation: foreground deletion waits on the garbage collector,
+        which lives in kube-controller-manager and may not run (the local control
+        plane has none), leaving the object stuck with a deletionTimestamp.
+        """
+        resource = self.resource(api_version, kind)
+        try:
+            self.request(
+                "DELETE",
+                resource.path(namespace=namespace, name=name),
+                body={"propagationPolicy": "Background"},
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        resource_version: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> Iterator[WatchEvent]:
+        """Stream changes after ``resource_version``, bookmarks included.
+
+        Ends when the server closes the watch (after ``timeout_seconds``); raises
+        :class:`WatchExpiredError` when the version is too old: re-list then.
+        """
+        resource = self.resource(api_version, kind)
+        query: dict[str, str | int | bool] = {
+            "watch": True,
+            "allowWatchBookmarks": True,
+            "resourceVersion": resource_version,
+            "timeoutSeconds": timeout_seconds,
+        }
+        if label_selector:
+            query["labelSelector"] = label_selector
+        path = resource.path(namespace=namespace)
+        # The read timeout outlasts the server-side timeout, so a dead server cannot
+        # hang the watch forever while a quiet one is not mistaken for dead.
+        response = self._send(
+            "GET",
+            path,
+            query=query,
+            body=None,
+            content_type="application/json",
+            timeout=(self._timeout[0], timeout_seconds + 30.0),
+        )
+        if not 200 <= response.status < 300:
+            raise _error_from_status(response.status, what=f"watch {path}", body=response.read())
+        try:
+            buffer = b""
+            for chunk in response.stream(65536, decode_content=True):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield self._watch_event(line, path)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiUnavailableError(f"watch {path}: {exc}") from exc
+        finally:
+            response.release_conn()
+
+    @staticmethod
+    def _watch_event(line: bytes, path: str) -> WatchEvent:
+        event = orjson.loads(line)
+        obj = event.get("object") or {}
+        if event.get("type") == "ERROR":
+            code = int(obj.get("code") or 500)
+            raise _error_from_status(code, what=f"watch {path}", body=orjson.dumps(obj))
+        return WatchEvent(type=str(event.get("type")), object=obj)

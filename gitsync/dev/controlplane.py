@@ -1,0 +1,512 @@
+"""Run a real kube-apiserver + etcd on 127.0.0.1 for development and tests.
+
+This is gitsync's "embedded default": what a newcomer reconciles against when they
+have no cluster, and what every integration test talks to. It runs the same binaries
+a cluster runs (see :mod:`gitsync.dev.binaries`), with secure serving, RBAC and an
+admin client certificate, the real KServe and Kubeflow CRDs, and the dev controllers
+that stand in for KServe and the Training Operator.
+
+Everything lives in one folder: ``state.json`` (what runs, with PIDs and ports),
+``kubeconfig``, ``pki/``, ``etcd/`` (data) and ``logs/``. Processes are started in
+their own session so they outlive the ``gitsync dev up`` that started them;
+``down`` stops exactly the PIDs recorded, after checking each still runs the program
+we started (a PID may have been reused).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import enum
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from gitsync.dev.binaries import Binaries, ensure_binaries
+from gitsync.dev.pki import Pki, ensure_pki
+from gitsync.errors import ConfigurationError, ControlPlaneError
+
+__all__ = [
+    "Component",
+    "ComponentStatus",
+    "ControlPlane",
+    "down",
+    "status",
+    "up",
+]
+
+Progress = Callable[[str], None]
+
+_READY_TIMEOUT_S = 90.0
+_STOP_TIMEOUT_S = 15.0
+
+
+class Component(enum.Enum):
+    """The processes of a local control plane, in start order."""
+
+    ETCD = "etcd"
+    APISERVER = "kube-apiserver"
+    CONTROLLERS = "dev-controllers"
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    component: Component
+    pid: int | None
+    running: bool
+    endpoint: str | None
+    log: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlane:
+    """A running local control plane."""
+
+    folder: Path
+    kubeconfig: Path
+    server: str
+    version: str
+
+    def client_kubeconfig(self, *, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """Write a kubeconfig for another identity, signed by this control plane's CA.
+
+        Tests use it to act as an unprivileged user that RBAC must deny.
+        """
+        pki = ensure_pki(self.folder / "pki")
+        pair = pki.ca.issue_client(user=user, groups=groups)
+        path = self.folder / "users" / f"{user}.kubeconfig"
+        path.parent.mkdir(exist_ok=True)
+        _write_kubeconfig(
+            path,
+            server=self.server,
+            ca_pem=pki.ca.pair.cert_pem,
+            cert_pem=pair.cert_pem,
+            key_pem=pair.key_pem,
+            user=user,
+        )
+        return path
+
+
+# --- state file -------------------------------------------------------------------
+
+
+def _state_path(folder: Path) -> Path:
+    return folder / "state.json"
+
+
+def _read_state(folder: Path) -> dict[str, dict[str, object]]:
+    try:
+        data = json.loads(_state_path(folder).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"{_state_path(folder)}: unreadable state: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _write_state(folder: Path, state: dict[str, dict[str, object]]) -> None:
+    tmp = _state_path(folder).with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(_state_path(folder))
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def _pid_runs(pid: int, marker: str) -> bool:
+    """True when ``pid`` is alive (not a zombie) and its command line contains ``marker``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    process_state = stat.rsplit(")", 1)[-1].split()[0]
+    return process_state not in {"Z", "X"} and marker in cmdline
+
+
+def _record_runs(record: dict[str, object] | None) -> bool:
+    if not record:
+        return False
+    pid, marker = record.get("pid"), record.get("marker")
+    return isinstance(pid, int) and isinstance(marker, str) and _pid_runs(pid, marker)
+
+
+def _spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def _reap(pid: int) -> None:
+    # Our own children (the pytest fixture case) stay zombies until waited for.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _stop(record: dict[str, object]) -> bool:
+    """Stop one recorded process; True if it was running."""
+    if not _record_runs(record):
+        return False
+    pid = int(str(record["pid"]))
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _record_runs(record):
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    while _record_runs(record):
+        _reap(pid)
+        time.sleep(0.05)
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ports(folder: Path) -> dict[str, int]:
+    """Stable ports per folder, so a restarted control plane keeps its kubeconfig valid."""
+    path = folder / "ports.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    ports: dict[str, int] = {}
+    for name in ("etcd-client", "etcd-peer", "apiserver"):
+        port = saved.get(name)
+        ports[name] = port if isinstance(port, int) and _port_free(port) else _free_port()
+    path.write_text(json.dumps(ports), encoding="utf-8")
+    return ports
+
+
+def _has_default_route() -> bool:
+    try:
+        lines = Path("/proc/net/route").read_text(encoding="utf-8").splitlines()[1:]
+    except OSError:
+        return True
+    return any(line.split()[1] == "00000000" for line in lines if len(line.split()) > 1)
+
+
+# --- readiness ------------------------------------------------------------------------
+
+
+def _wait_until(
+    check: Callable[[], bool],
+    *,
+    what: str,
+    log: Path,
+    alive: Callable[[], bool],
+    timeout: float = _READY_TIMEOUT_S,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not alive():
+            raise ControlPlaneError(f"{what} exited during start-up; see {log}:\n{_tail(log)}")
+        time.sleep(0.1)
+    raise ControlPlaneError(f"{what} not ready after {timeout:.0f}s; see {log}:\n{_tail(log)}")
+
+
+def _expect_to_stay_up(pid: int, *, marker: str, what: str, log: Path) -> None:
+    """Fail loudly when a process dies right after its start (an import error, say)."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        if not _pid_runs(pid, marker):
+            _reap(pid)
+            raise ControlPlaneError(f"{what} exited at start; see {log}:\n{_tail(log)}")
+        time.sleep(0.1)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _admin_context(pki: Pki) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    context.load_cert_chain(
+        str(pki.ca_cert.with_name("admin.crt")), str(pki.ca_cert.with_name("admin.key"))
+    )
+    return context
+
+
+def _get_json(url: str, context: ssl.SSLContext) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310
+        data = json.loads(response.read())
+    return data if isinstance(data, dict) else {}
+
+
+# --- kubeconfig -----------------------------------------------------------------------
+
+
+def _write_kubeconfig(
+    path: Path, *, server: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, user: str
+) -> None:
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "gitsync-dev",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)},
+            }
+        ],
+        "contexts": [{"name": "gitsync-dev", "context": {"cluster": "gitsync-dev", "user": user}}],
+        "current-context": "gitsync-dev",
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+# --- up / down / status ---------------------------------------------------------------
+
+
+def _etcd_argv(binary: Path, folder: Path, ports: dict[str, int]) -> list[str]:
+    client = f"http://127.0.0.1:{ports['etcd-client']}"
+    peer = f"http://127.0.0.1:{ports['etcd-peer']}"
+    return [
+        str(binary),
+        "--name=gitsync-dev",
+        f"--data-dir={folder / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=gitsync-dev={peer}",
+        "--unsafe-no-fsync=true",
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_argv(binary: Path, pki: Pki, ports: dict[str, int]) -> list[str]:
+    argv = [
+        str(binary),
+        f"--etcd-servers=http://127.0.0.1:{ports['etcd-client']}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports['apiserver']}",
+        f"--tls-cert-file={pki.serving_cert}",
+        f"--tls-private-key-file={pki.serving_key}",
+        f"--client-ca-file={pki.ca_cert}",
+        "--authorization-mode=RBAC",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki.service_account_key}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        "--allow-privileged=true",
+        # No controller-manager runs here to mint service-account tokens.
+        "--disable-admission-plugins=ServiceAccount",
+        "--profiling=false",
+    ]
+    if not _has_default_route():
+        # Without a default route kube-apiserver cannot pick an address to advertise.
+        argv.append("--advertise-address=127.0.0.1")
+    return argv
+
+
+def _controllers_argv(kubeconfig: Path) -> list[str]:
+    return [sys.executable, "-m", "gitsync.dev.controllers", "--kubeconfig", str(kubeconfig)]
+
+
+def up(
+    folder: Path,
+    *,
+    crd_dirs: Sequence[Path] = (),
+    controllers: bool = True,
+    progress: Progress | None = None,
+    binaries: Binaries | None = None,
+) -> ControlPlane:
+    """Start (or find running) etcd, kube-apiserver and the dev controllers.
+
+    Idempotent: what already runs is kept; what is missing is started; CRDs are
+    server-side applied every time, which is a no-op when they are unchanged.
+    """
+    from gitsync.dev.crds import install_crds  # noqa: PLC0415 - keeps `dev status` light
+
+    say = progress or (lambda _msg: None)
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    logs = folder / "logs"
+    state = _read_state(folder)
+    pki = ensure_pki(folder / "pki")
+    kubeconfig = folder / "kubeconfig"
+
+    core = (Component.ETCD, Component.APISERVER)
+    if not all(_record_runs(state.get(c.value)) for c in core):
+        # Half a control plane is no use: restart both with the same data.
+        for component in (Component.CONTROLLERS, Component.APISERVER, Component.ETCD):
+            if record := state.pop(component.value, None):
+                _stop(record)
+        bins = binaries or ensure_binaries(progress=say)
+        ports = _ports(folder)
+
+        etcd_log = logs / "etcd.log"
+        etcd_pid = _spawn(_etcd_argv(bins.etcd, folder, ports), log=etcd_log)
+        state[Component.ETCD.value] = {
+            "pid": etcd_pid,
+            "marker": str(bins.etcd),
+            "endpoint": f"http://127.0.0.1:{ports['etcd-client']}",
+            "log": str(etcd_log),
+        }
+        _write_state(folder, state)
+        _wait_until(
+            lambda: _http_ok(f"http://127.0.0.1:{ports['etcd-client']}/health"),
+            what="etcd",
+            log=etcd_log,
+            alive=lambda: _pid_runs(etcd_pid, str(bins.etcd)),
+        )
+        say(f"etcd ready on 127.0.0.1:{ports['etcd-client']}")
+
+        server = f"https://127.0.0.1:{ports['apiserver']}"
+        api_log = logs / "kube-apiserver.log"
+        api_pid = _spawn(_apiserver_argv(bins.kube_apiserver, pki, ports), log=api_log)
+        state[Component.APISERVER.value] = {
+            "pid": api_pid,
+            "marker": str(bins.kube_apiserver),
+            "endpoint": server,
+            "log": str(api_log),
+        }
+        _write_state(folder, state)
+        _write_kubeconfig(
+            kubeconfig,
+            server=server,
+            ca_pem=pki.ca.pair.cert_pem,
+            cert_pem=pki.admin.cert_pem,
+            key_pem=pki.admin.key_pem,
+            user="gitsync-admin",
+        )
+        context = _admin_context(pki)
+        _wait_until(
+            lambda: _http_ok(f"{server}/readyz", context),
+            what="kube-apiserver",
+            log=api_log,
+            alive=lambda: _pid_runs(api_pid, str(bins.kube_apiserver)),
+        )
+        _wait_until(
+            lambda: _http_ok(f"{server}/api/v1/namespaces/default", context),
+            what="the default namespace",
+            log=api_log,
+            alive=lambda: _pid_runs(api_pid, str(bins.kube_apiserver)),
+        )
+        say(f"kube-apiserver ready on {server}")
+
+    server_endpoint = str(state[Component.APISERVER.value]["endpoint"])
+    version = str(_get_json(f"{server_endpoint}/version", _admin_context(pki)).get("gitVersion"))
+
+    for crd in install_crds(kubeconfig, crd_dirs):
+        say(f"CRD {crd} established")
+
+    if controllers and not _record_runs(state.get(Component.CONTROLLERS.value)):
+        ctl_log = logs / "dev-controllers.log"
+        argv = _controllers_argv(kubeconfig)
+        env = dict(os.environ)
+        # The controllers must import this very gitsync, even from a source checkout.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")) if p
+        )
+        pid = _spawn(argv, log=ctl_log, env=env)
+        _expect_to_stay_up(
+            pid, marker="gitsync.dev.controllers", what="dev controllers", log=ctl_log
+        )
+        state[Component.CONTROLLERS.value] = {
+            "pid": pid,
+            "marker": "gitsync.dev.controllers",
+            "endpoint": None,
+            "log": str(ctl_log),
+        }
+        _write_state(folder, state)
+        say("dev controllers started (InferenceService, TFJob, PyTorchJob simulators)")
+
+    return ControlPlane(
+        folder=folder, kubeconfig=kubeconfig, server=server_endpoint, version=version
+    )
+
+
+def down(folder: Path) -> list[Component]:
+    """Stop every process this folder's ``up`` started; return those that were running."""
+    folder = folder.resolve()
+    state = _read_state(folder)
+    stopped = []
+    for component in (Component.CONTROLLERS, Component.APISERVER, Component.ETCD):
+        record = state.pop(component.value, None)
+        if record and _stop(record):
+            stopped.append(component)
+    if _state_path(folder).exists():
+        _write_state(folder, state)
+    return stopped
+
+
+def status(folder: Path) -> list[ComponentStatus]:
+    """What this folder's control plane runs now."""
+    folder = folder.resolve()
+    state = _read_state(folder)
+    result = []
+    for component in Component:
+        record = state.get(component.value) or {}
+        pid = record.get("pid")
+        endpoint = record.get("endpoint")
+        result.append(
+            ComponentStatus(
+                component=component,
+                pid=pid if isinstance(pid, int) else None,
+                running=_record_runs(record),
+                endpoint=endpoint if isinstance(endpoint, str) else None,
+                log=Path(str(record.get("log") or folder / "logs" / f"{component.value}.log")),
+            )
+        )
+    return result

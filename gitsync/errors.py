@@ -1,0 +1,96 @@
+"""The one error hierarchy of gitsync.
+
+Every failure that crosses a module boundary is a :class:`GitsyncError`; third-party
+exceptions are wrapped where they enter (``raise ... from exc``). Each error class
+carries a :class:`Remedy` so callers decide what to do from the type, never from the
+message: retry soon, wait for a new commit, or give up.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+__all__ = [
+    "ApiConflictError",
+    "ApiForbiddenError",
+    "ApiInvalidError",
+    "ApiUnavailableError",
+    "BuildError",
+    "ConfigurationError",
+    "ControlPlaneError",
+    "GitsyncError",
+    "NotFoundError",
+    "Remedy",
+    "TransientError",
+    "WatchExpiredError",
+]
+
+
+class Remedy(enum.Enum):
+    """What the caller should do about an error."""
+
+    RETRY = "retry"
+    """Transient: the same work may succeed if tried again later."""
+    WAIT_FOR_COMMIT = "wait-for-commit"
+    """The input is wrong: nothing changes until someone pushes a new commit."""
+    FAIL = "fail"
+    """The setup is wrong: stop and tell the operator."""
+
+
+class GitsyncError(Exception):
+    """Base of all gitsync errors."""
+
+    remedy: ClassVar[Remedy] = Remedy.FAIL
+
+
+class TransientError(GitsyncError):
+    """A dependency (API server, git remote, network) failed in a way that may pass."""
+
+    remedy = Remedy.RETRY
+
+
+class ConfigurationError(GitsyncError):
+    """Options, environment or files given to gitsync are unusable."""
+
+    remedy = Remedy.FAIL
+
+
+class BuildError(GitsyncError):
+    """Building the local control-plane binaries from Go modules failed."""
+
+    remedy = Remedy.FAIL
+
+
+class ControlPlaneError(TransientError):
+    """The local control plane did not start or become ready in time."""
+
+
+class ApiUnavailableError(TransientError):
+    """The API server could not be reached or answered with a server error."""
+
+
+class ApiConflictError(TransientError):
+    """A write conflicted (stale resourceVersion, or a field owned by another manager)."""
+
+
+class WatchExpiredError(TransientError):
+    """A watch's resourceVersion is too old (HTTP 410): list again, then watch."""
+
+
+class ApiInvalidError(GitsyncError):
+    """The API server rejected an object as invalid; only a changed spec can fix it."""
+
+    remedy = Remedy.WAIT_FOR_COMMIT
+
+
+class ApiForbiddenError(GitsyncError):
+    """Authentication or RBAC denied a request: the operator must grant access."""
+
+    remedy = Remedy.FAIL
+
+
+class NotFoundError(GitsyncError):
+    """The object, or the kind itself, does not exist on the API server."""
+
+    remedy = Remedy.FAIL

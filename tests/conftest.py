@@ -1,0 +1,57 @@
+"""Shared fixtures: one real control plane per test session, a namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gitsync.clients.kube import KubeClient
+from gitsync.dev import controlplane
+from gitsync.dev.controlplane import ControlPlane
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def crds_root() -> Path:
+    """The shared CRDs: ``$GITSYNC_CRDS_DIR`` or ``../shared/crds`` beside the repo."""
+    explicit = os.environ.get("GITSYNC_CRDS_DIR")
+    root = Path(explicit) if explicit else REPO_ROOT.parent / "shared" / "crds"
+    if not root.is_dir():
+        pytest.fail(f"CRDs not found at {root}: set GITSYNC_CRDS_DIR", pytrace=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real kube-apiserver + etcd with the full KServe and Training Operator CRDs."""
+    folder = tmp_path_factory.mktemp("controlplane")
+    root = crds_root()
+    plane = controlplane.up(
+        folder,
+        crd_dirs=[root / "kserve" / "full", root / "training-operator-v1"],
+        progress=print,
+    )
+    try:
+        yield plane
+    finally:
+        controlplane.down(folder)
+
+
+@pytest.fixture(scope="session")
+def kube(control_plane: ControlPlane) -> Iterator[KubeClient]:
+    client = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(kube: KubeClient) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.delete("v1", "Namespace", name)
