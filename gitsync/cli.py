@@ -6,14 +6,27 @@ Every option can also come from a ``GITSYNC_<OPTION>`` environment variable
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
+import orjson
 
 from gitsync import __version__
-from gitsync.errors import GitsyncError
+from gitsync.clients.git import Credentials, GitSource, PasswordCredentials, SshKeyCredentials
+from gitsync.clients.kube import KubeClient
+from gitsync.daemon import Daemon
+from gitsync.dev.binaries import cache_root
+from gitsync.diff import Action
+from gitsync.errors import ConfigurationError, GitsyncError
+from gitsync.loading import CONFIG_FILE, load_config, load_file, load_tree, select_paths
+from gitsync.log import configure as configure_logging
+from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.specs import Config
 
 __all__ = ["main"]
 
@@ -108,6 +121,187 @@ def dev_status(folder: Path) -> None:
         click.echo(f"{row.component.value:<16} {state}{endpoint}")
     if not all(row.running for row in rows):
         sys.exit(3)
+
+
+# --- validate ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument(
+    "path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path(".")
+)
+@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
+def validate(path: Path, output: str) -> None:
+    """Validate the specs in PATH (a spec folder). Exit 0 when valid, 1 otherwise."""
+    config_file = path / CONFIG_FILE
+    config, problems = (
+        load_config(config_file.read_bytes()) if config_file.is_file() else (Config(), [])
+    )
+    files = [p.relative_to(path).as_posix() for p in sorted(path.rglob("*")) if p.is_file()]
+    selected = select_paths(files, root="", config=config)
+    results = [load_file(f, (path / f).read_bytes()) for f in selected]
+    loaded = load_tree(results, default_namespace=config.defaults.namespace)
+    diagnostics = [*problems, *loaded.diagnostics]
+    if output == "json":
+        click.echo(
+            orjson.dumps(
+                {
+                    "valid": not diagnostics,
+                    "specs": len(loaded.entries),
+                    "errors": [d.as_dict() for d in diagnostics],
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
+    else:
+        for diagnostic in diagnostics:
+            click.echo(str(diagnostic))
+        files_count = len(results)
+        verdict = "valid" if not diagnostics else f"{len(diagnostics)} error(s)"
+        _echo_err(f"{files_count} file(s), {len(loaded.entries)} object(s): {verdict}")
+    sys.exit(1 if diagnostics else 0)
+
+
+# --- sync / run ---------------------------------------------------------------------------
+
+
+def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
+    """The options `sync` and `run` share (each also from GITSYNC_<NAME>)."""
+    options = [
+        click.option("--repo", required=True, help="Git URL or local path of the spec repo."),
+        click.option("--branch", default="main", show_default=True),
+        click.option("--path", "subdir", default="", help="Spec folder inside the repo."),
+        click.option(
+            "--kubeconfig",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=["GITSYNC_KUBECONFIG", "KUBECONFIG"],
+            help="Default: $KUBECONFIG, then ~/.kube/config.",
+        ),
+        click.option("--context", "kube_context", default=None, help="kubeconfig context."),
+        click.option("--status-branch", default=None, help="Default: from gitsync.yaml."),
+        click.option(
+            "--instance",
+            default="default",
+            show_default=True,
+            help="Name of this gitsync instance; it only ever prunes its own objects.",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Where the git mirror lives. Default: ~/.cache/gitsync/git.",
+        ),
+        click.option(
+            "--git-username",
+            default=None,
+            help="HTTPS user; the password or token comes from GITSYNC_GIT_PASSWORD.",
+        ),
+        click.option(
+            "--ssh-key",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="SSH private key (its .pub beside it); host keys from ~/.ssh/known_hosts.",
+        ),
+        click.option("--git-timeout", type=float, default=30.0, show_default=True),
+        click.option(
+            "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _reconciler(
+    *,
+    repo: str,
+    branch: str,
+    subdir: str,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    status_branch: str | None,
+    instance: str,
+    cache_dir: Path | None,
+    git_username: str | None,
+    ssh_key: Path | None,
+    git_timeout: float,
+    wait_timeout: float = 0.0,
+) -> Reconciler:
+    credentials: Credentials | None = None
+    if git_username:
+        password = os.environ.get("GITSYNC_GIT_PASSWORD")
+        if not password:
+            raise ConfigurationError("--git-username needs GITSYNC_GIT_PASSWORD")
+        credentials = PasswordCredentials(git_username, password)
+    elif ssh_key:
+        credentials = SshKeyCredentials(
+            private_key=ssh_key,
+            public_key=ssh_key.with_name(ssh_key.name + ".pub"),
+            passphrase=os.environ.get("GITSYNC_SSH_PASSPHRASE"),
+        )
+    git = GitSource(
+        repo,
+        branch=branch,
+        cache_dir=cache_dir or cache_root() / "git",
+        credentials=credentials,
+        connect_timeout=min(10.0, git_timeout),
+        io_timeout=git_timeout,
+    )
+    kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
+    options = SyncOptions(
+        path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
+    )
+    return Reconciler(git=git, kube=kube, options=options)
+
+
+@cli.command()
+@_sync_options
+@click.option(
+    "--wait",
+    "wait_timeout",
+    type=float,
+    default=0.0,
+    help="Seconds to wait for written objects to settle before reporting status.",
+)
+def sync(log_format: str, **options: Any) -> None:
+    """Run one reconcile cycle.
+
+    Exit 0 when every spec is applied, 1 when the cycle ran but some spec failed
+    (each is reported), 2 when it could not run (git or cluster unreachable, bad
+    configuration).
+    """
+    configure_logging(json=log_format == "json")
+    report = _reconciler(**options).cycle()
+    for diagnostic in report.diagnostics:
+        click.echo(str(diagnostic), err=True)
+    for change in report.changes.changes:
+        if change.action is not Action.UNCHANGED or change.error:
+            outcome = f"failed: {change.error}" if change.error else change.action.value
+            reason = f" ({change.reason})" if change.reason and not change.error else ""
+            click.echo(f"{change.key}: {outcome}{reason}")
+    if report.changes.prune_refused:
+        click.echo(f"prune refused: {report.changes.prune_refused}", err=True)
+    for status in report.statuses:
+        where = f"{status.namespace}/{status.name}"
+        click.echo(f"{status.kind} {where}: {status.phase.value}: {status.message}")
+    if report.status_commit:
+        click.echo(f"status commit {report.status_commit}")
+    if report.status_error:
+        click.echo(f"status not published: {report.status_error}", err=True)
+    sys.exit(1 if report.failed else 0)
+
+
+@cli.command()
+@_sync_options
+@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds.")
+@click.option("--jitter", type=float, default=None, help="Seconds. Default: interval / 10.")
+def run(log_format: str, interval: float, jitter: float | None, **options: Any) -> None:
+    """Reconcile every --interval seconds until SIGTERM."""
+    configure_logging(json=log_format == "json")
+    reconciler = _reconciler(**options)
+    Daemon(
+        reconciler.cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter
+    ).run()
 
 
 def main() -> None:

@@ -19,9 +19,15 @@ __all__ = [
     "BuildError",
     "ConfigurationError",
     "ControlPlaneError",
+    "GitAuthError",
+    "GitError",
+    "GitUnavailableError",
     "GitsyncError",
     "NotFoundError",
+    "PushConflictError",
+    "PushRejectedError",
     "Remedy",
+    "SpecError",
     "TransientError",
     "WatchExpiredError",
 ]
@@ -94,3 +100,33 @@ class NotFoundError(GitsyncError):
     """The object, or the kind itself, does not exist on the API server."""
 
     remedy = Remedy.FAIL
+
+
+class GitError(GitsyncError):
+    """Base of failures talking to a git remote or reading a repository."""
+
+
+class GitUnavailableError(GitError, TransientError):
+    """The remote could not be reached, timed out, or dropped the connection."""
+
+
+class GitAuthError(GitError):
+    """The remote refused our credentials or host key: the operator must fix them."""
+
+    remedy = Remedy.FAIL
+
+
+class PushRejectedError(GitError):
+    """The remote refused a push on its own terms (a hook, a protected branch)."""
+
+    remedy = Remedy.FAIL
+
+
+class PushConflictError(GitError, TransientError):
+    """Our push stayed non-fast-forward after every fetch-and-reapply attempt."""
+
+
+class SpecError(GitsyncError):
+    """A spec file cannot be loaded or validated; only a new commit can fix it."""
+
+    remedy = Remedy.WAIT_FOR_COMMIT

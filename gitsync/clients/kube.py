@@ -13,6 +13,7 @@ HTTP status, so callers decide from types what to do.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,9 @@ class KubeClient:
         self._timeout = timeout
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovery_lock = threading.Lock()
+        #: Requests sent, by HTTP method (watches count as GET): for benchmarks and
+        #: for proving that a no-op cycle writes nothing.
+        self.requests: Counter[str] = Counter()
 
     @classmethod
     def from_kubeconfig(
@@ -191,6 +195,7 @@ class KubeClient:
         ]
         payload = None if body is None else orjson.dumps(body)
         connect, read = timeout or self._timeout
+        self.requests[method] += 1
         try:
             # param_serialize resolves the server URL and authentication (refreshing
             # exec-plugin tokens); the body is sent as our own JSON bytes, since the

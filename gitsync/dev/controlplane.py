@@ -50,6 +50,7 @@ __all__ = [
 Progress = Callable[[str], None]
 
 _READY_TIMEOUT_S = 90.0
+_CONTROLLERS_MARKER = "gitsync.dev.controllers"
 _STOP_TIMEOUT_S = 15.0
 
 
@@ -143,7 +144,15 @@ def _record_runs(record: dict[str, object] | None) -> bool:
     return isinstance(pid, int) and isinstance(marker, str) and _pid_runs(pid, marker)
 
 
-def _spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None) -> int:
+def _spawn(
+    argv: Sequence[str], *, marker: str, what: str, log: Path, env: dict[str, str] | None = None
+) -> int:
+    """Start a process in its own session; return its PID once it runs our program.
+
+    Right after fork, /proc/PID/cmdline is empty or still the parent's: waiting until
+    it shows ``marker`` keeps later liveness checks from mistaking a process that is
+    still starting for one that died.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -154,6 +163,11 @@ def _spawn(argv: Sequence[str], *, log: Path, env: dict[str, str] | None = None)
             env=env,
             start_new_session=True,
         )
+    deadline = time.monotonic() + 10.0
+    while not _pid_runs(proc.pid, marker):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise ControlPlaneError(f"{what} exited at start; see {log}:\n{_tail(log)}")
+        time.sleep(0.01)
     return proc.pid
 
 
@@ -240,16 +254,6 @@ def _wait_until(
             raise ControlPlaneError(f"{what} exited during start-up; see {log}:\n{_tail(log)}")
         time.sleep(0.1)
     raise ControlPlaneError(f"{what} not ready after {timeout:.0f}s; see {log}:\n{_tail(log)}")
-
-
-def _expect_to_stay_up(pid: int, *, marker: str, what: str, log: Path) -> None:
-    """Fail loudly when a process dies right after its start (an import error, say)."""
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        if not _pid_runs(pid, marker):
-            _reap(pid)
-            raise ControlPlaneError(f"{what} exited at start; see {log}:\n{_tail(log)}")
-        time.sleep(0.1)
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -374,12 +378,42 @@ def up(
     """Start (or find running) etcd, kube-apiserver and the dev controllers.
 
     Idempotent: what already runs is kept; what is missing is started; CRDs are
-    server-side applied every time, which is a no-op when they are unchanged.
+    server-side applied every time, which is a no-op when they are unchanged. When
+    start-up fails, the processes this call started are stopped again.
     """
+    folder = folder.resolve()
+    before = {name: record.get("pid") for name, record in _read_state(folder).items()}
+    try:
+        return _up(
+            folder,
+            crd_dirs=crd_dirs,
+            controllers=controllers,
+            progress=progress,
+            binaries=binaries,
+        )
+    except BaseException:
+        state = _read_state(folder)
+        for component in (Component.CONTROLLERS, Component.APISERVER, Component.ETCD):
+            record = state.get(component.value)
+            if record and record.get("pid") != before.get(component.value):
+                _stop(record)
+                state.pop(component.value)
+        if _state_path(folder).exists():
+            _write_state(folder, state)
+        raise
+
+
+def _up(
+    folder: Path,
+    *,
+    crd_dirs: Sequence[Path],
+    controllers: bool,
+    progress: Progress | None,
+    binaries: Binaries | None,
+) -> ControlPlane:
     from gitsync.dev.crds import install_crds  # noqa: PLC0415 - keeps `dev status` light
 
     say = progress or (lambda _msg: None)
-    folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     logs = folder / "logs"
     state = _read_state(folder)
@@ -396,7 +430,9 @@ def up(
         ports = _ports(folder)
 
         etcd_log = logs / "etcd.log"
-        etcd_pid = _spawn(_etcd_argv(bins.etcd, folder, ports), log=etcd_log)
+        etcd_pid = _spawn(
+            _etcd_argv(bins.etcd, folder, ports), marker=str(bins.etcd), what="etcd", log=etcd_log
+        )
         state[Component.ETCD.value] = {
             "pid": etcd_pid,
             "marker": str(bins.etcd),
@@ -414,7 +450,12 @@ def up(
 
         server = f"https://127.0.0.1:{ports['apiserver']}"
         api_log = logs / "kube-apiserver.log"
-        api_pid = _spawn(_apiserver_argv(bins.kube_apiserver, pki, ports), log=api_log)
+        api_pid = _spawn(
+            _apiserver_argv(bins.kube_apiserver, pki, ports),
+            marker=str(bins.kube_apiserver),
+            what="kube-apiserver",
+            log=api_log,
+        )
         state[Component.APISERVER.value] = {
             "pid": api_pid,
             "marker": str(bins.kube_apiserver),
@@ -459,13 +500,17 @@ def up(
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")) if p
         )
-        pid = _spawn(argv, log=ctl_log, env=env)
-        _expect_to_stay_up(
-            pid, marker="gitsync.dev.controllers", what="dev controllers", log=ctl_log
-        )
+        pid = _spawn(argv, marker=_CONTROLLERS_MARKER, what="dev controllers", log=ctl_log, env=env)
+        # An import error or a bad flag kills the controllers within a moment.
+        time.sleep(0.5)
+        if not _pid_runs(pid, _CONTROLLERS_MARKER):
+            _reap(pid)
+            raise ControlPlaneError(
+                f"dev controllers exited at start; see {ctl_log}:\n{_tail(ctl_log)}"
+            )
         state[Component.CONTROLLERS.value] = {
             "pid": pid,
-            "marker": "gitsync.dev.controllers",
+            "marker": _CONTROLLERS_MARKER,
             "endpoint": None,
             "log": str(ctl_log),
         }

@@ -1,0 +1,105 @@
+"""Carry out a ChangeSet against the cluster with server-side apply.
+
+The plan (:mod:`gitsync.diff`) says what may need writing; this module confirms each
+candidate with a server-side dry-run, so only real changes are written, and then
+writes with field manager ``gitsync``, forcing ownership: Git is the source of truth,
+and a field someone took over with ``kubectl edit`` is drift to revert.
+
+An error on one object is recorded on its :class:`Change` and the others go on;
+only an unreachable API server stops the cycle (nothing else could succeed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from gitsync.clients.kube import KubeClient
+from gitsync.diff import Action, Change, ChangeSet, normalize
+from gitsync.errors import ApiUnavailableError, GitsyncError, NotFoundError
+from gitsync.render import LABEL_MANAGED_BY, MANAGER, ResourceKey
+
+__all__ = ["execute"]
+
+
+def execute(
+    client: KubeClient,
+    plan: ChangeSet,
+    *,
+    create_namespaces: bool,
+    known_namespaces: set[str] | None = None,
+) -> tuple[ChangeSet, dict[ResourceKey, Mapping[str, Any]]]:
+    """Apply the plan; return what happened and the live objects written."""
+    namespaces = known_namespaces if known_namespaces is not None else set()
+    written: dict[ResourceKey, Mapping[str, Any]] = {}
+    outcome: list[Change] = []
+    for change in plan.changes:
+        try:
+            if change.action is Action.CREATED:
+                _ensure_namespace(
+                    client, change.key.namespace, namespaces, create=create_namespaces
+                )
+                written[change.key] = _apply(client, change)
+                outcome.append(change)
+            elif change.action is Action.CONFIGURED:
+                _ensure_namespace(
+                    client, change.key.namespace, namespaces, create=create_namespaces
+                )
+                outcome.append(_configure(client, change, written))
+            elif change.action is Action.DELETED:
+                client.delete(
+                    _api_version(change),
+                    change.key.kind,
+                    change.key.name,
+                    namespace=change.key.namespace or None,
+                )
+                outcome.append(change)
+            else:
+                outcome.append(change)
+        except ApiUnavailableError:
+            raise
+        except GitsyncError as exc:
+            outcome.append(dataclasses.replace(change, error=str(exc), error_remedy=exc.remedy))
+    return ChangeSet(tuple(outcome), prune_refused=plan.prune_refused), written
+
+
+def _api_version(change: Change) -> str:
+    source = change.desired or change.live or {}
+    return str(source["apiVersion"])
+
+
+def _apply(client: KubeClient, change: Change, *, dry_run: bool = False) -> dict[str, Any]:
+    assert change.desired is not None  # noqa: S101 - CREATED/CONFIGURED always carry it
+    return client.apply(change.desired, field_manager=MANAGER, force=True, dry_run=dry_run)
+
+
+def _configure(
+    client: KubeClient, change: Change, written: dict[ResourceKey, Mapping[str, Any]]
+) -> Change:
+    preview = _apply(client, change, dry_run=True)
+    if change.live is not None and normalize(preview) == normalize(change.live):
+        # The server would store exactly what it has (values it normalises, such as
+        # quantities, made the plan suspect a change): nothing to write.
+        return dataclasses.replace(change, action=Action.UNCHANGED, reason="no effective change")
+    written[change.key] = _apply(client, change)
+    return change
+
+
+def _ensure_namespace(client: KubeClient, name: str, known: set[str], *, create: bool) -> None:
+    if not name or name in known:
+        return
+    if client.get("v1", "Namespace", name) is None:
+        if not create:
+            raise NotFoundError(f"namespace {name} does not exist and createNamespaces is off")
+        # Labelled as ours but without the instance label: a namespace is never
+        # pruned, since deleting it would delete everything in it.
+        client.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": {LABEL_MANAGED_BY: MANAGER}},
+            },
+            field_manager=MANAGER,
+        )
+    known.add(name)

@@ -1,0 +1,152 @@
+"""``python -m gitsync.dev.controllers``: run every dev controller in one process.
+
+:func:`gitsync.dev.controlplane.up` starts this next to the local kube-apiserver,
+as ``python -m gitsync.dev.controllers --kubeconfig DIR/kubeconfig``; it runs until
+SIGTERM or SIGINT. The simulated delays default to a few seconds so that a developer
+watching ``kubectl get`` sees every transition; tests shorten them per object with
+annotations. These are simulators for development and tests only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from gitsync.clients.kube import KubeClient
+from gitsync.dev.controllers import inferenceservice, jobs
+from gitsync.dev.controllers.runner import Controller
+from gitsync.errors import ConfigurationError
+
+_STOP_TIMEOUT_S = 1.5
+
+log = logging.getLogger("gitsync.dev.controllers")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gitsync.dev.controllers",
+        description="Simulate the KServe and Kubeflow Training Operator controllers "
+        "(status only) against a development API server.",
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, default=None, help="default: $KUBECONFIG or ~/.kube/config"
+    )
+    # String defaults go through `type`, so a malformed environment variable is a
+    # usage error rather than a crash.
+    parser.add_argument(
+        "--isvc-ready-delay",
+        type=_seconds,
+        default=os.environ.get("GITSYNC_DEV_ISVC_READY_DELAY", "2"),
+        help="seconds until a new InferenceService revision is ready "
+        "(env GITSYNC_DEV_ISVC_READY_DELAY; annotation dev.gitsync.io/ready-delay)",
+    )
+    parser.add_argument(
+        "--job-start-delay",
+        type=_seconds,
+        default=os.environ.get("GITSYNC_DEV_JOB_START_DELAY", "1"),
+        help="seconds from a job's start to Running "
+        "(env GITSYNC_DEV_JOB_START_DELAY; annotation dev.gitsync.io/start-delay)",
+    )
+    parser.add_argument(
+        "--job-run-duration",
+        type=_seconds,
+        default=os.environ.get("GITSYNC_DEV_JOB_RUN_DURATION", "3"),
+        help="seconds from Running to Succeeded or Failed "
+        "(env GITSYNC_DEV_JOB_RUN_DURATION; annotation dev.gitsync.io/run-duration)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("GITSYNC_DEV_CONTROLLERS_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        kube = KubeClient.from_kubeconfig(args.kubeconfig)
+    except ConfigurationError as exc:
+        log.error("cannot start: %s", exc)  # noqa: TRY400 - the message is the whole story
+        return 2
+
+    isvc_settings = inferenceservice.IsvcSettings(ready_delay=args.isvc_ready_delay)
+    job_settings = jobs.JobSettings(
+        start_delay=args.job_start_delay, run_duration=args.job_run_duration
+    )
+    controllers = [
+        Controller(
+            kube,
+            api_version=inferenceservice.API_VERSION,
+            kind=inferenceservice.KIND,
+            reconcile=functools.partial(
+                inferenceservice.reconcile_inference_service, settings=isvc_settings
+            ),
+        ),
+        *(
+            Controller(
+                kube,
+                api_version=jobs.API_VERSION,
+                kind=kind,
+                reconcile=functools.partial(jobs.reconcile_job, settings=job_settings),
+            )
+            for kind in jobs.JOB_KINDS
+        ),
+    ]
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    for controller in controllers:
+        controller.start()
+    log.info(
+        "dev controllers running against %s (isvc ready delay %.1fs, job start delay %.1fs, "
+        "job run duration %.1fs)",
+        kube.server,
+        isvc_settings.ready_delay,
+        job_settings.start_delay,
+        job_settings.run_duration,
+    )
+    # A timed wait keeps the main thread responsive to signals on every platform.
+    while not stop.wait(0.5):
+        pass
+    for controller in controllers:
+        controller.stop()
+    for controller in controllers:
+        controller.join(_STOP_TIMEOUT_S / len(controllers))
+    kube.close()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

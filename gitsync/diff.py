@@ -1,0 +1,255 @@
+"""Decide what a cycle must do: desired objects x live objects -> a ChangeSet.
+
+Pure. An object is unchanged when its live copy carries the same applied-hash
+annotation (gitsync wrote exactly this) and still holds every value gitsync sets
+(nobody edited them since): that needs no request to the API server, which is what
+makes a no-op cycle free. Anything else is a candidate that :mod:`gitsync.apply`
+confirms with a server-side dry-run before writing.
+
+Pruning is guarded here, where it can be tested exhaustively: only objects carrying
+this instance's label are candidates; an object whose source file failed to load is
+never deleted (a broken file is not a deleted file); finished training runs are kept
+until their TTL; and a cycle that would delete more than the configured share of
+the managed objects deletes nothing and says why.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from gitsync.errors import Remedy
+from gitsync.health import assess
+from gitsync.render import (
+    ANNOTATION_APPLIED_HASH,
+    ANNOTATION_SOURCE_PATH,
+    LABEL_INSTANCE,
+    LABEL_TRAINING_RUN,
+    ResourceKey,
+    resource_key,
+)
+
+__all__ = [
+    "Action",
+    "Change",
+    "ChangeSet",
+    "PrunePolicy",
+    "holds",
+    "normalize",
+    "object_diff",
+    "plan_changes",
+]
+
+
+class Action(enum.Enum):
+    CREATED = "created"
+    CONFIGURED = "configured"
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One object's outcome; ``error`` set means the action was wanted but failed."""
+
+    key: ResourceKey
+    action: Action
+    reason: str = ""
+    desired: Mapping[str, Any] | None = None
+    live: Mapping[str, Any] | None = None
+    drift: bool = False
+    error: str | None = None
+    error_remedy: Remedy | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.action in {Action.CREATED, Action.CONFIGURED, Action.DELETED}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    changes: tuple[Change, ...] = ()
+    prune_refused: str | None = None
+
+    def of(self, *actions: Action) -> list[Change]:
+        return [c for c in self.changes if c.action in actions]
+
+    @property
+    def writes(self) -> list[Change]:
+        return [c for c in self.changes if c.writes and c.error is None]
+
+    @property
+    def failures(self) -> list[Change]:
+        return [c for c in self.changes if c.error is not None]
+
+    def summary(self) -> dict[str, int]:
+        counts = {action.value: 0 for action in Action}
+        for change in self.changes:
+            counts[change.action.value] += 1
+        counts["failed"] = len(self.failures)
+        return counts
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePolicy:
+    enabled: bool = True
+    max_ratio: float = 0.5
+
+
+_VOLATILE_METADATA = (
+    "managedFields",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "uid",
+    "selfLink",
+)
+
+
+def normalize(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without what the server owns: status, bookkeeping and timestamps."""
+    result = {k: v for k, v in obj.items() if k != "status"}
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
+    result["metadata"] = metadata
+    return result
+
+
+def holds(live: object, desired: object) -> bool:
+    """True when every value in ``desired`` is present and equal in ``live``.
+
+    Fields the server added (defaults) are ignored; list items are compared position
+    by position, and a list of another length differs.
+    """
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            key in live and holds(live[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(holds(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
+
+
+def object_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+    """A unified diff of two normalized objects as YAML, for people to read."""
+    import difflib  # noqa: PLC0415 - only when someone reads a diff
+
+    def lines(obj: Mapping[str, Any] | None) -> list[str]:
+        if obj is None:
+            return []
+        text = yaml.dump(normalize(obj), Dumper=yaml.CSafeDumper, sort_keys=True)
+        return text.splitlines(keepends=True)
+
+    return "".join(difflib.unified_diff(lines(before), lines(after), "live", "desired"))
+
+
+def plan_changes(
+    desired: Sequence[Mapping[str, Any]],
+    live: Mapping[ResourceKey, Mapping[str, Any]],
+    *,
+    instance: str,
+    failed_paths: Iterable[str] = (),
+    declared_runs: Iterable[tuple[str, str]] = (),
+    finished_runs: Iterable[str] = (),
+    prune: PrunePolicy = PrunePolicy(),
+    self_heal: bool = True,
+) -> ChangeSet:
+    """Compare desired with live objects.
+
+    ``declared_runs`` are the (namespace, TrainingRun name) pairs still in Git: their
+    earlier runs are kept. ``finished_runs`` names runs that finished before, so a
+    run deleted by its TTL is not started again by an unchanged spec.
+    """
+    finished = frozenset(finished_runs)
+    changes = [
+        _compare(body, live.get(resource_key(body)), finished=finished, self_heal=self_heal)
+        for body in desired
+    ]
+    wanted = {change.key for change in changes}
+    orphans = {
+        key: obj
+        for key, obj in live.items()
+        if key not in wanted and _label(obj, LABEL_INSTANCE) == instance
+    }
+    failed, runs_in_git = frozenset(failed_paths), frozenset(declared_runs)
+    kept, deletions = [], []
+    for key, current in sorted(orphans.items()):
+        reason = _keep_reason(key, current, failed=failed, runs_in_git=runs_in_git, prune=prune)
+        if reason:
+            kept.append(Change(key, Action.SKIPPED, reason, live=current))
+        else:
+            deletions.append(Change(key, Action.DELETED, "no longer in Git", live=current))
+
+    managed = sum(1 for obj in live.values() if _label(obj, LABEL_INSTANCE) == instance)
+    refused = None
+    if deletions and len(deletions) > prune.max_ratio * managed:
+        refused = (
+            f"refused to prune {len(deletions)} of {managed} managed objects: more than "
+            f"{prune.max_ratio:.0%}; raise prune.maxRatio or restore the specs"
+        )
+        deletions = [Change(c.key, Action.SKIPPED, refused, live=c.live) for c in deletions]
+    return ChangeSet((*changes, *kept, *deletions), prune_refused=refused)
+
+
+def _compare(
+    body: Mapping[str, Any],
+    current: Mapping[str, Any] | None,
+    *,
+    finished: frozenset[str],
+    self_heal: bool,
+) -> Change:
+    key = resource_key(body)
+    if current is None:
+        if key.kind in {"TFJob", "PyTorchJob"} and key.name in finished:
+            return Change(key, Action.SKIPPED, "this run finished before; runs never restart")
+        return Change(key, Action.CREATED, "new", desired=body)
+    same_hash = _annotation(current, ANNOTATION_APPLIED_HASH) == _annotation(
+        body, ANNOTATION_APPLIED_HASH
+    )
+    if not same_hash:
+        return Change(key, Action.CONFIGURED, "changed in Git", body, current)
+    if holds(current, normalize(body)):
+        return Change(key, Action.UNCHANGED, desired=body, live=current)
+    if not self_heal:
+        return Change(key, Action.SKIPPED, "drifted; selfHeal is off", body, current, drift=True)
+    return Change(key, Action.CONFIGURED, "drifted from Git", body, current, drift=True)
+
+
+def _keep_reason(
+    key: ResourceKey,
+    current: Mapping[str, Any],
+    *,
+    failed: frozenset[str],
+    runs_in_git: frozenset[tuple[str, str]],
+    prune: PrunePolicy,
+) -> str | None:
+    """Why an object no longer declared must not be deleted, if it must not."""
+    source = _annotation(current, ANNOTATION_SOURCE_PATH)
+    run_of = _label(current, LABEL_TRAINING_RUN)
+    if source in failed:
+        return f"kept: its source {source} failed to load"
+    if run_of and (key.namespace, run_of) in runs_in_git:
+        return f"an earlier run of {run_of}; kept"
+    if run_of and assess(current).health.finished:
+        return "finished run kept until its TTL"
+    if not prune.enabled:
+        return "no longer in Git; prune is off"
+    return None
+
+
+def _annotation(obj: Mapping[str, Any], name: str) -> str | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(name)
+    return str(value) if value is not None else None
+
+
+def _label(obj: Mapping[str, Any], name: str) -> str | None:
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(name)
+    return str(value) if value is not None else None

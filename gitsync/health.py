@@ -1,0 +1,152 @@
+"""Judge live objects: is a model serving, is a training run done?
+
+Pure functions from the live object (as the API server returns it) to a
+:class:`HealthReport`. They read only the status the real controllers write (KServe's
+InferenceService conditions and traffic, the Training Operator's job conditions), so
+they work the same against a real cluster and the dev controllers.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Health", "HealthReport", "TrafficTarget", "assess"]
+
+
+class Health(enum.Enum):
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+    @property
+    def finished(self) -> bool:
+        return self in {Health.SUCCEEDED, Health.FAILED}
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficTarget:
+    revision: str
+    percent: int
+    latest: bool
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    health: Health
+    message: str = ""
+    conditions: tuple[Mapping[str, Any], ...] = ()
+    url: str | None = None
+    traffic: tuple[TrafficTarget, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _conditions(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list((obj.get("status") or {}).get("conditions") or [])
+
+
+def _condition(conditions: list[Mapping[str, Any]], kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == kind), None)
+
+
+def _message(condition: Mapping[str, Any] | None, fallback: str) -> str:
+    if condition is None:
+        return fallback
+    reason, message = condition.get("reason") or "", condition.get("message") or ""
+    return ": ".join(part for part in (reason, message) if part) or fallback
+
+
+def assess(obj: Mapping[str, Any]) -> HealthReport:
+    """Health of any live object gitsync manages."""
+    kind = obj.get("kind")
+    if kind == "InferenceService":
+        return _inference_service(obj)
+    if kind in {"TFJob", "PyTorchJob"}:
+        return _training_job(obj)
+    # Plain objects (ServiceAccount, ConfigMap, ...) are healthy once they exist.
+    return HealthReport(Health.HEALTHY, "applied")
+
+
+def _inference_service(obj: Mapping[str, Any]) -> HealthReport:
+    status = obj.get("status") or {}
+    conditions = _conditions(obj)
+    ready = _condition(conditions, "Ready")
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    traffic = tuple(
+        TrafficTarget(
+            revision=str(t.get("revisionName", "")),
+            percent=int(t.get("percent") or 0),
+            latest=bool(t.get("latestRevision")),
+            tag=t.get("tag"),
+        )
+        for t in predictor.get("traffic") or []
+    )
+    # Not observedGeneration: KServe copies the Knative Service's generation there, not
+    # the InferenceService's (kserve/kserve#6081). A revision still rolling out shows
+    # as a latest created revision that is not the latest ready one.
+    created = predictor.get("latestCreatedRevision")
+    current = not created or created == predictor.get("latestReadyRevision")
+    details = {
+        key: predictor[key]
+        for key in ("latestCreatedRevision", "latestReadyRevision", "latestRolledoutRevision")
+        if predictor.get(key)
+    }
+    if ready is not None and ready.get("status") == "False":
+        failing = next(
+            (c for c in conditions if c.get("status") == "False" and c.get("type") != "Ready"),
+            ready,
+        )
+        health, message = Health.DEGRADED, _message(failing, "not ready")
+    elif ready is not None and ready.get("status") == "True" and current:
+        revision = predictor.get("latestReadyRevision")
+        health, message = Health.HEALTHY, (f"serving {revision}" if revision else "ready")
+    elif not current:
+        health = Health.PROGRESSING
+        message = f"waiting for revision {created} to become ready"
+    else:
+        health = Health.PROGRESSING
+        message = _message(ready, "waiting for the predictor to become ready")
+    return HealthReport(
+        health,
+        message,
+        conditions=tuple(conditions),
+        url=status.get("url"),
+        traffic=traffic,
+        details=details,
+    )
+
+
+def _training_job(obj: Mapping[str, Any]) -> HealthReport:
+    status = obj.get("status") or {}
+    conditions = _conditions(obj)
+    details = {
+        key: status[key]
+        for key in ("startTime", "completionTime", "replicaStatuses")
+        if status.get(key)
+    }
+    for kind, health in (
+        ("Failed", Health.FAILED),
+        ("Succeeded", Health.SUCCEEDED),
+        ("Restarting", Health.RUNNING),
+        ("Running", Health.RUNNING),
+    ):
+        condition = _condition(conditions, kind)
+        if condition is not None and condition.get("status") == "True":
+            return HealthReport(
+                health, _message(condition, kind.lower()), tuple(conditions), details=details
+            )
+    created = _condition(conditions, "Created")
+    return HealthReport(
+        Health.PENDING,
+        _message(created, "waiting to be scheduled"),
+        tuple(conditions),
+        details=details,
+    )

@@ -1,0 +1,464 @@
+"""Turn the files of a spec repo into validated entries, or into precise diagnostics.
+
+Pure: bytes in, entries and diagnostics out, so results can be cached by blob id and
+tested with tables. Every problem is a :class:`Diagnostic` naming ``path:line:col``
+and the field path; one bad file (or document) never stops the others.
+
+YAML is parsed with libyaml (``CSafeLoader``); only when a document fails validation
+is it parsed a second time into nodes, to find the line and column of the culprit.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pydantic
+import yaml
+
+from gitsync.specs import (
+    API_VERSION,
+    SPEC_MODELS,
+    Config,
+    Spec,
+    closest_name,
+    model_for_location,
+    suggest_field,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "Diagnostic",
+    "Entry",
+    "FileResult",
+    "LoadResult",
+    "ObjectKey",
+    "Rejected",
+    "Severity",
+    "load_config",
+    "load_file",
+    "load_tree",
+    "select_paths",
+]
+
+CONFIG_FILE = "gitsync.yaml"
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem, located as precisely as the input allows."""
+
+    path: str
+    line: int
+    column: int
+    message: str
+    field: str = ""
+    severity: Severity = Severity.ERROR
+
+    def __str__(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        return f"{self.path}:{self.line}:{self.column}: {where}{self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "field": self.field,
+            "message": self.message,
+            "severity": self.severity.value,
+        }
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ObjectKey:
+    """Identity of a declared object: two entries with one key are duplicates."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One valid document: a gitsync spec, or any other Kubernetes object as-is."""
+
+    path: str
+    document: int
+    line: int
+    spec: Spec | None = None
+    manifest: Mapping[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.spec is not None:
+            return self.spec.kind
+        assert self.manifest is not None  # noqa: S101 - an Entry holds one of the two
+        return str(self.manifest["kind"])
+
+    @property
+    def name(self) -> str:
+        if self.spec is not None:
+            return self.spec.metadata.name
+        assert self.manifest is not None  # noqa: S101
+        return str(self.manifest["metadata"]["name"])
+
+    def namespace(self, default: str) -> str:
+        """The namespace, with the repo default filled in for gitsync specs."""
+        if self.spec is not None:
+            return self.spec.metadata.namespace or default
+        assert self.manifest is not None  # noqa: S101
+        return str((self.manifest.get("metadata") or {}).get("namespace") or "")
+
+    def key(self, default_namespace: str) -> ObjectKey:
+        return ObjectKey(self.kind, self.namespace(default_namespace), self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A document that failed validation but still names what it declares, so its
+    status can say Invalid (and its objects are kept rather than pruned)."""
+
+    path: str
+    kind: str
+    name: str
+    namespace: str | None
+
+    def key(self, default_namespace: str) -> ObjectKey:
+        namespace = self.namespace or (default_namespace if self.kind in SPEC_MODELS else "")
+        return ObjectKey(self.kind, namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """What one file yields; cacheable by blob id since it depends only on the bytes."""
+
+    path: str
+    entries: tuple[Entry, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """Every valid entry, every diagnostic, and the paths that must not be pruned."""
+
+    entries: tuple[Entry, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+    failed_paths: frozenset[str] = field(default_factory=frozenset)
+    rejected: tuple[Rejected, ...] = ()
+
+
+# --- file selection ---------------------------------------------------------------
+
+
+@cache
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a glob where ``**/`` spans any number of folders and ``*`` one name."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def select_paths(paths: Iterable[str], *, root: str, config: Config) -> list[str]:
+    """The spec files among ``paths`` (repo-relative) under ``root``, by the config's globs."""
+    prefix = f"{root.strip('/')}/" if root.strip("/") else ""
+    selected = []
+    for path in paths:
+        if not path.startswith(prefix):
+            continue
+        relative = path[len(prefix) :]
+        if relative == CONFIG_FILE:
+            continue
+        if not any(_glob_regex(p).match(relative) for p in config.include):
+            continue
+        if any(_glob_regex(p).match(relative) for p in config.exclude):
+            continue
+        selected.append(path)
+    return sorted(selected)
+
+
+# --- parsing ------------------------------------------------------------------------
+
+
+def _yaml_error(path: str, exc: yaml.YAMLError) -> Diagnostic:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    column = mark.column + 1 if mark is not None else 1
+    problem = getattr(exc, "problem", None) or str(exc)
+    return Diagnostic(path, line, column, f"invalid YAML: {problem}")
+
+
+def _document_lines(content: bytes) -> list[int]:
+    """First line of each document, found cheaply from ``---`` separators."""
+    lines = [1]
+    for number, raw in enumerate(content.splitlines(), start=1):
+        if raw.startswith(b"---") and number > 1:
+            lines.append(number)
+    return lines
+
+
+def load_config(content: bytes, *, path: str = CONFIG_FILE) -> tuple[Config, list[Diagnostic]]:
+    """Parse ``gitsync.yaml``; on any problem, the defaults and the diagnostics."""
+    try:
+        data = yaml.load(content, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        return Config(), [_yaml_error(path, exc)]
+    if data is None:
+        return Config(), []
+    if not isinstance(data, dict):
+        return Config(), [Diagnostic(path, 1, 1, "gitsync.yaml must be a mapping")]
+    try:
+        return Config.model_validate(data), []
+    except pydantic.ValidationError as exc:
+        return Config(), _validation_diagnostics(exc, Config, content=content, path=path, index=0)
+
+
+def load_file(path: str, content: bytes) -> FileResult:
+    """Every document of one YAML file, validated; never raises for bad input."""
+    try:
+        documents = list(yaml.load_all(content, Loader=yaml.CSafeLoader))
+    except yaml.YAMLError as exc:
+        return FileResult(path, diagnostics=(_yaml_error(path, exc),))
+    starts = _document_lines(content)
+    entries: list[Entry] = []
+    diagnostics: list[Diagnostic] = []
+    rejected: list[Rejected] = []
+    for index, document in enumerate(documents):
+        if document is None:
+            continue
+        line = starts[index] if index < len(starts) else 1
+        entry, problems = _load_document(path, index, line, document, content)
+        diagnostics.extend(problems)
+        if entry is not None:
+            entries.append(entry)
+        elif (named := _named(path, document)) is not None:
+            rejected.append(named)
+    return FileResult(path, tuple(entries), tuple(diagnostics), tuple(rejected))
+
+
+def _named(path: str, document: object) -> Rejected | None:
+    if not isinstance(document, dict):
+        return None
+    metadata = document.get("metadata")
+    kind = document.get("kind")
+    if not isinstance(metadata, dict) or not isinstance(kind, str):
+        return None
+    name, namespace = metadata.get("name"), metadata.get("namespace")
+    if not isinstance(name, str):
+        return None
+    return Rejected(path, kind, name, namespace if isinstance(namespace, str) else None)
+
+
+def _load_document(
+    path: str, index: int, line: int, document: object, content: bytes
+) -> tuple[Entry | None, list[Diagnostic]]:
+    if not isinstance(document, dict):
+        kind = type(document).__name__
+        return None, [Diagnostic(path, line, 1, f"a document must be a mapping, not a {kind}")]
+    missing = [
+        name
+        for name in ("apiVersion", "kind")
+        if not isinstance(document.get(name), str) or not document.get(name)
+    ]
+    if missing:
+        return None, [Diagnostic(path, line, 1, "required field is missing", field=missing[0])]
+    if document["apiVersion"] == API_VERSION:
+        return _load_spec(path, index, line, document, content)
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+        loc = _locate(content, index, ("metadata",), at_key=True)
+        return None, [Diagnostic(path, *loc, "required field is missing", field="metadata.name")]
+    return Entry(path, index, line, manifest=document), []
+
+
+def _load_spec(
+    path: str, index: int, line: int, document: dict[str, Any], content: bytes
+) -> tuple[Entry | None, list[Diagnostic]]:
+    kind = str(document["kind"])
+    model = SPEC_MODELS.get(kind)
+    if model is None:
+        hint = closest_name(kind, SPEC_MODELS)
+        message = f"unknown kind {kind!r} in {API_VERSION}" + (
+            f"; did you mean {hint!r}?" if hint else ""
+        )
+        loc = _locate(content, index, ("kind",), at_key=False)
+        return None, [Diagnostic(path, *loc, message, field="kind")]
+    try:
+        spec = model.model_validate(document)
+    except pydantic.ValidationError as exc:
+        problems = _validation_diagnostics(exc, model, content=content, path=path, index=index)
+        return None, problems
+    return Entry(path, index, line, spec=spec), []
+
+
+# --- validation errors with positions ---------------------------------------------
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _validation_diagnostics(
+    exc: pydantic.ValidationError,
+    model: type[pydantic.BaseModel],
+    *,
+    content: bytes,
+    path: str,
+    index: int,
+) -> list[Diagnostic]:
+    errors = exc.errors(include_url=False)
+    # A misspelt field shows up twice: the typo as unknown, the real name as missing.
+    # Report it once, as the typo with a suggestion.
+    suggested: dict[tuple[str | int, ...], str] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden" and isinstance(loc[-1], str):
+            parent = model_for_location(model, loc[:-1])
+            hint = suggest_field(parent, loc[-1]) if parent else None
+            if hint:
+                suggested[loc] = hint
+    hinted_missing = {(*loc[:-1], hint) for loc, hint in suggested.items()}
+
+    diagnostics = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        if kind == "missing" and loc in hinted_missing:
+            continue
+        if kind == "extra_forbidden":
+            hint = suggested.get(loc)
+            message = f"unknown field {loc[-1]!r}" + (f"; did you mean {hint!r}?" if hint else "")
+            position = _locate(content, index, loc, at_key=True)
+        elif kind == "missing":
+            message = "required field is missing"
+            position = _locate(content, index, loc[:-1], at_key=False)
+        elif kind == "literal_error":
+            got = error.get("input")
+            expected = str((error.get("ctx") or {}).get("expected", ""))
+            choices = re.findall(r"'([^']*)'", expected)
+            hint = closest_name(str(got), choices) if choices else None
+            message = f"{got!r} is not one of {expected}" + (
+                f"; did you mean {hint!r}?" if hint and hint != got else ""
+            )
+            position = _locate(content, index, loc, at_key=False)
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            position = _locate(content, index, loc, at_key=False)
+        diagnostics.append(Diagnostic(path, *position, message, field=_field_path(loc)))
+    return diagnostics
+
+
+def _locate(
+    content: bytes, index: int, loc: Sequence[str | int], *, at_key: bool
+) -> tuple[int, int]:
+    """Line and column (1-based) of the node at ``loc`` in document ``index``.
+
+    With ``at_key`` the position of the mapping key is returned (for an unknown
+    field); otherwise that of the value. Falls back to the deepest node found.
+    """
+    try:
+        nodes = list(yaml.compose_all(content, Loader=yaml.CSafeLoader))
+    except yaml.YAMLError:
+        return 1, 1
+    if index >= len(nodes) or nodes[index] is None:
+        return 1, 1
+    node: yaml.Node = nodes[index]
+    mark = node.start_mark
+    for position, part in enumerate(loc):
+        last = position == len(loc) - 1
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            found = next(((k, v) for k, v in node.value if k.value == part), None)
+            if found is None:
+                break
+            key_node, node = found
+            mark = key_node.start_mark if (last and at_key) else node.start_mark
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            mark = node.start_mark
+        else:
+            break
+    return mark.line + 1, mark.column + 1
+
+
+# --- the whole tree -----------------------------------------------------------------
+
+
+def load_tree(results: Iterable[FileResult], *, default_namespace: str) -> LoadResult:
+    """Combine per-file results; a key declared twice is an error on every place."""
+    files = list(results)
+    by_key: dict[ObjectKey, list[Entry]] = defaultdict(list)
+    for result in files:
+        for entry in result.entries:
+            by_key[entry.key(default_namespace)].append(entry)
+
+    diagnostics = [d for result in files for d in result.diagnostics]
+    failed = {result.path for result in files if result.failed}
+    duplicates: set[tuple[str, int]] = set()
+    for key, entries in by_key.items():
+        if len(entries) < 2:
+            continue
+        for entry in entries:
+            others = ", ".join(f"{o.path}:{o.line}" for o in entries if o is not entry)
+            diagnostics.append(
+                Diagnostic(entry.path, entry.line, 1, f"{key} is also declared at {others}")
+            )
+            duplicates.add((entry.path, entry.document))
+            failed.add(entry.path)
+    entries_ok = tuple(
+        entry
+        for result in files
+        for entry in result.entries
+        if (entry.path, entry.document) not in duplicates
+    )
+    duplicated = tuple(
+        Rejected(entry.path, entry.kind, entry.name, entry.namespace(default_namespace) or None)
+        for result in files
+        for entry in result.entries
+        if (entry.path, entry.document) in duplicates
+    )
+    return LoadResult(
+        entries=entries_ok,
+        diagnostics=tuple(sorted(diagnostics, key=lambda d: (d.path, d.line, d.column))),
+        failed_paths=frozenset(failed),
+        rejected=tuple(r for result in files for r in result.rejected) + duplicated,
+    )

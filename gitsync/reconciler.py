@@ -1,0 +1,499 @@
+"""One reconcile cycle: Git -> validated specs -> cluster -> status back in Git.
+
+The cycle is a fixed sequence of steps over one :class:`Reconciler`, which keeps what
+is worth keeping between cycles (parsed files by blob id, which commit last changed
+each file, namespaces known to exist, the last status documents) so that a cycle in
+which nothing changed reads no YAML, writes nothing to the cluster and commits
+nothing. The CLI runs one cycle; the daemon runs them on a schedule.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from gitsync.apply import execute
+from gitsync.clients.git import Author, GitSource, LastChanges, Revision
+from gitsync.clients.kube import KubeClient
+from gitsync.diff import Change, ChangeSet, PrunePolicy, plan_changes
+from gitsync.errors import GitError, NotFoundError
+from gitsync.health import Health, HealthReport, assess
+from gitsync.loading import (
+    CONFIG_FILE,
+    Diagnostic,
+    Entry,
+    FileResult,
+    LoadResult,
+    load_config,
+    load_file,
+    load_tree,
+    select_paths,
+)
+from gitsync.render import (
+    LABEL_INSTANCE,
+    RenderContext,
+    ResourceKey,
+    render,
+    resource_key,
+)
+from gitsync.specs import Config, ModelDeployment, TrainingRun
+from gitsync.status import (
+    README_PATH,
+    STATUS_ROOT,
+    SpecStatus,
+    build_status,
+    commit_message,
+    finished_runs,
+    parse_document,
+    readme,
+    render_document,
+    status_path,
+)
+
+__all__ = ["CycleReport", "Reconciler", "SyncOptions"]
+
+log = structlog.get_logger(__name__)
+
+#: Kinds gitsync renders itself; listed every cycle so removed specs can be pruned.
+_RENDERED_KINDS: tuple[tuple[str, str], ...] = (
+    ("serving.kserve.io/v1beta1", "InferenceService"),
+    ("kubeflow.org/v1", "TFJob"),
+    ("kubeflow.org/v1", "PyTorchJob"),
+)
+_SETTLED = {Health.HEALTHY, Health.SUCCEEDED, Health.FAILED, Health.DEGRADED, Health.RUNNING}
+_CONTROLLED_KINDS = frozenset(kind for _, kind in _RENDERED_KINDS)
+
+
+DEFAULT_AUTHOR = Author("gitsync", "gitsync@localhost")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """What to reconcile and how; the CLI and the daemon build one from flags."""
+
+    path: str = ""
+    instance: str = "default"
+    status_branch: str | None = None
+    status_author: Author = DEFAULT_AUTHOR
+    wait_timeout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    """What one cycle found and did."""
+
+    cycle_id: str
+    revision: Revision
+    changes: ChangeSet
+    diagnostics: tuple[Diagnostic, ...]
+    statuses: tuple[SpecStatus, ...]
+    status_commit: str | None
+    status_error: str | None = None
+    skipped: bool = False
+    duration: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True when some spec could not be applied (invalid, or an apply error)."""
+        return bool(
+            self.diagnostics
+            or self.changes.failures
+            or self.changes.prune_refused
+            or self.status_error
+        )
+
+
+@dataclass
+class _Memory:
+    """What a Reconciler carries from one cycle to the next."""
+
+    parsed: dict[str, FileResult] = field(default_factory=dict)  # by blob id + path
+    last_changes: LastChanges | None = None
+    namespaces: set[str] = field(default_factory=set)
+    head: str | None = None
+    status_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    status_bytes: dict[str, bytes] = field(default_factory=dict)
+    status_head: str | None = None
+    extra_kinds: set[tuple[str, str]] = field(default_factory=set)
+    clean: bool = False  # the last cycle converged: nothing pending, nothing failing
+
+
+class Reconciler:
+    """Reconciles one spec folder of one Git branch into one cluster."""
+
+    def __init__(
+        self,
+        *,
+        git: GitSource,
+        kube: KubeClient,
+        options: SyncOptions,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._git = git
+        self._kube = kube
+        self._options = options
+        self._clock = clock
+        self._memory = _Memory()
+
+    def cycle(self) -> CycleReport:
+        """Run one cycle. Raises only when it could not run (Git or cluster away)."""
+        started = time.monotonic()
+        cycle_id = uuid.uuid4().hex[:12]
+        revision = self._git.fetch()
+        bound = log.bind(cycle=cycle_id, commit=revision.commit[:12], repo=self._git.url)
+
+        config, config_problems = self._config(revision)
+        if config_problems:
+            # Without a valid gitsync.yaml we do not know the defaults: apply nothing,
+            # prune nothing, and say why.
+            bound.warning("invalid gitsync.yaml; nothing applied", errors=len(config_problems))
+            return CycleReport(
+                cycle_id,
+                revision,
+                ChangeSet(),
+                tuple(config_problems),
+                (),
+                None,
+                duration=time.monotonic() - started,
+            )
+
+        loaded, paths = self._load(revision, config)
+        self._memory.last_changes = self._git.last_changes(
+            revision.commit, paths, previous=self._memory.last_changes
+        )
+        context = RenderContext(
+            instance=self._options.instance,
+            default_namespace=config.defaults.namespace,
+            source_commits=self._memory.last_changes.by_path,
+        )
+        desired = [render(entry, context) for entry in loaded.entries]
+        status_branch = self._options.status_branch or config.status_branch
+        self._read_statuses(status_branch)
+
+        live = self._live(desired)
+        plan = plan_changes(
+            desired,
+            live,
+            instance=self._options.instance,
+            failed_paths=loaded.failed_paths,
+            declared_runs=[
+                (entry.namespace(config.defaults.namespace), entry.name)
+                for entry in loaded.entries
+                if isinstance(entry.spec, TrainingRun)
+            ],
+            finished_runs=finished_runs(self._memory.status_docs.values()),
+            prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
+            self_heal=config.self_heal,
+        )
+        changes, written = execute(
+            self._kube,
+            plan,
+            create_namespaces=config.create_namespaces,
+            known_namespaces=self._memory.namespaces,
+        )
+        observed = {**live, **written}
+        # What a write returns carries the status from before it: until the controller
+        # has written a newer one, that status says nothing about the new spec.
+        stale = {key for key, obj in written.items() if obj.get("kind") in _CONTROLLED_KINDS}
+        if self._options.wait_timeout > 0 and stale:
+            self._wait_for_health(written, observed, stale)
+
+        statuses = self._statuses(
+            loaded=loaded,
+            desired=desired,
+            changes=changes,
+            observed=observed,
+            stale=stale,
+            config=config,
+        )
+        status_commit, status_error = self._publish(
+            statuses, status_branch=status_branch, revision=revision
+        )
+        report = CycleReport(
+            cycle_id=cycle_id,
+            revision=revision,
+            changes=changes,
+            diagnostics=loaded.diagnostics,
+            statuses=tuple(statuses),
+            status_commit=status_commit,
+            status_error=status_error,
+            duration=time.monotonic() - started,
+        )
+        self._memory.head = revision.commit
+        bound.info(
+            "cycle finished",
+            duration_ms=round(report.duration * 1000, 1),
+            invalid=len(loaded.diagnostics),
+            status_commit=status_commit,
+            **changes.summary(),
+        )
+        for change in changes.changes:
+            if change.writes or change.error:
+                bound.info(
+                    "object " + (change.action.value if not change.error else "failed"),
+                    object=str(change.key),
+                    reason=change.reason,
+                    error=change.error,
+                )
+        if changes.prune_refused:
+            bound.warning("prune refused", reason=changes.prune_refused)
+        return report
+
+    # --- steps ----------------------------------------------------------------------
+
+    def _config(self, revision: Revision) -> tuple[Config, list[Diagnostic]]:
+        root = self._options.path.strip("/")
+        config_path = f"{root}/{CONFIG_FILE}" if root else CONFIG_FILE
+        blob = self._git.files(revision.commit, under=root).get(config_path)
+        if blob is None:
+            return Config(), []
+        return load_config(self._git.read_blob(blob), path=config_path)
+
+    def _load(self, revision: Revision, config: Config) -> tuple[LoadResult, list[str]]:
+        root = self._options.path.strip("/")
+        blobs = self._git.files(revision.commit, under=root)
+        paths = select_paths(blobs, root=root, config=config)
+        results = []
+        parsed: dict[str, FileResult] = {}
+        for path in paths:
+            cache_key = f"{blobs[path]}:{path}"
+            result = self._memory.parsed.get(cache_key)
+            if result is None:
+                result = load_file(path, self._git.read_blob(blobs[path]))
+            parsed[cache_key] = result
+            results.append(result)
+        self._memory.parsed = parsed  # forget files that are gone
+        return load_tree(results, default_namespace=config.defaults.namespace), paths
+
+    def _live(self, desired: Sequence[Mapping[str, Any]]) -> dict[ResourceKey, Mapping[str, Any]]:
+        """Every object of this instance, of every kind we render or were given."""
+        kinds = set(_RENDERED_KINDS) | self._memory.extra_kinds
+        kinds |= {(str(o["apiVersion"]), str(o["kind"])) for o in desired}
+        self._memory.extra_kinds = kinds - set(_RENDERED_KINDS)
+        live: dict[ResourceKey, Mapping[str, Any]] = {}
+        selector = f"{LABEL_INSTANCE}={self._options.instance}"
+        for api_version, kind in sorted(kinds):
+            try:
+                listing = self._kube.list(api_version, kind, label_selector=selector)
+            except NotFoundError:
+                continue  # the kind is not served (CRD missing): nothing of it to prune
+            for item in listing.get("items", []):
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                live[resource_key(item)] = item
+        return live
+
+    def _wait_for_health(
+        self,
+        written: Mapping[ResourceKey, Mapping[str, Any]],
+        observed: dict[ResourceKey, Mapping[str, Any]],
+        stale: set[ResourceKey],
+    ) -> None:
+        """Poll what was just written until its controller reports it settled, or the
+        wait times out; ``observed`` and ``stale`` are updated in place."""
+        deadline = time.monotonic() + self._options.wait_timeout
+        pending = set(stale)
+        while pending and time.monotonic() < deadline:
+            for key in sorted(pending):
+                before = written[key]
+                live = self._kube.get(
+                    str(before["apiVersion"]), key.kind, key.name, namespace=key.namespace or None
+                )
+                if live is None:
+                    pending.discard(key)
+                    continue
+                observed[key] = live
+                if _resource_version(live) != _resource_version(before):
+                    stale.discard(key)
+                    if assess(live).health in _SETTLED:
+                        pending.discard(key)
+            if pending:
+                time.sleep(0.25)
+
+    def _read_statuses(self, branch: str) -> None:
+        head = self._git.fetch_branch(branch)
+        commit = head.commit if head else None
+        if commit == self._memory.status_head:
+            return
+        docs: dict[str, dict[str, Any]] = {}
+        raw: dict[str, bytes] = {}
+        if commit is not None:
+            for path, blob in self._git.files(commit, under=STATUS_ROOT).items():
+                content = self._git.read_blob(blob)
+                raw[path] = content
+                if path.endswith(".yaml"):
+                    docs[path] = parse_document(content)
+        self._memory.status_docs, self._memory.status_bytes = docs, raw
+        self._memory.status_head = commit
+
+    def _statuses(
+        self,
+        *,
+        loaded: LoadResult,
+        desired: Sequence[Mapping[str, Any]],
+        changes: ChangeSet,
+        observed: Mapping[ResourceKey, Mapping[str, Any]],
+        stale: set[ResourceKey],
+        config: Config,
+    ) -> list[SpecStatus]:
+        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        by_key = {change.key: change for change in changes.changes}
+        commits = self._memory.last_changes.by_path if self._memory.last_changes else {}
+        previous = self._memory.status_docs
+        statuses: dict[str, SpecStatus] = {}
+        for entry, body in zip(loaded.entries, desired, strict=True):
+            key = resource_key(body)
+            status = _entry_status(
+                entry,
+                body,
+                change=by_key.get(key),
+                live=observed.get(key),
+                stale=key in stale,
+                namespace=entry.namespace(config.defaults.namespace),
+                source_commit=commits.get(entry.path, ""),
+                now=now,
+                previous=previous,
+            )
+            statuses[status.path] = status
+        problems: dict[str, list[Diagnostic]] = {}
+        for diagnostic in loaded.diagnostics:
+            problems.setdefault(diagnostic.path, []).append(diagnostic)
+        for rejected in loaded.rejected:
+            declared = rejected.key(config.defaults.namespace)
+            status = build_status(
+                kind=declared.kind,
+                name=declared.name,
+                namespace=declared.namespace,
+                source=rejected.path,
+                source_commit=commits.get(rejected.path, ""),
+                now=now,
+                previous=previous.get(
+                    status_path(declared.kind, declared.namespace, declared.name)
+                ),
+                diagnostics=problems.get(rejected.path, ()),
+            )
+            statuses[status.path] = status
+        # A file so broken that its documents cannot even be named: its specs keep their
+        # status documents, marked Invalid, rather than vanishing.
+        for path, doc in previous.items():
+            if path in statuses or doc.get("source") not in loaded.failed_paths:
+                continue
+            source = str(doc.get("source"))
+            statuses[path] = build_status(
+                kind=str(doc.get("kind")),
+                name=str(doc.get("name")),
+                namespace=str(doc.get("namespace") or ""),
+                source=source,
+                source_commit=commits.get(source, str(doc.get("sourceCommit") or "")),
+                now=now,
+                previous=doc,
+                diagnostics=problems.get(source, ()),
+            )
+        return sorted(statuses.values(), key=lambda s: s.path)
+
+    def _publish(
+        self, statuses: Sequence[SpecStatus], *, status_branch: str, revision: Revision
+    ) -> tuple[str | None, str | None]:
+        files: dict[str, bytes | None] = {s.path: render_document(s) for s in statuses}
+        files[README_PATH] = readme(statuses)
+        removed = [p for p in self._memory.status_bytes if p not in files]
+        changed = {p: c for p, c in files.items() if self._memory.status_bytes.get(p) != c}
+        if not changed and not removed:
+            return None, None
+        message = commit_message(
+            before=self._memory.status_docs,
+            after=[s for s in statuses if s.path in changed],
+            removed=removed,
+            source_commit=revision.commit,
+            instance=self._options.instance,
+        )
+        try:
+            commit = self._git.publish(
+                {**changed, **dict.fromkeys(removed)},
+                branch=status_branch,
+                message=message,
+                author=self._options.status_author,
+            )
+        except GitError as exc:
+            log.warning("status push failed", branch=status_branch, error=str(exc))
+            self._memory.status_head = None  # re-read the branch next cycle
+            return None, str(exc)
+        self._memory.status_bytes = {p: c for p, c in files.items() if c is not None}
+        self._memory.status_docs = {s.path: parse_document(files[s.path] or b"") for s in statuses}
+        self._memory.status_head = commit
+        return commit, None
+
+
+def _entry_status(
+    entry: Entry,
+    body: Mapping[str, Any],
+    *,
+    change: Change | None,
+    live: Mapping[str, Any] | None,
+    stale: bool,
+    namespace: str,
+    source_commit: str,
+    now: str,
+    previous: Mapping[str, Mapping[str, Any]],
+) -> SpecStatus:
+    key = resource_key(body)
+    health = assess(live) if live is not None else None
+    if stale:
+        waiting = Health.PROGRESSING if key.kind == "InferenceService" else Health.PENDING
+        health = HealthReport(waiting, "applied; waiting for the controller to report")
+    model = run = None
+    if isinstance(entry.spec, ModelDeployment):
+        model = _model_info(entry.spec, health)
+    elif isinstance(entry.spec, TrainingRun):
+        run = _run_info(key.name, health) if health is not None else None
+    path = status_path(entry.kind, namespace, entry.name)
+    return build_status(
+        kind=entry.kind,
+        name=entry.name,
+        namespace=namespace,
+        source=entry.path,
+        source_commit=source_commit,
+        now=now,
+        previous=previous.get(path),
+        change=change,
+        health=health,
+        resources=[f"{body['apiVersion']} {key}"],
+        model=model,
+        run=run,
+    )
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def _model_info(spec: ModelDeployment, health: HealthReport | None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "format": spec.spec.model.format,
+        "storageUri": spec.spec.model.storage_uri,
+    }
+    if health is not None:
+        if health.url:
+            info["url"] = health.url
+        if health.traffic:
+            info["traffic"] = [
+                {"revision": t.revision, "percent": t.percent, "latest": t.latest}
+                for t in health.traffic
+            ]
+    return info
+
+
+def _run_info(name: str, health: HealthReport) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": name, "phase": health.health.value}
+    for key in ("startTime", "completionTime", "replicaStatuses"):
+        if key in health.details:
+            info[key] = health.details[key]
+    if health.health is Health.FAILED:
+        info["reason"] = health.message
+    return info

@@ -1,0 +1,325 @@
+"""The user-facing spec kinds (apiVersion ``gitsync.io/v1alpha1``) as pydantic models.
+
+These are what data scientists write; they are deliberately smaller than the
+Kubernetes resources they become (see :mod:`gitsync.render`). The models are strict:
+an unknown field is an error, and :func:`suggest_field` turns a near miss such as
+``storageURI`` into "did you mean storageUri?". Field names are camelCase on the wire,
+as in Kubernetes; their JSON Schema is exported by :func:`json_schemas`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "API_VERSION",
+    "Config",
+    "Defaults",
+    "Metadata",
+    "ModelDeployment",
+    "ModelSource",
+    "Replicas",
+    "Resources",
+    "Rollout",
+    "RunPolicy",
+    "Spec",
+    "SpecKind",
+    "TrainingRun",
+    "Transformer",
+    "closest_name",
+    "json_schemas",
+    "model_for_location",
+    "suggest_field",
+]
+
+API_VERSION = "gitsync.io/v1alpha1"
+
+_DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[numkMGTPE])?$")
+
+DnsLabel = Annotated[str, StringConstraints(pattern=_DNS1123_LABEL, max_length=63)]
+
+
+def _check_quantity(value: str | int | float) -> str | int | float:
+    if isinstance(value, str) and not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)")
+    return value
+
+
+Quantity = Annotated[str | int | float, AfterValidator(_check_quantity)]
+
+#: Model formats KServe's shipped ServingRuntimes understand.
+ModelFormat = Literal[
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "tensorflow",
+    "pytorch",
+    "onnx",
+    "triton",
+    "huggingface",
+    "pmml",
+    "paddle",
+    "mlflow",
+]
+
+_STORAGE_SCHEMES = (
+    "s3://",
+    "gs://",
+    "pvc://",
+    "hf://",
+    "oci://",
+    "https://",
+    "http://",
+    "azure://",
+)
+
+
+def _check_storage_uri(value: str) -> str:
+    if not value.startswith(_STORAGE_SCHEMES):
+        schemes = ", ".join(_STORAGE_SCHEMES)
+        raise ValueError(f"{value!r} has no supported scheme ({schemes})")
+    return value
+
+
+StorageUri = Annotated[str, AfterValidator(_check_storage_uri)]
+
+
+class _Strict(BaseModel):
+    """camelCase on the wire, unknown fields rejected, instances immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        serialize_by_alias=True,
+    )
+
+
+class Metadata(_Strict):
+    name: DnsLabel
+    namespace: DnsLabel | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Resources(_Strict):
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class ModelSource(_Strict):
+    format: ModelFormat
+    storage_uri: StorageUri
+    runtime_version: str | None = None
+    runtime: str | None = Field(default=None, description="ServingRuntime to use, by name")
+
+
+class Replicas(_Strict):
+    min: int = Field(default=1, ge=0)
+    max: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class Transformer(_Strict):
+    image: str
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    resources: Resources | None = None
+
+
+class Rollout(_Strict):
+    strategy: Literal["direct"] = "direct"
+
+
+class ModelDeploymentSpec(_Strict):
+    model: ModelSource
+    resources: Resources | None = None
+    replicas: Replicas = Field(default_factory=Replicas)
+    service_account_name: DnsLabel | None = None
+    transformer: Transformer | None = None
+    rollout: Rollout = Field(default_factory=Rollout)
+
+
+class ModelDeployment(_Strict):
+    """A model served by a KServe InferenceService of the same name."""
+
+    api_version: Literal["gitsync.io/v1alpha1"]
+    kind: Literal["ModelDeployment"]
+    metadata: Metadata
+    spec: ModelDeploymentSpec
+
+
+_REPLICA_ROLES: dict[str, frozenset[str]] = {
+    "tensorflow": frozenset({"chief", "worker", "ps", "evaluator"}),
+    "pytorch": frozenset({"master", "worker"}),
+}
+
+
+class RunPolicy(_Strict):
+    backoff_limit: int | None = Field(default=None, ge=0)
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+
+
+class TrainingRunSpec(_Strict):
+    framework: Literal["tensorflow", "pytorch"]
+    image: str
+    command: list[str] = Field(default_factory=list)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    replicas: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: {"worker": 1})
+    resources: Resources | None = None
+    output: str | None = Field(
+        default=None, description="Where the run writes its model; {run} is the run's name"
+    )
+    run_policy: RunPolicy = Field(default_factory=RunPolicy)
+
+    @field_validator("replicas")
+    @classmethod
+    def _roles_fit_framework(cls, replicas: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        framework = info.data.get("framework")
+        if framework is None:  # framework itself was invalid; reported there
+            return replicas
+        allowed = _REPLICA_ROLES[framework]
+        unknown = sorted(set(replicas) - allowed)
+        if unknown:
+            raise ValueError(
+                f"replica role(s) {', '.join(unknown)} unknown for {framework}; "
+                f"use {', '.join(sorted(allowed))}"
+            )
+        if framework == "pytorch" and replicas.get("master", 0) > 1:
+            raise ValueError("pytorch runs have at most one master")
+        if not any(replicas.values()):
+            raise ValueError("a run needs at least one replica")
+        return replicas
+
+
+class TrainingMetadata(Metadata):
+    # The run name appends "-" and 8 hex digits to it, within the 63-character limit.
+    name: Annotated[str, StringConstraints(pattern=_DNS1123_LABEL, max_length=54)]
+
+
+class TrainingRun(_Strict):
+    """A training job (TFJob or PyTorchJob); a changed spec starts a new run."""
+
+    api_version: Literal["gitsync.io/v1alpha1"]
+    kind: Literal["TrainingRun"]
+    metadata: TrainingMetadata
+    spec: TrainingRunSpec
+
+
+class PruneConfig(_Strict):
+    enabled: bool = True
+    max_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="Refuse a cycle deleting more than this share"
+    )
+
+
+class Defaults(_Strict):
+    namespace: DnsLabel = "default"
+
+
+class Config(_Strict):
+    """``gitsync.yaml`` at the spec root: defaults and behaviour for one spec repo."""
+
+    api_version: Literal["gitsync.io/v1alpha1"] = "gitsync.io/v1alpha1"
+    kind: Literal["Config"] = "Config"
+    defaults: Defaults = Field(default_factory=Defaults)
+    include: list[str] = Field(default_factory=lambda: ["**/*.yaml", "**/*.yml"])
+    exclude: list[str] = Field(default_factory=list)
+    prune: PruneConfig = Field(default_factory=PruneConfig)
+    self_heal: bool = True
+    create_namespaces: bool = True
+    status_branch: str = "gitsync/status"
+
+
+Spec = ModelDeployment | TrainingRun
+SpecKind = Literal["ModelDeployment", "TrainingRun"]
+SPEC_MODELS: dict[str, type[ModelDeployment] | type[TrainingRun]] = {
+    "ModelDeployment": ModelDeployment,
+    "TrainingRun": TrainingRun,
+}
+
+
+# --- helpers for error messages and schema export -----------------------------------
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The model classes an annotation may hold (through Optional, list, dict, ...)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if origin in (Union, types.UnionType, list, tuple, set, frozenset):
+        return [m for arg in get_args(annotation) for m in _unwrap(arg)]
+    if origin is dict:
+        return _unwrap(get_args(annotation)[1])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def model_for_location(root: type[BaseModel], loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class that holds the field at ``loc`` (wire names), if any."""
+    current: type[BaseModel] | None = root
+    for part in loc:
+        if current is None:
+            return None
+        if isinstance(part, int):
+            continue
+        by_alias = {(f.alias or n): f for n, f in current.model_fields.items()}
+        field = by_alias.get(part)
+        if field is None:
+            # A dict key (labels, replicas) keeps the model of its values.
+            continue
+        candidates = _unwrap(field.annotation)
+        current = candidates[0] if candidates else None
+    return current
+
+
+def closest_name(wrong: str, choices: Iterable[str]) -> str | None:
+    """The choice a misspelling most likely meant: same letters in another case first."""
+    options = list(choices)
+    lowered = {option.lower(): option for option in options}
+    if wrong.lower() in lowered:
+        return lowered[wrong.lower()]
+    matches = difflib.get_close_matches(wrong, options, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def suggest_field(model: type[BaseModel], wrong: str) -> str | None:
+    """The wire name of ``model`` closest to a misspelt one, if any is close."""
+    return closest_name(wrong, [f.alias or n for n, f in model.model_fields.items()])
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every kind a spec repo may hold, keyed by kind."""
+    models: dict[str, type[BaseModel]] = {**SPEC_MODELS, "Config": Config}
+    return {
+        kind: model.model_json_schema(by_alias=True, mode="validation")
+        for kind, model in models.items()
+    }

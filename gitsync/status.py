@@ -1,0 +1,292 @@
+"""Status documents: what gitsync commits back to Git after each cycle.
+
+Pure functions from what a cycle learnt (validation, the change applied, the live
+object's health) to one YAML document per spec at
+``status/<namespace>/<Kind>/<name>.yaml``, a ``status/README.md`` table, and a commit
+message. Documents are deterministic (no "last seen" clock): a cycle where nothing
+changed produces byte-identical files, so it commits nothing. Condition transition
+times are carried over from the previous document unless the condition changed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import yaml
+
+from gitsync.diff import Action, Change
+from gitsync.errors import Remedy
+from gitsync.health import Health, HealthReport
+from gitsync.loading import Diagnostic
+
+__all__ = [
+    "README_PATH",
+    "STATUS_ROOT",
+    "Phase",
+    "SpecStatus",
+    "build_status",
+    "commit_message",
+    "finished_runs",
+    "parse_document",
+    "readme",
+    "render_document",
+    "status_path",
+]
+
+STATUS_ROOT: Final = "status"
+README_PATH: Final = f"{STATUS_ROOT}/README.md"
+RUN_HISTORY: Final = 10
+
+
+class Phase(enum.Enum):
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    INVALID = "Invalid"
+    UNKNOWN = "Unknown"
+
+
+_PHASE_OF_HEALTH: Final = {health: Phase(health.value) for health in Health}
+_SETTLED_OK: Final = {Phase.HEALTHY, Phase.SUCCEEDED}
+_STALLED: Final = {Phase.INVALID, Phase.FAILED, Phase.DEGRADED}
+
+
+@dataclass(frozen=True, slots=True)
+class SpecStatus:
+    kind: str
+    name: str
+    namespace: str
+    source: str
+    source_commit: str
+    phase: Phase
+    message: str
+    conditions: tuple[Mapping[str, str], ...] = ()
+    resources: tuple[str, ...] = ()
+    model: Mapping[str, Any] | None = None
+    run: Mapping[str, Any] | None = None
+    runs: tuple[Mapping[str, Any], ...] = ()
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def path(self) -> str:
+        return status_path(self.kind, self.namespace, self.name)
+
+
+def status_path(kind: str, namespace: str, name: str) -> str:
+    return f"{STATUS_ROOT}/{namespace or '_cluster'}/{kind}/{name}.yaml"
+
+
+def _condition(
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    previous: Mapping[str, Mapping[str, Any]],
+    now: str,
+) -> dict[str, str]:
+    before = previous.get(kind) or {}
+    unchanged = before.get("status") == status
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": str(before.get("lastTransitionTime") or now) if unchanged else now,
+    }
+
+
+def _conditions(
+    phase: Phase, message: str, previous_doc: Mapping[str, Any] | None, now: str
+) -> tuple[dict[str, str], ...]:
+    """Kubernetes-style Ready / Reconciling / Stalled, as kstatus defines them."""
+    previous = {str(c.get("type")): c for c in (previous_doc or {}).get("conditions") or [] if c}
+    reason = phase.value
+    ready = "True" if phase in _SETTLED_OK else ("False" if phase in _STALLED else "Unknown")
+    reconciling = "False" if phase in _SETTLED_OK | _STALLED else "True"
+    stalled = "True" if phase in _STALLED else "False"
+    return (
+        _condition("Ready", ready, reason, message, previous=previous, now=now),
+        _condition("Reconciling", reconciling, reason, message, previous=previous, now=now),
+        _condition("Stalled", stalled, reason, message, previous=previous, now=now),
+    )
+
+
+def build_status(
+    *,
+    kind: str,
+    name: str,
+    namespace: str,
+    source: str,
+    source_commit: str,
+    now: str,
+    previous: Mapping[str, Any] | None = None,
+    diagnostics: Sequence[Diagnostic] = (),
+    change: Change | None = None,
+    health: HealthReport | None = None,
+    resources: Sequence[str] = (),
+    model: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
+) -> SpecStatus:
+    """The status of one spec, from the most decisive fact known about it."""
+    errors = tuple(str(d) for d in diagnostics)
+    if diagnostics:
+        phase, message = (
+            Phase.INVALID,
+            f"{len(diagnostics)} validation error(s); first: {errors[0]}",
+        )
+    elif change is not None and change.error is not None:
+        phase, message = _phase_of_error(change), change.error
+    elif change is not None and change.action is Action.SKIPPED and health is None:
+        phase, message = Phase.UNKNOWN, change.reason
+    elif health is not None:
+        phase, message = _PHASE_OF_HEALTH[health.health], health.message
+    else:
+        phase, message = Phase.UNKNOWN, "not observed yet"
+    if change is not None and change.drift:
+        message = f"{message} (drift {'reverted' if change.writes else 'detected'})"
+    history = _run_history(previous, run)
+    return SpecStatus(
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        source=source,
+        source_commit=source_commit,
+        phase=phase,
+        message=message,
+        conditions=_conditions(phase, message, previous, now),
+        resources=tuple(resources),
+        model=model,
+        run=run,
+        runs=history,
+        errors=errors,
+    )
+
+
+def _phase_of_error(change: Change) -> Phase:
+    # Rejected by the API server's schema: only a new commit can fix it.
+    return Phase.INVALID if change.error_remedy is Remedy.WAIT_FOR_COMMIT else Phase.DEGRADED
+
+
+def _run_history(
+    previous: Mapping[str, Any] | None, run: Mapping[str, Any] | None
+) -> tuple[Mapping[str, Any], ...]:
+    """The last runs, newest first; the current run replaces its own older entry."""
+    older = [r for r in (previous or {}).get("runs") or [] if isinstance(r, Mapping)]
+    if run is None:
+        return tuple(older[:RUN_HISTORY])
+    rest = [r for r in older if r.get("name") != run.get("name")]
+    return (run, *rest)[:RUN_HISTORY]
+
+
+def finished_runs(documents: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """Names of runs that a previous status document recorded as finished."""
+    return frozenset(
+        str(r.get("name"))
+        for doc in documents
+        for r in doc.get("runs") or []
+        if isinstance(r, Mapping) and r.get("phase") in {Phase.SUCCEEDED.value, Phase.FAILED.value}
+    )
+
+
+def render_document(status: SpecStatus) -> bytes:
+    doc: dict[str, Any] = {
+        "kind": status.kind,
+        "name": status.name,
+        "namespace": status.namespace,
+        "source": status.source,
+        "sourceCommit": status.source_commit,
+        "phase": status.phase.value,
+        "message": status.message,
+        "conditions": [dict(c) for c in status.conditions],
+    }
+    if status.resources:
+        doc["resources"] = list(status.resources)
+    if status.model is not None:
+        doc["model"] = dict(status.model)
+    if status.run is not None:
+        doc["run"] = dict(status.run)
+    if status.runs:
+        doc["runs"] = [dict(r) for r in status.runs]
+    if status.errors:
+        doc["errors"] = list(status.errors)
+    text = yaml.dump(doc, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1000)
+    return text.encode("utf-8")
+
+
+def parse_document(content: bytes) -> dict[str, Any]:
+    """A previous status document; an unreadable one counts as absent."""
+    try:
+        data = yaml.load(content, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _traffic_text(model: Mapping[str, Any] | None) -> str:
+    if not model:
+        return ""
+    return ", ".join(f"{t.get('revision')} {t.get('percent')}%" for t in model.get("traffic") or [])
+
+
+def readme(statuses: Iterable[SpecStatus]) -> bytes:
+    """A Markdown table of every spec, for people browsing the status branch."""
+    rows = sorted(statuses, key=lambda s: (s.namespace, s.kind, s.name))
+    lines = [
+        "# gitsync status",
+        "",
+        "One row per spec; each links to its status document. Source is the commit that",
+        "last changed the spec's file.",
+        "",
+        "| Namespace | Kind | Name | Phase | Model / run | Traffic | Source | Message |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in rows:
+        what = ""
+        if s.model:
+            what = str(s.model.get("storageUri") or "")
+        elif s.run:
+            what = str(s.run.get("name") or "")
+        message = s.message.replace("|", "\\|").replace("\n", " ")
+        link = f"[{s.name}]({s.path.removeprefix(STATUS_ROOT + '/')})"
+        lines.append(
+            f"| {s.namespace} | {s.kind} | {link} | {s.phase.value} | {what} | "
+            f"{_traffic_text(s.model)} | `{s.source}@{s.source_commit[:7]}` | {message} |"
+        )
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def commit_message(
+    *,
+    before: Mapping[str, Mapping[str, Any]],
+    after: Sequence[SpecStatus],
+    removed: Sequence[str],
+    source_commit: str,
+    instance: str,
+) -> str:
+    """One summary line, a line per changed spec, then trailers."""
+    details = []
+    for status in after:
+        old = before.get(status.path)
+        old_phase = old.get("phase") if old else None
+        if old_phase == status.phase.value and old and old.get("message") == status.message:
+            continue
+        arrow = f"{old_phase} -> {status.phase.value}" if old_phase else status.phase.value
+        details.append(
+            f"- {status.kind} {status.namespace}/{status.name}: {arrow}: {status.message}"
+        )
+    details.extend(f"- removed {path}" for path in removed)
+    counts: dict[str, int] = {}
+    for status in after:
+        counts[status.phase.value] = counts.get(status.phase.value, 0) + 1
+    summary = ", ".join(f"{n} {phase.lower()}" for phase, n in sorted(counts.items()))
+    subject = f"gitsync status: {summary or 'no specs'} [source {source_commit[:7]}]"
+    trailers = [f"Gitsync-Source-Commit: {source_commit}", f"Gitsync-Instance: {instance}"]
+    return "\n".join([subject, "", *details, "", *trailers]) + "\n"

@@ -1,0 +1,97 @@
+"""Health is read from the status fields the real controllers write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gitsync.health import Health, TrafficTarget, assess
+
+
+def isvc(*conditions: dict[str, str], created: str = "m-predictor-00002") -> dict[str, Any]:
+    return {
+        "kind": "InferenceService",
+        "metadata": {"generation": 2},
+        "status": {
+            # KServe reports the Knative Service's generation here: never compared.
+            "observedGeneration": 7,
+            "url": "http://m.ml.example.com",
+            "conditions": list(conditions),
+            "components": {
+                "predictor": {
+                    "latestCreatedRevision": created,
+                    "latestReadyRevision": "m-predictor-00002",
+                    "traffic": [
+                        {
+                            "revisionName": "m-predictor-00002",
+                            "percent": 10,
+                            "latestRevision": True,
+                        },
+                        {"revisionName": "m-predictor-00001", "percent": 90, "tag": "prev"},
+                    ],
+                }
+            },
+        },
+    }
+
+
+def cond(kind: str, status: str, reason: str = "", message: str = "") -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": reason, "message": message}
+
+
+@pytest.mark.parametrize(
+    ("obj", "health", "message"),
+    [
+        (isvc(cond("Ready", "True")), Health.HEALTHY, "serving m-predictor-00002"),
+        (
+            isvc(cond("Ready", "True"), created="m-predictor-00003"),
+            Health.PROGRESSING,
+            "waiting for revision m-predictor-00003 to become ready",
+        ),
+        (isvc(cond("Ready", "Unknown", "RevisionMissing")), Health.PROGRESSING, "RevisionMissing"),
+        (
+            isvc(
+                cond("PredictorReady", "False", "RevisionFailed", "crash"), cond("Ready", "False")
+            ),
+            Health.DEGRADED,
+            "RevisionFailed: crash",
+        ),
+        (isvc(), Health.PROGRESSING, "waiting for the predictor to become ready"),
+    ],
+)
+def test_inference_service(obj: dict[str, Any], health: Health, message: str) -> None:
+    report = assess(obj)
+    assert (report.health, report.message) == (health, message)
+
+
+def test_inference_service_traffic_and_url() -> None:
+    report = assess(isvc(cond("Ready", "True")))
+    assert report.url == "http://m.ml.example.com"
+    assert report.traffic == (
+        TrafficTarget("m-predictor-00002", 10, latest=True),
+        TrafficTarget("m-predictor-00001", 90, latest=False, tag="prev"),
+    )
+
+
+def job(*conditions: dict[str, str]) -> dict[str, Any]:
+    return {"kind": "TFJob", "status": {"conditions": list(conditions), "startTime": "t0"}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "health"),
+    [
+        (job(), Health.PENDING),
+        (job(cond("Created", "True")), Health.PENDING),
+        (job(cond("Created", "True"), cond("Running", "True")), Health.RUNNING),
+        (job(cond("Running", "False"), cond("Succeeded", "True")), Health.SUCCEEDED),
+        (job(cond("Running", "False"), cond("Failed", "True", "OOMKilled")), Health.FAILED),
+        (job(cond("Restarting", "True")), Health.RUNNING),
+    ],
+)
+def test_training_job(obj: dict[str, Any], health: Health) -> None:
+    assert assess(obj).health is health
+
+
+def test_other_objects_are_healthy_once_applied() -> None:
+    assert assess({"kind": "ServiceAccount"}).health is Health.HEALTHY

@@ -1,0 +1,108 @@
+"""Status documents are deterministic, carry conditions, and tell the story in commits."""
+
+from __future__ import annotations
+
+from gitsync.diff import Action, Change
+from gitsync.errors import Remedy
+from gitsync.health import Health, HealthReport
+from gitsync.loading import Diagnostic
+from gitsync.render import ResourceKey
+from gitsync.status import (
+    Phase,
+    build_status,
+    commit_message,
+    finished_runs,
+    parse_document,
+    readme,
+    render_document,
+    status_path,
+)
+
+KEY = ResourceKey("serving.kserve.io", "InferenceService", "ml", "fraud")
+BASE = {
+    "kind": "ModelDeployment",
+    "name": "fraud",
+    "namespace": "ml",
+    "source": "models/fraud.yaml",
+    "source_commit": "c" * 40,
+}
+
+
+def test_path_layout() -> None:
+    assert status_path("ModelDeployment", "ml", "fraud") == "status/ml/ModelDeployment/fraud.yaml"
+
+
+def test_invalid_spec_is_stalled_and_lists_errors() -> None:
+    diagnostic = Diagnostic("models/fraud.yaml", 8, 5, "unknown field", field="spec.x")
+    status = build_status(**BASE, now="t1", diagnostics=[diagnostic])
+    assert status.phase is Phase.INVALID
+    conditions = {c["type"]: c["status"] for c in status.conditions}
+    assert conditions == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+    assert status.errors == ("models/fraud.yaml:8:5: spec.x: unknown field",)
+
+
+def test_rejected_by_the_server_is_invalid_other_errors_degraded() -> None:
+    for remedy, phase in ((Remedy.WAIT_FOR_COMMIT, Phase.INVALID), (Remedy.FAIL, Phase.DEGRADED)):
+        change = Change(KEY, Action.CONFIGURED, error="nope", error_remedy=remedy)
+        assert build_status(**BASE, now="t", change=change).phase is phase
+
+
+def test_documents_are_byte_identical_when_nothing_changed() -> None:
+    health = HealthReport(Health.HEALTHY, "serving fraud-predictor-00001")
+    first = build_status(**BASE, now="t1", health=health)
+    again = build_status(
+        **BASE, now="t2", health=health, previous=parse_document(render_document(first))
+    )
+    assert render_document(first) == render_document(again)
+
+
+def test_transition_time_moves_only_when_the_condition_changes() -> None:
+    progressing = build_status(**BASE, now="t1", health=HealthReport(Health.PROGRESSING))
+    healthy = build_status(
+        **BASE,
+        now="t2",
+        health=HealthReport(Health.HEALTHY),
+        previous=parse_document(render_document(progressing)),
+    )
+    times = {c["type"]: c["lastTransitionTime"] for c in healthy.conditions}
+    assert times == {"Ready": "t2", "Reconciling": "t2", "Stalled": "t1"}
+
+
+def test_run_history_keeps_the_latest_runs_and_finished_names() -> None:
+    previous = {
+        "runs": [{"name": "t-1", "phase": "Succeeded"}, {"name": "t-2", "phase": "Running"}]
+    }
+    status = build_status(
+        **{**BASE, "kind": "TrainingRun"},
+        now="t",
+        previous=previous,
+        health=HealthReport(Health.FAILED),
+        run={"name": "t-2", "phase": "Failed"},
+    )
+    assert [r["name"] for r in status.runs] == ["t-2", "t-1"]
+    assert finished_runs([parse_document(render_document(status))]) == {"t-1", "t-2"}
+
+
+def test_commit_message_tells_what_changed() -> None:
+    before = {"status/ml/ModelDeployment/fraud.yaml": {"phase": "Progressing", "message": "x"}}
+    after = [build_status(**BASE, now="t", health=HealthReport(Health.HEALTHY, "serving r1"))]
+    message = commit_message(
+        before=before, after=after, removed=[], source_commit="c" * 40, instance="prod"
+    )
+    subject, blank, *rest = message.splitlines()
+    assert subject == "gitsync status: 1 healthy [source ccccccc]"
+    assert blank == ""
+    assert "- ModelDeployment ml/fraud: Progressing -> Healthy: serving r1" in rest
+    assert rest[-2:] == [f"Gitsync-Source-Commit: {'c' * 40}", "Gitsync-Instance: prod"]
+
+
+def test_readme_table() -> None:
+    status = build_status(
+        **BASE,
+        now="t",
+        health=HealthReport(Health.HEALTHY, "ok"),
+        model={"storageUri": "s3://m/v7", "traffic": [{"revision": "r1", "percent": 100}]},
+    )
+    text = readme([status]).decode()
+    assert "| ml | ModelDeployment | [fraud](ml/ModelDeployment/fraud.yaml) | Healthy | " in text
+    assert "s3://m/v7 | r1 100% |" in text
