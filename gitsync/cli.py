@@ -206,6 +206,12 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True
         ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default=None,
+            help="Default: warning for sync (its report goes to stdout), info for run.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -234,9 +240,11 @@ def _reconciler(
             raise ConfigurationError("--git-username needs GITSYNC_GIT_PASSWORD")
         credentials = PasswordCredentials(git_username, password)
     elif ssh_key:
+        public_key = ssh_key.with_name(ssh_key.name + ".pub")
         credentials = SshKeyCredentials(
             private_key=ssh_key,
-            public_key=ssh_key.with_name(ssh_key.name + ".pub"),
+            # libssh2 derives the public key from the private one when no .pub exists.
+            public_key=public_key if public_key.exists() else None,
             passphrase=os.environ.get("GITSYNC_SSH_PASSPHRASE"),
         )
     git = GitSource(
@@ -263,14 +271,14 @@ def _reconciler(
     default=0.0,
     help="Seconds to wait for written objects to settle before reporting status.",
 )
-def sync(log_format: str, **options: Any) -> None:
+def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     """Run one reconcile cycle.
 
     Exit 0 when every spec is applied, 1 when the cycle ran but some spec failed
     (each is reported), 2 when it could not run (git or cluster unreachable, bad
     configuration).
     """
-    configure_logging(json=log_format == "json")
+    configure_logging(json=log_format == "json", level=log_level or "warning")
     report = _reconciler(**options).cycle()
     for diagnostic in report.diagnostics:
         click.echo(str(diagnostic), err=True)
@@ -295,9 +303,11 @@ def sync(log_format: str, **options: Any) -> None:
 @_sync_options
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds.")
 @click.option("--jitter", type=float, default=None, help="Seconds. Default: interval / 10.")
-def run(log_format: str, interval: float, jitter: float | None, **options: Any) -> None:
+def run(
+    log_format: str, log_level: str | None, interval: float, jitter: float | None, **options: Any
+) -> None:
     """Reconcile every --interval seconds until SIGTERM."""
-    configure_logging(json=log_format == "json")
+    configure_logging(json=log_format == "json", level=log_level or "info")
     reconciler = _reconciler(**options)
     Daemon(
         reconciler.cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter

@@ -30,6 +30,7 @@ from gitsync.render import (
     LABEL_INSTANCE,
     LABEL_TRAINING_RUN,
     ResourceKey,
+    comparable,
     resource_key,
 )
 
@@ -216,7 +217,7 @@ def _compare(
     )
     if not same_hash:
         return Change(key, Action.CONFIGURED, "changed in Git", body, current)
-    if holds(current, normalize(body)):
+    if holds(current, comparable(normalize(body))):
         return Change(key, Action.UNCHANGED, desired=body, live=current)
     if not self_heal:
         return Change(key, Action.SKIPPED, "drifted; selfHeal is off", body, current, drift=True)

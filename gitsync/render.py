@@ -36,6 +36,7 @@ __all__ = [
     "RenderContext",
     "ResourceKey",
     "applied_hash",
+    "comparable",
     "render",
     "resource_key",
     "run_name",
@@ -49,6 +50,8 @@ ANNOTATION_SOURCE_PATH: Final = "gitsync.io/source-path"
 ANNOTATION_SOURCE_COMMIT: Final = "gitsync.io/source-commit"
 ANNOTATION_SPEC_KIND: Final = "gitsync.io/spec-kind"
 ANNOTATION_APPLIED_HASH: Final = "gitsync.io/applied-hash"
+
+_PROVENANCE: Final = frozenset({ANNOTATION_SOURCE_COMMIT, ANNOTATION_APPLIED_HASH})
 
 #: Kinds without a namespace, so the repo's default namespace is not filled in.
 CLUSTER_SCOPED_KINDS: Final = frozenset(
@@ -120,13 +123,34 @@ def _canonical(data: object) -> bytes:
 
 
 def applied_hash(obj: Mapping[str, Any]) -> str:
-    """A hash of the object as gitsync means it, excluding the hash annotation itself."""
+    """A hash of what the object says, leaving out the provenance annotations.
+
+    The source commit is left out on purpose: a commit that touches a file without
+    changing what it declares (a comment, a reordering) must not cause a write.
+    KServe copies an InferenceService's annotations into its revision template, so
+    such a write would even roll out a new revision of an identical model.
+    """
+    return hashlib.sha256(_canonical(_without_provenance(obj))).hexdigest()[:16]
+
+
+def _without_provenance(obj: Mapping[str, Any]) -> dict[str, Any]:
     metadata = dict(obj.get("metadata") or {})
-    annotations = {
-        k: v for k, v in (metadata.get("annotations") or {}).items() if k != ANNOTATION_APPLIED_HASH
+    metadata["annotations"] = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k not in _PROVENANCE
     }
-    metadata["annotations"] = annotations
-    return hashlib.sha256(_canonical({**obj, "metadata": metadata})).hexdigest()[:16]
+    return {**obj, "metadata": metadata}
+
+
+def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as compared with a live copy: without the source commit, which is
+    only rewritten when something else changes (see :func:`applied_hash`)."""
+    metadata = dict(obj.get("metadata") or {})
+    metadata["annotations"] = {
+        k: v
+        for k, v in (metadata.get("annotations") or {}).items()
+        if k != ANNOTATION_SOURCE_COMMIT
+    }
+    return {**obj, "metadata": metadata}
 
 
 def run_name(run: TrainingRun) -> str:

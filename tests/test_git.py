@@ -103,7 +103,7 @@ def libgit2_home(home: Path, known_hosts: str) -> Iterator[None]:
 def ssh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """sshd with a host key that libgit2's known_hosts trusts, for this module."""
     if reason := sshd_missing():
-        pytest.skip(reason)
+        pytest.fail(f"{reason}: hack/setup installs it", pytrace=False)
     folder = tmp_path_factory.mktemp("sshd")
     server = SshServer(folder / "server")
     try:
@@ -644,6 +644,16 @@ def test_publish_creates_an_orphan_branch(
     assert status.commit == sha
     assert status.author == STATUS
     assert set(source.files(sha)) == {"status/a.json", "status/deep/b.json"}
+
+
+def test_publish_to_an_empty_remote(remote: Remote, open_source: Callable[..., GitSource]) -> None:
+    source = open_source(remote)
+    with pytest.raises(GitError, match="no branch"):
+        source.fetch()
+    sha = source.publish({"a": b"1"}, branch="status", message="first", author=STATUS)
+    assert sha is not None
+    assert first_parents(remote, "status") == [sha]
+    assert remote_head(remote, "main") is None
 
 
 def test_publish_without_changes_makes_no_commit(

@@ -119,6 +119,22 @@ def test_unrelated_commit_writes_nothing(
     assert gitsync_write(after) == gitsync_write(before)
 
 
+def test_comment_only_edit_writes_nothing(
+    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+) -> None:
+    reconciler.cycle()
+    before = kube.get(*ISVC, "alpha", namespace=namespace)
+    repo.write("specs/models/alpha.yaml", "# owned by the risk team\n" + model("alpha", namespace))
+    repo.commit("alpha: add a comment")
+
+    report = reconciler.cycle()
+
+    assert report.changes.writes == []
+    after = kube.get(*ISVC, "alpha", namespace=namespace)
+    assert before and after
+    assert gitsync_write(after) == gitsync_write(before)
+
+
 def test_edit_applies_only_that_spec_and_records_its_commit(
     reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
 ) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gitsync.loading import load_file
+from gitsync.loading import Entry, load_file
 from gitsync.render import (
     ANNOTATION_APPLIED_HASH,
     ANNOTATION_SOURCE_COMMIT,
@@ -94,17 +94,17 @@ def test_training_output_uri_names_the_run() -> None:
         assert {"name": "OUTPUT_URI", "value": f"s3://models/{name}"} in container["env"]
 
 
-@pytest.mark.parametrize(
-    ("commit_a", "commit_b", "same"),
-    [("a" * 40, "a" * 40, True), ("a" * 40, "b" * 40, False)],
-)
-def test_hash_follows_the_source_commit(commit_a: str, commit_b: str, same: bool) -> None:
+def test_hash_ignores_the_source_commit() -> None:
+    """A commit that does not change what a file declares must cause no write."""
     (entry,) = load_file("t.yaml", RUN).entries
+    (changed,) = load_file("t.yaml", RUN.replace(b"train:1", b"train:2")).entries
 
-    def hashed(commit: str) -> str:
+    def hashed(spec_entry: Entry, commit: str) -> str:
         context = RenderContext(
             instance="i", default_namespace="d", source_commits={"t.yaml": commit}
         )
-        return str(render(entry, context)["metadata"]["annotations"][ANNOTATION_APPLIED_HASH])
+        body = render(spec_entry, context)
+        return str(body["metadata"]["annotations"][ANNOTATION_APPLIED_HASH])
 
-    assert (hashed(commit_a) == hashed(commit_b)) is same
+    assert hashed(entry, "a" * 40) == hashed(entry, "b" * 40)
+    assert hashed(entry, "a" * 40) != hashed(changed, "a" * 40)

@@ -492,7 +492,7 @@ class GitSource:
         """Fetch ``branch`` into its tracking ref; its remote head, or None if missing."""
         tracking = _TRACKING + branch
         remote = self._remote()
-        callbacks = _Callbacks(self)
+        callbacks = self._callbacks()
         with self._network(f"fetch {branch!r} from"):
             remote.fetch(
                 [f"+refs/heads/{branch}:{tracking}"],
@@ -501,13 +501,14 @@ class GitSource:
             )
             heads = remote.list_heads(connect=False)
         head = next((h.oid for h in heads if h.name == f"refs/heads/{branch}"), None)
-        known = self._repo.references.get(tracking)
-        if head is None:
-            if known is not None:
-                known.delete()  # the branch is gone from the remote
-        elif known is None or known.target != head:
-            # A fetch that needed no objects may leave the ref alone: set it ourselves.
-            self._set_ref(tracking, head, "gitsync: fetched")
+        with self._reading(f"update {tracking}"):
+            known = self._repo.references.get(tracking)
+            if head is None:
+                if known is not None:
+                    known.delete()  # the branch is gone from the remote
+            elif known is None or known.target != head:
+                # A fetch that needed no objects may leave the ref alone: set it ourselves.
+                self._repo.create_reference(tracking, head, force=True, message="gitsync: fetch")
         return head
 
     def _push(self, commit: pygit2.Oid, branch: str) -> GitError | None:
@@ -516,7 +517,7 @@ class GitSource:
         self._set_ref(source, commit, "gitsync: publishing")
         refspec = f"{source}:refs/heads/{branch}"  # no leading "+": never a forced update
         remote = self._remote()
-        callbacks = _Callbacks(self)
+        callbacks = self._callbacks()
         try:
             with self._network(f"push {branch!r} to"):
                 remote.push([refspec], callbacks=callbacks, proxy=self._proxy)
@@ -536,6 +537,9 @@ class GitSource:
                 )
             )
         return None
+
+    def _callbacks(self) -> _Callbacks:
+        return _Callbacks(self._credentials, verify_host=self._verify_host, where=self.url)
 
     def _remote(self) -> pygit2.Remote:
         try:
@@ -618,16 +622,18 @@ class GitSource:
             signature = pygit2.Signature(author.name, author.email, int(time.time()), 0)
             parents = [] if base is None else [base]
             return self._repo.create_commit(None, signature, signature, message, tree, parents)
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, KeyError) as exc:
             raise GitError(f"git mirror {self._path}: commit: {exc}") from exc
 
 
 class _Callbacks(pygit2.RemoteCallbacks):
     """Credentials, host verification and push reports for one network operation."""
 
-    def __init__(self, source: GitSource) -> None:
+    def __init__(self, credentials: Credentials | None, *, verify_host: bool, where: str) -> None:
         super().__init__()
-        self._source = source
+        self._given = credentials
+        self._verify_host = verify_host
+        self._where = where  # the remote's URL, redacted
         self._offered = False
         self.rejected: dict[str, str] = {}
         self._output: list[str] = []
@@ -635,8 +641,7 @@ class _Callbacks(pygit2.RemoteCallbacks):
     def credentials(
         self, url: str, username_from_url: str | None, allowed_types: CredentialType
     ) -> pygit2.Username | pygit2.UserPass | pygit2.Keypair:
-        given = self._source._credentials
-        where = self._source.url
+        given, where = self._given, self._where
         if allowed_types == CredentialType.USERNAME:
             # SSH asks for the user name alone first when the URL has none.
             user = given.username if isinstance(given, SshKeyCredentials) else None
@@ -668,11 +673,11 @@ class _Callbacks(pygit2.RemoteCallbacks):
     def certificate_check(self, certificate: None, valid: bool, host: bytes) -> bool:
         # ``valid``: TLS verification, or for SSH libgit2's check of the host key
         # against known_hosts. pygit2 would let any SSH host key through by default.
-        if valid or not self._source._verify_host:
+        if valid or not self._verify_host:
             return True
         name = host.decode(errors="replace")
         raise GitAuthError(
-            f"git remote {self._source.url}: host {name} is not trusted (unknown or changed "
+            f"git remote {self._where}: host {name} is not trusted (unknown or changed "
             "SSH host key, or invalid TLS certificate)"
         )
 
