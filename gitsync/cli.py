@@ -1,7 +1,8 @@
 """The ``gitsync`` command line: parses options and wires modules together, nothing more.
 
 Every option can also come from a ``GITSYNC_<OPTION>`` environment variable
-(``--crds`` from ``GITSYNC_CRDS_DIR``, a ``:``-separated list).
+(``--repo`` from ``GITSYNC_REPO``; ``--crds`` from ``GITSYNC_CRDS_DIR``, a
+``:``-separated list; ``--kubeconfig`` also from ``KUBECONFIG``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import orjson
@@ -30,14 +31,21 @@ from gitsync.specs import Config
 
 __all__ = ["main"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _option(flag: str, *names: str, **settings: Any) -> Callable[[_F], _F]:
+    """A click option that can also be set as GITSYNC_<FLAG> in the environment."""
+    settings.setdefault("envvar", "GITSYNC_" + flag.removeprefix("--").upper().replace("-", "_"))
+    settings.setdefault("show_envvar", True)
+    return click.option(flag, *names, **settings)
+
 
 def _echo_err(message: str) -> None:
     click.echo(message, err=True)
 
 
-@click.group(
-    context_settings={"auto_envvar_prefix": "GITSYNC", "help_option_names": ["-h", "--help"]}
-)
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gitsync")
 def cli() -> None:
     """GitOps for ML: reconcile model deployments and training runs from Git."""
@@ -48,7 +56,7 @@ def dev() -> None:
     """A local Kubernetes control plane (real kube-apiserver + etcd) for development."""
 
 
-_DIR_OPTION = click.option(
+_DIR_OPTION = _option(
     "--dir",
     "folder",
     type=click.Path(file_okay=False, path_type=Path),
@@ -69,7 +77,7 @@ def dev_build() -> None:
 
 @dev.command("up")
 @_DIR_OPTION
-@click.option(
+@_option(
     "--crds",
     "crd_dirs",
     multiple=True,
@@ -77,7 +85,7 @@ def dev_build() -> None:
     envvar="GITSYNC_CRDS_DIR",
     help="Folder of CRD YAML files to install (repeatable).",
 )
-@click.option(
+@_option(
     "--controllers/--no-controllers",
     default=True,
     show_default=True,
@@ -130,7 +138,7 @@ def dev_status(folder: Path) -> None:
 @click.argument(
     "path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path(".")
 )
-@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text")
+@_option("--format", "output", type=click.Choice(["text", "json"]), default="text")
 def validate(path: Path, output: str) -> None:
     """Validate the specs in PATH (a spec folder). Exit 0 when valid, 1 otherwise."""
     config_file = path / CONFIG_FILE
@@ -168,45 +176,45 @@ def validate(path: Path, output: str) -> None:
 def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
     """The options `sync` and `run` share (each also from GITSYNC_<NAME>)."""
     options = [
-        click.option("--repo", required=True, help="Git URL or local path of the spec repo."),
-        click.option("--branch", default="main", show_default=True),
-        click.option("--path", "subdir", default="", help="Spec folder inside the repo."),
-        click.option(
+        _option("--repo", required=True, help="Git URL or local path of the spec repo."),
+        _option("--branch", default="main", show_default=True),
+        _option("--path", "subdir", default="", help="Spec folder inside the repo."),
+        _option(
             "--kubeconfig",
             type=click.Path(dir_okay=False, path_type=Path),
             envvar=["GITSYNC_KUBECONFIG", "KUBECONFIG"],
             help="Default: $KUBECONFIG, then ~/.kube/config.",
         ),
-        click.option("--context", "kube_context", default=None, help="kubeconfig context."),
-        click.option("--status-branch", default=None, help="Default: from gitsync.yaml."),
-        click.option(
+        _option("--context", "kube_context", default=None, help="kubeconfig context."),
+        _option("--status-branch", default=None, help="Default: from gitsync.yaml."),
+        _option(
             "--instance",
             default="default",
             show_default=True,
             help="Name of this gitsync instance; it only ever prunes its own objects.",
         ),
-        click.option(
+        _option(
             "--cache-dir",
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
-            help="Where the git mirror lives. Default: ~/.cache/gitsync/git.",
+            help="gitsync's cache (the git mirror lives in its git/). Default: ~/.cache/gitsync.",
         ),
-        click.option(
+        _option(
             "--git-username",
             default=None,
             help="HTTPS user; the password or token comes from GITSYNC_GIT_PASSWORD.",
         ),
-        click.option(
+        _option(
             "--ssh-key",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             default=None,
             help="SSH private key (its .pub beside it); host keys from ~/.ssh/known_hosts.",
         ),
-        click.option("--git-timeout", type=float, default=30.0, show_default=True),
-        click.option(
+        _option("--git-timeout", type=float, default=30.0, show_default=True),
+        _option(
             "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True
         ),
-        click.option(
+        _option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"]),
             default=None,
@@ -232,6 +240,7 @@ def _reconciler(
     ssh_key: Path | None,
     git_timeout: float,
     wait_timeout: float = 0.0,
+    watch: bool = False,
 ) -> Reconciler:
     credentials: Credentials | None = None
     if git_username:
@@ -250,7 +259,7 @@ def _reconciler(
     git = GitSource(
         repo,
         branch=branch,
-        cache_dir=cache_dir or cache_root() / "git",
+        cache_dir=(cache_dir or cache_root()) / "git",
         credentials=credentials,
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
@@ -259,12 +268,12 @@ def _reconciler(
     options = SyncOptions(
         path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
     )
-    return Reconciler(git=git, kube=kube, options=options)
+    return Reconciler(git=git, kube=kube, options=options, watch=watch)
 
 
 @cli.command()
 @_sync_options
-@click.option(
+@_option(
     "--wait",
     "wait_timeout",
     type=float,
@@ -301,17 +310,20 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
 
 @cli.command()
 @_sync_options
-@click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds.")
-@click.option("--jitter", type=float, default=None, help="Seconds. Default: interval / 10.")
+@_option("--interval", type=float, default=30.0, show_default=True, help="Seconds.")
+@_option("--jitter", type=float, default=None, help="Seconds. Default: interval / 10.")
 def run(
     log_format: str, log_level: str | None, interval: float, jitter: float | None, **options: Any
 ) -> None:
     """Reconcile every --interval seconds until SIGTERM."""
     configure_logging(json=log_format == "json", level=log_level or "info")
-    reconciler = _reconciler(**options)
-    Daemon(
-        reconciler.cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter
-    ).run()
+    reconciler = _reconciler(**options, watch=True)
+    try:
+        Daemon(
+            reconciler.cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter
+        ).run()
+    finally:
+        reconciler.close()
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import structlog
 
 from gitsync.apply import execute
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
-from gitsync.clients.kube import KubeClient
+from gitsync.clients.kube import Informer, KubeClient
 from gitsync.diff import Change, ChangeSet, PrunePolicy, plan_changes
-from gitsync.errors import GitError, NotFoundError
+from gitsync.errors import ApiUnavailableError, GitError, NotFoundError, Remedy
 from gitsync.health import Health, HealthReport, assess
 from gitsync.loading import (
     CONFIG_FILE,
@@ -121,7 +121,82 @@ class _Memory:
     status_bytes: dict[str, bytes] = field(default_factory=dict)
     status_head: str | None = None
     extra_kinds: set[tuple[str, str]] = field(default_factory=set)
-    clean: bool = False  # the last cycle converged: nothing pending, nothing failing
+    live_version: int | None = None
+    #: The last cycle left nothing that another try could fix (transient failures,
+    #: an unpublished status): with the same commit and no live change, skip.
+    settled: bool = False
+
+
+class _Listed:
+    """Live objects by one LIST per kind and cycle: for a single `gitsync sync`."""
+
+    version: int | None = None  # unknown: every cycle must look
+
+    def __init__(self, kube: KubeClient, selector: str) -> None:
+        self._kube = kube
+        self._selector = selector
+
+    def objects(self, kinds: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        found = []
+        for api_version, kind in kinds:
+            try:
+                listing = self._kube.list(api_version, kind, label_selector=self._selector)
+            except NotFoundError:
+                continue  # the kind is not served (CRD missing): nothing of it to prune
+            for item in listing.get("items", []):
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                found.append(item)
+        return found
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _Watched:
+    """Live objects kept current by an informer per kind: for the daemon.
+
+    A cycle reads memory instead of listing, and ``version`` tells whether anything
+    changed at all since the last cycle (drift, a controller's status, a deletion).
+    """
+
+    def __init__(self, kube: KubeClient, selector: str, *, sync_timeout: float = 30.0) -> None:
+        self._kube = kube
+        self._selector = selector
+        self._sync_timeout = sync_timeout
+        self._informers: dict[tuple[str, str], Informer] = {}
+
+    @property
+    def version(self) -> int:
+        return sum(informer.version for informer in self._informers.values())
+
+    def objects(self, kinds: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        for api_version, kind in kinds:
+            if (api_version, kind) not in self._informers:
+                informer = Informer(
+                    self._kube, api_version=api_version, kind=kind, label_selector=self._selector
+                )
+                informer.start()
+                self._informers[(api_version, kind)] = informer
+        found: list[dict[str, Any]] = []
+        for api_version, kind in kinds:
+            informer = self._informers[(api_version, kind)]
+            deadline = time.monotonic() + self._sync_timeout
+            while not informer.synced and informer.error is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if isinstance(informer.error, NotFoundError) and not informer.synced:
+                continue  # the kind is not served (CRD missing): nothing of it to prune
+            if informer.error is not None or not informer.synced:
+                # A cache that may be stale is no ground for applying or pruning.
+                raise ApiUnavailableError(
+                    f"watch of {kind} is not current: {informer.error or 'not synced yet'}"
+                )
+            found.extend(informer.snapshot().values())
+        return found
+
+    def close(self) -> None:
+        for informer in self._informers.values():
+            informer.stop()
 
 
 class Reconciler:
@@ -134,12 +209,23 @@ class Reconciler:
         kube: KubeClient,
         options: SyncOptions,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        watch: bool = False,
     ) -> None:
+        """``watch`` keeps live objects current with informers (for the daemon) instead
+        of listing them every cycle, and lets a cycle with nothing new end at once."""
         self._git = git
         self._kube = kube
         self._options = options
         self._clock = clock
         self._memory = _Memory()
+        selector = f"{LABEL_INSTANCE}={options.instance}"
+        self._live_source: _Listed | _Watched = (
+            _Watched(kube, selector) if watch else _Listed(kube, selector)
+        )
+
+    def close(self) -> None:
+        """Stop the informers, if any."""
+        self._live_source.close()
 
     def cycle(self) -> CycleReport:
         """Run one cycle. Raises only when it could not run (Git or cluster away)."""
@@ -147,12 +233,33 @@ class Reconciler:
         cycle_id = uuid.uuid4().hex[:12]
         revision = self._git.fetch()
         bound = log.bind(cycle=cycle_id, commit=revision.commit[:12], repo=self._git.url)
+        live_version = self._live_source.version
+        if (
+            self._memory.settled
+            and revision.commit == self._memory.head
+            and live_version is not None
+            and live_version == self._memory.live_version
+        ):
+            bound.debug("nothing changed")
+            return CycleReport(
+                cycle_id,
+                revision,
+                ChangeSet(),
+                (),
+                (),
+                None,
+                skipped=True,
+                duration=time.monotonic() - started,
+            )
+        self._memory.settled = False
 
         config, config_problems = self._config(revision)
         if config_problems:
             # Without a valid gitsync.yaml we do not know the defaults: apply nothing,
             # prune nothing, and say why.
             bound.warning("invalid gitsync.yaml; nothing applied", errors=len(config_problems))
+            self._memory.head, self._memory.live_version = revision.commit, live_version
+            self._memory.settled = True
             return CycleReport(
                 cycle_id,
                 revision,
@@ -225,7 +332,10 @@ class Reconciler:
             status_error=status_error,
             duration=time.monotonic() - started,
         )
-        self._memory.head = revision.commit
+        self._memory.head, self._memory.live_version = revision.commit, live_version
+        self._memory.settled = status_error is None and all(
+            change.error_remedy is Remedy.WAIT_FOR_COMMIT for change in changes.failures
+        )
         bound.info(
             "cycle finished",
             duration_ms=round(report.duration * 1000, 1),
@@ -272,21 +382,18 @@ class Reconciler:
         return load_tree(results, default_namespace=config.defaults.namespace), paths
 
     def _live(self, desired: Sequence[Mapping[str, Any]]) -> dict[ResourceKey, Mapping[str, Any]]:
-        """Every object of this instance, of every kind we render or were given."""
+        """Every object of this instance, of every kind we render, were given, or
+        recorded in a status document (so a kind whose last file is gone is pruned)."""
         kinds = set(_RENDERED_KINDS) | self._memory.extra_kinds
         kinds |= {(str(o["apiVersion"]), str(o["kind"])) for o in desired}
+        for doc in self._memory.status_docs.values():
+            for resource in doc.get("resources") or []:
+                api_version, kind, *_ = str(resource).split(" ")
+                kinds.add((api_version, kind))
         self._memory.extra_kinds = kinds - set(_RENDERED_KINDS)
         live: dict[ResourceKey, Mapping[str, Any]] = {}
-        selector = f"{LABEL_INSTANCE}={self._options.instance}"
-        for api_version, kind in sorted(kinds):
-            try:
-                listing = self._kube.list(api_version, kind, label_selector=selector)
-            except NotFoundError:
-                continue  # the kind is not served (CRD missing): nothing of it to prune
-            for item in listing.get("items", []):
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
-                live[resource_key(item)] = item
+        for item in self._live_source.objects(sorted(kinds)):
+            live[resource_key(item)] = item
         return live
 
     def _wait_for_health(

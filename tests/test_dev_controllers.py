@@ -237,7 +237,7 @@ def test_process_stops_promptly_on_signal(control_plane: ControlPlane, signum: i
 
 def test_process_survives_an_unreachable_api_server(unreachable_kubeconfig: Path) -> None:
     process = _spawn(unreachable_kubeconfig)
-    _wait_for_log(process, "retrying")
+    _wait_for_log(process, "watch interrupted")
     assert process.poll() is None, "exited while the API server was away"
     _stop_within(process, signal.SIGTERM, 2.5)
 

@@ -956,7 +956,7 @@ class FakeKube:
         if event:
             self.events.put(WatchEvent(event, copy.deepcopy(obj)))
 
-    def list(self, api_version: str, kind: str) -> Obj:
+    def list(self, api_version: str, kind: str, **_: Any) -> Obj:
         with self.lock:
             self.lists += 1
             return {

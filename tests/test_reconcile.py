@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from gitsync.diff import Action
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
 from gitsync.render import ANNOTATION_SOURCE_COMMIT, LABEL_INSTANCE
 
+from .gitremotes import GitDaemon
 from .specrepo import SpecRepo
 
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
@@ -48,9 +50,24 @@ def repo(tmp_path: Path, namespace: str) -> SpecRepo:
     return spec_repo
 
 
+@pytest.fixture(params=["file", "git-daemon"])
+def remote_url(request: pytest.FixtureRequest, repo: SpecRepo, tmp_path: Path) -> Iterator[str]:
+    """The spec repo over file:// and over the git protocol on 127.0.0.1."""
+    if request.param == "file":
+        yield repo.url
+        return
+    daemon = GitDaemon(repo.remote.parent, tmp_path / "git-daemon.log")
+    try:
+        yield daemon.url(repo.remote)
+    finally:
+        daemon.stop()
+
+
 @pytest.fixture
-def reconciler(repo: SpecRepo, control_plane: ControlPlane, tmp_path: Path) -> Iterator[Reconciler]:
-    git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
+def reconciler(
+    remote_url: str, control_plane: ControlPlane, tmp_path: Path
+) -> Iterator[Reconciler]:
+    git = GitSource(remote_url, branch="main", cache_dir=tmp_path / "cache")
     kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
     instance = f"test-{uuid.uuid4().hex[:6]}"
     yield Reconciler(git=git, kube=kube, options=SyncOptions(path="specs", instance=instance))
@@ -285,3 +302,45 @@ def test_other_instances_objects_are_never_pruned(
     )
     reconciler.cycle()
     assert "foreign" in names(kube, namespace)
+
+
+def test_watching_skips_quiet_cycles_and_wakes_on_drift(
+    repo: SpecRepo, control_plane: ControlPlane, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
+    reconciler = Reconciler(
+        git=git,
+        kube=KubeClient.from_kubeconfig(control_plane.kubeconfig),
+        options=SyncOptions(path="specs", instance=f"w-{uuid.uuid4().hex[:6]}"),
+        watch=True,
+    )
+    try:
+        reconciler.cycle()
+        # Controllers report status for a few seconds; then nothing moves.
+        deadline = time.monotonic() + 30
+        while not (report := reconciler.cycle()).skipped:
+            assert time.monotonic() < deadline, "cycles never became quiet"
+            time.sleep(0.3)
+        assert report.changes.changes == ()
+
+        live = kube.get(*ISVC, "beta", namespace=namespace)
+        assert live is not None
+        live["spec"]["predictor"]["minReplicas"] = 7
+        kube.request(
+            "PUT",
+            f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/beta",
+            query={"fieldManager": "kubectl-edit"},
+            body=live,
+        )
+        deadline = time.monotonic() + 10
+        while (report := reconciler.cycle()).skipped:
+            assert time.monotonic() < deadline, "the edit was never noticed"
+            time.sleep(0.1)
+
+        assert [(c.key.name, c.drift) for c in report.changes.writes] == [("beta", True)]
+        reverted = kube.get(*ISVC, "beta", namespace=namespace)
+        assert reverted is not None
+        assert reverted["spec"]["predictor"]["minReplicas"] == 1
+    finally:
+        reconciler.close()
+        git.close()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from gitsync.clients.kube import KubeClient
+from gitsync.diff import holds
 from gitsync.loading import Entry, load_file
 from gitsync.render import (
     ANNOTATION_APPLIED_HASH,
@@ -107,3 +109,17 @@ def test_hash_ignores_the_source_commit() -> None:
 
     assert hashed(entry, "a" * 40) == hashed(entry, "b" * 40)
     assert hashed(entry, "a" * 40) != hashed(changed, "a" * 40)
+
+
+def test_every_example_is_accepted_by_the_real_api_server(kube: KubeClient) -> None:
+    """Server-side dry-run against the real KServe and Training Operator CRD schemas."""
+    rendered = rendered_examples()
+    for namespace in sorted({obj["metadata"]["namespace"] for obj in rendered}):
+        kube.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            field_manager="test",
+        )
+    for obj in rendered:
+        accepted = kube.apply(obj, field_manager="gitsync", dry_run=True)
+        assert accepted["kind"] == obj["kind"]
+        assert holds(accepted, obj), f"the server changed {obj['kind']} {obj['metadata']['name']}"

@@ -13,14 +13,16 @@ HTTP status, so callers decide from types what to do.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
 import orjson
+import structlog
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -37,13 +39,33 @@ from gitsync.errors import (
     WatchExpiredError,
 )
 
-__all__ = ["KubeClient", "Resource", "WatchEvent"]
+__all__ = [
+    "Informer",
+    "KubeClient",
+    "ObjectId",
+    "Resource",
+    "WatchEvent",
+    "backoff",
+    "object_id",
+    "resource_version",
+]
+
+log = structlog.get_logger(__name__)
 
 Object = dict[str, Any]
 
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
 _DEFAULT_TIMEOUT: Final = (5.0, 30.0)  # connect, read
+_THROTTLE_RETRIES: Final = 5
+
+
+def _retry_after(header: str | None) -> float:
+    try:
+        seconds = float(header) if header else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.1), 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +181,17 @@ class KubeClient:
         what: str | None = None,
         timeout: tuple[float, float] | None = None,
     ) -> Object:
-        response = self._send(
-            method, path, query=query, body=body, content_type=content_type, timeout=timeout
-        )
+        for attempt in range(_THROTTLE_RETRIES + 1):
+            response = self._send(
+                method, path, query=query, body=body, content_type=content_type, timeout=timeout
+            )
+            if response.status != 429 or attempt == _THROTTLE_RETRIES:
+                break
+            # 429: the server did not process the request (priority and fairness, or a
+            # watch cache still initialising); it says when to come back.
+            response.drain_conn()
+            response.release_conn()
+            time.sleep(_retry_after(response.headers.get("Retry-After")))
         apply = content_type == _APPLY_PATCH
         try:
             data = response.read()
@@ -422,3 +452,198 @@ class KubeClient:
             code = int(obj.get("code") or 500)
             raise _error_from_status(code, what=f"watch {path}", body=orjson.dumps(obj))
         return WatchEvent(type=str(event.get("type")), object=obj)
+
+
+# --- informer ---------------------------------------------------------------------------
+
+ObjectId = tuple[str, str]  # namespace ("" when cluster-scoped), name
+_WATCH_TIMEOUT_S: Final = 240
+_BACKOFF_BASE_S: Final = 0.5
+_BACKOFF_MAX_S: Final = 30.0
+
+
+def object_id(obj: Mapping[str, Any]) -> ObjectId:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def resource_version(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _newer_or_same(candidate: str, current: str) -> bool:
+    """Whether ``candidate`` is not older than ``current``.
+
+    Resource versions are opaque to clients in general, but etcd-backed API servers
+    hand out increasing integers; comparing them keeps a watch event that was already
+    in flight from overwriting a fresher object a write of ours returned. When they
+    are not integers, the latest arrival wins.
+    """
+    try:
+        return int(candidate) >= int(current)
+    except ValueError:
+        return True
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 0.5 s doubling to 30 s."""
+    return float(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** max(0, failures - 1)))
+
+
+class Informer:
+    """A local copy of every object of one kind, kept current by list + watch.
+
+    What client-go calls an informer: one list, then a watch from its resource
+    version with bookmarks; a 410 (version too old) lists again, and an unreachable
+    server is retried with backoff. ``on_change(id, obj)`` is called for every object
+    that appeared or changed and with ``None`` for one that went away; ``version``
+    counts those changes, so a caller can tell at no cost whether anything moved
+    since it last looked.
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        api_version: str,
+        kind: str,
+        label_selector: str | None = None,
+        on_change: Callable[[ObjectId, Object | None], None] | None = None,
+    ) -> None:
+        self.api_version = api_version
+        self.kind = kind
+        self._kube = kube
+        self._selector = label_selector
+        self._on_change = on_change
+        self._objects: dict[ObjectId, Object] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._synced = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.version = 0
+        self.error: GitsyncError | None = None
+
+    def start(self) -> None:
+        # A daemon thread: a watch blocks in a socket read that nothing interrupts, and
+        # shutting down must not wait for the server to end it.
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_synced(self, timeout: float) -> bool:
+        """True once the first list has been loaded."""
+        return self._synced.wait(timeout)
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def snapshot(self) -> dict[ObjectId, Object]:
+        with self._lock:
+            return dict(self._objects)
+
+    def get(self, key: ObjectId) -> Object | None:
+        with self._lock:
+            return self._objects.get(key)
+
+    def remember(self, obj: Object) -> None:
+        """Record an object a write of ours returned, unless a newer one is known."""
+        self._store(obj, notify=False)
+
+    def _run(self) -> None:
+        version: str | None = None
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    version = self._relist()
+                for event in self._kube.watch(
+                    self.api_version,
+                    self.kind,
+                    resource_version=version,
+                    label_selector=self._selector,
+                    timeout_seconds=_WATCH_TIMEOUT_S,
+                ):
+                    if self._stop.is_set():
+                        return
+                    version = self._observe(event) or version
+                failures = 0
+                self.error = None
+            except WatchExpiredError:
+                version = None
+            except NotFoundError as exc:
+                # The kind is not served (yet): its CRD may be installed later.
+                failures += 1
+                self._fail(exc)
+                self._kube.forget_discovery()
+                version = None
+                self._stop.wait(backoff(failures))
+            except GitsyncError as exc:
+                failures += 1
+                self._fail(exc)
+                self._stop.wait(backoff(failures))
+
+    def _fail(self, exc: GitsyncError) -> None:
+        self.error = exc
+        log.warning("watch interrupted", kind=self.kind, error=str(exc))
+
+    def _relist(self) -> str:
+        listing = self._kube.list(self.api_version, self.kind, label_selector=self._selector)
+        items = [item for item in listing.get("items") or [] if isinstance(item, dict)]
+        for item in items:
+            item.setdefault("apiVersion", self.api_version)
+            item.setdefault("kind", self.kind)
+        seen = {object_id(item) for item in items}
+        with self._lock:
+            gone = set(self._objects) - seen
+            for key in gone:
+                del self._objects[key]
+            if gone:
+                self.version += 1
+        for key in gone:
+            self._notify(key, None)
+        for item in items:
+            self._store(item, notify=True)
+        self._synced.set()
+        self.error = None
+        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _observe(self, event: WatchEvent) -> str | None:
+        obj = event.object
+        version = resource_version(obj) or None
+        if event.type == "BOOKMARK":
+            return version
+        obj.setdefault("apiVersion", self.api_version)
+        obj.setdefault("kind", self.kind)
+        if event.type == "DELETED":
+            key = object_id(obj)
+            with self._lock:
+                removed = self._objects.pop(key, None) is not None
+                if removed:
+                    self.version += 1
+            if removed:
+                self._notify(key, None)
+            return version
+        self._store(obj, notify=True)
+        return version
+
+    def _store(self, obj: Object, *, notify: bool) -> None:
+        key = object_id(obj)
+        with self._lock:
+            cached = self._objects.get(key)
+            if cached is not None and not _newer_or_same(
+                resource_version(obj), resource_version(cached)
+            ):
+                return
+            changed = cached is None or resource_version(cached) != resource_version(obj)
+            self._objects[key] = obj
+            if changed:
+                self.version += 1
+        if notify and changed:
+            self._notify(key, obj)
+
+    def _notify(self, key: ObjectId, obj: Object | None) -> None:
+        if self._on_change is not None:
+            self._on_change(key, obj)

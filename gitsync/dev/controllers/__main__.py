@@ -24,6 +24,7 @@ from gitsync.clients.kube import KubeClient
 from gitsync.dev.controllers import inferenceservice, jobs
 from gitsync.dev.controllers.runner import Controller
 from gitsync.errors import ConfigurationError
+from gitsync.log import configure as configure_logging
 
 _STOP_TIMEOUT_S = 1.5
 
@@ -87,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The shared informer logs through structlog; send it to the same stream.
+    configure_logging(json=False, level=args.log_level.lower())
     try:
         kube = KubeClient.from_kubeconfig(args.kubeconfig)
     except ConfigurationError as exc:

@@ -23,14 +23,14 @@ from typing import Any, Final
 
 import orjson
 
-from gitsync.clients.kube import KubeClient, WatchEvent
-from gitsync.errors import (
-    ApiInvalidError,
-    GitsyncError,
-    NotFoundError,
-    TransientError,
-    WatchExpiredError,
+from gitsync.clients.kube import (
+    Informer,
+    KubeClient,
+    ObjectId,
+    backoff,
+    resource_version,
 )
+from gitsync.errors import ApiInvalidError, GitsyncError, NotFoundError, TransientError
 
 __all__ = [
     "FIELD_MANAGER",
@@ -47,11 +47,7 @@ __all__ = [
 
 FIELD_MANAGER: Final = "gitsync-dev-controllers"
 
-_WATCH_TIMEOUT_S: Final = 240
-_BACKOFF_BASE_S: Final = 0.5
-_BACKOFF_MAX_S: Final = 30.0
-
-Key = tuple[str, str]  # (namespace, name)
+Key = ObjectId
 Object = dict[str, Any]
 
 log = logging.getLogger("gitsync.dev.controllers")
@@ -135,29 +131,6 @@ def _digest(patch: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(patch, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _newer_or_same(candidate: str, current: str) -> bool:
-    """Whether ``candidate`` is not older than ``current``.
-
-    Resource versions are opaque to clients in general, but etcd-backed API servers
-    hand out increasing integers; comparing them keeps a watch event that was already
-    in flight from overwriting the fresher object our own status write returned. When
-    they are not integers, the latest arrival wins.
-    """
-    try:
-        return int(candidate) >= int(current)
-    except ValueError:
-        return True
-
-
-def _key(obj: Mapping[str, Any]) -> Key:
-    metadata = obj.get("metadata") or {}
-    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
-
-
-def _resource_version(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
-
-
 # --- the delaying work queue ----------------------------------------------------------
 
 
@@ -231,10 +204,10 @@ class Controller:
         self._reconcile = reconcile
         self._field_manager = field_manager
         self._clock = clock
-        self._stop = threading.Event()
         self._queue = DelayQueue()
-        self._lock = threading.Lock()
-        self._cache: dict[Key, Object] = {}
+        self._informer = Informer(
+            kube, api_version=api_version, kind=kind, on_change=self._on_change
+        )
         self._failures: dict[Key, int] = {}
         # (resourceVersion, patch digest) per key whose write must not be repeated
         # until the object changes: the server rejected it, or stored something else.
@@ -245,15 +218,13 @@ class Controller:
     # --- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        # Daemon threads: a watch blocks in a socket read that nothing can interrupt,
-        # and shutdown must not wait for the server to end it.
-        for target, role in ((self._watch_loop, "watch"), (self._work_loop, "worker")):
-            thread = threading.Thread(target=target, name=f"{self.kind}-{role}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._informer.start()
+        worker = threading.Thread(target=self._work_loop, name=f"{self.kind}-worker", daemon=True)
+        worker.start()
+        self._threads.append(worker)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._informer.stop()
         self._queue.close()
 
     def join(self, timeout: float) -> None:
@@ -265,90 +236,13 @@ class Controller:
 
     # --- watching ---------------------------------------------------------------------
 
-    def _watch_loop(self) -> None:
-        resource_version: str | None = None
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                if resource_version is None:
-                    resource_version = self._relist()
-                    failures = 0
-                for event in self._kube.watch(
-                    self._api_version,
-                    self.kind,
-                    resource_version=resource_version,
-                    timeout_seconds=_WATCH_TIMEOUT_S,
-                ):
-                    if self._stop.is_set():
-                        return
-                    resource_version = self._observe(event) or resource_version
-                    failures = 0
-            except WatchExpiredError:
-                log.info("%s watch expired; listing again", self.kind)
-                resource_version = None
-            except NotFoundError as exc:
-                # The CRD may not be installed (yet): look the kind up again later, and
-                # say so once rather than at every retry.
-                failures += 1
-                log.log(
-                    logging.WARNING if failures == 1 else logging.DEBUG, "%s: %s", self.kind, exc
-                )
-                self._kube.forget_discovery()
-                resource_version = None
-                self._stop.wait(_backoff(failures))
-            except TransientError as exc:
-                # A freshly installed CRD answers 429 for a moment: only a second failure
-                # in a row is worth a warning.
-                failures += 1
-                level = logging.INFO if failures == 1 else logging.WARNING
-                log.log(level, "%s watch interrupted (%s); retrying", self.kind, exc)
-                self._stop.wait(_backoff(failures))
-            except GitsyncError as exc:
-                failures += 1
-                log.error("%s watch failed (%s); retrying", self.kind, exc)  # noqa: TRY400
-                self._stop.wait(_backoff(failures))
-            except Exception:
-                # A simulator must outlive its own bugs: log, wait, list again.
-                failures += 1
-                log.exception("%s watch crashed; listing again", self.kind)
-                resource_version = None
-                self._stop.wait(_backoff(failures))
-
-    def _relist(self) -> str:
-        listing = self._kube.list(self._api_version, self.kind)
-        items = [item for item in listing.get("items") or [] if isinstance(item, dict)]
-        seen = {_key(item) for item in items}
-        with self._lock:
-            for key in set(self._cache) - seen:
-                self._drop(key)
-            for item in items:
-                self._remember(item)
-        for key in seen:
+    def _on_change(self, key: Key, obj: Object | None) -> None:
+        if obj is None:
+            self._forget(key)
+        else:
             self._queue.add(key)
-        return str((listing.get("metadata") or {}).get("resourceVersion") or "")
 
-    def _observe(self, event: WatchEvent) -> str | None:
-        obj = event.object
-        version = _resource_version(obj) or None
-        if event.type == "BOOKMARK":
-            return version
-        key = _key(obj)
-        with self._lock:
-            if event.type == "DELETED":
-                self._drop(key)
-                return version
-            self._remember(obj)
-        self._queue.add(key)
-        return version
-
-    def _remember(self, obj: Object) -> None:
-        key = _key(obj)
-        cached = self._cache.get(key)
-        if cached is None or _newer_or_same(_resource_version(obj), _resource_version(cached)):
-            self._cache[key] = obj
-
-    def _drop(self, key: Key) -> None:
-        self._cache.pop(key, None)
+    def _forget(self, key: Key) -> None:
         self._failures.pop(key, None)
         self._held.pop(key, None)
         self._notes.pop(key, None)
@@ -361,8 +255,7 @@ class Controller:
             self._process(key)
 
     def _process(self, key: Key) -> None:
-        with self._lock:
-            obj = self._cache.get(key)
+        obj = self._informer.get(key)
         if obj is None:
             return
         try:
@@ -395,7 +288,7 @@ class Controller:
         patch = merge_patch(obj.get("status") or {}, status)
         if not patch:
             return False
-        hold = (_resource_version(obj), _digest(patch))
+        hold = (resource_version(obj), _digest(patch))
         if self._held.get(key) == hold:
             return False
         try:
@@ -408,8 +301,7 @@ class Controller:
                 field_manager=self._field_manager,
             )
         except NotFoundError:
-            with self._lock:
-                self._drop(key)
+            self._forget(key)
             return None
         except ApiInvalidError as exc:
             self._held[key] = hold
@@ -420,12 +312,11 @@ class Controller:
             self._retry_later(key, exc)
             return None
         self._failures.pop(key, None)
-        with self._lock:
-            self._remember(written)
+        self._informer.remember(written)
         stored = written.get("status") or {}
         if difference := merge_patch(stored, status):
             # The next reconcile would ask for exactly this difference again.
-            self._held[key] = (_resource_version(written), _digest(difference))
+            self._held[key] = (resource_version(written), _digest(difference))
             log.warning(
                 "%s %s/%s: the server stored a different status (fields %s); not rewriting it",
                 self.kind,
@@ -440,13 +331,9 @@ class Controller:
     def _retry_later(self, key: Key, exc: GitsyncError) -> None:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        delay = _backoff(failures)
+        delay = backoff(failures)
         level = logging.WARNING if isinstance(exc, TransientError) else logging.ERROR
         log.log(
             level, "%s %s/%s: status write failed (%s); retry in %.1fs", self.kind, *key, exc, delay
         )
         self._queue.add(key, time.time() + delay)
-
-
-def _backoff(failures: int) -> float:
-    return float(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** max(0, failures - 1)))

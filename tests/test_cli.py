@@ -1,0 +1,217 @@
+"""The command line is a contract: exit codes, output formats, environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gitsync.dev.controlplane import ControlPlane
+
+from .gitremotes import GitHttpServer, SilentServer, closed_port
+from .specrepo import SpecRepo
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "repo"
+
+
+def gitsync(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gitsync", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def model(name: str, namespace: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"model": {"format": "onnx", "storageUri": f"s3://models/{name}"}},
+        }
+    )
+
+
+def test_validate_accepts_the_examples() -> None:
+    result = gitsync("validate", str(EXAMPLES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_validate_reports_errors_as_path_line_column(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(model("a", "ml").replace("storageUri", "storageURL"))
+    (tmp_path / "b.yaml").write_text("kind: [\n")
+
+    text = gitsync("validate", str(tmp_path))
+    as_json = gitsync("validate", str(tmp_path), "--format", "json")
+
+    assert text.returncode == 1
+    assert text.stdout.splitlines() == [
+        "a.yaml:9:5: spec.model.storageURL: unknown field 'storageURL'; did you mean 'storageUri'?",
+        "b.yaml:2:1: invalid YAML: did not find expected node content",
+    ]
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["valid"] is False
+    assert [(e["path"], e["line"], e["field"]) for e in report["errors"]] == [
+        ("a.yaml", 9, "spec.model.storageURL"),
+        ("b.yaml", 2, ""),
+    ]
+
+
+@pytest.fixture
+def spec_repo(tmp_path: Path, namespace: str) -> SpecRepo:
+    repo = SpecRepo(tmp_path / "repo")
+    repo.write("models/a.yaml", model("a", namespace))
+    repo.commit("model a")
+    return repo
+
+
+def test_sync_exit_codes(
+    spec_repo: SpecRepo, control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    env = {"GITSYNC_KUBECONFIG": str(control_plane.kubeconfig), "GITSYNC_INSTANCE": namespace}
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+
+    ok = gitsync("sync", "--repo", spec_repo.url, *cache, env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert f"InferenceService {namespace}/a: created (new)" in ok.stdout
+
+    spec_repo.write("models/b.yaml", model("b", namespace).replace("onnx", "onyx"))
+    spec_repo.commit("a typo")
+    some_failed = gitsync("sync", "--repo", spec_repo.url, *cache, env=env)
+    assert some_failed.returncode == 1
+    assert "models/b.yaml:8:13: spec.model.format: 'onyx' is not one of" in some_failed.stderr
+    assert f"ModelDeployment {namespace}/b: Invalid" in some_failed.stdout
+
+    # The repository also comes from the environment.
+    from_env = gitsync("sync", *cache, env={**env, "GITSYNC_REPO": spec_repo.url})
+    assert from_env.returncode == 1
+
+
+def test_sync_cannot_run_without_a_cluster(spec_repo: SpecRepo, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"https://127.0.0.1:{closed_port()}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    result = gitsync(
+        "sync",
+        "--repo",
+        spec_repo.url,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("gitsync: GET /apis/")
+    assert "Connection refused" in result.stderr
+
+
+def test_sync_times_out_on_a_remote_that_never_answers(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    silent = SilentServer()
+    try:
+        started = time.monotonic()
+        result = gitsync(
+            "sync",
+            "--repo",
+            f"git://127.0.0.1:{silent.port}/specs.git",
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--git-timeout",
+            "1",
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        silent.stop()
+    assert result.returncode == 2
+    assert "gitsync: git fetch 'main' from git://127.0.0.1" in result.stderr
+    assert elapsed < 20
+
+
+def test_run_is_a_daemon_that_logs_json_without_credentials(
+    spec_repo: SpecRepo, control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    password = "s3cr3t-token-do-not-log"
+    server = GitHttpServer(spec_repo.remote.parent, username="bot", password=password)
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gitsync",
+                "run",
+                "--repo",
+                server.url(spec_repo.remote),
+                "--git-username",
+                "bot",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "--instance",
+                namespace,
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--interval",
+                "1",
+                "--jitter",
+                "0",
+                "--log-format",
+                "json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "GITSYNC_GIT_PASSWORD": password},
+        )
+        deadline = time.monotonic() + 60
+        lines: list[dict[str, object]] = []
+        assert process.stderr is not None
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(json.loads(line))
+            if sum(1 for entry in lines if entry["event"] == "cycle finished") >= 2:
+                break
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        server.stop()
+    lines += [json.loads(line) for line in err.splitlines() if line.strip()]
+
+    assert process.returncode == 0
+    finished = [entry for entry in lines if entry["event"] == "cycle finished"]
+    assert len(finished) >= 2
+    assert finished[0]["created"] == 1
+    assert finished[1]["created"] == 0
+    assert {"cycle", "commit", "repo", "timestamp", "level"} <= finished[0].keys()
+    assert lines[-1]["event"] == "daemon stopped"
+    assert password not in out + err + json.dumps(lines)

@@ -1,0 +1,67 @@
+"""The cycle survives its dependencies going away and coming back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gitsync.clients.git import GitSource
+from gitsync.clients.kube import KubeClient
+from gitsync.dev import controlplane
+from gitsync.errors import ApiUnavailableError, Remedy
+from gitsync.reconciler import Reconciler, SyncOptions
+
+from .conftest import crds_root
+from .specrepo import SpecRepo
+
+
+def model(name: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": "ml"},
+            "spec": {"model": {"format": "sklearn", "storageUri": f"s3://models/{name}"}},
+        }
+    )
+
+
+def test_api_server_restart_between_cycles_converges(tmp_path: Path) -> None:
+    folder = tmp_path / "plane"
+    crds = [crds_root() / "kserve" / "full"]
+    plane = controlplane.up(folder, crd_dirs=crds, controllers=False)
+    repo = SpecRepo(tmp_path / "repo")
+    repo.write("a.yaml", model("a"))
+    repo.commit("model a")
+    kube = KubeClient.from_kubeconfig(plane.kubeconfig, timeout=(2.0, 10.0))
+    git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
+    reconciler = Reconciler(git=git, kube=kube, options=SyncOptions(instance="restart"))
+    try:
+        assert [c.action.value for c in reconciler.cycle().changes.changes] == ["created"]
+
+        controlplane.down(folder)
+        repo.write("b.yaml", model("b"))
+        repo.commit("model b while the cluster is down")
+        with pytest.raises(ApiUnavailableError) as caught:
+            reconciler.cycle()
+        assert caught.value.remedy is Remedy.RETRY
+
+        controlplane.up(folder, crd_dirs=crds, controllers=False)
+        report = reconciler.cycle()
+
+        assert {c.key.name: c.action.value for c in report.changes.changes} == {
+            "a": "unchanged",
+            "b": "created",
+        }
+        assert not report.failed
+        names = {
+            item["metadata"]["name"]
+            for item in kube.list("serving.kserve.io/v1beta1", "InferenceService")["items"]
+        }
+        assert names == {"a", "b"}
+    finally:
+        kube.close()
+        git.close()
+        controlplane.down(folder)
