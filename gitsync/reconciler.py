@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from gitsync.apply import execute
@@ -49,10 +50,11 @@ from gitsync.status import (
     SpecStatus,
     build_status,
     commit_message,
+    document,
+    dump_document,
     finished_runs,
     parse_document,
     readme,
-    render_document,
     status_path,
 )
 
@@ -119,6 +121,8 @@ class _Memory:
     head: str | None = None
     status_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_bytes: dict[str, bytes] = field(default_factory=dict)
+    dumped: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # path: (json, yaml)
+    rendered: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
     status_head: str | None = None
     extra_kinds: set[tuple[str, str]] = field(default_factory=set)
     live_version: int | None = None
@@ -270,16 +274,16 @@ class Reconciler:
                 duration=time.monotonic() - started,
             )
 
-        loaded, paths = self._load(revision, config)
+        loaded, blobs = self._load(revision, config)
         self._memory.last_changes = self._git.last_changes(
-            revision.commit, paths, previous=self._memory.last_changes
+            revision.commit, list(blobs), previous=self._memory.last_changes
         )
         context = RenderContext(
             instance=self._options.instance,
             default_namespace=config.defaults.namespace,
             source_commits=self._memory.last_changes.by_path,
         )
-        desired = [render(entry, context) for entry in loaded.entries]
+        desired = self._render(loaded.entries, context, blobs)
         status_branch = self._options.status_branch or config.status_branch
         self._read_statuses(status_branch)
 
@@ -365,7 +369,27 @@ class Reconciler:
             return Config(), []
         return load_config(self._git.read_blob(blob), path=config_path)
 
-    def _load(self, revision: Revision, config: Config) -> tuple[LoadResult, list[str]]:
+    def _render(
+        self, entries: Sequence[Entry], context: RenderContext, blobs: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """Render every entry, reusing the bodies of entries whose inputs did not change."""
+        rendered: dict[tuple[str, ...], dict[str, Any]] = {}
+        bodies = []
+        for entry in entries:
+            key = (
+                blobs[entry.path],
+                entry.path,
+                str(entry.document),
+                context.source_commits.get(entry.path, ""),
+                context.default_namespace,
+            )
+            body = self._memory.rendered.get(key) or render(entry, context)
+            rendered[key] = body
+            bodies.append(body)
+        self._memory.rendered = rendered
+        return bodies
+
+    def _load(self, revision: Revision, config: Config) -> tuple[LoadResult, dict[str, str]]:
         root = self._options.path.strip("/")
         blobs = self._git.files(revision.commit, under=root)
         paths = select_paths(blobs, root=root, config=config)
@@ -379,7 +403,8 @@ class Reconciler:
             parsed[cache_key] = result
             results.append(result)
         self._memory.parsed = parsed  # forget files that are gone
-        return load_tree(results, default_namespace=config.defaults.namespace), paths
+        selected = {path: blobs[path] for path in paths}
+        return load_tree(results, default_namespace=config.defaults.namespace), selected
 
     def _live(self, desired: Sequence[Mapping[str, Any]]) -> dict[ResourceKey, Mapping[str, Any]]:
         """Every object of this instance, of every kind we render, were given, or
@@ -507,7 +532,8 @@ class Reconciler:
     def _publish(
         self, statuses: Sequence[SpecStatus], *, status_branch: str, revision: Revision
     ) -> tuple[str | None, str | None]:
-        files: dict[str, bytes | None] = {s.path: render_document(s) for s in statuses}
+        docs = {s.path: document(s) for s in statuses}
+        files: dict[str, bytes | None] = {path: self._dump(path, doc) for path, doc in docs.items()}
         files[README_PATH] = readme(statuses)
         removed = [p for p in self._memory.status_bytes if p not in files]
         changed = {p: c for p, c in files.items() if self._memory.status_bytes.get(p) != c}
@@ -532,9 +558,20 @@ class Reconciler:
             self._memory.status_head = None  # re-read the branch next cycle
             return None, str(exc)
         self._memory.status_bytes = {p: c for p, c in files.items() if c is not None}
-        self._memory.status_docs = {s.path: parse_document(files[s.path] or b"") for s in statuses}
+        self._memory.status_docs = docs
         self._memory.status_head = commit
         return commit, None
+
+    def _dump(self, path: str, doc: Mapping[str, Any]) -> bytes:
+        """YAML of a status document, reused while its content stays the same: dumping
+        a thousand documents each cycle would cost more than everything else."""
+        key = orjson.dumps(doc)
+        cached = self._memory.dumped.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        content = dump_document(doc)
+        self._memory.dumped[path] = (key, content)
+        return content
 
 
 def _entry_status(

@@ -29,6 +29,8 @@ __all__ = [
     "SpecStatus",
     "build_status",
     "commit_message",
+    "document",
+    "dump_document",
     "finished_runs",
     "parse_document",
     "readme",
@@ -197,6 +199,19 @@ def finished_runs(documents: Iterable[Mapping[str, Any]]) -> frozenset[str]:
 
 
 def render_document(status: SpecStatus) -> bytes:
+    """The status document as YAML (see :func:`document` for its content)."""
+    return dump_document(document(status))
+
+
+def dump_document(doc: Mapping[str, Any]) -> bytes:
+    text = yaml.dump(
+        dict(doc), Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1000
+    )
+    return text.encode("utf-8")
+
+
+def document(status: SpecStatus) -> dict[str, Any]:
+    """The content of a status document: plain data, as :func:`parse_document` reads it."""
     doc: dict[str, Any] = {
         "kind": status.kind,
         "name": status.name,
@@ -217,8 +232,7 @@ def render_document(status: SpecStatus) -> bytes:
         doc["runs"] = [dict(r) for r in status.runs]
     if status.errors:
         doc["errors"] = list(status.errors)
-    text = yaml.dump(doc, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1000)
-    return text.encode("utf-8")
+    return doc
 
 
 def parse_document(content: bytes) -> dict[str, Any]:
