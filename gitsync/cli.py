@@ -27,7 +27,7 @@ from gitsync.errors import ConfigurationError, GitsyncError
 from gitsync.loading import CONFIG_FILE, load_config, load_file, load_tree, select_paths
 from gitsync.log import configure as configure_logging
 from gitsync.reconciler import Reconciler, SyncOptions
-from gitsync.specs import Config
+from gitsync.specs import Config, json_schema
 
 __all__ = ["main"]
 
@@ -168,6 +168,12 @@ def validate(path: Path, output: str) -> None:
         verdict = "valid" if not diagnostics else f"{len(diagnostics)} error(s)"
         _echo_err(f"{files_count} file(s), {len(loaded.entries)} object(s): {verdict}")
     sys.exit(1 if diagnostics else 0)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of every spec kind (for yaml-language-server and CI)."""
+    click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
 
 
 # --- sync / run ---------------------------------------------------------------------------

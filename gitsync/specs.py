@@ -4,7 +4,7 @@ These are what data scientists write; they are deliberately smaller than the
 Kubernetes resources they become (see :mod:`gitsync.render`). The models are strict:
 an unknown field is an error, and :func:`suggest_field` turns a near miss such as
 ``storageURI`` into "did you mean storageUri?". Field names are camelCase on the wire,
-as in Kubernetes; their JSON Schema is exported by :func:`json_schemas`.
+as in Kubernetes; their JSON Schema is exported by :func:`json_schema`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import models_json_schema
 
 __all__ = [
     "API_VERSION",
@@ -43,7 +44,7 @@ __all__ = [
     "TrainingRun",
     "Transformer",
     "closest_name",
-    "json_schemas",
+    "json_schema",
     "model_for_location",
     "suggest_field",
 ]
@@ -316,10 +317,19 @@ def suggest_field(model: type[BaseModel], wrong: str) -> str | None:
     return closest_name(wrong, [f.alias or n for n, f in model.model_fields.items()])
 
 
-def json_schemas() -> dict[str, dict[str, Any]]:
-    """JSON Schema of every kind a spec repo may hold, keyed by kind."""
-    models: dict[str, type[BaseModel]] = {**SPEC_MODELS, "Config": Config}
+def json_schema() -> dict[str, Any]:
+    """One JSON Schema for every document a spec repo may hold (gitsync kinds and
+    ``gitsync.yaml``), for editors such as yaml-language-server.
+
+    A document that is none of these (any other Kubernetes object) is not covered:
+    point the editor's schema at the spec files only.
+    """
+    models: list[type[BaseModel]] = [*SPEC_MODELS.values(), Config]
+    refs, schema = models_json_schema(
+        [(model, "validation") for model in models], by_alias=True, title="gitsync specs"
+    )
     return {
-        kind: model.model_json_schema(by_alias=True, mode="validation")
-        for kind, model in models.items()
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "oneOf": [refs[(model, "validation")] for model in models],
     }

@@ -63,6 +63,7 @@ __all__ = [
     "GitSource",
     "LastChanges",
     "PasswordCredentials",
+    "Repository",
     "Revision",
     "SshKeyCredentials",
     "TreeChanges",
@@ -207,92 +208,34 @@ def _mirror_lock(path: Path) -> threading.RLock:
         return _MIRROR_LOCKS.setdefault(path, threading.RLock())
 
 
-class GitSource:
-    """A bare mirror of one remote repository, kept in ``cache_dir``.
+class Repository:
+    """Read-only access to the objects of one repository: files and blobs of a
+    commit, changes between trees, and which commit last changed each file.
 
-    ``url`` may be a local path, ``file://``, ``git://``, ``http(s)://``, ``ssh://`` or
-    scp-like (``git@host:org/repo.git``). A password or token in an HTTP(S) URL is
-    taken out of it and used as :class:`PasswordCredentials`; it is never written to
-    disk, logged or shown.
-
-    ``fetch()`` mirrors ``branch``; :meth:`publish` writes to any branch of the same
-    remote. Reads (``files``, ``read_blob``, ``changes``, ``last_changes``) work on what
-    has been fetched and never touch the network.
-
-    Timeouts: libgit2 keeps them process-wide, so each network call sets this
-    source's values just before it starts; sources sharing a process should agree on
-    them. ``io_timeout`` bounds each socket read or write, not a whole transfer. Local
-    (``file://``) remotes have no sockets and no timeouts.
-
-    A source may be shared by threads: network calls and publishing are serialised per
-    mirror folder. One process at a time should use a given ``cache_dir``.
+    :class:`GitSource` is one of these over its bare mirror; :meth:`open` gives one
+    over a local clone (what `gitsync plan` and `gitsync history` read).
     """
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        branch: str,
-        cache_dir: Path,
-        credentials: Credentials | None = None,
-        verify_host: bool = True,
-        connect_timeout: float = 10.0,
-        io_timeout: float = 30.0,
-        proxy: str | bool = False,
-        push_attempts: int = 5,
-        push_backoff: float = 0.5,
-    ) -> None:
-        """Open (or create) the mirror of ``url``; does not touch the network.
+    _repo: pygit2.Repository
+    _path: Path
 
-        ``verify_host=False`` accepts unknown SSH host keys and invalid TLS
-        certificates: only for tests and trusted networks. ``proxy`` is ``False`` for
-        none, ``True`` to use git's configuration and the environment, or a proxy URL.
-        A push that keeps losing races is tried ``push_attempts`` times in all, waiting
-        ``push_backoff`` seconds, doubled after each attempt (with jitter), in between.
-        """
-        plain_url, url_credentials = _normalize_url(url)
-        if url_credentials is not None and credentials is not None:
-            raise ConfigurationError(
-                f"git remote {redact_url(url)}: credentials given both in the URL and apart"
-            )
-        _check_branch(branch)
-        if connect_timeout <= 0 or io_timeout <= 0:
-            raise ConfigurationError("git timeouts must be positive")
-        if push_attempts < 1 or push_backoff < 0:
-            raise ConfigurationError("push_attempts must be >= 1 and push_backoff >= 0")
-        self._url = plain_url
-        self._branch = branch
-        self._credentials: Credentials | None = credentials or url_credentials
-        self._verify_host = verify_host
-        self._connect_timeout_ms = max(1, round(connect_timeout * 1000))
-        self._io_timeout_ms = max(1, round(io_timeout * 1000))
-        self._proxy: str | Literal[True] | None = None if proxy is False else proxy
-        self._push_attempts = push_attempts
-        self._push_backoff = push_backoff
-        self._secrets = _secrets_of(self._credentials)
-        self._path = Path(cache_dir) / hashlib.sha256(plain_url.encode()).hexdigest()[:16]
-        self._lock = _mirror_lock(self._path.absolute())
-        with self._lock:
-            self._repo = _open_mirror(self._path)
+    @classmethod
+    def open(cls, path: Path) -> Repository:
+        """The repository at ``path`` (a work tree or a bare repository)."""
+        found = pygit2.discover_repository(str(path))
+        if found is None:
+            raise ConfigurationError(f"{path} is not inside a git repository")
+        repository = cls.__new__(cls)
+        repository._repo = pygit2.Repository(found)
+        repository._path = Path(found)
+        return repository
 
-    # --- plumbing visible to callers -----------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The remote's URL, without any credentials."""
-        return redact_url(self._url)
-
-    @property
-    def branch(self) -> str:
-        return self._branch
-
-    @property
-    def path(self) -> Path:
-        """The bare mirror's folder."""
-        return self._path
-
-    def __repr__(self) -> str:
-        return f"GitSource(url={self.url!r}, branch={self._branch!r}, path={str(self._path)!r})"
+    def resolve(self, rev: str) -> str:
+        """The commit a revision expression (branch, tag, ``HEAD~1``, sha) names."""
+        try:
+            return str(self._repo.revparse_single(rev).peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise GitError(f"{self._path}: no commit named {rev!r}") from exc
 
     def close(self) -> None:
         """Release the mirror's open files."""
@@ -308,32 +251,6 @@ class GitSource:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    # --- fetching --------------------------------------------------------------------------
-
-    def fetch(self) -> Revision:
-        """Bring the mirror up to date with the source branch; return its head.
-
-        Raises :class:`GitError` when the branch does not exist on the remote.
-        """
-        revision = self.fetch_branch(self._branch)
-        if revision is None:
-            raise GitError(f"git remote {self.url} has no branch {self._branch!r}")
-        return revision
-
-    def fetch_branch(self, branch: str) -> Revision | None:
-        """Fetch any branch of the remote (the status branch, say); None if it has none."""
-        _check_branch(branch)
-        with self._lock:
-            head = self._fetch_branch(branch)
-        return None if head is None else self.revision(str(head))
-
-    def cached(self) -> Revision | None:
-        """The head of the branch as last fetched, without the network (None: never)."""
-        ref = self._repo.references.get(_TRACKING + self._branch)
-        if ref is None:
-            return None
-        return self.revision(str(ref.target))
 
     def revision(self, commit: str) -> Revision:
         """The metadata of ``commit`` (a full hex id present in the mirror)."""
@@ -425,6 +342,153 @@ class GitSource:
                     pending.remove(path)
                 current = parent
         return LastChanges(commit=str(head.id), by_path=MappingProxyType(found))
+
+    # --- internals: objects ----------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (pygit2.GitError, KeyError, OSError) as exc:
+            raise GitError(f"git repository {self._path}: {what}: {exc}") from exc
+
+    def _object(self, hex_id: str) -> pygit2.Object:
+        try:
+            return self._repo[hex_id]
+        except (KeyError, ValueError, pygit2.GitError) as exc:
+            raise GitError(f"git repository {self._path} has no object {hex_id!r}") from exc
+
+    def _commit(self, hex_id: str) -> pygit2.Commit:
+        obj = self._object(hex_id)
+        if not isinstance(obj, pygit2.Commit):
+            raise GitError(f"object {hex_id} is a {obj.type_str}, not a commit")
+        return obj
+
+    def _tree(self, treeish: str) -> pygit2.Tree:
+        obj = self._object(treeish)
+        try:
+            return obj.peel(pygit2.Tree)
+        except (pygit2.GitError, ValueError) as exc:
+            raise GitError(f"object {treeish} is a {obj.type_str}, not a tree") from exc
+
+    def _first_parent(self, commit: pygit2.Commit) -> pygit2.Commit | None:
+        if not commit.parent_ids:
+            return None
+        return self._commit(str(commit.parent_ids[0]))
+
+
+class GitSource(Repository):
+    """A bare mirror of one remote repository, kept in ``cache_dir``.
+
+    ``url`` may be a local path, ``file://``, ``git://``, ``http(s)://``, ``ssh://`` or
+    scp-like (``git@host:org/repo.git``). A password or token in an HTTP(S) URL is
+    taken out of it and used as :class:`PasswordCredentials`; it is never written to
+    disk, logged or shown.
+
+    ``fetch()`` mirrors ``branch``; :meth:`publish` writes to any branch of the same
+    remote. Reads (``files``, ``read_blob``, ``changes``, ``last_changes``) work on what
+    has been fetched and never touch the network.
+
+    Timeouts: libgit2 keeps them process-wide, so each network call sets this
+    source's values just before it starts; sources sharing a process should agree on
+    them. ``io_timeout`` bounds each socket read or write, not a whole transfer. Local
+    (``file://``) remotes have no sockets and no timeouts.
+
+    A source may be shared by threads: network calls and publishing are serialised per
+    mirror folder. One process at a time should use a given ``cache_dir``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        branch: str,
+        cache_dir: Path,
+        credentials: Credentials | None = None,
+        verify_host: bool = True,
+        connect_timeout: float = 10.0,
+        io_timeout: float = 30.0,
+        proxy: str | bool = False,
+        push_attempts: int = 5,
+        push_backoff: float = 0.5,
+    ) -> None:
+        """Open (or create) the mirror of ``url``; does not touch the network.
+
+        ``verify_host=False`` accepts unknown SSH host keys and invalid TLS
+        certificates: only for tests and trusted networks. ``proxy`` is ``False`` for
+        none, ``True`` to use git's configuration and the environment, or a proxy URL.
+        A push that keeps losing races is tried ``push_attempts`` times in all, waiting
+        ``push_backoff`` seconds, doubled after each attempt (with jitter), in between.
+        """
+        plain_url, url_credentials = _normalize_url(url)
+        if url_credentials is not None and credentials is not None:
+            raise ConfigurationError(
+                f"git remote {redact_url(url)}: credentials given both in the URL and apart"
+            )
+        _check_branch(branch)
+        if connect_timeout <= 0 or io_timeout <= 0:
+            raise ConfigurationError("git timeouts must be positive")
+        if push_attempts < 1 or push_backoff < 0:
+            raise ConfigurationError("push_attempts must be >= 1 and push_backoff >= 0")
+        self._url = plain_url
+        self._branch = branch
+        self._credentials: Credentials | None = credentials or url_credentials
+        self._verify_host = verify_host
+        self._connect_timeout_ms = max(1, round(connect_timeout * 1000))
+        self._io_timeout_ms = max(1, round(io_timeout * 1000))
+        self._proxy: str | Literal[True] | None = None if proxy is False else proxy
+        self._push_attempts = push_attempts
+        self._push_backoff = push_backoff
+        self._secrets = _secrets_of(self._credentials)
+        self._path = Path(cache_dir) / hashlib.sha256(plain_url.encode()).hexdigest()[:16]
+        self._lock = _mirror_lock(self._path.absolute())
+        with self._lock:
+            self._repo = _open_mirror(self._path)
+
+    # --- plumbing visible to callers -----------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The remote's URL, without any credentials."""
+        return redact_url(self._url)
+
+    @property
+    def branch(self) -> str:
+        return self._branch
+
+    @property
+    def path(self) -> Path:
+        """The bare mirror's folder."""
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"GitSource(url={self.url!r}, branch={self._branch!r}, path={str(self._path)!r})"
+
+    # --- fetching --------------------------------------------------------------------------
+
+    def fetch(self) -> Revision:
+        """Bring the mirror up to date with the source branch; return its head.
+
+        Raises :class:`GitError` when the branch does not exist on the remote.
+        """
+        revision = self.fetch_branch(self._branch)
+        if revision is None:
+            raise GitError(f"git remote {self.url} has no branch {self._branch!r}")
+        return revision
+
+    def fetch_branch(self, branch: str) -> Revision | None:
+        """Fetch any branch of the remote (the status branch, say); None if it has none."""
+        _check_branch(branch)
+        with self._lock:
+            head = self._fetch_branch(branch)
+        return None if head is None else self.revision(str(head))
+
+    def cached(self) -> Revision | None:
+        """The head of the branch as last fetched, without the network (None: never)."""
+        ref = self._repo.references.get(_TRACKING + self._branch)
+        if ref is None:
+            return None
+        return self.revision(str(ref.target))
 
     # --- publishing ------------------------------------------------------------------------
 
@@ -569,39 +633,6 @@ class GitSource:
         for secret in self._secrets:
             text = text.replace(secret, _REDACTED)
         return text
-
-    # --- internals: objects ----------------------------------------------------------------
-
-    @contextmanager
-    def _reading(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (pygit2.GitError, KeyError, OSError) as exc:
-            raise GitError(f"git mirror {self._path}: {what}: {exc}") from exc
-
-    def _object(self, hex_id: str) -> pygit2.Object:
-        try:
-            return self._repo[hex_id]
-        except (KeyError, ValueError, pygit2.GitError) as exc:
-            raise GitError(f"git mirror of {self.url} has no object {hex_id!r}") from exc
-
-    def _commit(self, hex_id: str) -> pygit2.Commit:
-        obj = self._object(hex_id)
-        if not isinstance(obj, pygit2.Commit):
-            raise GitError(f"object {hex_id} is a {obj.type_str}, not a commit")
-        return obj
-
-    def _tree(self, treeish: str) -> pygit2.Tree:
-        obj = self._object(treeish)
-        try:
-            return obj.peel(pygit2.Tree)
-        except (pygit2.GitError, ValueError) as exc:
-            raise GitError(f"object {treeish} is a {obj.type_str}, not a tree") from exc
-
-    def _first_parent(self, commit: pygit2.Commit) -> pygit2.Commit | None:
-        if not commit.parent_ids:
-            return None
-        return self._commit(str(commit.parent_ids[0]))
 
     def _set_ref(self, name: str, target: pygit2.Oid, message: str) -> None:
         try:
