@@ -12,15 +12,17 @@ only an unreachable API server stops the cycle (nothing else could succeed).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gitsync.clients.kube import KubeClient
 from gitsync.diff import Action, Change, ChangeSet, normalize
-from gitsync.errors import ApiUnavailableError, GitsyncError, NotFoundError
-from gitsync.render import LABEL_MANAGED_BY, MANAGER, ResourceKey
+from gitsync.errors import ApiInvalidError, ApiUnavailableError, GitsyncError, NotFoundError
+from gitsync.loading import Diagnostic, Entry
+from gitsync.plan import LiveView
+from gitsync.render import LABEL_MANAGED_BY, MANAGER, ResourceKey, resource_key
 
-__all__ = ["execute"]
+__all__ = ["dry_run_views", "execute"]
 
 
 def execute(
@@ -103,3 +105,29 @@ def _ensure_namespace(client: KubeClient, name: str, known: set[str], *, create:
             field_manager=MANAGER,
         )
     known.add(name)
+
+
+def dry_run_views(
+    client: KubeClient,
+    rendered: Sequence[tuple[Entry, Mapping[str, Any]]],
+    diagnostics: list[Diagnostic],
+) -> dict[ResourceKey, LiveView]:
+    """For `gitsync plan`: each object's live copy next to a server-side dry-run of
+    applying it. An object the server rejects becomes a diagnostic on its spec."""
+    views: dict[ResourceKey, LiveView] = {}
+    for entry, body in rendered:
+        key = resource_key(body)
+        live = client.get(
+            str(body["apiVersion"]), key.kind, key.name, namespace=key.namespace or None
+        )
+        try:
+            preview = client.apply(body, field_manager=MANAGER, force=True, dry_run=True)
+        except NotFoundError:
+            preview = dict(body)  # its namespace does not exist yet: it will be created
+        except ApiInvalidError as exc:
+            diagnostics.append(
+                Diagnostic(entry.path, entry.line, 1, f"rejected by the API server: {exc}")
+            )
+            continue
+        views[key] = LiveView(live=live, dry_run=preview)
+    return views

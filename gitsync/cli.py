@@ -18,15 +18,32 @@ import click
 import orjson
 
 from gitsync import __version__
-from gitsync.clients.git import Credentials, GitSource, PasswordCredentials, SshKeyCredentials
+from gitsync.apply import dry_run_views
+from gitsync.clients.git import (
+    Credentials,
+    GitSource,
+    PasswordCredentials,
+    Repository,
+    SshKeyCredentials,
+)
 from gitsync.clients.kube import KubeClient
 from gitsync.daemon import Daemon
 from gitsync.dev.binaries import cache_root
 from gitsync.diff import Action
 from gitsync.errors import ConfigurationError, GitsyncError
-from gitsync.loading import CONFIG_FILE, load_config, load_file, load_tree, select_paths
+from gitsync.loading import (
+    CONFIG_FILE,
+    Entry,
+    load_config,
+    load_file,
+    load_tree,
+    select_paths,
+)
 from gitsync.log import configure as configure_logging
+from gitsync.plan import make_plan
 from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.render import RenderContext, render
+from gitsync.snapshot import Snapshot, read_snapshot
 from gitsync.specs import Config, json_schema
 
 __all__ = ["main"]
@@ -168,6 +185,81 @@ def validate(path: Path, output: str) -> None:
         verdict = "valid" if not diagnostics else f"{len(diagnostics)} error(s)"
         _echo_err(f"{files_count} file(s), {len(loaded.entries)} object(s): {verdict}")
     sys.exit(1 if diagnostics else 0)
+
+
+@cli.command()
+@_option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    help="A local clone (the pull request's checkout).",
+)
+@_option("--base", required=True, help="Base revision: a branch, tag, sha or HEAD~1.")
+@_option("--head", default="HEAD", show_default=True)
+@_option("--path", "subdir", default="", help="Spec folder inside the repo.")
+@_option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="GITSYNC_KUBECONFIG",
+    help="Compare with the live cluster by server-side dry-run; without it, with the base.",
+)
+@_option("--context", "kube_context", default=None)
+@_option("--instance", default="default", show_default=True)
+@_option("--format", "output", type=click.Choice(["markdown", "json"]), default="markdown")
+def plan(
+    *,
+    repo: Path,
+    base: str,
+    head: str,
+    subdir: str,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    instance: str,
+    output: str,
+) -> None:
+    """Say what merging HEAD into BASE would do. Exit 0 no change, 2 changes, 1 errors."""
+    repository = Repository.open(repo)
+    snapshots = [
+        read_snapshot(repository, repository.resolve(rev), root=subdir) for rev in (base, head)
+    ]
+    rendered = [_render_snapshot(repository, snap, instance=instance) for snap in snapshots]
+    before, after = snapshots
+    diagnostics = [*after.config_diagnostics, *after.loaded.diagnostics]
+    live = None
+    if kubeconfig is not None:
+        kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
+        try:
+            live = dry_run_views(kube, rendered[1], diagnostics)
+        finally:
+            kube.close()
+    result = make_plan(
+        base_commit=before.commit,
+        head_commit=after.commit,
+        base=rendered[0],
+        head=rendered[1],
+        default_namespaces=(before.config.defaults.namespace, after.config.defaults.namespace),
+        diagnostics=diagnostics,
+        failed_paths=after.loaded.failed_paths,
+        live=live,
+    )
+    if output == "json":
+        click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(result.to_markdown(), nl=False)
+    sys.exit(result.exit_code)
+
+
+def _render_snapshot(
+    repository: Repository, snap: Snapshot, *, instance: str
+) -> list[tuple[Entry, dict[str, Any]]]:
+    commits = repository.last_changes(snap.commit, list(snap.blobs)).by_path
+    context = RenderContext(
+        instance=instance,
+        default_namespace=snap.config.defaults.namespace,
+        source_commits=commits,
+    )
+    return [(entry, render(entry, context)) for entry in snap.loaded.entries]
 
 
 @cli.command()

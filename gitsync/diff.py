@@ -139,7 +139,12 @@ def holds(live: object, desired: object) -> bool:
     return bool(live == desired)
 
 
-def object_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> str:
+def object_diff(
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    *,
+    labels: tuple[str, str] = ("live", "desired"),
+) -> str:
     """A unified diff of two normalized objects as YAML, for people to read."""
     import difflib  # noqa: PLC0415 - only when someone reads a diff
 
@@ -149,7 +154,7 @@ def object_diff(before: Mapping[str, Any] | None, after: Mapping[str, Any] | Non
         text = yaml.dump(normalize(obj), Dumper=yaml.CSafeDumper, sort_keys=True)
         return text.splitlines(keepends=True)
 
-    return "".join(difflib.unified_diff(lines(before), lines(after), "live", "desired"))
+    return "".join(difflib.unified_diff(lines(before), lines(after), *labels))
 
 
 def plan_changes(

@@ -26,15 +26,10 @@ from gitsync.diff import Change, ChangeSet, PrunePolicy, plan_changes
 from gitsync.errors import ApiUnavailableError, GitError, NotFoundError, Remedy
 from gitsync.health import Health, HealthReport, assess
 from gitsync.loading import (
-    CONFIG_FILE,
     Diagnostic,
     Entry,
     FileResult,
     LoadResult,
-    load_config,
-    load_file,
-    load_tree,
-    select_paths,
 )
 from gitsync.render import (
     LABEL_INSTANCE,
@@ -43,6 +38,7 @@ from gitsync.render import (
     render,
     resource_key,
 )
+from gitsync.snapshot import read_snapshot
 from gitsync.specs import Config, ModelDeployment, TrainingRun
 from gitsync.status import (
     README_PATH,
@@ -115,7 +111,7 @@ class CycleReport:
 class _Memory:
     """What a Reconciler carries from one cycle to the next."""
 
-    parsed: dict[str, FileResult] = field(default_factory=dict)  # by blob id + path
+    parsed: dict[str, FileResult] = field(default_factory=dict)  # by "blob:path"
     last_changes: LastChanges | None = None
     namespaces: set[str] = field(default_factory=set)
     head: str | None = None
@@ -257,8 +253,12 @@ class Reconciler:
             )
         self._memory.settled = False
 
-        config, config_problems = self._config(revision)
-        if config_problems:
+        snapshot = read_snapshot(
+            self._git, revision.commit, root=self._options.path, parsed=self._memory.parsed
+        )
+        self._memory.parsed = dict(snapshot.parsed)
+        config, loaded, blobs = snapshot.config, snapshot.loaded, snapshot.blobs
+        if config_problems := snapshot.config_diagnostics:
             # Without a valid gitsync.yaml we do not know the defaults: apply nothing,
             # prune nothing, and say why.
             bound.warning("invalid gitsync.yaml; nothing applied", errors=len(config_problems))
@@ -274,7 +274,6 @@ class Reconciler:
                 duration=time.monotonic() - started,
             )
 
-        loaded, blobs = self._load(revision, config)
         self._memory.last_changes = self._git.last_changes(
             revision.commit, list(blobs), previous=self._memory.last_changes
         )
@@ -361,14 +360,6 @@ class Reconciler:
 
     # --- steps ----------------------------------------------------------------------
 
-    def _config(self, revision: Revision) -> tuple[Config, list[Diagnostic]]:
-        root = self._options.path.strip("/")
-        config_path = f"{root}/{CONFIG_FILE}" if root else CONFIG_FILE
-        blob = self._git.files(revision.commit, under=root).get(config_path)
-        if blob is None:
-            return Config(), []
-        return load_config(self._git.read_blob(blob), path=config_path)
-
     def _render(
         self, entries: Sequence[Entry], context: RenderContext, blobs: Mapping[str, str]
     ) -> list[dict[str, Any]]:
@@ -388,23 +379,6 @@ class Reconciler:
             bodies.append(body)
         self._memory.rendered = rendered
         return bodies
-
-    def _load(self, revision: Revision, config: Config) -> tuple[LoadResult, dict[str, str]]:
-        root = self._options.path.strip("/")
-        blobs = self._git.files(revision.commit, under=root)
-        paths = select_paths(blobs, root=root, config=config)
-        results = []
-        parsed: dict[str, FileResult] = {}
-        for path in paths:
-            cache_key = f"{blobs[path]}:{path}"
-            result = self._memory.parsed.get(cache_key)
-            if result is None:
-                result = load_file(path, self._git.read_blob(blobs[path]))
-            parsed[cache_key] = result
-            results.append(result)
-        self._memory.parsed = parsed  # forget files that are gone
-        selected = {path: blobs[path] for path in paths}
-        return load_tree(results, default_namespace=config.defaults.namespace), selected
 
     def _live(self, desired: Sequence[Mapping[str, Any]]) -> dict[ResourceKey, Mapping[str, Any]]:
         """Every object of this instance, of every kind we render, were given, or

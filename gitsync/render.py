@@ -40,6 +40,7 @@ __all__ = [
     "render",
     "resource_key",
     "run_name",
+    "without_provenance",
 ]
 
 MANAGER: Final = "gitsync"
@@ -130,10 +131,11 @@ def applied_hash(obj: Mapping[str, Any]) -> str:
     KServe copies an InferenceService's annotations into its revision template, so
     such a write would even roll out a new revision of an identical model.
     """
-    return hashlib.sha256(_canonical(_without_provenance(obj))).hexdigest()[:16]
+    return hashlib.sha256(_canonical(without_provenance(obj))).hexdigest()[:16]
 
 
-def _without_provenance(obj: Mapping[str, Any]) -> dict[str, Any]:
+def without_provenance(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object without the annotations that say where it came from."""
     metadata = dict(obj.get("metadata") or {})
     metadata["annotations"] = {
         k: v for k, v in (metadata.get("annotations") or {}).items() if k not in _PROVENANCE

@@ -1,0 +1,365 @@
+"""What a pull request will do, in words a reviewer of an ML change cares about.
+
+Pure: from the specs and rendered objects of a base and a head revision (and, when a
+cluster is reachable, what a server-side dry-run says the head objects would become
+next to the live ones) to a :class:`Plan`, rendered as one Markdown pull-request
+comment or as JSON. The words come first (model v7 -> v8, a GPU more, a new training
+run), the object diffs last, folded.
+
+Exit codes follow terraform's ``-detailed-exitcode``: 0 no change, 2 changes, 1 errors.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitsync.diff import holds, normalize, object_diff
+from gitsync.loading import Diagnostic, Entry
+from gitsync.render import (
+    ResourceKey,
+    comparable,
+    resource_key,
+    run_name,
+    without_provenance,
+)
+from gitsync.specs import ModelDeployment, Resources, TrainingRun
+
+__all__ = ["LiveView", "Plan", "PlanAction", "SpecChange", "make_plan"]
+
+
+class PlanAction(enum.Enum):
+    ADDED = "added"
+    CHANGED = "changed"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectChange:
+    key: ResourceKey
+    action: PlanAction
+    diff: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpecChange:
+    kind: str
+    namespace: str
+    name: str
+    path: str
+    action: PlanAction
+    summary: tuple[str, ...]
+    objects: tuple[ObjectChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    """For one head object: the live object (None if absent) and the server's dry-run
+    of applying the head object to it."""
+
+    live: Mapping[str, Any] | None
+    dry_run: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    base: str
+    head: str
+    changes: tuple[SpecChange, ...]
+    diagnostics: tuple[Diagnostic, ...] = ()
+    against_cluster: bool = False
+    policy_lines: tuple[str, ...] = ()
+    policy_denied: bool = False
+    drift: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def exit_code(self) -> int:
+        if self.diagnostics or self.policy_denied:
+            return 1
+        return 2 if self.changes else 0
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        table: dict[str, dict[str, int]] = {}
+        for change in self.changes:
+            row = table.setdefault(change.kind, {a.value: 0 for a in PlanAction})
+            row[change.action.value] += 1
+        return table
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "head": self.head,
+            "againstCluster": self.against_cluster,
+            "exitCode": self.exit_code,
+            "counts": self.counts(),
+            "changes": [
+                {
+                    "kind": c.kind,
+                    "namespace": c.namespace,
+                    "name": c.name,
+                    "path": c.path,
+                    "action": c.action.value,
+                    "summary": list(c.summary),
+                    "objects": [
+                        {"object": str(o.key), "action": o.action.value, "diff": o.diff}
+                        for o in c.objects
+                    ],
+                }
+                for c in self.changes
+            ],
+            "errors": [d.as_dict() for d in self.diagnostics],
+            "policies": list(self.policy_lines),
+            "drift": list(self.drift),
+        }
+
+    def to_markdown(self) -> str:
+        totals = {a: sum(1 for c in self.changes if c.action is a) for a in PlanAction}
+        title = ", ".join(f"{totals[a]} to {verb}" for a, verb in _VERBS.items())
+        compared = (
+            "compared with the live cluster (server-side dry-run)"
+            if self.against_cluster
+            else "compared with the rendered base (no cluster)"
+        )
+        lines = [
+            f"## gitsync plan: {title}",
+            "",
+            f"base `{self.base[:7]}` → head `{self.head[:7]}`, {compared}",
+            "",
+        ]
+        if self.changes:
+            lines += ["| Kind | Added | Changed | Removed |", "|---|---|---|---|"]
+            for kind, row in sorted(self.counts().items()):
+                lines.append(f"| {kind} | {row['added']} | {row['changed']} | {row['removed']} |")
+            lines.append("")
+        else:
+            lines += ["No change.", ""]
+        if self.diagnostics:
+            lines += ["### Validation errors", ""]
+            lines += [
+                f"- `{d.path}:{d.line}` {d.field + ': ' if d.field else ''}{d.message}"
+                for d in self.diagnostics
+            ]
+            lines += ["", "Nothing from these files is applied or pruned until they are fixed.", ""]
+        if self.policy_lines:
+            lines += ["### Policies", "", *self.policy_lines, ""]
+        if self.drift:
+            lines += ["### Drift (the cluster differs from the base)", ""]
+            lines += [f"- {item}" for item in self.drift]
+            lines.append("")
+        for change in self.changes:
+            where = f"{change.namespace}/{change.name}" if change.namespace else change.name
+            lines += [f"### {change.kind} {where} ({change.action.value})", ""]
+            lines += [f"- {line}" for line in change.summary]
+            lines.append("")
+            for obj in change.objects:
+                if not obj.diff:
+                    continue
+                lines += [
+                    f"<details><summary>{obj.key} ({obj.action.value})</summary>",
+                    "",
+                    "```diff",
+                    obj.diff.rstrip("\n"),
+                    "```",
+                    "</details>",
+                    "",
+                ]
+        return "\n".join(lines).rstrip("\n") + "\n"
+
+
+_VERBS = {PlanAction.ADDED: "add", PlanAction.CHANGED: "change", PlanAction.REMOVED: "remove"}
+
+Rendered = Sequence[tuple[Entry, Mapping[str, Any]]]
+
+
+def make_plan(
+    *,
+    base_commit: str,
+    head_commit: str,
+    base: Rendered,
+    head: Rendered,
+    default_namespaces: tuple[str, str],
+    diagnostics: Sequence[Diagnostic] = (),
+    failed_paths: frozenset[str] = frozenset(),
+    live: Mapping[ResourceKey, LiveView] | None = None,
+) -> Plan:
+    """Compare base and head; with ``live``, object diffs are live -> dry-run instead.
+
+    A spec whose file fails to load at head is not a removal: sync keeps what it
+    deployed until the file is fixed, and so does the plan.
+    """
+    base_ns, head_ns = default_namespaces
+    before = {entry.key(base_ns): (entry, body) for entry, body in base}
+    after = {entry.key(head_ns): (entry, body) for entry, body in head}
+    changes: list[SpecChange] = []
+    drift: list[str] = []
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if new is None and old is not None and old[0].path in failed_paths:
+            continue
+        old_body = comparable(normalize(old[1])) if old else None
+        new_body = comparable(normalize(new[1])) if new else None
+        view = live.get(resource_key(new[1])) if (live is not None and new) else None
+        if view is not None and old_body is not None and view.live is not None:
+            live_body = comparable(normalize(view.live))
+            if not holds(live_body, old_body):
+                drift.append(f"{key}: the live object differs from what the base declares")
+        if old_body == new_body and not (view and _differs(view)):
+            continue
+        action = (
+            PlanAction.ADDED
+            if old is None
+            else PlanAction.REMOVED
+            if new is None
+            else PlanAction.CHANGED
+        )
+        entry, body = new or old or (None, None)
+        if entry is None or body is None:  # pragma: no cover - a key comes from one side
+            continue
+        summary = _summary(old[0] if old else None, new[0] if new else None)
+        # Provenance annotations change with every commit and say nothing to a reviewer.
+        if view is not None:
+            diff = (
+                object_diff(_bare(view.live), _bare(view.dry_run), labels=("live", "head"))
+                if _differs(view)
+                else ""
+            )
+        else:
+            diff = object_diff(
+                _bare(old[1] if old else None),
+                _bare(new[1] if new else None),
+                labels=("base", "head"),
+            )
+        target = resource_key(body)
+        if old is not None and new is not None and resource_key(old[1]) != target:
+            action_of_object = PlanAction.ADDED  # a new training run, say
+        else:
+            action_of_object = action
+        changes.append(
+            SpecChange(
+                kind=key.kind,
+                namespace=key.namespace,
+                name=key.name,
+                path=entry.path,
+                action=action,
+                summary=tuple(summary),
+                objects=(ObjectChange(target, action_of_object, diff),),
+            )
+        )
+    return Plan(
+        base=base_commit,
+        head=head_commit,
+        changes=tuple(changes),
+        diagnostics=tuple(diagnostics),
+        against_cluster=live is not None,
+        drift=tuple(drift),
+    )
+
+
+def _bare(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if obj is None else without_provenance(obj)
+
+
+def _differs(view: LiveView) -> bool:
+    if view.live is None:
+        return True
+    return comparable(normalize(view.live)) != comparable(normalize(view.dry_run))
+
+
+# --- words ----------------------------------------------------------------------------
+
+
+def _summary(old: Entry | None, new: Entry | None) -> list[str]:
+    either = new or old
+    spec = either.spec if either else None
+    if isinstance(spec, ModelDeployment):
+        return _model_words(
+            old.spec if old and isinstance(old.spec, ModelDeployment) else None,
+            new.spec if new and isinstance(new.spec, ModelDeployment) else None,
+        )
+    if isinstance(spec, TrainingRun):
+        return _run_words(
+            old.spec if old and isinstance(old.spec, TrainingRun) else None,
+            new.spec if new and isinstance(new.spec, TrainingRun) else None,
+        )
+    if new is None:
+        return ["removed from Git: it will be pruned"]
+    return ["applied as written" if old is None else "changed as written"]
+
+
+def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> list[str]:
+    if new is None:
+        assert old is not None  # noqa: S101 - one side always exists
+        return [
+            f"model `{old.spec.model.storage_uri}` stops serving: the InferenceService is pruned"
+        ]
+    model = new.spec.model
+    if old is None:
+        words = [
+            f"new model `{model.storage_uri}` ({model.format}"
+            + (f" {model.runtime_version}" if model.runtime_version else "")
+            + ")",
+            f"replicas {new.spec.replicas.min}..{new.spec.replicas.max}",
+        ]
+        words += _resource_words(None, new.spec.resources)
+        words.append("rollout: direct, all traffic once Ready")
+        return words
+    was = old.spec.model
+    words = []
+    if was.storage_uri != model.storage_uri:
+        words.append(f"model `{was.storage_uri}` → `{model.storage_uri}`")
+    for label, a, b in (
+        ("format", was.format, model.format),
+        ("runtime", was.runtime, model.runtime),
+        ("runtime version", was.runtime_version, model.runtime_version),
+    ):
+        if a != b:
+            words.append(f"{label} {a or '(default)'} → {b or '(default)'}")
+    replicas_old, replicas_new = old.spec.replicas, new.spec.replicas
+    if (replicas_old.min, replicas_old.max) != (replicas_new.min, replicas_new.max):
+        was_range = f"{replicas_old.min}..{replicas_old.max}"
+        words.append(f"replicas {was_range} → {replicas_new.min}..{replicas_new.max}")
+    words += _resource_words(old.spec.resources, new.spec.resources)
+    old_t, new_t = old.spec.transformer, new.spec.transformer
+    if (old_t.image if old_t else None) != (new_t.image if new_t else None):
+        before_image = old_t.image if old_t else "(none)"
+        words.append(f"transformer {before_image} → {new_t.image if new_t else '(none)'}")
+    predictor_changed = bool(words)
+    if predictor_changed:
+        words.append("rollout: direct, the new revision takes all traffic once Ready")
+    return words or ["metadata only (labels or annotations)"]
+
+
+def _resource_words(old: Resources | None, new: Resources | None) -> list[str]:
+    words = []
+    for section in ("requests", "limits"):
+        before = dict(getattr(old, section)) if old else {}
+        after = dict(getattr(new, section)) if new else {}
+        for name in sorted(before.keys() | after.keys()):
+            a, b = before.get(name), after.get(name)
+            if a == b:
+                continue
+            label = "GPU" if name == "nvidia.com/gpu" else name
+            was, now = ("-" if v is None else v for v in (a, b))
+            words.append(f"{label} {section[:-1]} {was} → {now}")
+    return words
+
+
+def _run_words(old: TrainingRun | None, new: TrainingRun | None) -> list[str]:
+    if new is None:
+        assert old is not None  # noqa: S101
+        return [f"removed: a running `{run_name(old)}` is stopped; finished runs are kept"]
+    replicas = ", ".join(f"{role} {count}" for role, count in sorted(new.spec.replicas.items()))
+    gpus = (new.spec.resources.limits.get("nvidia.com/gpu") if new.spec.resources else None) or 0
+    total = sum(new.spec.replicas.values())
+    start = (
+        f"starts run `{run_name(new)}` ({new.spec.framework}, {replicas}; image `{new.spec.image}`"
+    )
+    start += f"; {int(float(gpus)) * total} GPU(s) in all)" if gpus else ")"
+    if old is None:
+        return [start]
+    words = [start, f"the previous run `{run_name(old)}` is kept (runs are immutable)"]
+    if old.spec.image != new.spec.image:
+        words.append(f"image `{old.spec.image}` → `{new.spec.image}`")
+    return words

@@ -1,0 +1,152 @@
+"""`gitsync plan`: golden Markdown for the changes a reviewer meets, exit codes, drift."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitsync.clients.git import GitSource
+from gitsync.clients.kube import KubeClient
+from gitsync.dev.controlplane import ControlPlane
+from gitsync.reconciler import Reconciler, SyncOptions
+
+from .specrepo import SpecRepo
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "repo"
+GOLDEN = Path(__file__).parent / "golden" / "plan"
+
+
+def plan(repo: SpecRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gitsync", "plan", "--repo", str(repo.work), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k not in {"KUBECONFIG", "GITSYNC_KUBECONFIG"}},
+    )
+
+
+@pytest.fixture
+def examples_repo(tmp_path: Path) -> SpecRepo:
+    repo = SpecRepo(tmp_path / "repo")
+    for path in sorted(EXAMPLES.rglob("*.yaml")):
+        repo.write(str(path.relative_to(EXAMPLES)), path.read_bytes())
+    repo.commit("the examples")
+    return repo
+
+
+def _stable(text: str, repo: SpecRepo) -> str:
+    """Commit ids differ on every run: name them by their role instead."""
+    from .specrepo import git  # noqa: PLC0415
+
+    for role, rev in (("BASE", "HEAD~1"), ("HEAD", "HEAD")):
+        sha = git("rev-parse", rev, cwd=repo.work)
+        text = text.replace(sha, role).replace(sha[:7], role)
+    return text
+
+
+def _check_golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.md"
+    if os.environ.get("GITSYNC_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"plan output differs from {path}"
+
+
+SCENARIOS = {
+    "model-change": {
+        "models/fraud-detector.yaml": lambda t: (
+            t.replace("fraud-detector/v7", "fraud-detector/v8")
+            .replace("cpu: 500m, memory: 1Gi", 'cpu: "1", memory: 1Gi, nvidia.com/gpu: "1"')
+            .replace("max: 4", "max: 6")
+        ),
+    },
+    "new-training-run": {
+        "training/fraud-train.yaml": lambda t: t.replace("fraud-train:1.4.0", "fraud-train:1.5.0"),
+    },
+    "removal": {"models/churn-predictor.yaml": None},
+    "invalid-file": {
+        "models/support-intent.yaml": lambda t: t.replace("storageUri", "storageURI"),
+    },
+}
+EXIT_CODES = {"model-change": 2, "new-training-run": 2, "removal": 2, "invalid-file": 1}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_plan_golden(examples_repo: SpecRepo, scenario: str) -> None:
+    for path, edit in SCENARIOS[scenario].items():
+        if edit is None:
+            examples_repo.delete(path)
+        else:
+            target = examples_repo.work / path
+            target.write_text(edit(target.read_text()))
+    examples_repo.commit(scenario)
+
+    result = plan(examples_repo, "--base", "HEAD~1", "--head", "HEAD")
+
+    assert result.returncode == EXIT_CODES[scenario], result.stderr
+    _check_golden(scenario, _stable(result.stdout, examples_repo))
+
+
+def test_no_change_exits_zero_and_json_is_structured(examples_repo: SpecRepo) -> None:
+    examples_repo.write("README.md", "docs only\n")
+    examples_repo.commit("docs")
+
+    markdown = plan(examples_repo, "--base", "HEAD~1")
+    as_json = plan(examples_repo, "--base", "HEAD~1", "--format", "json")
+
+    assert markdown.returncode == 0
+    assert "No change." in markdown.stdout
+    report = json.loads(as_json.stdout)
+    assert (report["exitCode"], report["changes"], report["errors"]) == (0, [], [])
+
+
+def test_unknown_revision_is_an_error(examples_repo: SpecRepo) -> None:
+    result = plan(examples_repo, "--base", "no-such-branch")
+    assert result.returncode == 2
+    assert "no commit named 'no-such-branch'" in result.stderr
+
+
+def test_plan_against_the_cluster_shows_drift(
+    examples_repo: SpecRepo, control_plane: ControlPlane, kube: KubeClient, tmp_path: Path
+) -> None:
+    instance = "plan-drift"
+    git = GitSource(examples_repo.url, branch="main", cache_dir=tmp_path / "cache")
+    reconciler = Reconciler(git=git, kube=kube, options=SyncOptions(instance=instance))
+    assert not reconciler.cycle().failed
+    git.close()
+    live = kube.get(
+        "serving.kserve.io/v1beta1", "InferenceService", "fraud-detector", namespace="ml-serving"
+    )
+    assert live is not None
+    live["spec"]["predictor"]["maxReplicas"] = 9
+    kube.request(
+        "PUT",
+        "/apis/serving.kserve.io/v1beta1/namespaces/ml-serving/inferenceservices/fraud-detector",
+        query={"fieldManager": "kubectl-edit"},
+        body=live,
+    )
+    examples_repo.write("README.md", "docs only\n")
+    examples_repo.commit("docs")
+
+    result = plan(
+        examples_repo,
+        "--base",
+        "HEAD~1",
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+        "--instance",
+        instance,
+    )
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "compared with the live cluster (server-side dry-run)" in result.stdout
+    assert "ModelDeployment ml-serving/fraud-detector: the live object differs" in result.stdout
+    diff = re.search(r"```diff\n(.*?)```", result.stdout, re.S)
+    assert diff is not None
+    assert "-    maxReplicas: 9\n+    maxReplicas: 4\n" in diff.group(1)
