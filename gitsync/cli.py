@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,21 +31,19 @@ from gitsync.clients.kube import KubeClient
 from gitsync.daemon import Daemon
 from gitsync.dev.binaries import cache_root
 from gitsync.diff import Action
-from gitsync.errors import ConfigurationError, GitsyncError
-from gitsync.loading import (
-    CONFIG_FILE,
-    Entry,
-    load_config,
-    load_file,
-    load_tree,
-    select_paths,
-)
+from gitsync.errors import ConfigurationError, GitError, GitsyncError
+from gitsync.health import assess
+from gitsync.history import SpecCommit, StatusCommit, timelines
+from gitsync.loading import Entry, Severity
 from gitsync.log import configure as configure_logging
 from gitsync.plan import make_plan
+from gitsync.policy import enforce, entry_object
 from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.render import RenderContext, render
-from gitsync.snapshot import Snapshot, read_snapshot
-from gitsync.specs import Config, json_schema
+from gitsync.rollout import COMMAND_ANNOTATION
+from gitsync.snapshot import Snapshot, read_folder, read_snapshot
+from gitsync.specs import json_schema
+from gitsync.status import STATUS_ROOT, parse_document
 
 __all__ = ["main"]
 
@@ -108,14 +107,26 @@ def dev_build() -> None:
     show_default=True,
     help="Start the dev controllers that simulate KServe and the Training Operator.",
 )
-def dev_up(folder: Path, crd_dirs: tuple[Path, ...], controllers: bool) -> None:
+@_option(
+    "--prometheus/--no-prometheus",
+    default=False,
+    show_default=True,
+    help="Also start Prometheus, scraping the dev controllers' synthetic request metrics.",
+)
+def dev_up(folder: Path, crd_dirs: tuple[Path, ...], controllers: bool, prometheus: bool) -> None:
     """Start etcd, kube-apiserver, the CRDs and the dev controllers (idempotent)."""
     from gitsync.dev import controlplane  # noqa: PLC0415 - keeps `gitsync --help` fast
 
     started = time.monotonic()
     plane = controlplane.up(
-        folder, crd_dirs=list(crd_dirs), controllers=controllers, progress=_echo_err
+        folder,
+        crd_dirs=list(crd_dirs),
+        controllers=controllers,
+        prometheus=prometheus,
+        progress=_echo_err,
     )
+    if plane.prometheus_url:
+        _echo_err(f"prometheus on {plane.prometheus_url}")
     _echo_err(f"control plane {plane.version} ready in {time.monotonic() - started:.1f}s")
     click.echo(f"export KUBECONFIG={plane.kubeconfig}")
 
@@ -157,16 +168,19 @@ def dev_status(folder: Path) -> None:
 )
 @_option("--format", "output", type=click.Choice(["text", "json"]), default="text")
 def validate(path: Path, output: str) -> None:
-    """Validate the specs in PATH (a spec folder). Exit 0 when valid, 1 otherwise."""
-    config_file = path / CONFIG_FILE
-    config, problems = (
-        load_config(config_file.read_bytes()) if config_file.is_file() else (Config(), [])
-    )
-    files = [p.relative_to(path).as_posix() for p in sorted(path.rglob("*")) if p.is_file()]
-    selected = select_paths(files, root="", config=config)
-    results = [load_file(f, (path / f).read_bytes()) for f in selected]
-    loaded = load_tree(results, default_namespace=config.defaults.namespace)
-    diagnostics = [*problems, *loaded.diagnostics]
+    """Validate the specs in PATH (a spec folder) against their schemas and policies.
+
+    Exit 0 when valid (policy warnings are printed), 1 otherwise.
+    """
+    snap = read_folder(path)
+    rendered = _rendered(snap, instance="validate", source_commits={})
+    verdicts = enforce(snap.policies, rendered, default_namespace=snap.config.defaults.namespace)
+    loaded = verdicts.applied_to(snap.loaded)
+    diagnostics = [*snap.config_diagnostics, *loaded.diagnostics]
+    warnings = [
+        *snap.policy_warnings,
+        *(d for d in verdicts.diagnostics if d.severity is Severity.WARNING),
+    ]
     if output == "json":
         click.echo(
             orjson.dumps(
@@ -174,16 +188,20 @@ def validate(path: Path, output: str) -> None:
                     "valid": not diagnostics,
                     "specs": len(loaded.entries),
                     "errors": [d.as_dict() for d in diagnostics],
+                    "warnings": [d.as_dict() for d in warnings],
                 },
                 option=orjson.OPT_INDENT_2,
             ).decode()
         )
     else:
-        for diagnostic in diagnostics:
+        for diagnostic in [*diagnostics, *warnings]:
             click.echo(str(diagnostic))
-        files_count = len(results)
+        files_count = len(snap.blobs)
         verdict = "valid" if not diagnostics else f"{len(diagnostics)} error(s)"
-        _echo_err(f"{files_count} file(s), {len(loaded.entries)} object(s): {verdict}")
+        _echo_err(
+            f"{files_count} file(s), {len(loaded.entries)} object(s), "
+            f"{len(snap.policies.policies)} policies: {verdict}"
+        )
     sys.exit(1 if diagnostics else 0)
 
 
@@ -223,9 +241,28 @@ def plan(
     snapshots = [
         read_snapshot(repository, repository.resolve(rev), root=subdir) for rev in (base, head)
     ]
-    rendered = [_render_snapshot(repository, snap, instance=instance) for snap in snapshots]
     before, after = snapshots
-    diagnostics = [*after.config_diagnostics, *after.loaded.diagnostics]
+    rendered = [
+        _rendered(
+            snap,
+            instance=instance,
+            source_commits=repository.last_changes(snap.commit, list(snap.blobs)).by_path,
+        )
+        for snap in snapshots
+    ]
+    base_ns = before.config.defaults.namespace
+    verdicts = enforce(
+        after.policies,
+        rendered[1],
+        default_namespace=after.config.defaults.namespace,
+        old_objects={
+            (e.kind, e.namespace(base_ns), e.name): entry_object(e) for e, _ in rendered[0]
+        },
+    )
+    loaded = verdicts.applied_to(after.loaded)
+    kept = {id(entry) for entry in verdicts.entries}
+    rendered[1] = [(e, body) for e, body in rendered[1] if id(e) in kept]
+    diagnostics = [*after.config_diagnostics, *loaded.diagnostics]
     live = None
     if kubeconfig is not None:
         kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
@@ -240,8 +277,9 @@ def plan(
         head=rendered[1],
         default_namespaces=(before.config.defaults.namespace, after.config.defaults.namespace),
         diagnostics=diagnostics,
-        failed_paths=after.loaded.failed_paths,
+        failed_paths=loaded.failed_paths,
         live=live,
+        policy_lines=tuple(verdicts.lines()),
     )
     if output == "json":
         click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
@@ -250,16 +288,249 @@ def plan(
     sys.exit(result.exit_code)
 
 
-def _render_snapshot(
-    repository: Repository, snap: Snapshot, *, instance: str
+def _rendered(
+    snap: Snapshot, *, instance: str, source_commits: Mapping[str, str]
 ) -> list[tuple[Entry, dict[str, Any]]]:
-    commits = repository.last_changes(snap.commit, list(snap.blobs)).by_path
     context = RenderContext(
         instance=instance,
         default_namespace=snap.config.defaults.namespace,
-        source_commits=commits,
+        source_commits=source_commits,
     )
     return [(entry, render(entry, context)) for entry in snap.loaded.entries]
+
+
+# --- rollouts ---------------------------------------------------------------------------
+
+
+@cli.group()
+def rollout() -> None:
+    """Act on a model's canary rollout; the daemon carries it out and records it in Git."""
+
+
+def _rollout_command(verb: str) -> Callable[..., None]:
+    @_option("--namespace", "-n", default="default", show_default=True)
+    @_option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar=["GITSYNC_KUBECONFIG", "KUBECONFIG"],
+        default=None,
+    )
+    @_option("--context", "kube_context", default=None)
+    @click.argument("name")
+    def command(
+        name: str, namespace: str, kubeconfig: Path | None, kube_context: str | None
+    ) -> None:
+        kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
+        try:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            kube.annotate(
+                "serving.kserve.io/v1beta1",
+                "InferenceService",
+                name,
+                namespace=namespace,
+                annotations={COMMAND_ANNOTATION: f"{verb}@{stamp}"},
+                field_manager="gitsync-cli",
+            )
+        finally:
+            kube.close()
+        click.echo(f"{verb} requested for {namespace}/{name}; the next cycle carries it out")
+
+    command.__doc__ = {
+        "promote": "Move a canary past its current step (past an indefinite pause, too).",
+        "abort": "Roll a canary back: all traffic to the stable revision.",
+    }[verb]
+    return command
+
+
+for _verb in ("promote", "abort"):
+    rollout.command(_verb)(_rollout_command(_verb))
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def _branch_head(repository: Repository, branch: str) -> str:
+    """A branch of a local clone, or its remote-tracking copy (a CI checkout has only that)."""
+    for name in (branch, f"origin/{branch}", f"refs/remotes/origin/{branch}"):
+        try:
+            return repository.resolve(name)
+        except GitError:
+            continue
+    raise ConfigurationError(f"no branch {branch!r} in the repository (fetch it first)")
+
+
+def _status_commits(
+    repository: Repository, head: str, since: datetime | None
+) -> list[StatusCommit]:
+    found = []
+    for change in repository.history(head, under=STATUS_ROOT, since=since):
+        documents = {
+            path: parse_document(repository.read_blob(blob))
+            for path, blob in {**change.changes.added, **change.changes.modified}.items()
+            if path.endswith(".yaml")
+        }
+        message = change.revision.message
+        trailer = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in message.splitlines()
+                if line.startswith("Gitsync-Source-Commit:")
+            ),
+            "",
+        )
+        found.append(
+            StatusCommit(
+                commit=change.revision.commit,
+                at=change.revision.authored_at,
+                summary=change.revision.summary,
+                source_commit=trailer,
+                documents=documents,
+                removed=frozenset(change.changes.deleted),
+            )
+        )
+    return found
+
+
+def _current_statuses(repository: Repository, head: str) -> dict[str, dict[str, Any]]:
+    return {
+        path: parse_document(repository.read_blob(blob))
+        for path, blob in repository.files(head, under=STATUS_ROOT).items()
+        if path.endswith(".yaml")
+    }
+
+
+@cli.command()
+@click.argument("name", required=False)
+@_option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    help="A local clone with the spec branch and the status branch.",
+)
+@_option("--branch", default="main", show_default=True)
+@_option("--status-branch", default="gitsync/status", show_default=True)
+@_option("--path", "subdir", default="", help="Spec folder inside the repo.")
+@_option("--since", type=click.DateTime(), default=None, help="Only events from this date.")
+@_option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+def history(
+    *,
+    name: str | None,
+    repo: Path,
+    branch: str,
+    status_branch: str,
+    subdir: str,
+    since: datetime | None,
+    output: str,
+) -> None:
+    """One timeline per spec: its commits (who, when, which merge) and what gitsync did."""
+    repository = Repository.open(repo)
+    since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+    status_head = _branch_head(repository, status_branch)
+    status_commits = _status_commits(repository, status_head, since_utc)
+    specs = _current_statuses(repository, status_head)
+    for commit in status_commits:  # specs removed since: their last known document
+        for path, doc in commit.documents.items():
+            specs.setdefault(path, dict(doc))
+    spec_commits = [
+        SpecCommit(
+            commit=change.revision.commit,
+            author=change.revision.author.name,
+            at=change.revision.authored_at,
+            summary=change.revision.summary,
+            paths=change.changes.paths,
+            merge_of=change.merged,
+        )
+        for change in repository.history(
+            _branch_head(repository, branch), under=subdir, since=since_utc
+        )
+    ]
+    found = timelines(
+        specs=specs,
+        spec_commits=spec_commits,
+        status_commits=status_commits,
+        name=name,
+        since=since_utc,
+    )
+    if name is not None and not found:
+        raise ConfigurationError(f"no spec named {name!r} on {status_branch}")
+    if output == "json":
+        payload = [timeline.as_dict() for timeline in found]
+        click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        return
+    for timeline in found:
+        where = f"{timeline.namespace}/{timeline.name}" if timeline.namespace else timeline.name
+        click.echo(f"{timeline.kind} {where} ({', '.join(timeline.sources)})")
+        for event in timeline.events:
+            stamp = event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+            click.echo(f"  {stamp}  {event.kind:<6} {event.commit[:7]}  {event.text}")
+        click.echo("")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@_option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    help="A local clone with the status branch.",
+)
+@_option("--status-branch", default="gitsync/status", show_default=True)
+@_option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="GITSYNC_KUBECONFIG",
+    help="Also read the live objects' health from this cluster.",
+)
+@_option("--context", "kube_context", default=None)
+@_option("--format", "output", type=click.Choice(["table", "json"]), default="table")
+def status(
+    *,
+    name: str | None,
+    repo: Path,
+    status_branch: str,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    output: str,
+) -> None:
+    """Current state of each spec, from the status branch (and the cluster, if given)."""
+    repository = Repository.open(repo)
+    docs = [
+        doc
+        for _, doc in sorted(
+            _current_statuses(repository, _branch_head(repository, status_branch)).items()
+        )
+        if name is None or doc.get("name") == name
+    ]
+    if name is not None and not docs:
+        raise ConfigurationError(f"no spec named {name!r} on {status_branch}")
+    kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context) if kubeconfig else None
+    try:
+        rows = [_status_row(doc, kube) for doc in docs]
+    finally:
+        if kube is not None:
+            kube.close()
+    if output == "json":
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for row in rows:
+        live = f"  live: {row['live']}" if "live" in row else ""
+        where = f"{row['namespace']}/{row['name']}"
+        click.echo(f"{row['kind']} {where}: {row['phase']}: {row['message']}{live}")
+
+
+def _status_row(doc: dict[str, Any], kube: KubeClient | None) -> dict[str, Any]:
+    row = {key: doc.get(key) for key in ("kind", "namespace", "name", "phase", "message", "source")}
+    if kube is None:
+        return row
+    healths = []
+    for resource in doc.get("resources") or []:
+        api_version, kind, where = str(resource).split(" ", 2)
+        namespace, _, object_name = where.rpartition("/")
+        live = kube.get(api_version, kind, object_name, namespace=namespace or None)
+        healths.append("absent" if live is None else assess(live).health.value)
+    row["live"] = ", ".join(healths) or "-"
+    return row
 
 
 @cli.command()

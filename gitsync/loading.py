@@ -40,10 +40,13 @@ __all__ = [
     "ObjectKey",
     "Rejected",
     "Severity",
+    "document_lines",
+    "field_path",
     "load_config",
     "load_file",
     "load_tree",
     "select_paths",
+    "validation_diagnostics",
 ]
 
 CONFIG_FILE = "gitsync.yaml"
@@ -67,7 +70,8 @@ class Diagnostic:
 
     def __str__(self) -> str:
         where = f"{self.field}: " if self.field else ""
-        return f"{self.path}:{self.line}:{self.column}: {where}{self.message}"
+        level = "warning: " if self.severity is Severity.WARNING else ""
+        return f"{self.path}:{self.line}:{self.column}: {level}{where}{self.message}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +212,8 @@ def select_paths(paths: Iterable[str], *, root: str, config: Config) -> list[str
             continue
         if any(_glob_regex(p).match(relative) for p in config.exclude):
             continue
+        if any(relative.startswith(folder.strip("/") + "/") for folder in config.policies):
+            continue  # policies, not specs
         selected.append(path)
     return sorted(selected)
 
@@ -223,7 +229,7 @@ def _yaml_error(path: str, exc: yaml.YAMLError) -> Diagnostic:
     return Diagnostic(path, line, column, f"invalid YAML: {problem}")
 
 
-def _document_lines(content: bytes) -> list[int]:
+def document_lines(content: bytes) -> list[int]:
     """First line of each document, found cheaply from ``---`` separators."""
     lines = [1]
     for number, raw in enumerate(content.splitlines(), start=1):
@@ -245,7 +251,7 @@ def load_config(content: bytes, *, path: str = CONFIG_FILE) -> tuple[Config, lis
     try:
         return Config.model_validate(data), []
     except pydantic.ValidationError as exc:
-        return Config(), _validation_diagnostics(exc, Config, content=content, path=path, index=0)
+        return Config(), validation_diagnostics(exc, Config, content=content, path=path, index=0)
 
 
 def load_file(path: str, content: bytes) -> FileResult:
@@ -254,7 +260,7 @@ def load_file(path: str, content: bytes) -> FileResult:
         documents = list(yaml.load_all(content, Loader=yaml.CSafeLoader))
     except yaml.YAMLError as exc:
         return FileResult(path, diagnostics=(_yaml_error(path, exc),))
-    starts = _document_lines(content)
+    starts = document_lines(content)
     entries: list[Entry] = []
     diagnostics: list[Diagnostic] = []
     rejected: list[Rejected] = []
@@ -321,7 +327,7 @@ def _load_spec(
     try:
         spec = model.model_validate(document)
     except pydantic.ValidationError as exc:
-        problems = _validation_diagnostics(exc, model, content=content, path=path, index=index)
+        problems = validation_diagnostics(exc, model, content=content, path=path, index=index)
         return None, problems
     return Entry(path, index, line, spec=spec), []
 
@@ -329,14 +335,15 @@ def _load_spec(
 # --- validation errors with positions ---------------------------------------------
 
 
-def _field_path(loc: Sequence[str | int]) -> str:
+def field_path(loc: Sequence[str | int]) -> str:
+    """A pydantic location as people write it: ``spec.containers[0].image``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _validation_diagnostics(
+def validation_diagnostics(
     exc: pydantic.ValidationError,
     model: type[pydantic.BaseModel],
     *,
@@ -382,7 +389,7 @@ def _validation_diagnostics(
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
             position = _locate(content, index, loc, at_key=False)
-        diagnostics.append(Diagnostic(path, *position, message, field=_field_path(loc)))
+        diagnostics.append(Diagnostic(path, *position, message, field=field_path(loc)))
     return diagnostics
 
 

@@ -183,6 +183,7 @@ def make_plan(
     diagnostics: Sequence[Diagnostic] = (),
     failed_paths: frozenset[str] = frozenset(),
     live: Mapping[ResourceKey, LiveView] | None = None,
+    policy_lines: Sequence[str] = (),
 ) -> Plan:
     """Compare base and head; with ``live``, object diffs are live -> dry-run instead.
 
@@ -254,6 +255,7 @@ def make_plan(
         diagnostics=tuple(diagnostics),
         against_cluster=live is not None,
         drift=tuple(drift),
+        policy_lines=tuple(policy_lines),
     )
 
 

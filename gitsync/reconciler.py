@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -22,8 +22,8 @@ import structlog
 from gitsync.apply import execute
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import Informer, KubeClient
-from gitsync.diff import Change, ChangeSet, PrunePolicy, plan_changes
-from gitsync.errors import ApiUnavailableError, GitError, NotFoundError, Remedy
+from gitsync.diff import Change, ChangeSet, PrunePolicy, holds, plan_changes
+from gitsync.errors import ApiUnavailableError, GitError, GitsyncError, NotFoundError, Remedy
 from gitsync.health import Health, HealthReport, assess
 from gitsync.loading import (
     Diagnostic,
@@ -31,15 +31,29 @@ from gitsync.loading import (
     FileResult,
     LoadResult,
 )
+from gitsync.policy import enforce, entry_object
 from gitsync.render import (
+    ANNOTATION_APPLIED_HASH,
     LABEL_INSTANCE,
     RenderContext,
     ResourceKey,
+    applied_hash,
     render,
     resource_key,
 )
+from gitsync.rollout import (
+    STATE_ANNOTATION,
+    Decision,
+    Measurement,
+    RolloutState,
+    analysis_due,
+    decide,
+    judge,
+    predictor_hash,
+    render_query,
+)
 from gitsync.snapshot import read_snapshot
-from gitsync.specs import Config, ModelDeployment, TrainingRun
+from gitsync.specs import Config, ModelDeployment, Rollout, TrainingRun
 from gitsync.status import (
     README_PATH,
     STATUS_ROOT,
@@ -119,12 +133,26 @@ class _Memory:
     status_bytes: dict[str, bytes] = field(default_factory=dict)
     dumped: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # path: (json, yaml)
     rendered: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
+    #: Each spec as the last cycle read it: ``oldObject`` for transition policies.
+    previous_specs: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     status_head: str | None = None
     extra_kinds: set[tuple[str, str]] = field(default_factory=set)
     live_version: int | None = None
     #: The last cycle left nothing that another try could fix (transient failures,
     #: an unpublished status): with the same commit and no live change, skip.
     settled: bool = False
+
+
+class MetricsSource(Protocol):
+    """Where canary analysis gets a number: one value, or None when there is no data."""
+
+    def value(self, promql: str) -> float | None: ...
+
+
+def _prometheus(address: str) -> MetricsSource:
+    from gitsync.clients.prometheus import PrometheusClient  # noqa: PLC0415
+
+    return PrometheusClient(address)
 
 
 class _Listed:
@@ -210,6 +238,7 @@ class Reconciler:
         options: SyncOptions,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         watch: bool = False,
+        metrics: Callable[[str], MetricsSource] | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once."""
@@ -218,6 +247,7 @@ class Reconciler:
         self._options = options
         self._clock = clock
         self._memory = _Memory()
+        self._metrics = metrics or _prometheus
         selector = f"{LABEL_INSTANCE}={options.instance}"
         self._live_source: _Listed | _Watched = (
             _Watched(kube, selector) if watch else _Listed(kube, selector)
@@ -283,10 +313,35 @@ class Reconciler:
             source_commits=self._memory.last_changes.by_path,
         )
         desired = self._render(loaded.entries, context, blobs)
+        verdicts = enforce(
+            snapshot.policies,
+            list(zip(loaded.entries, desired, strict=True)),
+            default_namespace=config.defaults.namespace,
+            old_objects=self._memory.previous_specs,
+        )
+        kept = {id(entry) for entry in verdicts.entries}
+        desired = [b for e, b in zip(loaded.entries, desired, strict=True) if id(e) in kept]
+        # oldObject is the spec as last accepted: a denied change must not become the
+        # base its own next attempt is judged against.
+        accepted = {
+            (e.kind, e.namespace(config.defaults.namespace), e.name): entry_object(e)
+            for e in verdicts.entries
+        }
+        denied_keys = {
+            (e.kind, e.namespace(config.defaults.namespace), e.name)
+            for e in loaded.entries
+            if id(e) not in kept
+        }
+        self._memory.previous_specs = {
+            **{k: v for k, v in self._memory.previous_specs.items() if k in denied_keys},
+            **accepted,
+        }
+        loaded = verdicts.applied_to(loaded)
         status_branch = self._options.status_branch or config.status_branch
         self._read_statuses(status_branch)
 
         live = self._live(desired)
+        desired, rollouts = self._step_rollouts(loaded.entries, desired, live)
         plan = plan_changes(
             desired,
             live,
@@ -321,6 +376,7 @@ class Reconciler:
             observed=observed,
             stale=stale,
             config=config,
+            rollouts=rollouts,
         )
         status_commit, status_error = self._publish(
             statuses, status_branch=status_branch, revision=revision
@@ -336,8 +392,11 @@ class Reconciler:
             duration=time.monotonic() - started,
         )
         self._memory.head, self._memory.live_version = revision.commit, live_version
-        self._memory.settled = status_error is None and all(
-            change.error_remedy is Remedy.WAIT_FOR_COMMIT for change in changes.failures
+        # A rollout in progress has timers and analyses to run even when nothing moves.
+        self._memory.settled = (
+            status_error is None
+            and not any(d.state.phase.active for d in rollouts.values())
+            and all(change.error_remedy is Remedy.WAIT_FOR_COMMIT for change in changes.failures)
         )
         bound.info(
             "cycle finished",
@@ -379,6 +438,70 @@ class Reconciler:
             bodies.append(body)
         self._memory.rendered = rendered
         return bodies
+
+    def _step_rollouts(
+        self,
+        entries: Sequence[Entry],
+        desired: Sequence[dict[str, Any]],
+        live: Mapping[ResourceKey, Mapping[str, Any]],
+    ) -> tuple[list[dict[str, Any]], dict[ResourceKey, Decision]]:
+        """Give each canary ModelDeployment the traffic split and state its rollout is at.
+
+        Other objects pass unchanged. The bodies come back re-stamped, so an unchanged
+        rollout step still plans as unchanged.
+        """
+        now = self._clock()
+        bodies: list[dict[str, Any]] = []
+        decisions: dict[ResourceKey, Decision] = {}
+        for entry, body in zip(entries, desired, strict=True):
+            spec = entry.spec
+            if not isinstance(spec, ModelDeployment) or spec.spec.rollout.strategy != "canary":
+                bodies.append(body)
+                continue
+            key = resource_key(body)
+            current = live.get(key)
+            rollout = spec.spec.rollout
+            target = predictor_hash(body)
+            state = RolloutState.from_live(current)
+            measurements: list[Measurement] = []
+            if state is not None and state.target == target and analysis_due(state, rollout, now):
+                measurements = self._analyse(rollout, key, state)
+            matches = current is not None and holds(
+                (current.get("spec") or {}).get("predictor"), body["spec"]["predictor"]
+            )
+            decision = decide(
+                desired_hash=target,
+                live=current,
+                rollout=rollout,
+                now=now,
+                measurements=measurements,
+                live_matches_desired=matches,
+            )
+            decisions[key] = decision
+            bodies.append(_with_rollout(body, decision))
+        return bodies, decisions
+
+    def _analyse(
+        self, rollout: Rollout, key: ResourceKey, state: RolloutState
+    ) -> list[Measurement]:
+        """Run every metric's queries; a query that fails is a measurement without data."""
+        assert rollout.analysis is not None  # noqa: S101 - analysis_due checked it
+        client = self._metrics(rollout.analysis.provider.prometheus.address)
+        results = []
+        for metric in rollout.analysis.metrics:
+            values: list[float | None] = []
+            for query in (metric.query, metric.baseline_query):
+                if query is None:
+                    values.append(None)
+                    continue
+                promql = render_query(query, namespace=key.namespace, name=key.name, state=state)
+                try:
+                    values.append(client.value(promql))
+                except GitsyncError as exc:
+                    log.warning("metric query failed", metric=metric.name, error=str(exc))
+                    values.append(None)
+            results.append(judge(metric, values[0], values[1]))
+        return results
 
     def _live(self, desired: Sequence[Mapping[str, Any]]) -> dict[ResourceKey, Mapping[str, Any]]:
         """Every object of this instance, of every kind we render, were given, or
@@ -447,6 +570,7 @@ class Reconciler:
         observed: Mapping[ResourceKey, Mapping[str, Any]],
         stale: set[ResourceKey],
         config: Config,
+        rollouts: Mapping[ResourceKey, Decision],
     ) -> list[SpecStatus]:
         now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         by_key = {change.key: change for change in changes.changes}
@@ -461,6 +585,7 @@ class Reconciler:
                 change=by_key.get(key),
                 live=observed.get(key),
                 stale=key in stale,
+                rollout=rollouts.get(key),
                 namespace=entry.namespace(config.defaults.namespace),
                 source_commit=commits.get(entry.path, ""),
                 now=now,
@@ -555,6 +680,7 @@ def _entry_status(
     change: Change | None,
     live: Mapping[str, Any] | None,
     stale: bool,
+    rollout: Decision | None,
     namespace: str,
     source_commit: str,
     now: str,
@@ -584,7 +710,44 @@ def _entry_status(
         resources=[f"{body['apiVersion']} {key}"],
         model=model,
         run=run,
+        rollout=_rollout_info(rollout) if rollout is not None else None,
+        transition=rollout.transition if rollout is not None else None,
     )
+
+
+def _with_rollout(body: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    """The body carrying the decided traffic split and rollout state, re-stamped."""
+    predictor = {k: v for k, v in body["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
+    if decision.traffic is not None:
+        predictor["canaryTrafficPercent"] = decision.traffic
+    metadata = dict(body["metadata"])
+    metadata["annotations"] = {
+        **metadata.get("annotations", {}),
+        STATE_ANNOTATION: decision.state.to_annotation(),
+    }
+    stamped = {**body, "metadata": metadata, "spec": {**body["spec"], "predictor": predictor}}
+    metadata["annotations"][ANNOTATION_APPLIED_HASH] = applied_hash(stamped)
+    return stamped
+
+
+def _rollout_info(decision: Decision) -> dict[str, Any]:
+    state = decision.state
+    info: dict[str, Any] = {
+        "phase": state.phase.value,
+        "traffic": 100 if decision.traffic is None else decision.traffic,
+        "step": state.step + 1,
+    }
+    for key, value in (
+        ("canaryRevision", state.canary_revision),
+        ("stableRevision", state.stable_revision),
+        ("startedAt", state.started_at),
+        ("reason", state.reason),
+    ):
+        if value:
+            info[key] = value
+    if state.evidence:
+        info["evidence"] = [m.text() for m in state.evidence]
+    return info
 
 
 def _resource_version(obj: Mapping[str, Any]) -> str:

@@ -7,8 +7,9 @@ files are cached by blob id: a file that did not change is not parsed again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gitsync.clients.git import Repository
 from gitsync.loading import (
@@ -16,14 +17,16 @@ from gitsync.loading import (
     Diagnostic,
     FileResult,
     LoadResult,
+    Severity,
     load_config,
     load_file,
     load_tree,
     select_paths,
 )
+from gitsync.policy import PolicySet, load_library
 from gitsync.specs import Config
 
-__all__ = ["Snapshot", "read_snapshot"]
+__all__ = ["Snapshot", "read_folder", "read_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,10 @@ class Snapshot:
     blobs: Mapping[str, str]
     #: Parsed files by "blob:path", to pass to the next read.
     parsed: Mapping[str, FileResult] = field(default_factory=dict)
+    #: The shipped policy library plus the repo's own (gitsync.yaml ``policies``).
+    policies: PolicySet = field(default_factory=lambda: PolicySet(()))
+    #: Warnings from loading the policies (a repo policy replacing a shipped one).
+    policy_warnings: tuple[Diagnostic, ...] = ()
 
 
 def read_snapshot(
@@ -45,22 +52,51 @@ def read_snapshot(
     root: str = "",
     parsed: Mapping[str, FileResult] | None = None,
 ) -> Snapshot:
-    """Load ``root`` of ``commit``. With an invalid gitsync.yaml nothing else is loaded:
-    without its defaults the specs cannot be read as their authors meant them."""
+    """Load ``root`` of ``commit`` and its policies. With an invalid gitsync.yaml or
+    policy, nothing else is loaded."""
+    files = repo.files(commit, under=root.strip("/"))
+    return _read(files, repo.read_blob, commit=commit, root=root, parsed=parsed)
+
+
+def read_folder(folder: Path) -> Snapshot:
+    """The same for a folder on disk (``gitsync validate`` of uncommitted work)."""
+    files = {
+        path.relative_to(folder).as_posix(): str(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(folder).parts
+    }
+    return _read(files, lambda where: Path(where).read_bytes(), commit="", root="", parsed=None)
+
+
+def _read(
+    files: Mapping[str, str],
+    read: Callable[[str], bytes],
+    *,
+    commit: str,
+    root: str,
+    parsed: Mapping[str, FileResult] | None,
+) -> Snapshot:
+    """``files`` maps each path to what ``read`` takes to get its bytes (a blob id, a
+    file name); that handle also keys the parse cache."""
     root = root.strip("/")
-    files = repo.files(commit, under=root)
     config_path = f"{root}/{CONFIG_FILE}" if root else CONFIG_FILE
     config, problems = Config(), list[Diagnostic]()
     if (config_blob := files.get(config_path)) is not None:
-        config, problems = load_config(repo.read_blob(config_blob), path=config_path)
+        config, problems = load_config(read(config_blob), path=config_path)
+    policies, policy_problems = load_library(
+        extra_sources=_policy_sources(files, read, root=root, folders=config.policies)
+    )
+    problems += [p for p in policy_problems if p.severity is Severity.ERROR]
     if problems:
+        # Without its defaults (or with fewer policies than it declares) a repo cannot
+        # be read as its authors meant it.
         return Snapshot(commit, config, tuple(problems), LoadResult(), {})
     known = parsed or {}
     results, fresh = [], {}
     paths = select_paths(files, root=root, config=config)
     for path in paths:
         key = f"{files[path]}:{path}"
-        result = known.get(key) or load_file(path, repo.read_blob(files[path]))
+        result = known.get(key) or load_file(path, read(files[path]))
         fresh[key] = result
         results.append(result)
     loaded = load_tree(results, default_namespace=config.defaults.namespace)
@@ -71,4 +107,21 @@ def read_snapshot(
         loaded=loaded,
         blobs={path: files[path] for path in paths},
         parsed=fresh,
+        policies=policies,
+        policy_warnings=tuple(p for p in policy_problems if p.severity is Severity.WARNING),
     )
+
+
+def _policy_sources(
+    files: Mapping[str, str],
+    read: Callable[[str], bytes],
+    *,
+    root: str,
+    folders: Sequence[str],
+) -> list[tuple[str, bytes]]:
+    prefixes = [f"{root}/{f.strip('/')}/" if root else f"{f.strip('/')}/" for f in folders]
+    return [
+        (path, read(handle))
+        for path, handle in sorted(files.items())
+        if path.endswith((".yaml", ".yml")) and any(path.startswith(p) for p in prefixes)
+    ]

@@ -30,9 +30,12 @@ from pydantic.json_schema import models_json_schema
 
 __all__ = [
     "API_VERSION",
+    "Analysis",
+    "CanaryStep",
     "Config",
     "Defaults",
     "Metadata",
+    "Metric",
     "ModelDeployment",
     "ModelSource",
     "Replicas",
@@ -46,6 +49,7 @@ __all__ = [
     "closest_name",
     "json_schema",
     "model_for_location",
+    "parse_duration",
     "suggest_field",
 ]
 
@@ -153,8 +157,87 @@ class Transformer(_Strict):
     resources: Resources | None = None
 
 
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in ``90``, ``"30s"``, ``"2m"``, ``"1h30m"``."""
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    match = _DURATION.match(value.strip())
+    if not value.strip() or match is None:
+        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 2m, 1h30m)")
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def _check_duration(value: str | int | float) -> str | int | float:
+    parse_duration(value)
+    return value
+
+
+Duration = Annotated[str | int | float, AfterValidator(_check_duration)]
+
+
+class CanaryStep(_Strict):
+    traffic: int = Field(ge=1, le=99, description="Percent of requests for the new revision")
+    pause: Duration | Literal["indefinite"] = Field(
+        default="0s", description="How long to hold this step; indefinite waits for a promote"
+    )
+
+
+class Metric(_Strict):
+    """One PromQL query and its bounds. With ``baselineQuery`` the check is relative:
+    the canary's value may exceed the stable revision's by at most ``maxIncrease``."""
+
+    name: Annotated[str, StringConstraints(pattern=_DNS1123_LABEL)]
+    query: str
+    max: float | None = None
+    min: float | None = None
+    baseline_query: str | None = None
+    max_increase: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> Metric:
+        if self.baseline_query is not None and self.max_increase is None:
+            raise ValueError("baselineQuery needs maxIncrease")
+        if self.max is None and self.min is None and self.max_increase is None:
+            raise ValueError("a metric needs max, min or baselineQuery with maxIncrease")
+        return self
+
+
+class PrometheusProvider(_Strict):
+    address: str
+
+
+class Provider(_Strict):
+    prometheus: PrometheusProvider
+
+
+class Analysis(_Strict):
+    interval: Duration = "30s"
+    failure_limit: int = Field(default=2, ge=1)
+    metrics: list[Metric] = Field(min_length=1)
+    provider: Provider
+
+
 class Rollout(_Strict):
-    strategy: Literal["direct"] = "direct"
+    strategy: Literal["direct", "canary"] = "direct"
+    steps: list[CanaryStep] = Field(default_factory=list)
+    progress_deadline: Duration = "10m"
+    analysis: Analysis | None = None
+    paused: bool = False
+    on_failure: Literal["none", "revert"] = "none"
+
+    @model_validator(mode="after")
+    def _canary_has_steps(self) -> Rollout:
+        if self.strategy == "canary" and not self.steps:
+            raise ValueError("a canary rollout needs at least one step")
+        if self.strategy == "direct" and (self.steps or self.analysis):
+            raise ValueError("steps and analysis apply to strategy: canary only")
+        return self
 
 
 class ModelDeploymentSpec(_Strict):
@@ -257,6 +340,11 @@ class Config(_Strict):
     self_heal: bool = True
     create_namespaces: bool = True
     status_branch: str = "gitsync/status"
+    policies: list[str] = Field(
+        default_factory=list,
+        description="Folders (from the spec root) of this repo's own policies, "
+        "added to the library shipped with gitsync",
+    )
 
 
 Spec = ModelDeployment | TrainingRun

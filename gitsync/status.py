@@ -52,12 +52,13 @@ class Phase(enum.Enum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     INVALID = "Invalid"
+    ROLLED_BACK = "RolledBack"
     UNKNOWN = "Unknown"
 
 
 _PHASE_OF_HEALTH: Final = {health: Phase(health.value) for health in Health}
 _SETTLED_OK: Final = {Phase.HEALTHY, Phase.SUCCEEDED}
-_STALLED: Final = {Phase.INVALID, Phase.FAILED, Phase.DEGRADED}
+_STALLED: Final = {Phase.INVALID, Phase.FAILED, Phase.DEGRADED, Phase.ROLLED_BACK}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,9 @@ class SpecStatus:
     run: Mapping[str, Any] | None = None
     runs: tuple[Mapping[str, Any], ...] = ()
     errors: tuple[str, ...] = field(default_factory=tuple)
+    rollout: Mapping[str, Any] | None = None
+    #: What this cycle did to a rollout, in words (the status commit tells it).
+    transition: str | None = None
 
     @property
     def path(self) -> str:
@@ -136,8 +140,14 @@ def build_status(
     resources: Sequence[str] = (),
     model: Mapping[str, Any] | None = None,
     run: Mapping[str, Any] | None = None,
+    rollout: Mapping[str, Any] | None = None,
+    transition: str | None = None,
 ) -> SpecStatus:
-    """The status of one spec, from the most decisive fact known about it."""
+    """The status of one spec, from the most decisive fact known about it.
+
+    A ``rollout`` that was rolled back or aborted decides the phase (RolledBack, for
+    as long as Git names the rejected model); one in progress makes it Progressing.
+    """
     errors = tuple(str(d) for d in diagnostics)
     if diagnostics:
         phase, message = (
@@ -148,6 +158,11 @@ def build_status(
         phase, message = _phase_of_error(change), change.error
     elif change is not None and change.action is Action.SKIPPED and health is None:
         phase, message = Phase.UNKNOWN, change.reason
+    elif rollout is not None and rollout.get("phase") in {"RolledBack", "Aborted"}:
+        phase, message = Phase.ROLLED_BACK, str(rollout.get("reason") or "rolled back")
+    elif rollout is not None and rollout.get("phase") in {"Progressing", "Paused"}:
+        phase = Phase.PROGRESSING
+        message = transition or f"canary {rollout.get('traffic')}% ({rollout.get('phase')})"
     elif health is not None:
         phase, message = _PHASE_OF_HEALTH[health.health], health.message
     else:
@@ -169,6 +184,8 @@ def build_status(
         run=run,
         runs=history,
         errors=errors,
+        rollout=rollout,
+        transition=transition,
     )
 
 
@@ -230,6 +247,8 @@ def document(status: SpecStatus) -> dict[str, Any]:
         doc["run"] = dict(status.run)
     if status.runs:
         doc["runs"] = [dict(r) for r in status.runs]
+    if status.rollout is not None:
+        doc["rollout"] = dict(status.rollout)
     if status.errors:
         doc["errors"] = list(status.errors)
     return doc
@@ -302,5 +321,10 @@ def commit_message(
         counts[status.phase.value] = counts.get(status.phase.value, 0) + 1
     summary = ", ".join(f"{n} {phase.lower()}" for phase, n in sorted(counts.items()))
     subject = f"gitsync status: {summary or 'no specs'} [source {source_commit[:7]}]"
+    stories = [f"{s.name}: {s.transition}" for s in after if s.transition]
+    if len(stories) == 1:
+        subject = f"{stories[0]} [source {source_commit[:7]}]"
+    elif stories:
+        details = [*(f"- {story}" for story in stories), *details]
     trailers = [f"Gitsync-Source-Commit: {source_commit}", f"Gitsync-Instance: {instance}"]
     return "\n".join([subject, "", *details, "", *trailers]) + "\n"

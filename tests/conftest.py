@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from gitsync.clients.kube import KubeClient
+from gitsync.clients.prometheus import PrometheusClient
 from gitsync.dev import controlplane
+from gitsync.dev import prometheus as prom
 from gitsync.dev.controlplane import ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +42,25 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         yield plane
     finally:
         controlplane.down(folder)
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(control_plane: ControlPlane) -> str:
+    """Prometheus beside the session's control plane, scraping the dev controllers.
+
+    ``up`` is idempotent, so this only adds Prometheus; the session's ``down`` stops
+    it with the rest. Prometheus hands its first targets to the scraper only after a
+    few seconds: wait until the controllers' endpoint is scraped and up.
+    """
+    plane = controlplane.up(control_plane.folder, prometheus=True)
+    assert plane.prometheus_url is not None
+    deadline = time.monotonic() + 30
+    with PrometheusClient(plane.prometheus_url, timeout=5) as client:
+        while client.query(f'up{{job="{prom.JOB}"}} == 1') is None:
+            if time.monotonic() > deadline:
+                pytest.fail("Prometheus never scraped the dev controllers", pytrace=False)
+            time.sleep(0.2)
+    return plane.prometheus_url
 
 
 @pytest.fixture(scope="session")

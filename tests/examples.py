@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gitsync.loading import CONFIG_FILE, LoadResult, load_config, load_file, load_tree
+from gitsync.loading import (
+    CONFIG_FILE,
+    LoadResult,
+    load_config,
+    load_file,
+    load_tree,
+    select_paths,
+)
 from gitsync.render import RenderContext, render
 from gitsync.specs import Config
 
@@ -15,10 +22,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "repo"
 def load_examples() -> tuple[Config, LoadResult]:
     config, problems = load_config((EXAMPLES / CONFIG_FILE).read_bytes())
     assert not problems, problems
+    paths = [str(path.relative_to(EXAMPLES)) for path in sorted(EXAMPLES.rglob("*.yaml"))]
     results = [
-        load_file(str(path.relative_to(EXAMPLES)), path.read_bytes())
-        for path in sorted(EXAMPLES.rglob("*.yaml"))
-        if path.name != CONFIG_FILE
+        load_file(path, (EXAMPLES / path).read_bytes())
+        for path in select_paths(paths, root="", config=config)
     ]
     return config, load_tree(results, default_namespace=config.defaults.namespace)
 

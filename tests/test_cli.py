@@ -39,8 +39,11 @@ def model(name: str, namespace: str) -> str:
         {
             "apiVersion": "gitsync.io/v1alpha1",
             "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"model": {"format": "onnx", "storageUri": f"s3://models/{name}"}},
+            "metadata": {"name": name, "namespace": namespace, "labels": {"team": "risk"}},
+            "spec": {
+                "model": {"format": "onnx", "storageUri": f"s3://models/{name}"},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            },
         }
     )
 
@@ -48,7 +51,13 @@ def model(name: str, namespace: str) -> str:
 def test_validate_accepts_the_examples() -> None:
     result = gitsync("validate", str(EXAMPLES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout == ""
+    # The repo's own tenancy policy replaces the shipped one: a warning, not an error.
+    assert result.stdout.splitlines() == [
+        "policies/namespace-tenancy.yaml:1:1: warning: metadata.name: policy "
+        f"'namespace-tenancy' replaces the shipped one from {EXAMPLES.parents[1]}"
+        "/policies/namespace-tenancy.yaml"
+    ]
+    assert "7 policies: valid" in result.stderr
 
 
 def test_validate_reports_errors_as_path_line_column(tmp_path: Path) -> None:
@@ -60,14 +69,15 @@ def test_validate_reports_errors_as_path_line_column(tmp_path: Path) -> None:
 
     assert text.returncode == 1
     assert text.stdout.splitlines() == [
-        "a.yaml:9:5: spec.model.storageURL: unknown field 'storageURL'; did you mean 'storageUri'?",
+        "a.yaml:11:5: spec.model.storageURL: unknown field 'storageURL'; "
+        "did you mean 'storageUri'?",
         "b.yaml:2:1: invalid YAML: did not find expected node content",
     ]
     assert as_json.returncode == 1
     report = json.loads(as_json.stdout)
     assert report["valid"] is False
     assert [(e["path"], e["line"], e["field"]) for e in report["errors"]] == [
-        ("a.yaml", 9, "spec.model.storageURL"),
+        ("a.yaml", 11, "spec.model.storageURL"),
         ("b.yaml", 2, ""),
     ]
 
@@ -94,7 +104,7 @@ def test_sync_exit_codes(
     spec_repo.commit("a typo")
     some_failed = gitsync("sync", "--repo", spec_repo.url, *cache, env=env)
     assert some_failed.returncode == 1
-    assert "models/b.yaml:8:13: spec.model.format: 'onyx' is not one of" in some_failed.stderr
+    assert "models/b.yaml:10:13: spec.model.format: 'onyx' is not one of" in some_failed.stderr
     assert f"ModelDeployment {namespace}/b: Invalid" in some_failed.stdout
 
     # The repository also comes from the environment.

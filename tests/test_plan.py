@@ -73,8 +73,19 @@ SCENARIOS = {
     "invalid-file": {
         "models/support-intent.yaml": lambda t: t.replace("storageUri", "storageURI"),
     },
+    "policy-failure": {
+        "training/fraud-train.yaml": lambda t: t.replace(
+            "fraud-train:1.4.0", "fraud-train:latest"
+        ).replace("worker: 2", "worker: 12"),
+    },
 }
-EXIT_CODES = {"model-change": 2, "new-training-run": 2, "removal": 2, "invalid-file": 1}
+EXIT_CODES = {
+    "model-change": 2,
+    "new-training-run": 2,
+    "removal": 2,
+    "invalid-file": 1,
+    "policy-failure": 1,
+}
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))

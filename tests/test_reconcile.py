@@ -29,7 +29,11 @@ def model(name: str, namespace: str, uri: str = "s3://models/m/v1", **extra: Any
         "apiVersion": "gitsync.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": name, "namespace": namespace, "labels": {"team": "risk"}},
-        "spec": {"model": {"format": "sklearn", "storageUri": uri}, **extra},
+        "spec": {
+            "model": {"format": "sklearn", "storageUri": uri},
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            **extra,
+        },
     }
     return yaml.safe_dump(spec, sort_keys=False)
 
@@ -344,3 +348,27 @@ def test_watching_skips_quiet_cycles_and_wakes_on_drift(
     finally:
         reconciler.close()
         git.close()
+
+
+def test_a_spec_denied_by_policy_is_not_applied_and_the_rest_go_on(
+    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+) -> None:
+    reconciler.cycle()
+    unowned = yaml.safe_load(model("delta", namespace))
+    del unowned["metadata"]["labels"]
+    repo.write("specs/models/delta.yaml", yaml.safe_dump(unowned))
+    repo.write("specs/models/beta.yaml", model("beta", namespace, uri="s3://models/m/v2"))
+    repo.commit("delta without a team; beta v2")
+
+    report = reconciler.cycle()
+
+    assert [str(d).split(": ", 1)[1] for d in report.diagnostics] == [
+        "denied by policy require-team-label: metadata.labels.team is required: "
+        "name the team that owns this object"
+    ]
+    assert actions(report)["beta"] == "configured"
+    assert "delta" not in actions(report)
+    assert "delta" not in names(kube, namespace)
+    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/delta.yaml"])
+    assert doc["phase"] == "Invalid"
+    assert "require-team-label" in doc["errors"][0]

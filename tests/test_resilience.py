@@ -22,8 +22,11 @@ def model(name: str) -> str:
         {
             "apiVersion": "gitsync.io/v1alpha1",
             "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": "ml"},
-            "spec": {"model": {"format": "sklearn", "storageUri": f"s3://models/{name}"}},
+            "metadata": {"name": name, "namespace": "ml", "labels": {"team": "risk"}},
+            "spec": {
+                "model": {"format": "sklearn", "storageUri": f"s3://models/{name}"},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            },
         }
     )
 

@@ -28,7 +28,7 @@ def _spec_documents() -> list[dict[str, object]]:
     docs = []
     for path in sorted(EXAMPLES.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc.get("apiVersion") == "gitsync.io/v1alpha1":
+            if doc.get("apiVersion") == "gitsync.io/v1alpha1" and doc.get("kind") != "Policy":
                 docs.append(doc)
     return docs
 

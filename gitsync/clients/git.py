@@ -59,6 +59,7 @@ from gitsync.errors import (
 
 __all__ = [
     "Author",
+    "CommitChanges",
     "Credentials",
     "GitSource",
     "LastChanges",
@@ -133,6 +134,16 @@ class TreeChanges:
     def paths(self) -> frozenset[str]:
         """Every path that was added, modified or deleted."""
         return frozenset(self.added) | frozenset(self.modified) | frozenset(self.deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitChanges:
+    """One commit of a history walk and the files it changed."""
+
+    revision: Revision
+    changes: TreeChanges
+    #: The other parents when this is a merge: the branch that brought the change.
+    merged: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +355,49 @@ class Repository:
         return LastChanges(commit=str(head.id), by_path=MappingProxyType(found))
 
     # --- internals: objects ----------------------------------------------------------------
+
+    def history(
+        self,
+        commit: str,
+        *,
+        under: str = "",
+        since: datetime | None = None,
+        limit: int = 10_000,
+    ) -> list[CommitChanges]:
+        """Commits on the first-parent line of ``commit``, newest first, each with the
+        files it changed under a sub-folder (merges: against their first parent, so a
+        merged branch's changes show on the merge). Commits changing nothing there are
+        left out. Stops at ``since`` (by commit time) or after ``limit`` commits.
+        """
+        prefix, parts = _folder(under)
+        found: list[CommitChanges] = []
+        current: pygit2.Commit | None = self._commit(commit)
+        with self._reading(f"walk the history of {commit}"):
+            for _ in range(limit):
+                if current is None:
+                    break
+                if since is not None and current.commit_time < since.timestamp():
+                    break
+                parent = self._first_parent(current)
+                step = _Changes()
+                _walk(
+                    _descend(current.tree, parts),
+                    _descend(parent.tree, parts) if parent else None,
+                    prefix,
+                    None,
+                    step,
+                )
+                changed = step.freeze()
+                if changed:
+                    found.append(
+                        CommitChanges(
+                            revision=_revision(current),
+                            changes=changed,
+                            merged=tuple(str(p) for p in current.parent_ids[1:]),
+                        )
+                    )
+                current = parent
+        return found
 
     @contextmanager
     def _reading(self, what: str) -> Iterator[None]:

@@ -374,6 +374,27 @@ class KubeClient:
             what=f"status of {kind} {namespace or ''}/{name}",
         )
 
+    def annotate(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        *,
+        namespace: str | None,
+        annotations: Mapping[str, str | None],
+        field_manager: str,
+    ) -> Object:
+        """Merge-patch annotations (None removes one) without touching anything else."""
+        resource = self.resource(api_version, kind)
+        return self.request(
+            "PATCH",
+            resource.path(namespace=namespace, name=name),
+            query={"fieldManager": field_manager},
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type=_MERGE_PATCH,
+            what=f"annotate {kind} {namespace or ''}/{name}",
+        )
+
     def delete(
         self, api_version: str, kind: str, name: str, *, namespace: str | None = None
     ) -> bool:

@@ -4,13 +4,15 @@ This is gitsync's "embedded default": what a newcomer reconciles against when th
 have no cluster, and what every integration test talks to. It runs the same binaries
 a cluster runs (see :mod:`gitsync.dev.binaries`), with secure serving, RBAC and an
 admin client certificate, the real KServe and Kubeflow CRDs, and the dev controllers
-that stand in for KServe and the Training Operator.
+that stand in for KServe and the Training Operator; on request, a Prometheus server
+scraping the controllers' synthetic request metrics (see :mod:`gitsync.dev.prometheus`).
 
 Everything lives in one folder: ``state.json`` (what runs, with PIDs and ports),
-``kubeconfig``, ``pki/``, ``etcd/`` (data) and ``logs/``. Processes are started in
-their own session so they outlive the ``gitsync dev up`` that started them;
-``down`` stops exactly the PIDs recorded, after checking each still runs the program
-we started (a PID may have been reused).
+``ports.json``, ``kubeconfig``, ``pki/``, ``etcd/`` (data), ``prometheus.yml`` and
+``prometheus/`` (its data), and ``logs/``. Processes are started in their own
+session so they outlive the ``gitsync dev up`` that started them; ``down`` stops
+exactly the PIDs recorded, after checking each still runs the program we started
+(a PID may have been reused).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from gitsync.dev import prometheus as prom
 from gitsync.dev.binaries import Binaries, ensure_binaries
 from gitsync.dev.pki import Pki, ensure_pki
 from gitsync.errors import ConfigurationError, ControlPlaneError
@@ -60,6 +63,13 @@ class Component(enum.Enum):
     ETCD = "etcd"
     APISERVER = "kube-apiserver"
     CONTROLLERS = "dev-controllers"
+    PROMETHEUS = "prometheus"
+
+
+# Stop order: what depends on others first.
+_STOP_ORDER = (Component.PROMETHEUS, Component.CONTROLLERS, Component.APISERVER, Component.ETCD)
+# Started only on request: not running is not a fault unless it was started.
+_OPTIONAL = frozenset({Component.PROMETHEUS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +83,16 @@ class ComponentStatus:
 
 @dataclass(frozen=True, slots=True)
 class ControlPlane:
-    """A running local control plane."""
+    """A running local control plane.
+
+    ``prometheus_url`` is the Prometheus HTTP API's base address when Prometheus runs.
+    """
 
     folder: Path
     kubeconfig: Path
     server: str
     version: str
+    prometheus_url: str | None = None
 
     def client_kubeconfig(self, *, user: str, groups: tuple[str, ...] = ()) -> Path:
         """Write a kubeconfig for another identity, signed by this control plane's CA.
@@ -87,7 +101,8 @@ class ControlPlane:
         """
         pki = ensure_pki(self.folder / "pki")
         pair = pki.ca.issue_client(user=user, groups=groups)
-        path = self.folder / "users" / f"{user}.kubeconfig"
+        # The kubernetes client splits kubeconfig paths at ":" (as in $KUBECONFIG).
+        path = self.folder / "users" / f"{user.replace(':', '_')}.kubeconfig"
         path.parent.mkdir(exist_ok=True)
         _write_kubeconfig(
             path,
@@ -212,18 +227,23 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def _ports(folder: Path) -> dict[str, int]:
-    """Stable ports per folder, so a restarted control plane keeps its kubeconfig valid."""
+def _ports(
+    folder: Path, names: Sequence[str] = ("etcd-client", "etcd-peer", "apiserver")
+) -> dict[str, int]:
+    """Stable ports per folder, so a restarted control plane keeps its kubeconfig valid
+    (and Prometheus its scrape target)."""
     path = folder / "ports.json"
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         saved = {}
+    if not isinstance(saved, dict):
+        saved = {}
     ports: dict[str, int] = {}
-    for name in ("etcd-client", "etcd-peer", "apiserver"):
+    for name in names:
         port = saved.get(name)
         ports[name] = port if isinstance(port, int) and _port_free(port) else _free_port()
-    path.write_text(json.dumps(ports), encoding="utf-8")
+    path.write_text(json.dumps({**saved, **ports}), encoding="utf-8")
     return ports
 
 
@@ -363,8 +383,16 @@ def _apiserver_argv(binary: Path, pki: Pki, ports: dict[str, int]) -> list[str]:
     return argv
 
 
-def _controllers_argv(kubeconfig: Path) -> list[str]:
-    return [sys.executable, "-m", "gitsync.dev.controllers", "--kubeconfig", str(kubeconfig)]
+def _controllers_argv(kubeconfig: Path, metrics_port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gitsync.dev.controllers",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--metrics-port",
+        str(metrics_port),
+    ]
 
 
 def up(
@@ -372,10 +400,12 @@ def up(
     *,
     crd_dirs: Sequence[Path] = (),
     controllers: bool = True,
+    prometheus: bool = False,
     progress: Progress | None = None,
     binaries: Binaries | None = None,
 ) -> ControlPlane:
-    """Start (or find running) etcd, kube-apiserver and the dev controllers.
+    """Start (or find running) etcd, kube-apiserver, the dev controllers and,
+    with ``prometheus``, a Prometheus server scraping the controllers' metrics.
 
     Idempotent: what already runs is kept; what is missing is started; CRDs are
     server-side applied every time, which is a no-op when they are unchanged. When
@@ -388,12 +418,13 @@ def up(
             folder,
             crd_dirs=crd_dirs,
             controllers=controllers,
+            prometheus=prometheus,
             progress=progress,
             binaries=binaries,
         )
     except BaseException:
         state = _read_state(folder)
-        for component in (Component.CONTROLLERS, Component.APISERVER, Component.ETCD):
+        for component in _STOP_ORDER:
             record = state.get(component.value)
             if record and record.get("pid") != before.get(component.value):
                 _stop(record)
@@ -408,6 +439,7 @@ def _up(
     *,
     crd_dirs: Sequence[Path],
     controllers: bool,
+    prometheus: bool,
     progress: Progress | None,
     binaries: Binaries | None,
 ) -> ControlPlane:
@@ -493,33 +525,103 @@ def _up(
         say(f"CRD {crd} established")
 
     if controllers and not _record_runs(state.get(Component.CONTROLLERS.value)):
-        ctl_log = logs / "dev-controllers.log"
-        argv = _controllers_argv(kubeconfig)
-        env = dict(os.environ)
-        # The controllers must import this very gitsync, even from a source checkout.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")) if p
-        )
-        pid = _spawn(argv, marker=_CONTROLLERS_MARKER, what="dev controllers", log=ctl_log, env=env)
-        # An import error or a bad flag kills the controllers within a moment.
-        time.sleep(0.5)
-        if not _pid_runs(pid, _CONTROLLERS_MARKER):
-            _reap(pid)
-            raise ControlPlaneError(
-                f"dev controllers exited at start; see {ctl_log}:\n{_tail(ctl_log)}"
-            )
-        state[Component.CONTROLLERS.value] = {
-            "pid": pid,
-            "marker": _CONTROLLERS_MARKER,
-            "endpoint": None,
-            "log": str(ctl_log),
-        }
-        _write_state(folder, state)
-        say("dev controllers started (InferenceService, TFJob, PyTorchJob simulators)")
+        _start_controllers(folder, state, kubeconfig, say)
+
+    prometheus_url = None
+    if prometheus:
+        prometheus_url = _up_prometheus(folder, state, say)
+    elif (running := state.get(Component.PROMETHEUS.value)) and _record_runs(running):
+        prometheus_url = str(running["endpoint"])
 
     return ControlPlane(
-        folder=folder, kubeconfig=kubeconfig, server=server_endpoint, version=version
+        folder=folder,
+        kubeconfig=kubeconfig,
+        server=server_endpoint,
+        version=version,
+        prometheus_url=prometheus_url,
     )
+
+
+def _start_controllers(
+    folder: Path, state: dict[str, dict[str, object]], kubeconfig: Path, say: Progress
+) -> None:
+    ctl_log = folder / "logs" / "dev-controllers.log"
+    metrics_port = _ports(folder, ("dev-controllers-metrics",))["dev-controllers-metrics"]
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    argv = _controllers_argv(kubeconfig, metrics_port)
+    env = dict(os.environ)
+    # The controllers must import this very gitsync, even from a source checkout.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")) if p
+    )
+    pid = _spawn(argv, marker=_CONTROLLERS_MARKER, what="dev controllers", log=ctl_log, env=env)
+    state[Component.CONTROLLERS.value] = {
+        "pid": pid,
+        "marker": _CONTROLLERS_MARKER,
+        "endpoint": metrics_url,
+        "log": str(ctl_log),
+    }
+    _write_state(folder, state)
+    # Their metrics endpoint answers once imports, flags and the port are fine.
+    try:
+        _wait_until(
+            lambda: _http_ok(metrics_url),
+            what="dev controllers",
+            log=ctl_log,
+            alive=lambda: _pid_runs(pid, _CONTROLLERS_MARKER),
+        )
+    except ControlPlaneError:
+        _reap(pid)
+        raise
+    say("dev controllers started (InferenceService, TFJob, PyTorchJob simulators)")
+
+
+def _up_prometheus(folder: Path, state: dict[str, dict[str, object]], say: Progress) -> str:
+    """Start Prometheus, or point the one running at the controllers' current endpoint."""
+    controllers = state.get(Component.CONTROLLERS.value)
+    target = controllers.get("endpoint") if controllers and _record_runs(controllers) else None
+    if not isinstance(target, str):
+        raise ConfigurationError(
+            "Prometheus scrapes the dev controllers' metrics, and they do not run: "
+            "start them too (leave out --no-controllers)"
+        )
+    config = folder / "prometheus.yml"
+    changed = prom.write_config(config, metrics_url=target)
+    record = state.get(Component.PROMETHEUS.value)
+    if record and _record_runs(record):
+        if changed:
+            # SIGHUP makes Prometheus reread its configuration, keeping its data.
+            os.kill(int(str(record["pid"])), signal.SIGHUP)
+            say(f"Prometheus now scrapes {target}")
+        return str(record["endpoint"])
+
+    binary = prom.find_binary()
+    data = folder / "prometheus"
+    marker = prom.marker(data)
+    port = _ports(folder, ("prometheus",))["prometheus"]
+    address = f"http://127.0.0.1:{port}"
+    log = folder / "logs" / "prometheus.log"
+    pid = _spawn(
+        prom.argv(binary, config=config, data=data, port=port),
+        marker=marker,
+        what="prometheus",
+        log=log,
+    )
+    state[Component.PROMETHEUS.value] = {
+        "pid": pid,
+        "marker": marker,
+        "endpoint": address,
+        "log": str(log),
+    }
+    _write_state(folder, state)
+    _wait_until(
+        lambda: _http_ok(prom.ready_url(address)),
+        what="prometheus",
+        log=log,
+        alive=lambda: _pid_runs(pid, marker),
+    )
+    say(f"Prometheus ready on {address}, scraping {target} every {prom.SCRAPE_INTERVAL_S}s")
+    return address
 
 
 def down(folder: Path) -> list[Component]:
@@ -527,7 +629,7 @@ def down(folder: Path) -> list[Component]:
     folder = folder.resolve()
     state = _read_state(folder)
     stopped = []
-    for component in (Component.CONTROLLERS, Component.APISERVER, Component.ETCD):
+    for component in _STOP_ORDER:
         record = state.pop(component.value, None)
         if record and _stop(record):
             stopped.append(component)
@@ -537,12 +639,14 @@ def down(folder: Path) -> list[Component]:
 
 
 def status(folder: Path) -> list[ComponentStatus]:
-    """What this folder's control plane runs now."""
+    """What this folder's control plane runs now (optional parts only once started)."""
     folder = folder.resolve()
     state = _read_state(folder)
     result = []
     for component in Component:
         record = state.get(component.value) or {}
+        if component in _OPTIONAL and not record:
+            continue
         pid = record.get("pid")
         endpoint = record.get("endpoint")
         result.append(

@@ -1,10 +1,12 @@
 """``python -m gitsync.dev.controllers``: run every dev controller in one process.
 
 :func:`gitsync.dev.controlplane.up` starts this next to the local kube-apiserver,
-as ``python -m gitsync.dev.controllers --kubeconfig DIR/kubeconfig``; it runs until
-SIGTERM or SIGINT. The simulated delays default to a few seconds so that a developer
-watching ``kubectl get`` sees every transition; tests shorten them per object with
-annotations. These are simulators for development and tests only.
+as ``python -m gitsync.dev.controllers --kubeconfig DIR/kubeconfig --metrics-port N``;
+it runs until SIGTERM or SIGINT. The simulated delays default to a few seconds so
+that a developer watching ``kubectl get`` sees every transition; tests shorten them
+per object with annotations. The synthetic request metrics of :mod:`.metrics` are
+served for Prometheus when ``--metrics-port`` is given. These are simulators for
+development and tests only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from gitsync.clients.kube import KubeClient
-from gitsync.dev.controllers import inferenceservice, jobs
+from gitsync.dev.controllers import inferenceservice, jobs, metrics
 from gitsync.dev.controllers.runner import Controller
 from gitsync.errors import ConfigurationError
 from gitsync.log import configure as configure_logging
@@ -38,6 +40,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return value
 
 
@@ -74,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
         "(env GITSYNC_DEV_JOB_RUN_DURATION; annotation dev.gitsync.io/run-duration)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=os.environ.get("GITSYNC_DEV_METRICS_PORT"),
+        help="serve synthetic per-revision request metrics for Prometheus on "
+        "http://127.0.0.1:PORT/metrics (0: any free port; env GITSYNC_DEV_METRICS_PORT; "
+        "default: not served)",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("GITSYNC_DEV_CONTROLLERS_LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -100,15 +120,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     job_settings = jobs.JobSettings(
         start_delay=args.job_start_delay, run_duration=args.job_run_duration
     )
-    controllers = [
-        Controller(
-            kube,
-            api_version=inferenceservice.API_VERSION,
-            kind=inferenceservice.KIND,
-            reconcile=functools.partial(
-                inferenceservice.reconcile_inference_service, settings=isvc_settings
-            ),
+    isvc_controller = Controller(
+        kube,
+        api_version=inferenceservice.API_VERSION,
+        kind=inferenceservice.KIND,
+        reconcile=functools.partial(
+            inferenceservice.reconcile_inference_service, settings=isvc_settings
         ),
+    )
+    controllers = [
+        isvc_controller,
         *(
             Controller(
                 kube,
@@ -119,6 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             for kind in jobs.JOB_KINDS
         ),
     ]
+
+    metrics_server = None
+    if args.metrics_port is not None:
+        try:
+            metrics_server = metrics.MetricsServer(isvc_controller.objects, port=args.metrics_port)
+        except OSError as exc:
+            log.error(  # noqa: TRY400 - the message is the whole story
+                "cannot serve metrics on 127.0.0.1:%d: %s", args.metrics_port, exc
+            )
+            kube.close()
+            return 2
 
     stop = threading.Event()
 
@@ -131,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for controller in controllers:
         controller.start()
+    if metrics_server is not None:
+        metrics_server.start()
+        log.info("synthetic request metrics on %s", metrics_server.url)
     log.info(
         "dev controllers running against %s (isvc ready delay %.1fs, job start delay %.1fs, "
         "job run duration %.1fs)",
@@ -142,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A timed wait keeps the main thread responsive to signals on every platform.
     while not stop.wait(0.5):
         pass
+    if metrics_server is not None:
+        metrics_server.stop()
     for controller in controllers:
         controller.stop()
     for controller in controllers:

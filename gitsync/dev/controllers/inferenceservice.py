@@ -25,8 +25,10 @@ and the knative reconciler of KServe, and Knative Serving's own lifecycle:
 
 Knobs, as annotations on the InferenceService: ``dev.gitsync.io/ready-delay``
 (seconds), ``dev.gitsync.io/fail: "true"`` (revisions not yet ready fail) and
-``dev.gitsync.io/fail-message``. What the simulator must remember across its own
-restarts lives in ``status.annotations`` (the CRD prunes other unknown fields).
+``dev.gitsync.io/fail-message``; the synthetic request metrics' knobs are described
+in :mod:`.metrics` (those a revision is created with are part of its template). What
+the simulator must remember across its own restarts lives in ``status.annotations``
+(the CRD prunes other unknown fields).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any, Final
 
 import orjson
 
+from gitsync.dev.controllers.metrics import REVISION_KNOBS, remember_profiles
 from gitsync.dev.controllers.runner import (
     Outcome,
     format_precise,
@@ -49,6 +52,7 @@ from gitsync.dev.controllers.runner import (
     parse_time,
     seconds_annotation,
 )
+from gitsync.rollout import KSERVE_DISALLOWED_ANNOTATIONS
 
 __all__ = [
     "API_VERSION",
@@ -84,6 +88,8 @@ _ANNOTATIONS_NOT_IN_TEMPLATE: Final = frozenset(
         "internal.serving.kserve.io/storage-initializer-sourceuri",
         "kubectl.kubernetes.io/last-applied-configuration",
     }
+    # As configured on a cluster that runs gitsync (deploy/kserve-config-patch.yaml).
+    | KSERVE_DISALLOWED_ANNOTATIONS
 )
 _LABELS_NOT_IN_TEMPLATE: Final = frozenset({"networking.knative.dev/visibility"})
 
@@ -371,6 +377,15 @@ def reconcile_inference_service(
             wakes.append(wake)
 
     status["components"] = components
+    predictor = components["predictor"]
+    memory_annotations.update(
+        remember_profiles(
+            old.get("annotations") or {},
+            annotations,
+            latest=str(predictor.get("latestCreatedRevision") or ""),
+            serving=[str(t["revisionName"]) for t in predictor.get("traffic") or []],
+        )
+    )
     _propagate_cross_component(conditions, present, "RoutesReady", lambda c: c.route)
     _propagate_cross_component(
         conditions, present, "LatestDeploymentReady", lambda c: c.configuration
@@ -484,7 +499,8 @@ def _template_hash(component_spec: Mapping[str, Any], ctx: _Context) -> str:
             "annotations": {
                 k: v
                 for k, v in ctx.annotations.items()
-                if k not in _ANNOTATIONS_NOT_IN_TEMPLATE and not k.startswith(_KNOB_PREFIX)
+                if k not in _ANNOTATIONS_NOT_IN_TEMPLATE
+                and (not k.startswith(_KNOB_PREFIX) or k in REVISION_KNOBS)
             },
             "labels": {k: v for k, v in ctx.labels.items() if k not in _LABELS_NOT_IN_TEMPLATE},
         }

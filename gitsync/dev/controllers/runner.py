@@ -227,6 +227,10 @@ class Controller:
         self._informer.stop()
         self._queue.close()
 
+    def objects(self) -> list[Object]:
+        """The cached objects, for read-only views such as the synthetic metrics."""
+        return list(self._informer.snapshot().values())
+
     def join(self, timeout: float) -> None:
         """Wait (up to ``timeout`` in all) for the worker to finish its current object."""
         deadline = time.monotonic() + timeout

@@ -1,0 +1,373 @@
+"""Canary rollouts end to end: real API server, dev KServe, a real Prometheus, Git."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitsync.clients.git import GitSource
+from gitsync.clients.kube import KubeClient
+from gitsync.dev.controlplane import ControlPlane
+from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
+
+from .specrepo import SpecRepo
+
+ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
+ERROR_RATE = (
+    'sum(rate(revision_requests_total{namespace="{{namespace}}",'
+    'revision="{{canary_revision}}",code="500"}[5s]))'
+    ' / sum(rate(revision_requests_total{namespace="{{namespace}}",'
+    'revision="{{canary_revision}}"}[5s]))'
+)
+STEPS = [{"traffic": 20, "pause": "2s"}, {"traffic": 60, "pause": "2s"}]
+
+
+def canary_model(
+    namespace: str,
+    prometheus: str,
+    *,
+    version: int,
+    annotations: dict[str, str] | None = None,
+    query: str = ERROR_RATE,
+    steps: list[dict[str, Any]] = STEPS,
+    paused: bool = False,
+    deadline: str = "30s",
+) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {
+                "name": "fraud",
+                "namespace": namespace,
+                "labels": {"team": "risk"},
+                # Fast simulated revisions; knobs for the synthetic metrics.
+                "annotations": {"dev.gitsync.io/ready-delay": "0.5", **(annotations or {})},
+            },
+            "spec": {
+                "model": {"format": "sklearn", "storageUri": f"s3://models/fraud/v{version}"},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                "rollout": {
+                    "strategy": "canary",
+                    "steps": steps,
+                    "paused": paused,
+                    "progressDeadline": deadline,
+                    "analysis": {
+                        "interval": "3s",
+                        "failureLimit": 2,
+                        "metrics": [{"name": "error-rate", "query": query, "max": 0.05}],
+                        "provider": {"prometheus": {"address": prometheus}},
+                    },
+                },
+            },
+        }
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> SpecRepo:
+    return SpecRepo(tmp_path / "repo")
+
+
+@pytest.fixture
+def reconciler(
+    repo: SpecRepo, control_plane: ControlPlane, tmp_path: Path
+) -> Iterator[Callable[[], Reconciler]]:
+    """A factory: each call is a fresh reconciler, as a restarted daemon would be."""
+    made: list[tuple[Reconciler, GitSource, KubeClient]] = []
+    instance = f"canary-{uuid.uuid4().hex[:6]}"
+
+    def make() -> Reconciler:
+        git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
+        kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+        made.append(
+            (r := Reconciler(git=git, kube=kube, options=SyncOptions(instance=instance)), git, kube)
+        )
+        return r
+
+    yield make
+    for r, git, kube in made:
+        r.close()
+        kube.close()
+        git.close()
+
+
+def drive(
+    reconciler: Reconciler, until: Callable[[CycleReport], bool], *, timeout: float
+) -> list[CycleReport]:
+    reports = []
+    deadline = time.monotonic() + timeout
+    while True:
+        report = reconciler.cycle()
+        reports.append(report)
+        if until(report):
+            return reports
+        assert time.monotonic() < deadline, [s.message for r in reports[-3:] for s in r.statuses]
+        time.sleep(0.5)
+
+
+def rollout_phase(report: CycleReport) -> str | None:
+    (status,) = report.statuses
+    return (status.rollout or {}).get("phase")
+
+
+def healthy(report: CycleReport) -> bool:
+    (status,) = report.statuses
+    return status.phase.value == "Healthy"
+
+
+def traffic(kube: KubeClient, namespace: str) -> list[tuple[str, int]]:
+    live = kube.get(*ISVC, "fraud", namespace=namespace)
+    assert live is not None
+    entries = live["status"]["components"]["predictor"]["traffic"]
+    return sorted((t["revisionName"], t["percent"]) for t in entries if t["percent"])
+
+
+def settles_to(kube: KubeClient, namespace: str, expected: list[tuple[str, int]]) -> bool:
+    """True once the controller's traffic matches (it reacts to our last write)."""
+    deadline = time.monotonic() + 15
+    while traffic(kube, namespace) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def stories(repo: SpecRepo) -> list[str]:
+    """The status branch's commit subjects, oldest first."""
+    return [line.split(" ", 1)[1] for line in reversed(repo.log("gitsync/status"))]
+
+
+def deploy_v1(repo: SpecRepo, reconciler: Reconciler, namespace: str, prometheus: str) -> None:
+    repo.write("models/fraud.yaml", canary_model(namespace, prometheus, version=1))
+    repo.commit("fraud v1")
+    drive(reconciler, healthy, timeout=30)
+
+
+def test_a_good_canary_is_promoted_through_every_step(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    deploy_v1(repo, r, namespace, prometheus_url)
+    repo.write("models/fraud.yaml", canary_model(namespace, prometheus_url, version=2))
+    source = repo.commit("fraud v2")[:7]
+
+    drive(r, lambda report: rollout_phase(report) == "Promoted", timeout=90)
+
+    assert settles_to(kube, namespace, [("fraud-predictor-00002", 100)])
+    told = [s for s in stories(repo) if "canary" in s]
+    assert told[0] == f"fraud: canary started: 0% -> 20% [source {source}]"
+    assert (
+        told[1]
+        == f"fraud: canary revision fraud-predictor-00002 ready: 20% of traffic [source {source}]"
+    )
+    assert told[2].startswith("fraud: canary 20% -> 60% (error-rate 0.00")
+    assert told[2].endswith(f" <= 0.05) [source {source}]")
+    assert told[3].startswith("fraud: canary 60% -> 100%: promoted (error-rate 0.00")
+    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/fraud.yaml"])
+    assert doc["rollout"]["phase"] == "Promoted"
+    assert doc["phase"] in {"Healthy", "Progressing"}
+
+
+def test_a_bad_canary_is_rolled_back_with_evidence_and_stays_rolled_back(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    deploy_v1(repo, r, namespace, prometheus_url)
+    bad = canary_model(
+        namespace, prometheus_url, version=2, annotations={"dev.gitsync.io/error-rate": "0.3"}
+    )
+    repo.write("models/fraud.yaml", bad)
+    repo.commit("fraud v2: a bad model")
+
+    reports = drive(r, lambda report: rollout_phase(report) == "RolledBack", timeout=60)
+
+    ready_at = next(
+        i for i, rep in enumerate(reports) if "ready: 20%" in (rep.statuses[0].transition or "")
+    )
+    # failureLimit (2) x interval (3s) after the canary took traffic, plus cycle slack.
+    elapsed = sum(rep.duration for rep in reports[ready_at:]) + 0.5 * (len(reports) - ready_at)
+    assert elapsed < 2 * 3 + 4
+    assert settles_to(kube, namespace, [("fraud-predictor-00001", 100)])
+    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/fraud.yaml"])
+    assert doc["phase"] == "RolledBack"
+    assert doc["rollout"]["evidence"][0].startswith("error-rate 0.3")
+    assert doc["rollout"]["evidence"][0].endswith("> 0.05")
+    assert any("canary rolled back at 20% (error-rate 0.3" in s for s in stories(repo))
+
+    # Git still names the rejected model: no retry, no "healthy".
+    later = drive(r, lambda _: True, timeout=5)[-1]
+    assert later.changes.writes == []
+    assert later.statuses[0].phase.value == "RolledBack"
+
+
+def test_a_revision_that_never_becomes_ready_is_rolled_back_at_the_deadline(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    deploy_v1(repo, r, namespace, prometheus_url)
+    broken = canary_model(
+        namespace,
+        prometheus_url,
+        version=2,
+        annotations={"dev.gitsync.io/fail": "true"},
+        deadline="5s",
+    )
+    repo.write("models/fraud.yaml", broken)
+    repo.commit("fraud v2: crashes at start")
+
+    reports = drive(r, lambda report: rollout_phase(report) == "RolledBack", timeout=30)
+
+    (status,) = reports[-1].statuses
+    assert status.message == "revision fraud-predictor-00002 not Ready within 5s"
+    assert settles_to(kube, namespace, [("fraud-predictor-00001", 100)])
+
+
+def test_no_data_is_never_a_pass(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    deploy_v1(repo, r, namespace, prometheus_url)
+    silent = canary_model(
+        namespace,
+        prometheus_url,
+        version=2,
+        query='sum(rate(no_such_metric{revision="{{canary_revision}}"}[5s]))',
+    )
+    repo.write("models/fraud.yaml", silent)
+    repo.commit("fraud v2 with a query that finds nothing")
+
+    reports = drive(r, lambda report: rollout_phase(report) == "RolledBack", timeout=60)
+
+    traffic_seen = {(rep.statuses[0].rollout or {}).get("traffic") for rep in reports}
+    assert 60 not in traffic_seen and 100 not in traffic_seen
+    assert reports[-1].statuses[0].message.startswith("no data from analysis")
+
+
+def test_pause_holds_and_promote_moves_on(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    control_plane: ControlPlane,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    deploy_v1(repo, r, namespace, prometheus_url)
+    held = canary_model(
+        namespace,
+        prometheus_url,
+        version=2,
+        steps=[{"traffic": 30, "pause": "indefinite"}],
+    )
+    repo.write("models/fraud.yaml", held)
+    repo.commit("fraud v2, held at 30% until someone promotes it")
+    drive(r, lambda report: "ready: 30%" in (report.statuses[0].transition or ""), timeout=30)
+    for _ in range(4):
+        time.sleep(1)
+        assert (r.cycle().statuses[0].rollout or {}).get("traffic") == 30
+
+    promote = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gitsync",
+            "rollout",
+            "promote",
+            "fraud",
+            "-n",
+            namespace,
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert promote.returncode == 0, promote.stderr
+
+    drive(r, lambda report: rollout_phase(report) == "Promoted", timeout=20)
+    assert any("canary 30% -> 100%: promoted (promoted by command)" in s for s in stories(repo))
+
+
+def test_a_daemon_killed_at_random_points_resumes_without_skipping(
+    repo: SpecRepo,
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+    tmp_path: Path,
+) -> None:
+    instance = f"kill-{uuid.uuid4().hex[:6]}"
+    repo.write("models/fraud.yaml", canary_model(namespace, prometheus_url, version=1))
+    repo.commit("fraud v1")
+    argv = [
+        sys.executable,
+        "-m",
+        "gitsync",
+        "run",
+        "--repo",
+        repo.url,
+        "--instance",
+        instance,
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--interval",
+        "0.5",
+        "--jitter",
+        "0",
+        "--log-level",
+        "warning",
+    ]
+
+    def run_for(seconds: float) -> None:
+        daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(seconds)
+        daemon.send_signal(signal.SIGKILL)  # no clean shutdown: the worst case
+        daemon.wait(timeout=10)
+
+    run_for(6)  # v1 deployed directly
+    repo.write("models/fraud.yaml", canary_model(namespace, prometheus_url, version=2))
+    repo.commit("fraud v2")
+    rng = random.Random(int(os.environ.get("GITSYNC_KILL_SEED", "7")))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run_for(rng.uniform(1.0, 3.5))
+        if traffic(kube, namespace) == [("fraud-predictor-00002", 100)]:
+            break
+    else:
+        pytest.fail("the rollout never finished")
+
+    told = [s.split(" [source")[0] for s in stories(repo) if "canary" in s]
+    steps = [s for s in told if "->" in s]
+    assert steps[0] == "fraud: canary started: 0% -> 20%"
+    assert steps[1].startswith("fraud: canary 20% -> 60% (error-rate")
+    assert steps[2].startswith("fraud: canary 60% -> 100%: promoted (error-rate")
+    assert len(steps) == 3, told  # no step repeated, none skipped, no jump to 100%
