@@ -109,13 +109,15 @@ def _ensure_namespace(client: KubeClient, name: str, known: set[str], *, create:
 
 def dry_run_views(
     client: KubeClient,
-    rendered: Sequence[tuple[Entry, Mapping[str, Any]]],
+    rendered: Sequence[tuple[Entry, Mapping[str, Any] | None]],
     diagnostics: list[Diagnostic],
 ) -> dict[ResourceKey, LiveView]:
     """For `gitsync plan`: each object's live copy next to a server-side dry-run of
     applying it. An object the server rejects becomes a diagnostic on its spec."""
     views: dict[ResourceKey, LiveView] = {}
     for entry, body in rendered:
+        if body is None:
+            continue  # nothing to apply yet: nothing to compare
         key = resource_key(body)
         live = client.get(
             str(body["apiVersion"]), key.kind, key.name, namespace=key.namespace or None

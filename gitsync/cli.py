@@ -39,7 +39,7 @@ from gitsync.log import configure as configure_logging
 from gitsync.plan import make_plan
 from gitsync.policy import enforce, entry_object
 from gitsync.reconciler import Reconciler, SyncOptions
-from gitsync.render import RenderContext, render
+from gitsync.render import RenderContext, pending, render
 from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
@@ -290,13 +290,18 @@ def plan(
 
 def _rendered(
     snap: Snapshot, *, instance: str, source_commits: Mapping[str, str]
-) -> list[tuple[Entry, dict[str, Any]]]:
+) -> list[tuple[Entry, dict[str, Any] | None]]:
+    """Each entry with what it renders to; None for one that waits on the cluster (a
+    model trained by a run, a scheduled run between ticks): only a cycle knows those."""
     context = RenderContext(
         instance=instance,
         default_namespace=snap.config.defaults.namespace,
         source_commits=source_commits,
     )
-    return [(entry, render(entry, context)) for entry in snap.loaded.entries]
+    return [
+        (entry, None if pending(entry, context) else render(entry, context))
+        for entry in snap.loaded.entries
+    ]
 
 
 # --- rollouts ---------------------------------------------------------------------------

@@ -10,7 +10,9 @@ Pruning is guarded here, where it can be tested exhaustively: only objects carry
 this instance's label are candidates; an object whose source file failed to load is
 never deleted (a broken file is not a deleted file); finished training runs are kept
 until their TTL; and a cycle that would delete more than the configured share of
-the managed objects deletes nothing and says why.
+the managed objects deletes nothing and says why. Runs a TrainingRun retires itself
+(beyond its historyLimit, or replaced at a tick) are deletions Git asked for, so
+they are outside that guard.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -165,6 +168,8 @@ def plan_changes(
     failed_paths: Iterable[str] = (),
     declared_runs: Iterable[tuple[str, str]] = (),
     finished_runs: Iterable[str] = (),
+    retire: Mapping[ResourceKey, str] = MappingProxyType({}),
+    held: Mapping[ResourceKey, str] = MappingProxyType({}),
     prune: PrunePolicy = PrunePolicy(),
     self_heal: bool = True,
 ) -> ChangeSet:
@@ -172,7 +177,9 @@ def plan_changes(
 
     ``declared_runs`` are the (namespace, TrainingRun name) pairs still in Git: their
     earlier runs are kept. ``finished_runs`` names runs that finished before, so a
-    run deleted by its TTL is not started again by an unchanged spec.
+    run deleted by its TTL is not started again by an unchanged spec. ``retire``
+    names runs to delete, and why; ``held`` names objects whose spec renders nothing
+    yet (a model waiting for its training run): what is live of them is kept.
     """
     finished = frozenset(finished_runs)
     changes = [
@@ -186,9 +193,14 @@ def plan_changes(
         if key not in wanted and _label(obj, LABEL_INSTANCE) == instance
     }
     failed, runs_in_git = frozenset(failed_paths), frozenset(declared_runs)
-    kept, deletions = [], []
+    kept, deletions, retired = [], [], []
     for key, current in sorted(orphans.items()):
-        reason = _keep_reason(key, current, failed=failed, runs_in_git=runs_in_git, prune=prune)
+        if key in retire:
+            retired.append(Change(key, Action.DELETED, retire[key], live=current))
+            continue
+        reason = held.get(key) or _keep_reason(
+            key, current, failed=failed, runs_in_git=runs_in_git, prune=prune
+        )
         if reason:
             kept.append(Change(key, Action.SKIPPED, reason, live=current))
         else:
@@ -202,7 +214,7 @@ def plan_changes(
             f"{prune.max_ratio:.0%}; raise prune.maxRatio or restore the specs"
         )
         deletions = [Change(c.key, Action.SKIPPED, refused, live=c.live) for c in deletions]
-    return ChangeSet((*changes, *kept, *deletions), prune_refused=refused)
+    return ChangeSet((*changes, *kept, *deletions, *retired), prune_refused=refused)
 
 
 def _compare(

@@ -170,7 +170,9 @@ class Plan:
 
 _VERBS = {PlanAction.ADDED: "add", PlanAction.CHANGED: "change", PlanAction.REMOVED: "remove"}
 
-Rendered = Sequence[tuple[Entry, Mapping[str, Any]]]
+#: Each entry with its rendering; None for one that waits on the cluster (a trained
+#: model, a scheduled run between ticks).
+Rendered = Sequence[tuple[Entry, Mapping[str, Any] | None]]
 
 
 def make_plan(
@@ -199,14 +201,18 @@ def make_plan(
         old, new = before.get(key), after.get(key)
         if new is None and old is not None and old[0].path in failed_paths:
             continue
-        old_body = comparable(normalize(old[1])) if old else None
-        new_body = comparable(normalize(new[1])) if new else None
-        view = live.get(resource_key(new[1])) if (live is not None and new) else None
+        old_body = comparable(normalize(old[1])) if old and old[1] is not None else None
+        new_body = comparable(normalize(new[1])) if new and new[1] is not None else None
+        view = (
+            live.get(resource_key(new[1]))
+            if (live is not None and new and new[1] is not None)
+            else None
+        )
         if view is not None and old_body is not None and view.live is not None:
             live_body = comparable(normalize(view.live))
             if not holds(live_body, old_body):
                 drift.append(f"{key}: the live object differs from what the base declares")
-        if old_body == new_body and not (view and _differs(view)):
+        if old_body == new_body and not (view and _differs(view)) and _same_spec(old, new):
             continue
         action = (
             PlanAction.ADDED
@@ -216,7 +222,7 @@ def make_plan(
             else PlanAction.CHANGED
         )
         entry, body = new or old or (None, None)
-        if entry is None or body is None:  # pragma: no cover - a key comes from one side
+        if entry is None:  # pragma: no cover - a key comes from one side
             continue
         summary = _summary(old[0] if old else None, new[0] if new else None)
         # Provenance annotations change with every commit and say nothing to a reviewer.
@@ -232,11 +238,12 @@ def make_plan(
                 _bare(new[1] if new else None),
                 labels=("base", "head"),
             )
-        target = resource_key(body)
-        if old is not None and new is not None and resource_key(old[1]) != target:
-            action_of_object = PlanAction.ADDED  # a new training run, say
-        else:
-            action_of_object = action
+        objects: tuple[ObjectChange, ...] = ()
+        if body is not None:
+            target = resource_key(body)
+            renamed = old is not None and old[1] is not None and resource_key(old[1]) != target
+            # A changed training spec is a new run: a new object, not a changed one.
+            objects = (ObjectChange(target, PlanAction.ADDED if renamed else action, diff),)
         changes.append(
             SpecChange(
                 kind=key.kind,
@@ -245,7 +252,7 @@ def make_plan(
                 path=entry.path,
                 action=action,
                 summary=tuple(summary),
-                objects=(ObjectChange(target, action_of_object, diff),),
+                objects=objects,
             )
         )
     return Plan(
@@ -257,6 +264,18 @@ def make_plan(
         drift=tuple(drift),
         policy_lines=tuple(policy_lines),
     )
+
+
+def _same_spec(
+    old: tuple[Entry, Mapping[str, Any] | None] | None,
+    new: tuple[Entry, Mapping[str, Any] | None] | None,
+) -> bool:
+    """Whether two entries declare the same, for those that render to nothing yet."""
+    if old is None or new is None:
+        return old is new
+    if old[1] is not None and new[1] is not None:
+        return True  # compared by their renderings
+    return old[0].spec == new[0].spec
 
 
 def _bare(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -309,8 +328,8 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
         return words
     was = old.spec.model
     words = []
-    if was.storage_uri != model.storage_uri:
-        words.append(f"model `{was.storage_uri}` → `{model.storage_uri}`")
+    if _source(old) != _source(new):
+        words.append(f"model {_source(old)} → {_source(new)}")
     for label, a, b in (
         ("format", was.format, model.format),
         ("runtime", was.runtime, model.runtime),
@@ -331,6 +350,13 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
     if predictor_changed:
         words.append("rollout: direct, the new revision takes all traffic once Ready")
     return words or ["metadata only (labels or annotations)"]
+
+
+def _source(spec: ModelDeployment) -> str:
+    model = spec.spec.model
+    if model.from_training_run is not None:
+        return f"from the latest Succeeded run of TrainingRun `{model.from_training_run}`"
+    return f"`{model.storage_uri}`"
 
 
 def _resource_words(old: Resources | None, new: Resources | None) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ import structlog
 from gitsync.apply import execute
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import Informer, KubeClient
-from gitsync.diff import Change, ChangeSet, PrunePolicy, holds, plan_changes
+from gitsync.diff import Action, Change, ChangeSet, PrunePolicy, holds, plan_changes
 from gitsync.errors import ApiUnavailableError, GitError, GitsyncError, NotFoundError, Remedy
 from gitsync.health import Health, HealthReport, assess
 from gitsync.loading import (
@@ -34,10 +34,14 @@ from gitsync.loading import (
 from gitsync.policy import enforce, entry_object
 from gitsync.render import (
     ANNOTATION_APPLIED_HASH,
+    ANNOTATION_SCHEDULED_AT,
     LABEL_INSTANCE,
+    LABEL_TRAINING_RUN,
     RenderContext,
     ResourceKey,
+    TrainedModel,
     applied_hash,
+    pending,
     render,
     resource_key,
 )
@@ -52,6 +56,7 @@ from gitsync.rollout import (
     predictor_hash,
     render_query,
 )
+from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format_time, parse_time
 from gitsync.snapshot import read_snapshot
 from gitsync.specs import Config, ModelDeployment, Rollout, TrainingRun
 from gitsync.status import (
@@ -65,6 +70,7 @@ from gitsync.status import (
     finished_runs,
     parse_document,
     readme,
+    run_record,
     status_path,
 )
 
@@ -80,6 +86,8 @@ _RENDERED_KINDS: tuple[tuple[str, str], ...] = (
 )
 _SETTLED = {Health.HEALTHY, Health.SUCCEEDED, Health.FAILED, Health.DEGRADED, Health.RUNNING}
 _CONTROLLED_KINDS = frozenset(kind for _, kind in _RENDERED_KINDS)
+_JOB_KINDS = frozenset({"TFJob", "PyTorchJob"})
+_ISVC_API = "serving.kserve.io/v1beta1"
 
 
 DEFAULT_AUTHOR = Author("gitsync", "gitsync@localhost")
@@ -141,6 +149,21 @@ class _Memory:
     #: The last cycle left nothing that another try could fix (transient failures,
     #: an unpublished status): with the same commit and no live change, skip.
     settled: bool = False
+    #: The next schedule tick: a settled cycle is not skipped from then on.
+    wake_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Training:
+    """What this cycle knows about training runs, found in the cluster and the status
+    documents, for rendering (pure data) and for the status."""
+
+    #: Each TrainingRun's jobs, newest first, by (namespace, TrainingRun name).
+    jobs: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
+    schedules: Mapping[tuple[str, str], ScheduleDecision]
+    trained: Mapping[tuple[str, str], TrainedModel]
+    #: Runs to delete, and why: replaced at a tick, or beyond the historyLimit.
+    retire: Mapping[ResourceKey, str]
 
 
 class MetricsSource(Protocol):
@@ -269,6 +292,7 @@ class Reconciler:
             and revision.commit == self._memory.head
             and live_version is not None
             and live_version == self._memory.live_version
+            and (self._memory.wake_at is None or self._clock() < self._memory.wake_at)
         ):
             bound.debug("nothing changed")
             return CycleReport(
@@ -307,15 +331,24 @@ class Reconciler:
         self._memory.last_changes = self._git.last_changes(
             revision.commit, list(blobs), previous=self._memory.last_changes
         )
+        status_branch = self._options.status_branch or config.status_branch
+        self._read_statuses(status_branch)
+        live = self._live(loaded.entries)
+        training = self._training(loaded.entries, live, default_namespace=config.defaults.namespace)
         context = RenderContext(
             instance=self._options.instance,
             default_namespace=config.defaults.namespace,
             source_commits=self._memory.last_changes.by_path,
+            trained=training.trained,
+            ticks={ref: d.start for ref, d in training.schedules.items() if d.start is not None},
         )
         desired = self._render(loaded.entries, context, blobs)
         verdicts = enforce(
             snapshot.policies,
-            list(zip(loaded.entries, desired, strict=True)),
+            [
+                (entry, body if body is not None else _preview(entry, context, training))
+                for entry, body in zip(loaded.entries, desired, strict=True)
+            ],
             default_namespace=config.defaults.namespace,
             old_objects=self._memory.previous_specs,
         )
@@ -337,13 +370,9 @@ class Reconciler:
             **accepted,
         }
         loaded = verdicts.applied_to(loaded)
-        status_branch = self._options.status_branch or config.status_branch
-        self._read_statuses(status_branch)
-
-        live = self._live(desired)
         desired, rollouts = self._step_rollouts(loaded.entries, desired, live)
         plan = plan_changes(
-            desired,
+            [body for body in desired if body is not None],
             live,
             instance=self._options.instance,
             failed_paths=loaded.failed_paths,
@@ -353,6 +382,12 @@ class Reconciler:
                 if isinstance(entry.spec, TrainingRun)
             ],
             finished_runs=finished_runs(self._memory.status_docs.values()),
+            retire=training.retire,
+            held={
+                _subject(entry, config.defaults.namespace): str(pending(entry, context))
+                for entry, body in zip(loaded.entries, desired, strict=True)
+                if body is None and isinstance(entry.spec, ModelDeployment)
+            },
             prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
             self_heal=config.self_heal,
         )
@@ -377,6 +412,8 @@ class Reconciler:
             stale=stale,
             config=config,
             rollouts=rollouts,
+            training=training,
+            context=context,
         )
         status_commit, status_error = self._publish(
             statuses, status_branch=status_branch, revision=revision
@@ -392,6 +429,10 @@ class Reconciler:
             duration=time.monotonic() - started,
         )
         self._memory.head, self._memory.live_version = revision.commit, live_version
+        self._memory.wake_at = min(
+            (d.next_tick for d in training.schedules.values() if d.next_tick is not None),
+            default=None,
+        )
         # A rollout in progress has timers and analyses to run even when nothing moves.
         self._memory.settled = (
             status_error is None
@@ -421,17 +462,22 @@ class Reconciler:
 
     def _render(
         self, entries: Sequence[Entry], context: RenderContext, blobs: Mapping[str, str]
-    ) -> list[dict[str, Any]]:
-        """Render every entry, reusing the bodies of entries whose inputs did not change."""
+    ) -> list[dict[str, Any] | None]:
+        """Render every entry, reusing the bodies of entries whose inputs did not change;
+        None for an entry with nothing to apply yet (see :func:`render.pending`)."""
         rendered: dict[tuple[str, ...], dict[str, Any]] = {}
-        bodies = []
+        bodies: list[dict[str, Any] | None] = []
         for entry in entries:
+            if pending(entry, context) is not None:
+                bodies.append(None)
+                continue
             key = (
                 blobs[entry.path],
                 entry.path,
                 str(entry.document),
                 context.source_commits.get(entry.path, ""),
                 context.default_namespace,
+                repr(_resolution(entry, context)),
             )
             body = self._memory.rendered.get(key) or render(entry, context)
             rendered[key] = body
@@ -439,23 +485,137 @@ class Reconciler:
         self._memory.rendered = rendered
         return bodies
 
+    def _training(
+        self,
+        entries: Sequence[Entry],
+        live: Mapping[ResourceKey, Mapping[str, Any]],
+        *,
+        default_namespace: str,
+    ) -> _Training:
+        """Each TrainingRun's jobs and schedule, the runs to retire, and the run each
+        ``fromTrainingRun`` model serves: from live jobs and the status documents."""
+        jobs = _jobs_by_training_run(live)
+        now = self._clock()
+        schedules: dict[tuple[str, str], ScheduleDecision] = {}
+        retire: dict[ResourceKey, str] = {}
+        trained: dict[tuple[str, str], TrainedModel] = {}
+        for entry in entries:
+            spec = entry.spec
+            namespace = entry.namespace(default_namespace)
+            if isinstance(spec, ModelDeployment):
+                ref = spec.spec.model.training_run(namespace)
+                if ref is not None and (found := self._latest_success(ref, jobs.get(ref, ()))):
+                    trained[ref] = found
+                continue
+            if not isinstance(spec, TrainingRun):
+                continue
+            ref = (namespace, entry.name)
+            runs = jobs.get(ref, [])
+            if spec.spec.schedule is not None:
+                decision = self._schedule(spec, runs, self._status_doc("TrainingRun", ref), now)
+                schedules[ref] = decision
+                if decision.start is not None:
+                    replaced = (
+                        f"replaced by the run of tick {format_time(decision.start)} "
+                        "(concurrencyPolicy Replace)"
+                    )
+                    retire |= {
+                        resource_key(job): replaced
+                        for job in runs
+                        if _name(job) in decision.replace
+                    }
+            finished = [job for job in runs if assess(job).health.finished]
+            for job in finished[spec.spec.history_limit :]:
+                retire.setdefault(
+                    resource_key(job), f"beyond historyLimit {spec.spec.history_limit}"
+                )
+        return _Training(jobs=jobs, schedules=schedules, trained=trained, retire=retire)
+
+    def _status_doc(self, kind: str, ref: tuple[str, str]) -> Mapping[str, Any]:
+        return self._memory.status_docs.get(status_path(kind, *ref)) or {}
+
+    def _schedule(
+        self,
+        spec: TrainingRun,
+        jobs: Sequence[Mapping[str, Any]],
+        doc: Mapping[str, Any],
+        now: datetime,
+    ) -> ScheduleDecision:
+        assert spec.spec.schedule is not None  # noqa: S101 - the caller checked
+        recorded = doc.get("schedule") or {}
+        live = [
+            RunFacts(
+                name=_name(job),
+                active=not assess(job).health.finished,
+                scheduled_at=parse_time(
+                    _metadata_map(job, "annotations").get(ANNOTATION_SCHEDULED_AT)
+                ),
+            )
+            for job in jobs
+        ]
+        remembered = [
+            RunFacts(name=str(r.get("name")), active=False, scheduled_at=parse_time(tick))
+            for r in doc.get("runs") or []
+            if isinstance(r, Mapping) and (tick := r.get("scheduledAt"))
+        ]
+        return decide_schedule(
+            schedule=spec.spec.schedule,
+            policy=spec.spec.concurrency_policy,
+            runs=[*live, *remembered],
+            since=parse_time(recorded.get("since")),
+            recorded_tick=parse_time(recorded.get("lastTick")),
+            now=now,
+        )
+
+    def _latest_success(
+        self, ref: tuple[str, str], jobs: Sequence[Mapping[str, Any]]
+    ) -> TrainedModel | None:
+        """The latest Succeeded run of a TrainingRun that names an output, by completion
+        time: live jobs first, then the status history (a job may be gone after its
+        TTL)."""
+        records: list[Mapping[str, Any]] = [
+            run_record(_name(job), assess(job), job) for job in jobs
+        ]
+        seen = {r["name"] for r in records}
+        records += [
+            r
+            for r in self._status_doc("TrainingRun", ref).get("runs") or []
+            if isinstance(r, Mapping) and r.get("name") not in seen
+        ]
+        succeeded = [
+            r for r in records if r.get("phase") == Health.SUCCEEDED.value and r.get("outputUri")
+        ]
+        if not succeeded:
+            return None
+        best = max(succeeded, key=lambda r: (str(r.get("completionTime") or ""), str(r["name"])))
+        return TrainedModel(
+            run=str(best["name"]),
+            output_uri=str(best["outputUri"]),
+            completion_time=str(best.get("completionTime") or ""),
+            source_commit=str(best.get("sourceCommit") or ""),
+        )
+
     def _step_rollouts(
         self,
         entries: Sequence[Entry],
-        desired: Sequence[dict[str, Any]],
+        desired: Sequence[dict[str, Any] | None],
         live: Mapping[ResourceKey, Mapping[str, Any]],
-    ) -> tuple[list[dict[str, Any]], dict[ResourceKey, Decision]]:
+    ) -> tuple[list[dict[str, Any] | None], dict[ResourceKey, Decision]]:
         """Give each canary ModelDeployment the traffic split and state its rollout is at.
 
         Other objects pass unchanged. The bodies come back re-stamped, so an unchanged
         rollout step still plans as unchanged.
         """
         now = self._clock()
-        bodies: list[dict[str, Any]] = []
+        bodies: list[dict[str, Any] | None] = []
         decisions: dict[ResourceKey, Decision] = {}
         for entry, body in zip(entries, desired, strict=True):
             spec = entry.spec
-            if not isinstance(spec, ModelDeployment) or spec.spec.rollout.strategy != "canary":
+            if (
+                body is None
+                or not isinstance(spec, ModelDeployment)
+                or spec.spec.rollout.strategy != "canary"
+            ):
                 bodies.append(body)
                 continue
             key = resource_key(body)
@@ -503,11 +663,15 @@ class Reconciler:
             results.append(judge(metric, values[0], values[1]))
         return results
 
-    def _live(self, desired: Sequence[Mapping[str, Any]]) -> dict[ResourceKey, Mapping[str, Any]]:
+    def _live(self, entries: Sequence[Entry]) -> dict[ResourceKey, Mapping[str, Any]]:
         """Every object of this instance, of every kind we render, were given, or
         recorded in a status document (so a kind whose last file is gone is pruned)."""
         kinds = set(_RENDERED_KINDS) | self._memory.extra_kinds
-        kinds |= {(str(o["apiVersion"]), str(o["kind"])) for o in desired}
+        kinds |= {
+            (str(e.manifest["apiVersion"]), str(e.manifest["kind"]))
+            for e in entries
+            if e.manifest is not None
+        }
         for doc in self._memory.status_docs.values():
             for resource in doc.get("resources") or []:
                 api_version, kind, *_ = str(resource).split(" ")
@@ -565,28 +729,48 @@ class Reconciler:
         self,
         *,
         loaded: LoadResult,
-        desired: Sequence[Mapping[str, Any]],
+        desired: Sequence[Mapping[str, Any] | None],
         changes: ChangeSet,
         observed: Mapping[ResourceKey, Mapping[str, Any]],
         stale: set[ResourceKey],
         config: Config,
         rollouts: Mapping[ResourceKey, Decision],
+        training: _Training,
+        context: RenderContext,
     ) -> list[SpecStatus]:
-        now = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_time(self._clock())
         by_key = {change.key: change for change in changes.changes}
         commits = self._memory.last_changes.by_path if self._memory.last_changes else {}
         previous = self._memory.status_docs
+        deleted = {c.key for c in changes.of(Action.DELETED) if c.error is None}
+        jobs = _jobs_by_training_run({k: v for k, v in observed.items() if k not in deleted})
         statuses: dict[str, SpecStatus] = {}
         for entry, body in zip(loaded.entries, desired, strict=True):
-            key = resource_key(body)
+            namespace = entry.namespace(config.defaults.namespace)
+            runs = (
+                jobs.get((namespace, entry.name), []) if isinstance(entry.spec, TrainingRun) else []
+            )
+            subject: tuple[str, ResourceKey] | None = None
+            if body is not None:
+                subject = (str(body["apiVersion"]), resource_key(body))
+            elif isinstance(entry.spec, ModelDeployment):
+                subject = (_ISVC_API, _subject(entry, config.defaults.namespace))
+            elif runs:  # a scheduled TrainingRun between ticks: its newest run
+                subject = (str(runs[0]["apiVersion"]), resource_key(runs[0]))
+            key = subject[1] if subject is not None else None
             status = _entry_status(
                 entry,
                 body,
-                change=by_key.get(key),
-                live=observed.get(key),
-                stale=key in stale,
-                rollout=rollouts.get(key),
-                namespace=entry.namespace(config.defaults.namespace),
+                subject,
+                change=by_key.get(key) if key else None,
+                live=observed.get(key) if key else None,
+                stale=stale,
+                runs=runs,
+                rollout=rollouts.get(key) if key else None,
+                schedule=training.schedules.get((namespace, entry.name)),
+                context=context,
+                waiting=pending(entry, context) if body is None else None,
+                namespace=namespace,
                 source_commit=commits.get(entry.path, ""),
                 now=now,
                 previous=previous,
@@ -675,28 +859,54 @@ class Reconciler:
 
 def _entry_status(
     entry: Entry,
-    body: Mapping[str, Any],
+    body: Mapping[str, Any] | None,
+    subject: tuple[str, ResourceKey] | None,
     *,
     change: Change | None,
     live: Mapping[str, Any] | None,
-    stale: bool,
+    stale: set[ResourceKey],
+    runs: Sequence[Mapping[str, Any]],
     rollout: Decision | None,
+    schedule: ScheduleDecision | None,
+    context: RenderContext,
+    waiting: str | None,
     namespace: str,
     source_commit: str,
     now: str,
     previous: Mapping[str, Mapping[str, Any]],
 ) -> SpecStatus:
-    key = resource_key(body)
-    health = assess(live) if live is not None else None
-    if stale:
-        waiting = Health.PROGRESSING if key.kind == "InferenceService" else Health.PENDING
-        health = HealthReport(waiting, "applied; waiting for the controller to report")
-    model = run = None
-    if isinstance(entry.spec, ModelDeployment):
-        model = _model_info(entry.spec, health)
-    elif isinstance(entry.spec, TrainingRun):
-        run = _run_info(key.name, health) if health is not None else None
+    """The status of one spec. ``body`` is what it renders to (None while it waits),
+    ``subject`` the API version and key of the object it reports on, if any."""
     path = status_path(entry.kind, namespace, entry.name)
+    before = previous.get(path) or {}
+    key = subject[1] if subject is not None else None
+    health = _health(live, stale=key in stale) if live is not None else None
+    model = run = schedule_info = None
+    transition = rollout.transition if rollout is not None else None
+    records: list[dict[str, Any]] = []
+    if isinstance(entry.spec, ModelDeployment):
+        ref = entry.spec.spec.model.training_run(namespace)
+        trained = context.trained.get(ref) if ref is not None else None
+        model = _model_info(entry.spec, body, health, trained)
+        if trained is not None and trained.run != (before.get("model") or {}).get(
+            "fromTrainingRun", {}
+        ).get("run"):
+            lineage = (
+                f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
+                f"{entry.spec.spec.model.from_training_run} (spec {trained.source_commit[:7]})"
+            )
+            transition = f"{lineage}; {transition}" if transition else lineage
+    elif isinstance(entry.spec, TrainingRun):
+        records = [
+            run_record(_name(job), _health(job, stale=resource_key(job) in stale), job)
+            for job in runs
+        ]
+        run = next((r for r in records if key is not None and r["name"] == key.name), None)
+        if schedule is not None:
+            schedule_info = _schedule_info(schedule, before.get("schedule") or {})
+            if run is None and not records:
+                upcoming = schedule_info.get("nextTick", "never")
+                waiting = f"no run yet; the next tick is at {upcoming}"
     return build_status(
         kind=entry.kind,
         name=entry.name,
@@ -704,14 +914,34 @@ def _entry_status(
         source=entry.path,
         source_commit=source_commit,
         now=now,
-        previous=previous.get(path),
+        previous=before or None,
         change=change,
         health=health,
-        resources=[f"{body['apiVersion']} {key}"],
+        resources=[f"{subject[0]} {subject[1]}"] if subject is not None else [],
         model=model,
         run=run,
+        runs=records,
+        history_limit=entry.spec.spec.history_limit if isinstance(entry.spec, TrainingRun) else 10,
+        schedule=schedule_info,
+        waiting=waiting,
         rollout=_rollout_info(rollout) if rollout is not None else None,
-        transition=rollout.transition if rollout is not None else None,
+        transition=transition,
+    )
+
+
+def _health(live: Mapping[str, Any], *, stale: bool) -> HealthReport:
+    """The health of a live object; one just written is waiting for its controller."""
+    health = assess(live)
+    if not stale:
+        return health
+    # Its phase is unknown until the controller reports, but where traffic goes
+    # right now (the URL, the split) is still what the old status says.
+    waiting = Health.PROGRESSING if live.get("kind") == "InferenceService" else Health.PENDING
+    return HealthReport(
+        waiting,
+        "applied; waiting for the controller to report",
+        url=health.url,
+        traffic=health.traffic,
     )
 
 
@@ -742,6 +972,7 @@ def _rollout_info(decision: Decision) -> dict[str, Any]:
         ("stableRevision", state.stable_revision),
         ("startedAt", state.started_at),
         ("reason", state.reason),
+        ("story", state.story),
     ):
         if value:
             info[key] = value
@@ -754,11 +985,24 @@ def _resource_version(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
-def _model_info(spec: ModelDeployment, health: HealthReport | None) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "format": spec.spec.model.format,
-        "storageUri": spec.spec.model.storage_uri,
-    }
+def _model_info(
+    spec: ModelDeployment,
+    body: Mapping[str, Any] | None,
+    health: HealthReport | None,
+    trained: TrainedModel | None,
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"format": spec.spec.model.format}
+    if body is not None:
+        info["storageUri"] = body["spec"]["predictor"]["model"]["storageUri"]
+    if spec.spec.model.from_training_run is not None:
+        lineage: dict[str, Any] = {"name": spec.spec.model.from_training_run}
+        if trained is not None:
+            lineage |= {
+                "run": trained.run,
+                "sourceCommit": trained.source_commit,
+                "completionTime": trained.completion_time,
+            }
+        info["fromTrainingRun"] = lineage
     if health is not None:
         if health.url:
             info["url"] = health.url
@@ -770,11 +1014,81 @@ def _model_info(spec: ModelDeployment, health: HealthReport | None) -> dict[str,
     return info
 
 
-def _run_info(name: str, health: HealthReport) -> dict[str, Any]:
-    info: dict[str, Any] = {"name": name, "phase": health.health.value}
-    for key in ("startTime", "completionTime", "replicaStatuses"):
-        if key in health.details:
-            info[key] = health.details[key]
-    if health.health is Health.FAILED:
-        info["reason"] = health.message
+def _schedule_info(decision: ScheduleDecision, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``schedule`` of a TrainingRun's status. A skipped tick is told until the
+    next tick moves lastTick on."""
+    info: dict[str, Any] = {"since": format_time(decision.since)}
+    if decision.last_tick is not None:
+        info["lastTick"] = format_time(decision.last_tick)
+    if decision.next_tick is not None:
+        info["nextTick"] = format_time(decision.next_tick)
+    skipped = decision.skipped
+    if skipped is None and previous.get("lastTick") == info.get("lastTick"):
+        skipped = previous.get("skipped")
+    if skipped:
+        info["skipped"] = skipped
     return info
+
+
+def _jobs_by_training_run(
+    objects: Mapping[ResourceKey, Mapping[str, Any]],
+) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
+    """The training jobs among ``objects`` by (namespace, TrainingRun name), newest first."""
+    jobs: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for key, obj in objects.items():
+        if key.kind in _JOB_KINDS and (
+            owner := _metadata_map(obj, "labels").get(LABEL_TRAINING_RUN)
+        ):
+            jobs.setdefault((key.namespace, str(owner)), []).append(obj)
+    for runs in jobs.values():
+        # Created in the same second (two ticks caught up at once): the tick decides.
+        runs.sort(
+            key=lambda job: (
+                str((job.get("metadata") or {}).get("creationTimestamp") or ""),
+                str(_metadata_map(job, "annotations").get(ANNOTATION_SCHEDULED_AT) or ""),
+                _name(job),
+            ),
+            reverse=True,
+        )
+    return jobs
+
+
+def _subject(entry: Entry, default_namespace: str) -> ResourceKey:
+    """The InferenceService a ModelDeployment renders to, known without rendering it."""
+    return ResourceKey(
+        group=_ISVC_API.rpartition("/")[0],
+        kind="InferenceService",
+        namespace=entry.namespace(default_namespace),
+        name=entry.name,
+    )
+
+
+def _preview(entry: Entry, context: RenderContext, training: _Training) -> dict[str, Any] | None:
+    """What policies judge of an entry with nothing to apply: for a scheduled run
+    between ticks, the run its next tick would start (what a run does is the same at
+    every tick). A model waiting for its training run has no rendering yet."""
+    ref = (entry.namespace(context.default_namespace), entry.name)
+    decision = training.schedules.get(ref)
+    if not isinstance(entry.spec, TrainingRun) or decision is None:
+        return None
+    tick = decision.next_tick or decision.last_tick or decision.since
+    return render(entry, replace(context, ticks={**context.ticks, ref: tick}))
+
+
+def _resolution(entry: Entry, context: RenderContext) -> TrainedModel | datetime | None:
+    """What of the context's resolved data an entry's rendering depends on."""
+    namespace = entry.namespace(context.default_namespace)
+    spec = entry.spec
+    if isinstance(spec, ModelDeployment) and (ref := spec.spec.model.training_run(namespace)):
+        return context.trained.get(ref)
+    if isinstance(spec, TrainingRun):
+        return context.ticks.get((namespace, entry.name))
+    return None
+
+
+def _metadata_map(obj: Mapping[str, Any], field_name: str) -> Mapping[str, Any]:
+    return ((obj.get("metadata") or {}).get(field_name)) or {}
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))

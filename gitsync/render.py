@@ -4,7 +4,12 @@ Pure functions from specs to plain dicts (apply bodies), so every rendering is a
 golden file away from a test. A ``ModelDeployment`` becomes a KServe
 ``InferenceService``; a ``TrainingRun`` becomes a Kubeflow ``TFJob`` or
 ``PyTorchJob`` named after a hash of its spec (runs are immutable: a changed spec is
-a new run); any other object passes through. Every object is stamped with who
+a new run; a scheduled run adds its tick to the hash); any other object passes through.
+
+What rendering needs from the world (which run a ``fromTrainingRun`` model serves,
+which tick a schedule is at) comes in the :class:`RenderContext` as plain data, found
+by the reconciler; :func:`pending` says when that data is missing, so nothing is
+applied yet. Every object is stamped with who
 manages it, which gitsync instance owns it, where it came from, and a hash of
 itself, which is how a no-op cycle recognises an unchanged object without asking
 the API server.
@@ -16,15 +21,18 @@ import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
 
 from gitsync.loading import Entry
+from gitsync.schedule import format_time
 from gitsync.specs import ModelDeployment, Resources, TrainingRun
 
 __all__ = [
     "ANNOTATION_APPLIED_HASH",
+    "ANNOTATION_SCHEDULED_AT",
     "ANNOTATION_SOURCE_COMMIT",
     "ANNOTATION_SOURCE_PATH",
     "ANNOTATION_SPEC_KIND",
@@ -33,10 +41,14 @@ __all__ = [
     "LABEL_MANAGED_BY",
     "LABEL_TRAINING_RUN",
     "MANAGER",
+    "PendingError",
     "RenderContext",
     "ResourceKey",
+    "TrainedModel",
     "applied_hash",
     "comparable",
+    "output_uri",
+    "pending",
     "render",
     "resource_key",
     "run_name",
@@ -51,6 +63,7 @@ ANNOTATION_SOURCE_PATH: Final = "gitsync.io/source-path"
 ANNOTATION_SOURCE_COMMIT: Final = "gitsync.io/source-commit"
 ANNOTATION_SPEC_KIND: Final = "gitsync.io/spec-kind"
 ANNOTATION_APPLIED_HASH: Final = "gitsync.io/applied-hash"
+ANNOTATION_SCHEDULED_AT: Final = "gitsync.io/scheduled-at"
 
 _PROVENANCE: Final = frozenset({ANNOTATION_SOURCE_COMMIT, ANNOTATION_APPLIED_HASH})
 
@@ -78,6 +91,7 @@ CLUSTER_SCOPED_KINDS: Final = frozenset(
 
 _TF_ROLES: Final = {"chief": "Chief", "worker": "Worker", "ps": "PS", "evaluator": "Evaluator"}
 _TORCH_ROLES: Final = {"master": "Master", "worker": "Worker"}
+_REPLICA_FIELD: Final = {"TFJob": "tfReplicaSpecs", "PyTorchJob": "pytorchReplicaSpecs"}
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -107,6 +121,17 @@ def resource_key(obj: Mapping[str, Any]) -> ResourceKey:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainedModel:
+    """The Succeeded run a ``fromTrainingRun`` model serves, and where it came from."""
+
+    run: str
+    output_uri: str
+    completion_time: str
+    #: The commit of the TrainingRun spec that started the run.
+    source_commit: str
+
+
 @dataclass(frozen=True, slots=True)
 class RenderContext:
     """What rendering needs besides the entry itself."""
@@ -117,6 +142,14 @@ class RenderContext:
     #: unrelated commit changes no annotation and causes no write).
     source_commits: Mapping[str, str] = field(default_factory=dict)
     cluster_scoped_kinds: frozenset[str] = CLUSTER_SCOPED_KINDS
+    #: By (namespace, TrainingRun name): the run a ``fromTrainingRun`` model serves.
+    trained: Mapping[tuple[str, str], TrainedModel] = field(default_factory=dict)
+    #: By (namespace, TrainingRun name): the tick a scheduled run starts for now.
+    ticks: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+
+
+class PendingError(ValueError):
+    """Rendering was asked for an entry that waits for something (see :func:`pending`)."""
 
 
 def _canonical(data: object) -> bytes:
@@ -155,14 +188,53 @@ def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": metadata}
 
 
-def run_name(run: TrainingRun) -> str:
-    """``<name>-<8 hex of the spec hash>``: the same spec always names the same run."""
-    digest = hashlib.sha256(_canonical(run.spec.model_dump(mode="json"))).hexdigest()
+#: Fields that say when runs start and how many are kept, not what a run does:
+#: changing them must not start a new run, so they stay out of the run's hash.
+_WHEN_FIELDS: Final = frozenset({"schedule", "concurrency_policy", "history_limit"})
+
+
+def run_name(run: TrainingRun, *, tick: datetime | None = None) -> str:
+    """``<name>-<8 hex of the spec hash>``: the same spec always names the same run.
+
+    A scheduled run hashes its tick in too, so each tick names its own run and a
+    restarted daemon names it again the same way.
+    """
+    digest = hashlib.sha256(
+        _canonical(run.spec.model_dump(mode="json", exclude=set(_WHEN_FIELDS)))
+    ).hexdigest()
+    if tick is not None:
+        digest = hashlib.sha256(f"{digest}{format_time(tick)}".encode()).hexdigest()
     return f"{run.metadata.name}-{digest[:8]}"
 
 
+def pending(entry: Entry, context: RenderContext) -> str | None:
+    """Why an entry has nothing to apply yet, or None when it renders.
+
+    A ``fromTrainingRun`` model waits for a Succeeded run; a scheduled TrainingRun
+    starts a run only at a tick.
+    """
+    spec = entry.spec
+    namespace = entry.namespace(context.default_namespace)
+    if isinstance(spec, ModelDeployment):
+        ref = spec.spec.model.training_run(namespace)
+        if ref is not None and ref not in context.trained:
+            return f"waiting for a Succeeded run of TrainingRun {ref[0]}/{ref[1]}"
+    elif (
+        isinstance(spec, TrainingRun)
+        and spec.spec.schedule is not None
+        and (namespace, spec.metadata.name) not in context.ticks
+    ):
+        return f"no tick due (schedule {spec.spec.schedule!r})"
+    return None
+
+
 def render(entry: Entry, context: RenderContext) -> dict[str, Any]:
-    """The apply body for one entry, stamped with gitsync's labels and annotations."""
+    """The apply body for one entry, stamped with gitsync's labels and annotations.
+
+    Raises :class:`PendingError` for an entry :func:`pending` holds back.
+    """
+    if (waiting := pending(entry, context)) is not None:
+        raise PendingError(f"{entry.kind} {entry.name}: {waiting}")
     if isinstance(entry.spec, ModelDeployment):
         body = _inference_service(entry.spec, context)
     elif isinstance(entry.spec, TrainingRun):
@@ -235,9 +307,10 @@ def _container(
 def _inference_service(spec: ModelDeployment, context: RenderContext) -> dict[str, Any]:
     namespace = spec.metadata.namespace or context.default_namespace
     source = spec.spec.model
+    ref = source.training_run(namespace)
     model: dict[str, Any] = {
         "modelFormat": {"name": source.format},
-        "storageUri": source.storage_uri,
+        "storageUri": context.trained[ref].output_uri if ref else source.storage_uri,
     }
     if source.runtime_version:
         model["runtimeVersion"] = source.runtime_version
@@ -276,22 +349,14 @@ def _inference_service(spec: ModelDeployment, context: RenderContext) -> dict[st
 
 def _training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
     namespace = run.metadata.namespace or context.default_namespace
-    name = run_name(run)
+    tick = context.ticks.get((namespace, run.metadata.name)) if run.spec.schedule else None
+    name = run_name(run, tick=tick)
     spec = run.spec
     if spec.framework == "tensorflow":
-        kind, replica_field, container_name, roles = (
-            "TFJob",
-            "tfReplicaSpecs",
-            "tensorflow",
-            _TF_ROLES,
-        )
+        kind, container_name, roles = "TFJob", "tensorflow", _TF_ROLES
     else:
-        kind, replica_field, container_name, roles = (
-            "PyTorchJob",
-            "pytorchReplicaSpecs",
-            "pytorch",
-            _TORCH_ROLES,
-        )
+        kind, container_name, roles = "PyTorchJob", "pytorch", _TORCH_ROLES
+    replica_field = _REPLICA_FIELD[kind]
     env = dict(spec.env)
     if spec.output:
         env["OUTPUT_URI"] = spec.output.replace("{run}", name)
@@ -322,12 +387,31 @@ def _training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
         run_policy["ttlSecondsAfterFinished"] = policy.ttl_seconds_after_finished
     metadata = _metadata(run, name=name, namespace=namespace)
     metadata["labels"] = {**metadata.get("labels", {}), LABEL_TRAINING_RUN: run.metadata.name}
+    if tick is not None:
+        metadata["annotations"] = {
+            **metadata.get("annotations", {}),
+            ANNOTATION_SCHEDULED_AT: format_time(tick),
+        }
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": kind,
         "metadata": metadata,
         "spec": {"runPolicy": run_policy, replica_field: replica_specs},
     }
+
+
+def output_uri(job: Mapping[str, Any]) -> str | None:
+    """The ``OUTPUT_URI`` a rendered (or live) training job was given, if any."""
+    for replica in (
+        (job.get("spec") or {}).get(_REPLICA_FIELD.get(str(job.get("kind")), "")) or {}
+    ).values():
+        for container in ((replica.get("template") or {}).get("spec") or {}).get(
+            "containers"
+        ) or []:
+            for variable in container.get("env") or []:
+                if variable.get("name") == "OUTPUT_URI":
+                    return str(variable.get("value"))
+    return None
 
 
 def _manifest(entry: Entry, context: RenderContext) -> dict[str, Any]:

@@ -19,11 +19,12 @@ otherwise every state change would start a new revision: see
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, ParamSpec
 
 import orjson
 
@@ -50,6 +51,8 @@ __all__ = [
     "predictor_hash",
     "render_query",
 ]
+
+P = ParamSpec("P")
 
 STATE_ANNOTATION: Final = "rollout.gitsync.io/state"
 #: Written by `gitsync rollout promote|abort NAME`: "<verb>@<timestamp>".
@@ -145,6 +148,8 @@ class RolloutState:
     evidence: tuple[Measurement, ...] = ()
     reason: str = ""
     handled_command: str | None = None
+    #: The last transition, in words: what the status says until the next one.
+    story: str = ""
 
     def to_annotation(self) -> str:
         return orjson.dumps(
@@ -164,6 +169,7 @@ class RolloutState:
                 "evidence": [m.as_dict() for m in self.evidence],
                 "reason": self.reason,
                 "handledCommand": self.handled_command,
+                "story": self.story,
             },
             option=orjson.OPT_SORT_KEYS,
         ).decode()
@@ -191,6 +197,7 @@ class RolloutState:
                 evidence=tuple(Measurement.from_dict(m) for m in data.get("evidence") or []),
                 reason=str(data.get("reason", "")),
                 handled_command=data.get("handledCommand"),
+                story=str(data.get("story", "")),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             # Someone mangled it: start from what the live object shows.
@@ -288,6 +295,21 @@ def _command(live: Mapping[str, Any] | None, state: RolloutState) -> str | None:
     return str(raw)
 
 
+def _telling(decide: Callable[P, Decision]) -> Callable[P, Decision]:
+    """Keep each decision's transition as the state's story, the status message until
+    the next transition (so a quiet cycle does not change the status)."""
+
+    @functools.wraps(decide)
+    def told(*args: P.args, **kwargs: P.kwargs) -> Decision:
+        decision = decide(*args, **kwargs)
+        if decision.transition is None:
+            return decision
+        return replace(decision, state=replace(decision.state, story=decision.transition))
+
+    return told
+
+
+@_telling
 def decide(
     *,
     desired_hash: str,
@@ -403,12 +425,15 @@ def _step(
         limit = rollout.analysis.failure_limit if rollout.analysis else 1
         failed = state.failures >= limit
         silent = state.inconclusive >= limit
+        evidence = ", ".join(m.text() for m in state.evidence)
         if failed or silent:
             what = "failed analysis" if failed else "no data from analysis"
-            evidence = ", ".join(m.text() for m in state.evidence)
             reason = f"{what}: {evidence}"
             rolled = replace(state, phase=RolloutPhase.ROLLED_BACK, reason=reason)
             return Decision(0, rolled, f"canary rolled back at {traffic}% ({evidence})")
+        # Every measurement is part of the record, failed ones with their count.
+        tally = "passed" if state.passed_in_step else f"{state.failures} of {limit} failures"
+        transition = transition or f"analysis at {traffic}%: {evidence} ({tally})"
 
     pause = rollout.steps[state.step].pause
     held_long_enough = pause != "indefinite" and _since(

@@ -28,6 +28,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
 
+from gitsync.schedule import ConcurrencyPolicy, check_crontab
+
 __all__ = [
     "API_VERSION",
     "Analysis",
@@ -45,6 +47,7 @@ __all__ = [
     "Spec",
     "SpecKind",
     "TrainingRun",
+    "TrainingRunSpec",
     "Transformer",
     "closest_name",
     "json_schema",
@@ -105,6 +108,12 @@ def _check_storage_uri(value: str) -> str:
 
 StorageUri = Annotated[str, AfterValidator(_check_storage_uri)]
 
+#: A TrainingRun by name, in the model's own namespace or as ``namespace/name``.
+TrainingRunRef = Annotated[
+    str,
+    StringConstraints(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+]
+
 
 class _Strict(BaseModel):
     """camelCase on the wire, unknown fields rejected, instances immutable."""
@@ -133,9 +142,27 @@ class Resources(_Strict):
 
 class ModelSource(_Strict):
     format: ModelFormat
-    storage_uri: StorageUri
+    storage_uri: StorageUri | None = None
+    from_training_run: TrainingRunRef | None = Field(
+        default=None,
+        description="Serve the output of the latest Succeeded run of this TrainingRun "
+        "(name, or namespace/name) instead of a fixed storageUri",
+    )
     runtime_version: str | None = None
     runtime: str | None = Field(default=None, description="ServingRuntime to use, by name")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        if (self.storage_uri is None) == (self.from_training_run is None):
+            raise ValueError("give exactly one of storageUri or fromTrainingRun")
+        return self
+
+    def training_run(self, namespace: str) -> tuple[str, str] | None:
+        """(namespace, name) of the TrainingRun this model comes from, if it does."""
+        if self.from_training_run is None:
+            return None
+        owner, _, name = self.from_training_run.rpartition("/")
+        return (owner or namespace, name)
 
 
 class Replicas(_Strict):
@@ -282,6 +309,15 @@ class TrainingRunSpec(_Strict):
         default=None, description="Where the run writes its model; {run} is the run's name"
     )
     run_policy: RunPolicy = Field(default_factory=RunPolicy)
+    schedule: Annotated[str, AfterValidator(check_crontab)] | None = Field(
+        default=None, description="5-field cron (UTC): start a new run at every tick"
+    )
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default="Forbid", description="At a tick while a run is active: skip, replace or add one"
+    )
+    history_limit: int = Field(
+        default=10, ge=1, description="Finished runs kept, in the cluster and the status"
+    )
 
     @field_validator("replicas")
     @classmethod

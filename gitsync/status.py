@@ -21,6 +21,7 @@ from gitsync.diff import Action, Change
 from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
 from gitsync.loading import Diagnostic
+from gitsync.render import ANNOTATION_SCHEDULED_AT, ANNOTATION_SOURCE_COMMIT, output_uri
 
 __all__ = [
     "README_PATH",
@@ -35,12 +36,12 @@ __all__ = [
     "parse_document",
     "readme",
     "render_document",
+    "run_record",
     "status_path",
 ]
 
 STATUS_ROOT: Final = "status"
 README_PATH: Final = f"{STATUS_ROOT}/README.md"
-RUN_HISTORY: Final = 10
 
 
 class Phase(enum.Enum):
@@ -75,6 +76,7 @@ class SpecStatus:
     model: Mapping[str, Any] | None = None
     run: Mapping[str, Any] | None = None
     runs: tuple[Mapping[str, Any], ...] = ()
+    schedule: Mapping[str, Any] | None = None
     errors: tuple[str, ...] = field(default_factory=tuple)
     rollout: Mapping[str, Any] | None = None
     #: What this cycle did to a rollout, in words (the status commit tells it).
@@ -140,6 +142,10 @@ def build_status(
     resources: Sequence[str] = (),
     model: Mapping[str, Any] | None = None,
     run: Mapping[str, Any] | None = None,
+    runs: Sequence[Mapping[str, Any]] = (),
+    history_limit: int = 10,
+    schedule: Mapping[str, Any] | None = None,
+    waiting: str | None = None,
     rollout: Mapping[str, Any] | None = None,
     transition: str | None = None,
 ) -> SpecStatus:
@@ -147,6 +153,10 @@ def build_status(
 
     A ``rollout`` that was rolled back or aborted decides the phase (RolledBack, for
     as long as Git names the rejected model); one in progress makes it Progressing.
+    ``waiting`` (why a spec has nothing to apply yet) makes it Pending while nothing
+    of it is live. ``run`` is a TrainingRun's newest run and ``runs`` all its runs in
+    the cluster, newest first; with the previous document's history they make the
+    last ``history_limit`` runs.
     """
     errors = tuple(str(d) for d in diagnostics)
     if diagnostics:
@@ -162,14 +172,18 @@ def build_status(
         phase, message = Phase.ROLLED_BACK, str(rollout.get("reason") or "rolled back")
     elif rollout is not None and rollout.get("phase") in {"Progressing", "Paused"}:
         phase = Phase.PROGRESSING
-        message = transition or f"canary {rollout.get('traffic')}% ({rollout.get('phase')})"
+        message = transition or str(rollout.get("story") or f"canary {rollout.get('traffic')}%")
     elif health is not None:
         phase, message = _PHASE_OF_HEALTH[health.health], health.message
+    elif waiting is not None:
+        phase, message = Phase.PENDING, waiting
     else:
         phase, message = Phase.UNKNOWN, "not observed yet"
     if change is not None and change.drift:
         message = f"{message} (drift {'reverted' if change.writes else 'detected'})"
-    history = _run_history(previous, run)
+    if schedule is not None and schedule.get("skipped"):
+        message = f"{message}; {schedule['skipped']}"
+    history = _run_history(previous, [*([run] if run else []), *runs], history_limit)
     return SpecStatus(
         kind=kind,
         name=name,
@@ -183,6 +197,7 @@ def build_status(
         model=model,
         run=run,
         runs=history,
+        schedule=schedule,
         errors=errors,
         rollout=rollout,
         transition=transition,
@@ -195,14 +210,42 @@ def _phase_of_error(change: Change) -> Phase:
 
 
 def _run_history(
-    previous: Mapping[str, Any] | None, run: Mapping[str, Any] | None
+    previous: Mapping[str, Any] | None, observed: Sequence[Mapping[str, Any]], limit: int
 ) -> tuple[Mapping[str, Any], ...]:
-    """The last runs, newest first; the current run replaces its own older entry."""
-    older = [r for r in (previous or {}).get("runs") or [] if isinstance(r, Mapping)]
-    if run is None:
-        return tuple(older[:RUN_HISTORY])
-    rest = [r for r in older if r.get("name") != run.get("name")]
-    return (run, *rest)[:RUN_HISTORY]
+    """The last ``limit`` runs, newest first: those observed now (which replace their
+    own older entries), then the remembered ones no longer in the cluster."""
+    current: dict[str, Mapping[str, Any]] = {}
+    for run in observed:
+        current.setdefault(str(run.get("name")), run)
+    older = [
+        r
+        for r in (previous or {}).get("runs") or []
+        if isinstance(r, Mapping) and str(r.get("name")) not in current
+    ]
+    return (*current.values(), *older)[:limit]
+
+
+def run_record(name: str, health: HealthReport, job: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One run as its TrainingRun's status records it.
+
+    ``job`` is the run's object (live, or as just written); it names where the run
+    writes its model, the commit of the spec that started it and, for a scheduled
+    run, its tick.
+    """
+    record: dict[str, Any] = {"name": name, "phase": health.health.value}
+    for key in ("startTime", "completionTime", "replicaStatuses"):
+        if key in health.details:
+            record[key] = health.details[key]
+    if health.health is Health.FAILED:
+        record["reason"] = health.message
+    annotations = ((job or {}).get("metadata") or {}).get("annotations") or {}
+    if job is not None and (uri := output_uri(job)):
+        record["outputUri"] = uri
+    if commit := annotations.get(ANNOTATION_SOURCE_COMMIT):
+        record["sourceCommit"] = commit
+    if tick := annotations.get(ANNOTATION_SCHEDULED_AT):
+        record["scheduledAt"] = tick
+    return record
 
 
 def finished_runs(documents: Iterable[Mapping[str, Any]]) -> frozenset[str]:
@@ -247,6 +290,8 @@ def document(status: SpecStatus) -> dict[str, Any]:
         doc["run"] = dict(status.run)
     if status.runs:
         doc["runs"] = [dict(r) for r in status.runs]
+    if status.schedule is not None:
+        doc["schedule"] = dict(status.schedule)
     if status.rollout is not None:
         doc["rollout"] = dict(status.rollout)
     if status.errors:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gitsync"
-PURE_CORE = ["specs", "loading", "render", "diff", "health", "status", "errors"]
+PURE_CORE = ["specs", "loading", "render", "diff", "health", "status", "errors", "schedule"]
 FORBIDDEN = {
     "pygit2",
     "kubernetes",

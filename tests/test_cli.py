@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gitsync.cli import cli
 from gitsync.dev.controlplane import ControlPlane
 
 from .gitremotes import GitHttpServer, SilentServer, closed_port
@@ -225,3 +228,20 @@ def test_run_is_a_daemon_that_logs_json_without_credentials(
     assert {"cycle", "commit", "repo", "timestamp", "level"} <= finished[0].keys()
     assert lines[-1]["event"] == "daemon stopped"
     assert password not in out + err + json.dumps(lines)
+
+
+def test_the_example_ci_workflow_calls_real_commands_and_options() -> None:
+    """A contract check: every gitsync command line in the shipped CI example parses."""
+    workflow = yaml.safe_load((EXAMPLES.parent / "ci" / "github-actions.yaml").read_text())
+    scripts = [step.get("run", "") for step in workflow["jobs"]["plan"]["steps"]]
+    calls = [
+        shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "main", line.split(" > ")[0]))
+        for script in scripts
+        for line in script.splitlines()
+        if line.strip().startswith("gitsync ")
+    ]
+    assert [call[1] for call in calls] == ["validate", "plan"]
+    for _, name, *args in calls:
+        command = cli.commands[name]
+        context = command.make_context(name, args)  # raises on an unknown option
+        assert context.params

@@ -73,8 +73,8 @@ def _errors(content: bytes, path: str = "models/m.yaml") -> list[str]:
             id="quantity",
         ),
         pytest.param(
-            MODEL.replace(b"    storageUri: s3://models/fraud/v1\n", b""),
-            ["models/m.yaml:7:5: spec.model.storageUri: required field is missing"],
+            MODEL.replace(b"    format: sklearn\n", b""),
+            ["models/m.yaml:7:5: spec.model.format: required field is missing"],
             id="missing-field",
         ),
         pytest.param(

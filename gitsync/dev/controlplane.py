@@ -524,14 +524,18 @@ def _up(
     for crd in install_crds(kubeconfig, crd_dirs):
         say(f"CRD {crd} established")
 
-    if controllers and not _record_runs(state.get(Component.CONTROLLERS.value)):
+    running = state.get(Component.CONTROLLERS.value)
+    if controllers and not (_record_runs(running) and (running or {}).get("endpoint")):
+        # Not running, or started by an older gitsync without a metrics endpoint.
+        if running:
+            _stop(running)
         _start_controllers(folder, state, kubeconfig, say)
 
     prometheus_url = None
     if prometheus:
         prometheus_url = _up_prometheus(folder, state, say)
-    elif (running := state.get(Component.PROMETHEUS.value)) and _record_runs(running):
-        prometheus_url = str(running["endpoint"])
+    elif (scraper := state.get(Component.PROMETHEUS.value)) and _record_runs(scraper):
+        prometheus_url = str(scraper["endpoint"])
 
     return ControlPlane(
         folder=folder,

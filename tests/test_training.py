@@ -1,0 +1,533 @@
+"""Training runs: schedules, run history, and models served from a training run's output.
+
+The pure parts (tick arithmetic, spec validation) are tables; the rest runs end to end
+against the real API server and the dev Training Operator and KServe, with an injected
+clock for the schedule and fast simulated jobs (see ``FAST``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitsync.clients.git import GitSource
+from gitsync.clients.kube import KubeClient
+from gitsync.dev.controlplane import ControlPlane
+from gitsync.loading import load_file
+from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
+from gitsync.render import ANNOTATION_SCHEDULED_AT, run_name
+from gitsync.schedule import RunFacts, decide_schedule, due_tick
+from gitsync.specs import TrainingRun
+
+from .specrepo import SpecRepo
+
+TFJOB = ("kubeflow.org/v1", "TFJob")
+ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
+HOURLY = "0 * * * *"
+#: The dev Training Operator's knobs: start at once, run for a second.
+FAST = {"dev.gitsync.io/start-delay": "0", "dev.gitsync.io/run-duration": "1"}
+SLOW = {"dev.gitsync.io/start-delay": "0", "dev.gitsync.io/run-duration": "600"}
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+# --- schedule.due_tick ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "last_tick", "since", "now", "expected"),
+    [
+        pytest.param(HOURLY, None, "2026-03-01 02:59", "2026-03-01 02:59", None, id="first-sight"),
+        pytest.param(HOURLY, None, "2026-03-01 02:59", "2026-03-01 02:59:59", None, id="before"),
+        pytest.param(
+            HOURLY, None, "2026-03-01 02:59", "2026-03-01 03:00", "2026-03-01 03:00", id="on-tick"
+        ),
+        pytest.param(
+            HOURLY,
+            "2026-03-01 03:00",
+            "2026-03-01 02:59",
+            "2026-03-01 03:30",
+            None,
+            id="tick-already-taken",
+        ),
+        pytest.param(
+            "0 3 * * 0",
+            None,
+            "2026-03-01 04:00",
+            "2026-03-30 12:00",
+            "2026-03-29 03:00",
+            id="missed-weeks-coalesce",
+        ),
+        pytest.param(
+            "* * * * *",
+            "2026-01-01 00:00",
+            "2026-01-01 00:00",
+            "2026-02-15 10:17:42",
+            "2026-02-15 10:17",
+            id="every-minute-after-six-weeks",
+        ),
+        pytest.param(
+            "0 0 29 2 *",
+            None,
+            "2025-01-01 00:00",
+            "2028-03-01 00:00",
+            "2028-02-29 00:00",
+            id="leap-day-beyond-the-lookback",
+        ),
+        pytest.param(
+            "0 3 * * 1-5",
+            None,
+            "2026-03-27 12:00",
+            "2026-03-30 02:59",
+            None,
+            id="weekdays-skip-the-weekend",
+        ),
+        pytest.param(
+            "0 3 * * 5-7",
+            None,
+            "2026-03-27 12:00",
+            "2026-03-30 02:59",
+            "2026-03-29 03:00",
+            id="seven-is-sunday",
+        ),
+        # 02:30 does not exist in Europe on 2026-03-29; in UTC every day has one.
+        pytest.param(
+            "30 2 * * *",
+            "2026-03-28 02:30",
+            "2026-03-01 00:00",
+            "2026-03-29 02:30",
+            "2026-03-29 02:30",
+            id="utc-has-no-dst-gap",
+        ),
+    ],
+)
+def test_due_tick(
+    schedule: str, last_tick: str | None, since: str, now: str, expected: str | None
+) -> None:
+    due = due_tick(
+        schedule=schedule,
+        last_tick=at(last_tick) if last_tick else None,
+        since=at(since),
+        now=at(now),
+    )
+    assert due == (at(expected) if expected else None)
+
+
+@pytest.mark.parametrize(
+    ("policy", "start", "replace", "skipped"),
+    [("Forbid", False, (), True), ("Replace", True, ("a",), False), ("Allow", True, (), False)],
+)
+def test_concurrency_policy_at_a_tick_while_a_run_is_active(
+    policy: Any, start: bool, replace: tuple[str, ...], skipped: bool
+) -> None:
+    runs = [
+        RunFacts(name="a", active=True, scheduled_at=at("2026-03-01 03:00")),
+        RunFacts(name="old", active=False, scheduled_at=at("2026-03-01 02:00")),
+    ]
+    decision = decide_schedule(
+        schedule=HOURLY,
+        policy=policy,
+        runs=runs,
+        since=at("2026-03-01 00:00"),
+        recorded_tick=None,
+        now=at("2026-03-01 04:00:10"),
+    )
+    assert decision.last_tick == at("2026-03-01 04:00")
+    assert decision.next_tick == at("2026-03-01 05:00")
+    assert (decision.start is not None, decision.replace, decision.skipped is not None) == (
+        start,
+        replace,
+        skipped,
+    )
+
+
+# --- spec validation --------------------------------------------------------------------
+
+RUN = """\
+apiVersion: gitsync.io/v1alpha1
+kind: TrainingRun
+metadata: {name: train, namespace: ml}
+spec:
+  framework: pytorch
+  image: ghcr.io/acme/train:1
+  schedule: "0 3 * * 0"
+"""
+MODEL = """\
+apiVersion: gitsync.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: scorer, namespace: ml}
+spec:
+  model:
+    format: tensorflow
+    storageUri: s3://models/v1
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(RUN, [], id="weekly"),
+        pytest.param(
+            RUN.replace("0 3 * * 0", "0 3 * * 8"),
+            ["t.yaml:7:13: spec.schedule: '0 3 * * 8' is not a valid cron expression: "],
+            id="bad-field",
+        ),
+        pytest.param(
+            RUN.replace("0 3 * * 0", "0 0 3 * * 0"),
+            ["t.yaml:7:13: spec.schedule: '0 0 3 * * 0' is not a 5-field cron expression"],
+            id="six-fields",
+        ),
+        pytest.param(
+            RUN + "  concurrencyPolicy: Forbidden\n",
+            ["t.yaml:8:22: spec.concurrencyPolicy: 'Forbidden' is not one of"],
+            id="bad-concurrency-policy",
+        ),
+        pytest.param(
+            RUN + "  historyLimit: 0\n",
+            ["t.yaml:8:17: spec.historyLimit: Input should be greater than or equal to 1"],
+            id="history-limit-zero",
+        ),
+        pytest.param(
+            MODEL.replace("storageUri: s3://models/v1", "fromTrainingRun: ml-training/fraud-train"),
+            [],
+            id="from-training-run",
+        ),
+        pytest.param(
+            MODEL + "    fromTrainingRun: fraud-train\n",
+            ["t.yaml:6:5: spec.model: give exactly one of storageUri or fromTrainingRun"],
+            id="both-sources",
+        ),
+        pytest.param(
+            MODEL.replace("    storageUri: s3://models/v1\n", ""),
+            ["t.yaml:6:5: spec.model: give exactly one of storageUri or fromTrainingRun"],
+            id="no-source",
+        ),
+        pytest.param(
+            MODEL.replace("storageUri: s3://models/v1", "fromTrainingRun: a/b/c"),
+            ["t.yaml:7:22: spec.model.fromTrainingRun: String should match pattern"],
+            id="bad-reference",
+        ),
+    ],
+)
+def test_spec_validation(content: str, expected: list[str]) -> None:
+    found = [str(d) for d in load_file("t.yaml", content.encode()).diagnostics]
+    assert len(found) == len(expected), found
+    for message, prefix in zip(found, expected, strict=True):
+        assert message.startswith(prefix), message
+
+
+def test_a_scheduled_run_is_named_by_its_spec_and_tick() -> None:
+    (entry,) = load_file("t.yaml", RUN.encode()).entries
+    assert isinstance(entry.spec, TrainingRun)
+    tick = at("2026-03-01 03:00")
+    (unscheduled,) = load_file(
+        "t.yaml", RUN.replace('  schedule: "0 3 * * 0"\n', "").encode()
+    ).entries
+    assert isinstance(unscheduled.spec, TrainingRun)
+
+    # When runs start is not what a run does: the same spec names the same run.
+    assert run_name(entry.spec) == run_name(unscheduled.spec)
+    assert run_name(entry.spec, tick=tick) == run_name(entry.spec, tick=tick)
+    assert run_name(entry.spec, tick=tick) != run_name(entry.spec, tick=tick + timedelta(hours=1))
+    assert len(run_name(entry.spec, tick=tick)) == len("train-") + 8
+
+
+# --- end to end -------------------------------------------------------------------------
+
+
+class Clock:
+    """The reconciler's clock, moved by the test."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def training_run(
+    namespace: str,
+    *,
+    image: str = "ghcr.io/acme/train:1.0.0",
+    annotations: dict[str, str] = FAST,
+    **extra: Any,
+) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "TrainingRun",
+            "metadata": {
+                "name": "train",
+                "namespace": namespace,
+                "labels": {"team": "risk"},
+                "annotations": annotations,
+            },
+            "spec": {
+                "framework": "tensorflow",
+                "image": image,
+                "replicas": {"worker": 1},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                "output": "s3://models/train/{run}",
+                **extra,
+            },
+        },
+        sort_keys=False,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path: Path, namespace: str) -> SpecRepo:
+    spec_repo = SpecRepo(tmp_path / "repo")
+    spec_repo.write("gitsync.yaml", f"defaults: {{namespace: {namespace}}}\n")
+    return spec_repo
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(at("2026-03-01 02:59"))
+
+
+@pytest.fixture
+def reconciler(
+    repo: SpecRepo, control_plane: ControlPlane, tmp_path: Path, clock: Clock
+) -> Iterator[Callable[[], Reconciler]]:
+    """A factory: each call is a fresh reconciler, as a restarted daemon would be."""
+    made: list[tuple[Reconciler, GitSource, KubeClient]] = []
+    instance = f"train-{uuid.uuid4().hex[:6]}"
+
+    def make() -> Reconciler:
+        git = GitSource(repo.url, branch="main", cache_dir=tmp_path / f"cache{len(made)}")
+        kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+        options = SyncOptions(instance=instance)
+        made.append((r := Reconciler(git=git, kube=kube, options=options, clock=clock), git, kube))
+        return r
+
+    yield make
+    for r, git, kube in made:
+        r.close()
+        kube.close()
+        git.close()
+
+
+def jobs(kube: KubeClient, namespace: str) -> dict[str, dict[str, Any]]:
+    return {j["metadata"]["name"]: j for j in kube.list(*TFJOB, namespace=namespace)["items"]}
+
+
+def status_doc(repo: SpecRepo, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/{kind}/{name}.yaml"])
+    assert isinstance(doc, dict)
+    return doc
+
+
+def drive(reconciler: Reconciler, until: Callable[[CycleReport], bool]) -> CycleReport:
+    """Cycle until ``until`` holds (the dev controllers move in real time)."""
+    deadline = time.monotonic() + 20
+    while not until(report := reconciler.cycle()):
+        assert time.monotonic() < deadline, [s.message for s in report.statuses]
+        time.sleep(0.3)
+    return report
+
+
+def run_phases(report: CycleReport) -> list[str]:
+    (status,) = [s for s in report.statuses if s.kind == "TrainingRun"]
+    return [str(r.get("phase")) for r in status.runs]
+
+
+def scheduled(repo: SpecRepo, namespace: str, tick: str) -> str:
+    content = training_run(namespace, schedule=HOURLY)
+    (entry,) = load_file("t.yaml", content.encode()).entries
+    assert isinstance(entry.spec, TrainingRun)
+    return run_name(entry.spec, tick=at(tick))
+
+
+def test_a_schedule_starts_one_run_per_tick_and_coalesces_missed_ticks(
+    reconciler: Callable[[], Reconciler],
+    repo: SpecRepo,
+    kube: KubeClient,
+    namespace: str,
+    clock: Clock,
+) -> None:
+    repo.write("train.yaml", training_run(namespace, schedule=HOURLY))
+    commit = repo.commit("train hourly")
+    daemon = reconciler()
+
+    daemon.cycle()  # 02:59: first sight waits for the next tick
+    assert jobs(kube, namespace) == {}
+    doc = status_doc(repo, namespace, "TrainingRun", "train")
+    assert doc["phase"] == "Pending"
+    assert doc["schedule"] == {"since": "2026-03-01T02:59:00Z", "nextTick": "2026-03-01T03:00:00Z"}
+
+    clock.now = at("2026-03-01 03:00:20")
+    daemon.cycle()
+    first = scheduled(repo, namespace, "2026-03-01 03:00")
+    assert set(jobs(kube, namespace)) == {first}
+    annotations = jobs(kube, namespace)[first]["metadata"]["annotations"]
+    assert annotations[ANNOTATION_SCHEDULED_AT] == "2026-03-01T03:00:00Z"
+    drive(daemon, lambda r: run_phases(r) == ["Succeeded"])
+
+    clock.now = at("2026-03-01 06:10")  # 04:00, 05:00 and 06:00 missed: one run, for 06:00
+    daemon.cycle()
+    latest = scheduled(repo, namespace, "2026-03-01 06:00")
+    assert set(jobs(kube, namespace)) == {first, latest}
+    drive(daemon, lambda r: run_phases(r) == ["Succeeded", "Succeeded"])
+
+    restarted = reconciler()  # the same ticks name the same runs: nothing is recreated
+    assert restarted.cycle().changes.writes == []
+    doc = status_doc(repo, namespace, "TrainingRun", "train")
+    assert doc["schedule"]["lastTick"] == "2026-03-01T06:00:00Z"
+    assert doc["schedule"]["nextTick"] == "2026-03-01T07:00:00Z"
+    newest, oldest = doc["runs"]
+    assert (newest["name"], oldest["name"]) == (latest, first)
+    assert newest["scheduledAt"] == "2026-03-01T06:00:00Z"
+    assert newest["sourceCommit"] == commit
+    assert newest["outputUri"] == f"s3://models/train/{latest}"
+    assert {"startTime", "completionTime", "replicaStatuses"} <= set(newest)
+
+
+@pytest.mark.parametrize("policy", ["Forbid", "Replace", "Allow"])
+def test_concurrency_policy_at_a_tick_while_a_run_is_active_end_to_end(
+    reconciler: Callable[[], Reconciler],
+    repo: SpecRepo,
+    kube: KubeClient,
+    namespace: str,
+    clock: Clock,
+    policy: str,
+) -> None:
+    content = training_run(namespace, annotations=SLOW, schedule=HOURLY, concurrencyPolicy=policy)
+    repo.write("train.yaml", content)
+    repo.commit(f"train hourly, {policy}")
+    daemon = reconciler()
+    daemon.cycle()
+    clock.now = at("2026-03-01 03:00:05")
+    daemon.cycle()
+    (first,) = jobs(kube, namespace)
+    drive(daemon, lambda r: run_phases(r) == ["Running"])
+
+    clock.now = at("2026-03-01 04:00:05")
+    daemon.cycle()
+
+    names = set(jobs(kube, namespace))
+    second = run_name(_spec(content), tick=at("2026-03-01 04:00"))
+    doc = status_doc(repo, namespace, "TrainingRun", "train")
+    if policy == "Forbid":
+        assert names == {first}
+        assert doc["schedule"]["skipped"] == (
+            f"tick 2026-03-01T04:00:00Z skipped: {first} still active (concurrencyPolicy Forbid)"
+        )
+        assert "skipped" in doc["message"]
+    elif policy == "Replace":
+        assert names == {second}
+    else:
+        assert names == {first, second}
+    assert doc["schedule"]["lastTick"] == "2026-03-01T04:00:00Z"
+
+
+def _spec(content: str) -> TrainingRun:
+    (entry,) = load_file("t.yaml", content.encode()).entries
+    assert isinstance(entry.spec, TrainingRun)
+    return entry.spec
+
+
+def test_history_limit_prunes_the_oldest_finished_runs(
+    reconciler: Callable[[], Reconciler],
+    repo: SpecRepo,
+    kube: KubeClient,
+    namespace: str,
+    clock: Clock,
+) -> None:
+    content = training_run(namespace, schedule=HOURLY, historyLimit=2)
+    repo.write("train.yaml", content)
+    repo.commit("train hourly, keep two")
+    daemon = reconciler()
+    daemon.cycle()
+    ticks = ["2026-03-01 03:00", "2026-03-01 04:00", "2026-03-01 05:00"]
+    for tick in ticks:
+        clock.now = at(tick) + timedelta(seconds=5)
+        daemon.cycle()
+        # The cycle that sees the third run finished prunes the first.
+        report = drive(daemon, lambda r: run_phases(r)[0] == "Succeeded")
+
+    names = [run_name(_spec(content), tick=at(tick)) for tick in ticks]
+    deleted = [(c.key.name, c.reason) for c in report.changes.writes]
+    assert deleted == [(names[0], "beyond historyLimit 2")]
+    assert set(jobs(kube, namespace)) == set(names[1:])
+    doc = status_doc(repo, namespace, "TrainingRun", "train")
+    assert [r["name"] for r in doc["runs"]] == [names[2], names[1]]
+
+
+def served_model(namespace: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {
+                "name": "scorer",
+                "namespace": namespace,
+                "labels": {"team": "risk"},
+                "annotations": {"dev.gitsync.io/ready-delay": "0.2"},
+            },
+            "spec": {
+                "model": {"format": "tensorflow", "fromTrainingRun": "train"},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            },
+        },
+        sort_keys=False,
+    )
+
+
+def storage_uri(kube: KubeClient, namespace: str) -> str | None:
+    live = kube.get(*ISVC, "scorer", namespace=namespace)
+    return None if live is None else str(live["spec"]["predictor"]["model"]["storageUri"])
+
+
+def test_a_model_serves_the_latest_successful_run_of_its_training_run(
+    reconciler: Callable[[], Reconciler], repo: SpecRepo, kube: KubeClient, namespace: str
+) -> None:
+    repo.write("gitsync.yaml", f"defaults: {{namespace: {namespace}}}\n")
+    repo.write("train.yaml", training_run(namespace))
+    repo.write("scorer.yaml", served_model(namespace))
+    first_commit = repo.commit("train, and serve what it trains")
+    daemon = reconciler()
+
+    report = daemon.cycle()
+
+    (first,) = jobs(kube, namespace)
+    assert kube.get(*ISVC, "scorer", namespace=namespace) is None
+    doc = status_doc(repo, namespace, "ModelDeployment", "scorer")
+    assert doc["phase"] == "Pending"
+    assert doc["message"] == f"waiting for a Succeeded run of TrainingRun {namespace}/train"
+    assert doc["model"] == {"format": "tensorflow", "fromTrainingRun": {"name": "train"}}
+    assert not report.failed
+
+    drive(daemon, lambda r: storage_uri(kube, namespace) is not None)
+    assert storage_uri(kube, namespace) == f"s3://models/train/{first}"
+    doc = status_doc(repo, namespace, "ModelDeployment", "scorer")
+    lineage = doc["model"]["fromTrainingRun"]
+    assert (lineage["run"], lineage["sourceCommit"]) == (first, first_commit)
+    assert lineage["completionTime"]
+    subjects = [line.split(" ", 1)[1] for line in repo.log("gitsync/status")]
+    assert any(f"from run {first} of TrainingRun train" in s for s in subjects), subjects
+
+    repo.write("train.yaml", training_run(namespace, image="ghcr.io/acme/train:1.1.0"))
+    second_commit = repo.commit("train: image 1.1.0")
+    drive(
+        daemon, lambda r: storage_uri(kube, namespace) not in {None, f"s3://models/train/{first}"}
+    )
+
+    (second,) = set(jobs(kube, namespace)) - {first}
+    assert storage_uri(kube, namespace) == f"s3://models/train/{second}"
+    drive(
+        daemon,
+        lambda r: status_doc(repo, namespace, "ModelDeployment", "scorer")["phase"] == "Healthy",
+    )
+    lineage = status_doc(repo, namespace, "ModelDeployment", "scorer")["model"]["fromTrainingRun"]
+    assert (lineage["run"], lineage["sourceCommit"]) == (second, second_commit)
