@@ -73,7 +73,11 @@ def _api_version(change: Change) -> str:
 
 def _apply(client: KubeClient, change: Change, *, dry_run: bool = False) -> dict[str, Any]:
     assert change.desired is not None  # noqa: S101 - CREATED/CONFIGURED always carry it
-    return client.apply(change.desired, field_manager=MANAGER, force=True, dry_run=dry_run)
+    stored = client.apply(change.desired, field_manager=MANAGER, force=True, dry_run=dry_run)
+    # Nothing downstream reads managedFields; for thousands of objects they are the
+    # bulk of what a first sync would hold in memory.
+    (stored.get("metadata") or {}).pop("managedFields", None)
+    return stored
 
 
 def _configure(

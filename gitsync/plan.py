@@ -25,7 +25,7 @@ from gitsync.render import (
     run_name,
     without_provenance,
 )
-from gitsync.specs import ModelDeployment, Resources, TrainingRun
+from gitsync.specs import Metric, ModelDeployment, Resources, Rollout, TrainingRun, parse_duration
 
 __all__ = ["LiveView", "Plan", "PlanAction", "SpecChange", "make_plan"]
 
@@ -324,7 +324,8 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
             f"replicas {new.spec.replicas.min}..{new.spec.replicas.max}",
         ]
         words += _resource_words(None, new.spec.resources)
-        words.append("rollout: direct, all traffic once Ready")
+        # A model's first deployment is always direct, whatever its strategy.
+        words.append("rollout: direct (first deployment), all traffic once Ready")
         return words
     was = old.spec.model
     words = []
@@ -348,8 +349,59 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
         words.append(f"transformer {before_image} → {new_t.image if new_t else '(none)'}")
     predictor_changed = bool(words)
     if predictor_changed:
-        words.append("rollout: direct, the new revision takes all traffic once Ready")
+        words.append(_rollout_words(new.spec.rollout))
     return words or ["metadata only (labels or annotations)"]
+
+
+def _rollout_words(rollout: Rollout) -> str:
+    """The rollout a predictor change will run: steps, pauses, gates, rough duration."""
+    if rollout.strategy == "direct":
+        return "rollout: direct, the new revision takes all traffic once Ready"
+    steps, known, open_ended = [], 0.0, False
+    for step in rollout.steps:
+        if step.pause == "indefinite":
+            steps.append(f"{step.traffic}% (until promoted)")
+            open_ended = True
+        else:
+            steps.append(f"{step.traffic}% ({_seconds(parse_duration(step.pause))})")
+            known += parse_duration(step.pause)
+    words = f"rollout: canary {' → '.join(steps)} → 100%"
+    if rollout.analysis is not None:
+        analysis = rollout.analysis
+        gates = ", ".join(_gate(metric) for metric in analysis.metrics)
+        interval = parse_duration(analysis.interval)
+        words += (
+            f"; gated by {gates} every {_seconds(interval)}, rolled back after "
+            f"{analysis.failure_limit} failed measurements"
+        )
+        known = max(known, interval * len(rollout.steps))
+    words += f"; Ready within {rollout.progress_deadline} or rolled back"
+    duration = f"at least {_seconds(known)}" + (" plus a manual promote" if open_ended else "")
+    if rollout.paused:
+        duration = "held: paused in the spec"
+    return f"{words}; takes {duration}"
+
+
+def _gate(metric: Metric) -> str:
+    bounds = []
+    if metric.max is not None:
+        bounds.append(f"{metric.name} <= {metric.max:g}")
+    if metric.min is not None:
+        bounds.append(f"{metric.name} >= {metric.min:g}")
+    if metric.max_increase is not None:
+        bounds.append(f"{metric.name} <= stable + {metric.max_increase:g}")
+    return " and ".join(bounds)
+
+
+def _seconds(value: float) -> str:
+    minutes, seconds = divmod(int(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{seconds}s" if seconds else "",
+    ]
+    return "".join(parts) or "0s"
 
 
 def _source(spec: ModelDeployment) -> str:

@@ -100,6 +100,7 @@ __all__ = [
     "QuantityError",
     "Validation",
     "Variable",
+    "VerdictMemo",
     "Verdicts",
     "Violation",
     "enforce",
@@ -1361,14 +1362,25 @@ class Verdicts:
         return [*rows, "", f"{passed} other policy check(s) passed."]
 
 
+#: What :func:`enforce` remembers per entry: the exact inputs (compared by identity,
+#: since the caller's caches hand back the same objects while nothing changed) and
+#: the results they gave.
+VerdictMemo = dict[int, tuple[tuple[object, ...], list[PolicyResult]]]
+
+
 def enforce(
     policies: PolicySet,
     entries: Sequence[tuple[Entry, Mapping[str, Any] | None]],
     *,
     default_namespace: str,
     old_objects: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
+    memo: VerdictMemo | None = None,
 ) -> Verdicts:
     """Run the policies over each entry and its rendering.
+
+    With ``memo`` (kept by the caller from one call to the next), an entry whose spec,
+    rendering, old object and policies are the very same objects as last time is not
+    evaluated again: a daemon cycle re-judges only what changed.
 
     ``old_objects`` (by kind, namespace, name: the spec as it was at the base revision)
     feeds ``oldObject`` for transition rules. An entry failing a deny policy is
@@ -1379,14 +1391,22 @@ def enforce(
     results: list[tuple[Entry, PolicyResult]] = []
     kept: list[Entry] = []
     diagnostics: list[Diagnostic] = []
+    seen: VerdictMemo = {}
     for entry, rendered in entries:
         namespace = entry.namespace(default_namespace)
-        outcome = policies.evaluate_entry(
-            entry,
-            rendered=rendered,
-            default_namespace=default_namespace,
-            old_object=old.get((entry.kind, namespace, entry.name)),
-        )
+        old_object = old.get((entry.kind, namespace, entry.name))
+        inputs = (policies, entry, rendered, old_object)
+        cached = (memo or {}).get(id(entry))
+        if cached is not None and all(a is b for a, b in zip(cached[0], inputs, strict=True)):
+            outcome = cached[1]
+        else:
+            outcome = policies.evaluate_entry(
+                entry,
+                rendered=rendered,
+                default_namespace=default_namespace,
+                old_object=old_object,
+            )
+        seen[id(entry)] = (inputs, outcome)
         denied = False
         for result in outcome:
             results.append((entry, result))
@@ -1406,4 +1426,7 @@ def enforce(
             )
         if not denied:
             kept.append(entry)
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
     return Verdicts(tuple(results), tuple(kept), tuple(diagnostics))

@@ -9,6 +9,7 @@ nothing. The CLI runs one cycle; the daemon runs them on a schedule.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ from gitsync.loading import (
     FileResult,
     LoadResult,
 )
-from gitsync.policy import enforce, entry_object
+from gitsync.policy import VerdictMemo, enforce, entry_object
 from gitsync.render import (
     ANNOTATION_APPLIED_HASH,
     ANNOTATION_SCHEDULED_AT,
@@ -49,6 +50,7 @@ from gitsync.rollout import (
     STATE_ANNOTATION,
     Decision,
     Measurement,
+    RolloutPhase,
     RolloutState,
     analysis_due,
     decide,
@@ -139,10 +141,13 @@ class _Memory:
     head: str | None = None
     status_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_bytes: dict[str, bytes] = field(default_factory=dict)
-    dumped: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)  # path: (json, yaml)
+    #: path -> (digest of the document's JSON, its YAML)
+    dumped: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
     rendered: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
     #: Each spec as the last cycle read it: ``oldObject`` for transition policies.
     previous_specs: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    verdicts: VerdictMemo = field(default_factory=dict)
+    spec_objects: dict[int, tuple[Entry, dict[str, Any]]] = field(default_factory=dict)
     status_head: str | None = None
     extra_kinds: set[tuple[str, str]] = field(default_factory=set)
     live_version: int | None = None
@@ -351,19 +356,23 @@ class Reconciler:
             ],
             default_namespace=config.defaults.namespace,
             old_objects=self._memory.previous_specs,
+            memo=self._memory.verdicts,
         )
         kept = {id(entry) for entry in verdicts.entries}
         desired = [b for e, b in zip(loaded.entries, desired, strict=True) if id(e) in kept]
         # oldObject is the spec as last accepted: a denied change must not become the
         # base its own next attempt is judged against.
         accepted = {
-            (e.kind, e.namespace(config.defaults.namespace), e.name): entry_object(e)
+            (e.kind, e.namespace(config.defaults.namespace), e.name): self._spec_object(e)
             for e in verdicts.entries
         }
         denied_keys = {
             (e.kind, e.namespace(config.defaults.namespace), e.name)
             for e in loaded.entries
             if id(e) not in kept
+        }
+        self._memory.spec_objects = {
+            id(e): self._memory.spec_objects[id(e)] for e in verdicts.entries
         }
         self._memory.previous_specs = {
             **{k: v for k, v in self._memory.previous_specs.items() if k in denied_keys},
@@ -397,6 +406,7 @@ class Reconciler:
             create_namespaces=config.create_namespaces,
             known_namespaces=self._memory.namespaces,
         )
+        self._push_reverts(loaded.entries, rollouts, written, revision)
         observed = {**live, **written}
         # What a write returns carries the status from before it: until the controller
         # has written a newer one, that status says nothing about the new spec.
@@ -459,6 +469,15 @@ class Reconciler:
         return report
 
     # --- steps ----------------------------------------------------------------------
+
+    def _spec_object(self, entry: Entry) -> dict[str, Any]:
+        """The spec as written, the same object while the entry is (so the policy memo
+        recognises an unchanged oldObject by identity)."""
+        cached = self._memory.spec_objects.get(id(entry))
+        if cached is None or cached[0] is not entry:
+            cached = (entry, entry_object(entry))
+            self._memory.spec_objects[id(entry)] = cached
+        return cached[1]
 
     def _render(
         self, entries: Sequence[Entry], context: RenderContext, blobs: Mapping[str, str]
@@ -640,6 +659,56 @@ class Reconciler:
             decisions[key] = decision
             bodies.append(_with_rollout(body, decision))
         return bodies, decisions
+
+    def _push_reverts(
+        self,
+        entries: Sequence[Entry],
+        rollouts: Mapping[ResourceKey, Decision],
+        written: Mapping[ResourceKey, Mapping[str, Any]],
+        revision: Revision,
+    ) -> None:
+        """For a canary rolled back in this cycle whose spec says ``onFailure: revert``,
+        push a branch ``gitsync/revert/<name>`` that puts the spec file back as it was
+        before the commit that changed it, for someone to review and merge. Git stays
+        the source of truth: gitsync proposes, it does not rewrite main."""
+        commits = self._memory.last_changes.by_path if self._memory.last_changes else {}
+        for key, decision in rollouts.items():
+            if decision.state.phase is not RolloutPhase.ROLLED_BACK or not decision.transition:
+                continue
+            entry = next(
+                (
+                    e
+                    for e in entries
+                    if isinstance(e.spec, ModelDeployment)
+                    and e.name == key.name
+                    and e.namespace(key.namespace) == key.namespace
+                ),
+                None,
+            )
+            if entry is None or key not in written:
+                continue
+            assert isinstance(entry.spec, ModelDeployment)  # noqa: S101 - filtered above
+            offending = commits.get(entry.path)
+            if entry.spec.spec.rollout.on_failure != "revert" or not offending:
+                continue
+            parent = self._git.first_parent(offending)
+            blob = self._git.files(parent).get(entry.path) if parent else None
+            content = self._git.read_blob(blob) if blob else None
+            message = (
+                f"Revert {entry.name} to its spec before {offending[:7]}\n\n"
+                f"gitsync rolled the canary back: {decision.state.reason}\n\n"
+                f"Reverts: {offending}\nGitsync-Source-Commit: {revision.commit}\n"
+            )
+            try:
+                self._git.publish(
+                    {entry.path: content},
+                    branch=f"gitsync/revert/{entry.name}",
+                    message=message,
+                    author=self._options.status_author,
+                    start_from=revision.commit,
+                )
+            except GitError as exc:
+                log.warning("revert branch not pushed", spec=entry.name, error=str(exc))
 
     def _analyse(
         self, rollout: Rollout, key: ResourceKey, state: RolloutState
@@ -848,7 +917,7 @@ class Reconciler:
     def _dump(self, path: str, doc: Mapping[str, Any]) -> bytes:
         """YAML of a status document, reused while its content stays the same: dumping
         a thousand documents each cycle would cost more than everything else."""
-        key = orjson.dumps(doc)
+        key = hashlib.blake2b(orjson.dumps(doc), digest_size=16).digest()
         cached = self._memory.dumped.get(path)
         if cached is not None and cached[0] == key:
             return cached[1]

@@ -7,6 +7,7 @@ files are cached by blob id: a file that did not change is not parsed again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,8 @@ def _read(
     config, problems = Config(), list[Diagnostic]()
     if (config_blob := files.get(config_path)) is not None:
         config, problems = load_config(read(config_blob), path=config_path)
-    policies, policy_problems = load_library(
-        extra_sources=_policy_sources(files, read, root=root, folders=config.policies)
+    policies, policy_problems = _library(
+        tuple(_policy_sources(files, read, root=root, folders=config.policies))
     )
     problems += [p for p in policy_problems if p.severity is Severity.ERROR]
     if problems:
@@ -125,3 +126,10 @@ def _policy_sources(
         for path, handle in sorted(files.items())
         if path.endswith((".yaml", ".yml")) and any(path.startswith(p) for p in prefixes)
     ]
+
+
+@functools.lru_cache(maxsize=8)
+def _library(sources: tuple[tuple[str, bytes], ...]) -> tuple[PolicySet, list[Diagnostic]]:
+    # The same policy files give the very same PolicySet object, so a daemon does not
+    # recompile them each cycle and can tell, by identity, that they did not change.
+    return load_library(extra_sources=sources)

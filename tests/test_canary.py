@@ -21,7 +21,7 @@ from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
 
-from .specrepo import SpecRepo
+from .specrepo import SpecRepo, git
 
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
 ERROR_RATE = (
@@ -97,10 +97,10 @@ def reconciler(
         return r
 
     yield make
-    for r, git, kube in made:
+    for r, source, kube in made:
         r.close()
         kube.close()
-        git.close()
+        source.close()
 
 
 def drive(
@@ -371,3 +371,30 @@ def test_a_daemon_killed_at_random_points_resumes_without_skipping(
     assert steps[1].startswith("fraud: canary 20% -> 60% (error-rate")
     assert steps[2].startswith("fraud: canary 60% -> 100%: promoted (error-rate")
     assert len(steps) == 3, told  # no step repeated, none skipped, no jump to 100%
+
+
+def test_on_failure_revert_proposes_a_revert_branch(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    v1 = canary_model(namespace, prometheus_url, version=1)
+    repo.write("models/fraud.yaml", v1)
+    repo.commit("fraud v1")
+    drive(r, healthy, timeout=30)
+    bad = canary_model(
+        namespace, prometheus_url, version=2, annotations={"dev.gitsync.io/error-rate": "0.3"}
+    ).replace("strategy: canary", "strategy: canary\n    onFailure: revert")
+    repo.write("models/fraud.yaml", bad)
+    offending = repo.commit("fraud v2: a bad model")
+
+    drive(r, lambda report: rollout_phase(report) == "RolledBack", timeout=60)
+
+    branch = "gitsync/revert/fraud"
+    assert git("show", f"{branch}:models/fraud.yaml", cwd=repo.remote) + "\n" == v1
+    subject, parent = git("log", "-1", "--format=%s %P", branch, cwd=repo.remote).rsplit(" ", 1)
+    assert subject == f"Revert fraud to its spec before {offending[:7]}"
+    assert parent == offending  # a branch off main, ready for a pull request
+    assert git("rev-parse", "main", cwd=repo.remote) == offending  # main untouched

@@ -69,6 +69,23 @@ SCENARIOS = {
     "new-training-run": {
         "training/fraud-train.yaml": lambda t: t.replace("fraud-train:1.4.0", "fraud-train:1.5.0"),
     },
+    "canary-model-change": {
+        "models/fraud-detector.yaml": lambda t: t.replace(
+            "fraud-detector/v7", "fraud-detector/v8"
+        ).replace(
+            "rollout: {strategy: direct}",
+            "rollout:\n"
+            "    strategy: canary\n"
+            "    steps: [{traffic: 10, pause: 2m}, {traffic: 50, pause: 5m}]\n"
+            "    progressDeadline: 10m\n"
+            "    analysis:\n"
+            "      interval: 30s\n"
+            "      failureLimit: 2\n"
+            "      metrics:\n"
+            "        - {name: error-rate, query: 'sum(rate(x[1m]))', max: 0.01}\n"
+            "      provider: {prometheus: {address: 'http://prometheus:9090'}}",
+        ),
+    },
     "removal": {"models/churn-predictor.yaml": None},
     "invalid-file": {
         "models/support-intent.yaml": lambda t: t.replace("storageUri", "storageURI"),
@@ -81,6 +98,7 @@ SCENARIOS = {
 }
 EXIT_CODES = {
     "model-change": 2,
+    "canary-model-change": 2,
     "new-training-run": 2,
     "removal": 2,
     "invalid-file": 1,

@@ -22,6 +22,8 @@ from gitsync.policy import (
     PolicySeverity,
     Quantity,
     QuantityError,
+    VerdictMemo,
+    enforce,
     entry_object,
     load_library,
     load_policies,
@@ -1361,3 +1363,30 @@ def test_kubernetes_cel_library_errors(expression: str, detail: str) -> None:
     assert not result.passed
     assert result.error
     assert detail in result.message
+
+
+def test_enforce_re_judges_only_what_changed(library: PolicySet) -> None:
+    config, loaded = load_examples()
+    context = RenderContext(instance="memo", default_namespace=config.defaults.namespace)
+    pairs = [(entry, render(entry, context)) for entry in loaded.entries]
+    memo: VerdictMemo = {}
+    namespace = config.defaults.namespace
+
+    first = enforce(library, pairs, default_namespace=namespace, memo=memo)
+    again = enforce(library, pairs, default_namespace=namespace, memo=memo)
+    changed = [(pairs[0][0], dict(pairs[0][1])), *pairs[1:]]  # an equal but new rendering
+    third = enforce(library, changed, default_namespace=namespace, memo=memo)
+
+    def results_of(verdicts: object, entry: object) -> list[object]:
+        return [r for e, r in verdicts.results if e is entry]  # type: ignore[attr-defined]
+
+    entry = pairs[0][0]
+    assert all(
+        a is b for a, b in zip(results_of(first, entry), results_of(again, entry), strict=True)
+    )
+    assert not any(
+        a is b for a, b in zip(results_of(again, entry), results_of(third, entry), strict=True)
+    )
+    assert [r.passed for r in results_of(third, entry)] == [
+        r.passed for r in results_of(first, entry)
+    ]

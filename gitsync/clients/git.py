@@ -356,6 +356,11 @@ class Repository:
 
     # --- internals: objects ----------------------------------------------------------------
 
+    def first_parent(self, commit: str) -> str | None:
+        """The first parent of ``commit`` (None for a root commit)."""
+        parent = self._first_parent(self._commit(commit))
+        return None if parent is None else str(parent.id)
+
     def history(
         self,
         commit: str,
@@ -553,11 +558,13 @@ class GitSource(Repository):
         branch: str,
         message: str,
         author: Author,
+        start_from: str | None = None,
     ) -> str | None:
         """Commit ``files`` (path -> content; ``None`` deletes) on the remote ``branch``.
 
-        One commit on top of the remote head, or the first commit of a new orphan
-        branch when the remote has none. Returns its id, or ``None`` when the branch
+        One commit on top of the remote head, or, when the remote has no such branch,
+        on ``start_from`` (a commit already fetched) or as the first commit of a new
+        orphan branch. Returns its id, or ``None`` when the branch
         already has this content. The push never forces: when another writer got there
         first, the same file changes are applied on the new head and pushed again.
 
@@ -573,8 +580,9 @@ class GitSource(Repository):
         """
         _check_branch(branch)
         edits = _Edits.of(files)
+        start = None if start_from is None else self._commit(start_from).id
         with self._lock:
-            base = self._fetch_branch(branch)
+            base = self._fetch_branch(branch) or start
             for attempt in range(1, self._push_attempts + 1):
                 commit = self._commit_on(base, edits, message=message, author=author)
                 if commit is None:
@@ -585,7 +593,7 @@ class GitSource(Repository):
                     return str(commit)
                 # The push failed: find out whether the branch moved under us (a lost race,
                 # however the remote or libgit2 reported it) or the remote refused us.
-                remote = self._fetch_branch(branch)
+                remote = self._fetch_branch(branch) or start
                 if remote == commit:  # our update landed, only its report was lost
                     return str(commit)
                 if remote == base:
