@@ -25,10 +25,9 @@ import yaml
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controllers import FIELD_MANAGER
 from gitsync.dev.controlplane import ControlPlane
+from tests.objects import ISVC_API, isvc
 
-ISVC_API = "serving.kserve.io/v1beta1"
 JOB_API = "kubeflow.org/v1"
-FAST = {"dev.gitsync.io/ready-delay": "0.5"}
 FAST_JOB = {"dev.gitsync.io/start-delay": "0.3", "dev.gitsync.io/run-duration": "0.6"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,29 +35,6 @@ Obj = dict[str, Any]
 
 
 # --- helpers --------------------------------------------------------------------------
-
-
-def isvc(
-    namespace: str,
-    *,
-    name: str = "m",
-    storage: str = "s3://b/m/v1",
-    canary: int | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> Obj:
-    predictor: Obj = {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": storage}}
-    if canary is not None:
-        predictor["canaryTrafficPercent"] = canary
-    return {
-        "apiVersion": ISVC_API,
-        "kind": "InferenceService",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": {**FAST, **(annotations or {})},
-        },
-        "spec": {"predictor": predictor},
-    }
 
 
 def replica(container: str, count: int) -> Obj:

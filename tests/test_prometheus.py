@@ -55,9 +55,8 @@ from gitsync.dev.controllers.metrics import (
 )
 from gitsync.dev.controlplane import Component, ControlPlane
 from gitsync.errors import ConfigurationError, Remedy, SpecError, TransientError
+from tests.objects import ISVC_API, isvc
 
-ISVC_API = "serving.kserve.io/v1beta1"
-FAST = {"dev.gitsync.io/ready-delay": "0.5"}
 RATE_WINDOW_S = 5  # what the queries below average over
 # A window is full once Prometheus scraped a few times past its length.
 SETTLE_S = RATE_WINDOW_S + 2.5
@@ -66,29 +65,6 @@ Obj = dict[str, Any]
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def isvc(
-    namespace: str,
-    *,
-    name: str = "m",
-    storage: str = "s3://b/m/v1",
-    canary: int | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> Obj:
-    predictor: Obj = {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": storage}}
-    if canary is not None:
-        predictor["canaryTrafficPercent"] = canary
-    return {
-        "apiVersion": ISVC_API,
-        "kind": "InferenceService",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "annotations": {**FAST, **(annotations or {})},
-        },
-        "spec": {"predictor": predictor},
-    }
 
 
 def served(obj: Mapping[str, Any], revisions: Mapping[str, int]) -> Obj:
