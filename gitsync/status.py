@@ -367,6 +367,15 @@ def commit_message(
     summary = ", ".join(f"{n} {phase.lower()}" for phase, n in sorted(counts.items()))
     subject = f"gitsync status: {summary or 'no specs'} [source {source_commit[:7]}]"
     stories = [f"{s.name}: {s.transition}" for s in after if s.transition]
+    # The controller moving traffic after a step is news too: say where it went.
+    stories += [
+        f"{s.name}: traffic now {_traffic_text(s.model)}"
+        for s in after
+        if not s.transition
+        and s.model
+        and s.model.get("traffic")
+        and (before.get(s.path) or {}).get("model", {}).get("traffic") != s.model.get("traffic")
+    ]
     if len(stories) == 1:
         subject = f"{stories[0]} [source {source_commit[:7]}]"
     elif stories:

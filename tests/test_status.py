@@ -106,3 +106,25 @@ def test_readme_table() -> None:
     text = readme([status]).decode()
     assert "| ml | ModelDeployment | [fraud](ml/ModelDeployment/fraud.yaml) | Healthy | " in text
     assert "s3://m/v7 | r1 100% |" in text
+
+
+def test_a_moved_traffic_split_is_the_subject() -> None:
+    traffic = [{"revision": "m-2", "percent": 20}, {"revision": "m-1", "percent": 80}]
+    before = {
+        "status/ml/ModelDeployment/fraud.yaml": {
+            "phase": "Progressing",
+            "message": "canary 20%",
+            "model": {"traffic": [{"revision": "m-1", "percent": 100}]},
+        }
+    }
+    after = build_status(
+        **BASE,
+        now="t",
+        previous=before["status/ml/ModelDeployment/fraud.yaml"],
+        health=HealthReport(Health.PROGRESSING, "canary 20%"),
+        model={"storageUri": "s3://m/v2", "traffic": traffic},
+    )
+    message = commit_message(
+        before=before, after=[after], removed=[], source_commit="c" * 40, instance="i"
+    )
+    assert message.splitlines()[0] == "fraud: traffic now m-2 20%, m-1 80% [source ccccccc]"
