@@ -185,11 +185,11 @@ def _admit(
             message=f"{job.kind} {job.name} is resumed.",
         )
         status["startTime"] = job.stamp
-        status["replicaStatuses"] = {rtype: _selector(job, rtype, {}) for rtype in job.replicas}
+        status["replicaStatuses"] = _replica_statuses(job, counted=None)
         return status, job.now, "Resumed"
     if parse_time(status.get("startTime")) is None:
         status["startTime"] = job.stamp
-        status["replicaStatuses"] = {rtype: _selector(job, rtype, {}) for rtype in job.replicas}
+        status["replicaStatuses"] = _replica_statuses(job, counted=None)
         return status, job.now, "Created" if created else "acknowledged (startTime set)"
     return None
 
@@ -220,10 +220,7 @@ def _progress(
         begins = start + timedelta(seconds=delay)
         if job.now < begins:
             return status, _earliest(begins, deadline), ""
-        status["replicaStatuses"] = {
-            rtype: _selector(job, rtype, {"active": count} if count else {})
-            for rtype, count in job.replicas.items()
-        }
+        status["replicaStatuses"] = _replica_statuses(job, counted="active")
         status["conditions"] = _set_condition(
             conditions,
             job,
@@ -241,10 +238,7 @@ def _progress(
     if job.annotations.get(FAIL_ANNOTATION, "").lower() == "true":
         return _fail(job, status, conditions)
     status["completionTime"] = job.stamp
-    status["replicaStatuses"] = {
-        rtype: _selector(job, rtype, {"succeeded": count} if count else {})
-        for rtype, count in job.replicas.items()
-    }
+    status["replicaStatuses"] = _replica_statuses(job, counted="succeeded")
     status["conditions"] = _set_condition(
         conditions,
         job,
@@ -308,6 +302,14 @@ def _fail(
         conditions, job, kind="Failed", status=_TRUE, reason=reason, message=message
     )
     return status, None, f"Failed ({reason})"
+
+
+def _replica_statuses(job: _Job, *, counted: str | None) -> dict[str, Any]:
+    """Every replica type with all its replicas counted under ``counted`` (or none)."""
+    return {
+        rtype: _selector(job, rtype, {counted: count} if counted and count else {})
+        for rtype, count in job.replicas.items()
+    }
 
 
 def _selector(job: _Job, rtype: str, counts: dict[str, Any]) -> dict[str, Any]:
