@@ -32,14 +32,15 @@ from gitsync.daemon import Daemon
 from gitsync.dev.binaries import cache_root
 from gitsync.diff import Action
 from gitsync.errors import ConfigurationError, GitError, GitsyncError
+from gitsync.evaluation import Evaluation, Evaluator, SpecKey, spec_objects
 from gitsync.health import assess
 from gitsync.history import SpecCommit, StatusCommit, timelines
-from gitsync.loading import Entry, Severity
+from gitsync.loading import Severity
 from gitsync.log import configure as configure_logging
 from gitsync.plan import make_plan
-from gitsync.policy import enforce, entry_object
+from gitsync.policy import PolicySet
 from gitsync.reconciler import Reconciler, SyncOptions
-from gitsync.render import RenderContext, pending, render
+from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
@@ -173,13 +174,12 @@ def validate(path: Path, output: str) -> None:
     Exit 0 when valid (policy warnings are printed), 1 otherwise.
     """
     snap = read_folder(path)
-    rendered = _rendered(snap, instance="validate", source_commits={})
-    verdicts = enforce(snap.policies, rendered, default_namespace=snap.config.defaults.namespace)
-    loaded = verdicts.applied_to(snap.loaded)
+    evaluation = _evaluate(snap, instance="validate", source_commits={})
+    loaded = evaluation.loaded
     diagnostics = [*snap.config_diagnostics, *loaded.diagnostics]
     warnings = [
         *snap.policy_warnings,
-        *(d for d in verdicts.diagnostics if d.severity is Severity.WARNING),
+        *(d for d in evaluation.verdicts.diagnostics if d.severity is Severity.WARNING),
     ]
     if output == "json":
         click.echo(
@@ -242,44 +242,38 @@ def plan(
         read_snapshot(repository, repository.resolve(rev), root=subdir) for rev in (base, head)
     ]
     before, after = snapshots
-    rendered = [
-        _rendered(
-            snap,
-            instance=instance,
-            source_commits=repository.last_changes(snap.commit, list(snap.blobs)).by_path,
-        )
-        for snap in snapshots
-    ]
-    base_ns = before.config.defaults.namespace
-    verdicts = enforce(
-        after.policies,
-        rendered[1],
-        default_namespace=after.config.defaults.namespace,
-        old_objects={
-            (e.kind, e.namespace(base_ns), e.name): entry_object(e) for e, _ in rendered[0]
-        },
+    commits = [repository.last_changes(snap.commit, list(snap.blobs)).by_path for snap in snapshots]
+    # The base as it renders, judged by no policy: only the head's changes are judged.
+    base_specs = _evaluate(
+        before, instance=instance, source_commits=commits[0], policies=PolicySet(())
     )
-    loaded = verdicts.applied_to(after.loaded)
-    kept = {id(entry) for entry in verdicts.entries}
-    rendered[1] = [(e, body) for e, body in rendered[1] if id(e) in kept]
+    head_specs = _evaluate(
+        after,
+        instance=instance,
+        source_commits=commits[1],
+        old_objects=spec_objects(
+            before.loaded.entries, default_namespace=before.config.defaults.namespace
+        ),
+    )
+    loaded = head_specs.loaded
     diagnostics = [*after.config_diagnostics, *loaded.diagnostics]
     live = None
     if kubeconfig is not None:
         kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
         try:
-            live = dry_run_views(kube, rendered[1], diagnostics)
+            live = dry_run_views(kube, head_specs.pairs(), diagnostics)
         finally:
             kube.close()
     result = make_plan(
         base_commit=before.commit,
         head_commit=after.commit,
-        base=rendered[0],
-        head=rendered[1],
+        base=base_specs.pairs(),
+        head=head_specs.pairs(),
         default_namespaces=(before.config.defaults.namespace, after.config.defaults.namespace),
         diagnostics=diagnostics,
         failed_paths=loaded.failed_paths,
         live=live,
-        policy_lines=tuple(verdicts.lines()),
+        policy_lines=tuple(head_specs.verdicts.lines()),
     )
     if output == "json":
         click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
@@ -288,20 +282,28 @@ def plan(
     sys.exit(result.exit_code)
 
 
-def _rendered(
-    snap: Snapshot, *, instance: str, source_commits: Mapping[str, str]
-) -> list[tuple[Entry, dict[str, Any] | None]]:
-    """Each entry with what it renders to; None for one that waits on the cluster (a
-    model trained by a run, a scheduled run between ticks): only a cycle knows those."""
+def _evaluate(
+    snap: Snapshot,
+    *,
+    instance: str,
+    source_commits: Mapping[str, str],
+    policies: PolicySet | None = None,
+    old_objects: Mapping[SpecKey, Mapping[str, Any]] | None = None,
+) -> Evaluation:
+    """The one evaluation path, outside a cycle: nothing is known of the cluster, so a
+    model trained by a run or a scheduled run between ticks renders to nothing."""
     context = RenderContext(
         instance=instance,
         default_namespace=snap.config.defaults.namespace,
         source_commits=source_commits,
     )
-    return [
-        (entry, None if pending(entry, context) else render(entry, context))
-        for entry in snap.loaded.entries
-    ]
+    return Evaluator().evaluate(
+        snap.loaded,
+        policies=snap.policies if policies is None else policies,
+        context=context,
+        blobs=snap.blobs,
+        old_objects=old_objects or {},
+    )
 
 
 # --- rollouts ---------------------------------------------------------------------------
@@ -662,7 +664,11 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     configuration).
     """
     configure_logging(json=log_format == "json", level=log_level or "warning")
-    report = _reconciler(**options).cycle()
+    reconciler = _reconciler(**options)
+    try:
+        report = reconciler.cycle()
+    finally:
+        reconciler.close()
     for diagnostic in report.diagnostics:
         click.echo(str(diagnostic), err=True)
     for change in report.changes.changes:
@@ -679,6 +685,8 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
         click.echo(f"status commit {report.status_commit}")
     if report.status_error:
         click.echo(f"status not published: {report.status_error}", err=True)
+    if report.error is not None:
+        raise report.error  # could not run to the end: main() says why, exit 2
     sys.exit(1 if report.failed else 0)
 
 

@@ -1,82 +1,56 @@
 """One reconcile cycle: Git -> validated specs -> cluster -> status back in Git.
 
-The cycle is a fixed sequence of steps over one :class:`Reconciler`, which keeps what
-is worth keeping between cycles (parsed files by blob id, which commit last changed
-each file, namespaces known to exist, the last status documents) so that a cycle in
-which nothing changed reads no YAML, writes nothing to the cluster and commits
-nothing. The CLI runs one cycle; the daemon runs them on a schedule.
+A cycle is the ordered list of steps in :attr:`Reconciler.STEPS`. Each step takes
+the frozen :class:`Cycle` (what the cycle has learnt so far) and returns it with
+more filled in, or a :class:`Stop` that ends the cycle early. Whatever happens,
+the statuses the cycle can vouch for are published in ``finally``, and the cycle
+ends in a typed :class:`~gitsync.result.CycleResult` that tells the daemon when to
+run again. The CLI runs one cycle; the daemon runs them on a schedule.
+
+The logic lives in the modules the steps call (loading, evaluation, training,
+rollout, analysis, diff, apply, spec_status); the steps only pass data between
+them. What is worth keeping between cycles is kept by the collaborators that own it
+(the evaluator's renderings and verdicts, the status store's documents, the live
+source's informers), so a cycle in which nothing changed reads no YAML, writes
+nothing to the cluster and commits nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
-import orjson
 import structlog
 
+from gitsync.analysis import Analysis, MetricsSource, MetricsSources, measure
 from gitsync.apply import execute
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
-from gitsync.clients.kube import Informer, KubeClient
-from gitsync.diff import Action, Change, ChangeSet, PrunePolicy, holds, plan_changes
-from gitsync.errors import ApiUnavailableError, GitError, GitsyncError, NotFoundError, Remedy
-from gitsync.health import Health, HealthReport, assess
-from gitsync.loading import (
-    Diagnostic,
-    Entry,
-    FileResult,
-    LoadResult,
-)
-from gitsync.policy import VerdictMemo, enforce, entry_object
-from gitsync.render import (
-    ANNOTATION_APPLIED_HASH,
-    ANNOTATION_SCHEDULED_AT,
-    LABEL_INSTANCE,
-    LABEL_TRAINING_RUN,
-    RenderContext,
-    ResourceKey,
-    TrainedModel,
-    applied_hash,
-    pending,
-    render,
-    resource_key,
-)
-from gitsync.rollout import (
-    STATE_ANNOTATION,
-    Decision,
-    Measurement,
-    RolloutPhase,
-    RolloutState,
-    analysis_due,
-    decide,
-    judge,
-    predictor_hash,
-    render_query,
-)
-from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format_time, parse_time
-from gitsync.snapshot import read_snapshot
-from gitsync.specs import Config, ModelDeployment, Rollout, TrainingRun
-from gitsync.status import (
-    README_PATH,
-    STATUS_ROOT,
-    SpecStatus,
-    build_status,
-    commit_message,
-    document,
-    dump_document,
-    finished_runs,
-    parse_document,
-    readme,
-    run_record,
-    status_path,
-)
+from gitsync.clients.kube import KubeClient
+from gitsync.diff import ChangeSet, PrunePolicy, holds, plan_changes
+from gitsync.errors import GitError, GitsyncError, Remedy
+from gitsync.evaluation import Evaluation, Evaluator
+from gitsync.health import Health, assess
+from gitsync.inventory import Inventory
+from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
+from gitsync.loading import Diagnostic, FileResult
+from gitsync.render import LABEL_INSTANCE, RenderContext, ResourceKey, pending, resource_key
+from gitsync.result import CycleResult, Outcome
+from gitsync.revert import revert_proposals
+from gitsync.rollout import Decision, RolloutState, analysis_due, decide, predictor_hash
+from gitsync.rollout import with_decision as _with_decision
+from gitsync.schedule import format_time
+from gitsync.snapshot import Snapshot, read_snapshot
+from gitsync.spec_status import Observations, inference_service_key, spec_statuses
+from gitsync.specs import ModelDeployment, TrainingRun
+from gitsync.status import SpecStatus
+from gitsync.status_store import StatusStore
+from gitsync.training import TrainingPlan, plan_training, preview
 
-__all__ = ["CycleReport", "Reconciler", "SyncOptions"]
+__all__ = ["Cycle", "CycleReport", "Reconciler", "Stop", "SyncOptions"]
 
 log = structlog.get_logger(__name__)
 
@@ -86,11 +60,8 @@ _RENDERED_KINDS: tuple[tuple[str, str], ...] = (
     ("kubeflow.org/v1", "TFJob"),
     ("kubeflow.org/v1", "PyTorchJob"),
 )
-_SETTLED = {Health.HEALTHY, Health.SUCCEEDED, Health.FAILED, Health.DEGRADED, Health.RUNNING}
 _CONTROLLED_KINDS = frozenset(kind for _, kind in _RENDERED_KINDS)
-_JOB_KINDS = frozenset({"TFJob", "PyTorchJob"})
-_ISVC_API = "serving.kserve.io/v1beta1"
-
+_SETTLED = {Health.HEALTHY, Health.SUCCEEDED, Health.FAILED, Health.DEGRADED, Health.RUNNING}
 
 DEFAULT_AUTHOR = Author("gitsync", "gitsync@localhost")
 
@@ -106,153 +77,100 @@ class SyncOptions:
     wait_timeout: float = 0.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cycle:
+    """What one cycle has learnt so far; each step returns it with more filled in."""
+
+    id: str
+    now: datetime
+    revision: Revision | None = None
+    live_version: int | None = None
+    snapshot: Snapshot | None = None
+    last_changes: LastChanges | None = None
+    status_branch: str = ""
+    inventory: Inventory | None = None
+    live: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    observed_live: bool = False
+    training: TrainingPlan = field(default_factory=lambda: TrainingPlan({}, {}, {}, {}))
+    context: RenderContext | None = None
+    evaluation: Evaluation | None = None
+    #: The evaluation's bodies with each canary's decided traffic split.
+    desired: tuple[dict[str, Any] | None, ...] = ()
+    rollouts: Mapping[ResourceKey, Decision] = field(default_factory=dict)
+    analyses: Mapping[ResourceKey, Analysis] = field(default_factory=dict)
+    plan: ChangeSet | None = None
+    changes: ChangeSet = field(default_factory=ChangeSet)
+    written: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    observed: Observations = field(default_factory=lambda: Observations(complete=False))
+
+    def need(self, value: Any, what: str) -> Any:
+        if value is None:  # a step ran before the one that provides it: a bug
+            raise RuntimeError(f"cycle step order: {what} is not known yet")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Ends a cycle before its last step."""
+
+    result: CycleResult
+    diagnostics: tuple[Diagnostic, ...] = ()
+    skipped: bool = False
+
+
+Step = Callable[["Reconciler", Cycle], "Cycle | Stop"]
+
+
 @dataclass(frozen=True, slots=True)
 class CycleReport:
-    """What one cycle found and did."""
+    """What one cycle found and did, and when to run again."""
 
     cycle_id: str
-    revision: Revision
+    revision: Revision | None
     changes: ChangeSet
     diagnostics: tuple[Diagnostic, ...]
     statuses: tuple[SpecStatus, ...]
     status_commit: str | None
+    result: CycleResult
+    #: The error that cut the cycle short, if one did.
+    error: GitsyncError | None = None
     status_error: str | None = None
     skipped: bool = False
     duration: float = 0.0
 
     @property
     def failed(self) -> bool:
-        """True when some spec could not be applied (invalid, or an apply error)."""
+        """True when something could not be done: a spec invalid or not applied, a
+        prune refused, the status not published, or the cycle cut short."""
         return bool(
             self.diagnostics
             or self.changes.failures
             or self.changes.prune_refused
             or self.status_error
+            or self.result.outcome is not Outcome.SUCCEEDED
         )
 
 
-@dataclass
-class _Memory:
-    """What a Reconciler carries from one cycle to the next."""
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    """What a cycle leaves for the next to decide whether it may skip, and to read
+    only what changed."""
 
-    parsed: dict[str, FileResult] = field(default_factory=dict)  # by "blob:path"
-    last_changes: LastChanges | None = None
-    namespaces: set[str] = field(default_factory=set)
     head: str | None = None
-    status_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    status_bytes: dict[str, bytes] = field(default_factory=dict)
-    #: path -> (digest of the document's JSON, its YAML)
-    dumped: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
-    rendered: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
-    #: Each spec as the last cycle read it: ``oldObject`` for transition policies.
-    previous_specs: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    verdicts: VerdictMemo = field(default_factory=dict)
-    spec_objects: dict[int, tuple[Entry, dict[str, Any]]] = field(default_factory=dict)
-    status_head: str | None = None
-    extra_kinds: set[tuple[str, str]] = field(default_factory=set)
     live_version: int | None = None
-    #: The last cycle left nothing that another try could fix (transient failures,
-    #: an unpublished status): with the same commit and no live change, skip.
+    #: Nothing is left that another try of the same commit could change.
     settled: bool = False
     #: The next schedule tick: a settled cycle is not skipped from then on.
     wake_at: datetime | None = None
+    parsed: Mapping[str, FileResult] = field(default_factory=dict)
+    last_changes: LastChanges | None = None
+    kinds: frozenset[tuple[str, str]] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
-class _Training:
-    """What this cycle knows about training runs, found in the cluster and the status
-    documents, for rendering (pure data) and for the status."""
-
-    #: Each TrainingRun's jobs, newest first, by (namespace, TrainingRun name).
-    jobs: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]]
-    schedules: Mapping[tuple[str, str], ScheduleDecision]
-    trained: Mapping[tuple[str, str], TrainedModel]
-    #: Runs to delete, and why: replaced at a tick, or beyond the historyLimit.
-    retire: Mapping[ResourceKey, str]
-
-
-class MetricsSource(Protocol):
-    """Where canary analysis gets a number: one value, or None when there is no data."""
-
-    def value(self, promql: str) -> float | None: ...
-
-
-def _prometheus(address: str) -> MetricsSource:
-    from gitsync.clients.prometheus import PrometheusClient  # noqa: PLC0415
+def _default_metrics(address: str) -> MetricsSource:
+    from gitsync.clients.prometheus import PrometheusClient  # noqa: PLC0415 - only canaries
 
     return PrometheusClient(address)
-
-
-class _Listed:
-    """Live objects by one LIST per kind and cycle: for a single `gitsync sync`."""
-
-    version: int | None = None  # unknown: every cycle must look
-
-    def __init__(self, kube: KubeClient, selector: str) -> None:
-        self._kube = kube
-        self._selector = selector
-
-    def objects(self, kinds: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-        found = []
-        for api_version, kind in kinds:
-            try:
-                listing = self._kube.list(api_version, kind, label_selector=self._selector)
-            except NotFoundError:
-                continue  # the kind is not served (CRD missing): nothing of it to prune
-            for item in listing.get("items", []):
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
-                found.append(item)
-        return found
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class _Watched:
-    """Live objects kept current by an informer per kind: for the daemon.
-
-    A cycle reads memory instead of listing, and ``version`` tells whether anything
-    changed at all since the last cycle (drift, a controller's status, a deletion).
-    """
-
-    def __init__(self, kube: KubeClient, selector: str, *, sync_timeout: float = 30.0) -> None:
-        self._kube = kube
-        self._selector = selector
-        self._sync_timeout = sync_timeout
-        self._informers: dict[tuple[str, str], Informer] = {}
-
-    @property
-    def version(self) -> int:
-        return sum(informer.version for informer in self._informers.values())
-
-    def objects(self, kinds: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-        for api_version, kind in kinds:
-            if (api_version, kind) not in self._informers:
-                informer = Informer(
-                    self._kube, api_version=api_version, kind=kind, label_selector=self._selector
-                )
-                informer.start()
-                self._informers[(api_version, kind)] = informer
-        found: list[dict[str, Any]] = []
-        for api_version, kind in kinds:
-            informer = self._informers[(api_version, kind)]
-            deadline = time.monotonic() + self._sync_timeout
-            while not informer.synced and informer.error is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if isinstance(informer.error, NotFoundError) and not informer.synced:
-                continue  # the kind is not served (CRD missing): nothing of it to prune
-            if informer.error is not None or not informer.synced:
-                # A cache that may be stale is no ground for applying or pruning.
-                raise ApiUnavailableError(
-                    f"watch of {kind} is not current: {informer.error or 'not synced yet'}"
-                )
-            found.extend(informer.snapshot().values())
-        return found
-
-    def close(self) -> None:
-        for informer in self._informers.values():
-            informer.stop()
 
 
 class Reconciler:
@@ -266,7 +184,7 @@ class Reconciler:
         options: SyncOptions,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         watch: bool = False,
-        metrics: Callable[[str], MetricsSource] | None = None,
+        metrics: MetricsSources | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once."""
@@ -274,361 +192,162 @@ class Reconciler:
         self._kube = kube
         self._options = options
         self._clock = clock
-        self._memory = _Memory()
-        self._metrics = metrics or _prometheus
+        self._metrics = metrics or _default_metrics
         selector = f"{LABEL_INSTANCE}={options.instance}"
-        self._live_source: _Listed | _Watched = (
-            _Watched(kube, selector) if watch else _Listed(kube, selector)
+        self._live_source: LiveSource = (
+            WatchedSource(kube, selector=selector)
+            if watch
+            else ListedSource(kube, selector=selector)
         )
+        self._evaluator = Evaluator()
+        self._store = StatusStore(git, author=options.status_author, instance=options.instance)
+        self._namespaces: set[str] = set()
+        self._memo = _Memo()
 
     def close(self) -> None:
         """Stop the informers, if any."""
         self._live_source.close()
 
+    # --- the cycle ----------------------------------------------------------------------
+
     def cycle(self) -> CycleReport:
-        """Run one cycle. Raises only when it could not run (Git or cluster away)."""
+        """Run the steps in order; publish what is known; say when to run again."""
         started = time.monotonic()
-        cycle_id = uuid.uuid4().hex[:12]
-        revision = self._git.fetch()
-        bound = log.bind(cycle=cycle_id, commit=revision.commit[:12], repo=self._git.url)
-        live_version = self._live_source.version
-        if (
-            self._memory.settled
-            and revision.commit == self._memory.head
-            and live_version is not None
-            and live_version == self._memory.live_version
-            and (self._memory.wake_at is None or self._clock() < self._memory.wake_at)
-        ):
-            bound.debug("nothing changed")
-            return CycleReport(
-                cycle_id,
-                revision,
-                ChangeSet(),
-                (),
-                (),
-                None,
-                skipped=True,
-                duration=time.monotonic() - started,
-            )
-        self._memory.settled = False
-
-        snapshot = read_snapshot(
-            self._git, revision.commit, root=self._options.path, parsed=self._memory.parsed
-        )
-        self._memory.parsed = dict(snapshot.parsed)
-        config, loaded, blobs = snapshot.config, snapshot.loaded, snapshot.blobs
-        if config_problems := snapshot.config_diagnostics:
-            # Without a valid gitsync.yaml we do not know the defaults: apply nothing,
-            # prune nothing, and say why.
-            bound.warning("invalid gitsync.yaml; nothing applied", errors=len(config_problems))
-            self._memory.head, self._memory.live_version = revision.commit, live_version
-            self._memory.settled = True
-            return CycleReport(
-                cycle_id,
-                revision,
-                ChangeSet(),
-                tuple(config_problems),
-                (),
-                None,
-                duration=time.monotonic() - started,
-            )
-
-        self._memory.last_changes = self._git.last_changes(
-            revision.commit, list(blobs), previous=self._memory.last_changes
-        )
-        status_branch = self._options.status_branch or config.status_branch
-        self._read_statuses(status_branch)
-        live = self._live(loaded.entries)
-        training = self._training(loaded.entries, live, default_namespace=config.defaults.namespace)
-        context = RenderContext(
-            instance=self._options.instance,
-            default_namespace=config.defaults.namespace,
-            source_commits=self._memory.last_changes.by_path,
-            trained=training.trained,
-            ticks={ref: d.start for ref, d in training.schedules.items() if d.start is not None},
-        )
-        desired = self._render(loaded.entries, context, blobs)
-        verdicts = enforce(
-            snapshot.policies,
-            [
-                (entry, body if body is not None else _preview(entry, context, training))
-                for entry, body in zip(loaded.entries, desired, strict=True)
-            ],
-            default_namespace=config.defaults.namespace,
-            old_objects=self._memory.previous_specs,
-            memo=self._memory.verdicts,
-        )
-        kept = {id(entry) for entry in verdicts.entries}
-        desired = [b for e, b in zip(loaded.entries, desired, strict=True) if id(e) in kept]
-        # oldObject is the spec as last accepted: a denied change must not become the
-        # base its own next attempt is judged against.
-        accepted = {
-            (e.kind, e.namespace(config.defaults.namespace), e.name): self._spec_object(e)
-            for e in verdicts.entries
-        }
-        denied_keys = {
-            (e.kind, e.namespace(config.defaults.namespace), e.name)
-            for e in loaded.entries
-            if id(e) not in kept
-        }
-        self._memory.spec_objects = {
-            id(e): self._memory.spec_objects[id(e)] for e in verdicts.entries
-        }
-        self._memory.previous_specs = {
-            **{k: v for k, v in self._memory.previous_specs.items() if k in denied_keys},
-            **accepted,
-        }
-        loaded = verdicts.applied_to(loaded)
-        desired, rollouts = self._step_rollouts(loaded.entries, desired, live)
-        plan = plan_changes(
-            [body for body in desired if body is not None],
-            live,
-            instance=self._options.instance,
-            failed_paths=loaded.failed_paths,
-            declared_runs=[
-                (entry.namespace(config.defaults.namespace), entry.name)
-                for entry in loaded.entries
-                if isinstance(entry.spec, TrainingRun)
-            ],
-            finished_runs=finished_runs(self._memory.status_docs.values()),
-            retire=training.retire,
-            held={
-                _subject(entry, config.defaults.namespace): str(pending(entry, context))
-                for entry, body in zip(loaded.entries, desired, strict=True)
-                if body is None and isinstance(entry.spec, ModelDeployment)
-            },
-            prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
-            self_heal=config.self_heal,
-        )
-        changes, written = execute(
-            self._kube,
-            plan,
-            create_namespaces=config.create_namespaces,
-            known_namespaces=self._memory.namespaces,
-        )
-        self._push_reverts(loaded.entries, rollouts, written, revision)
-        observed = {**live, **written}
-        # What a write returns carries the status from before it: until the controller
-        # has written a newer one, that status says nothing about the new spec.
-        stale = {key for key, obj in written.items() if obj.get("kind") in _CONTROLLED_KINDS}
-        if self._options.wait_timeout > 0 and stale:
-            self._wait_for_health(written, observed, stale)
-
-        statuses = self._statuses(
-            loaded=loaded,
-            desired=desired,
-            changes=changes,
-            observed=observed,
-            stale=stale,
-            config=config,
-            rollouts=rollouts,
-            training=training,
-            context=context,
-        )
-        status_commit, status_error = self._publish(
-            statuses, status_branch=status_branch, revision=revision
-        )
+        cycle = Cycle(id=uuid.uuid4().hex[:12], now=self._clock())
+        stop: Stop | None = None
+        error: GitsyncError | None = None
+        try:
+            for step in self.STEPS:
+                outcome = step(self, cycle)
+                if isinstance(outcome, Stop):
+                    stop = outcome
+                    break
+                cycle = outcome
+        except GitsyncError as exc:
+            error = exc
+        finally:
+            # Also on an unexpected exception: what was applied gets its status.
+            statuses, status_commit, status_error = self._publish(cycle, skip=stop is not None)
+        if stop is not None and stop.skipped:
+            return self._report(cycle, stop, started=started)
+        result = self._result(cycle, stop=stop, error=error, status_error=status_error)
         report = CycleReport(
-            cycle_id=cycle_id,
-            revision=revision,
-            changes=changes,
-            diagnostics=loaded.diagnostics,
+            cycle_id=cycle.id,
+            revision=cycle.revision,
+            changes=cycle.changes,
+            diagnostics=stop.diagnostics if stop else self._diagnostics(cycle),
             statuses=tuple(statuses),
             status_commit=status_commit,
-            status_error=status_error,
+            result=result,
+            error=error,
+            status_error=str(status_error) if status_error else None,
             duration=time.monotonic() - started,
         )
-        self._memory.head, self._memory.live_version = revision.commit, live_version
-        self._memory.wake_at = min(
-            (d.next_tick for d in training.schedules.values() if d.next_tick is not None),
-            default=None,
-        )
-        # A rollout in progress has timers and analyses to run even when nothing moves.
-        self._memory.settled = (
-            status_error is None
-            and not any(d.state.phase.active for d in rollouts.values())
-            and all(change.error_remedy is Remedy.WAIT_FOR_COMMIT for change in changes.failures)
-        )
-        bound.info(
-            "cycle finished",
-            duration_ms=round(report.duration * 1000, 1),
-            invalid=len(loaded.diagnostics),
-            status_commit=status_commit,
-            **changes.summary(),
-        )
-        for change in changes.changes:
-            if change.writes or change.error:
-                bound.info(
-                    "object " + (change.action.value if not change.error else "failed"),
-                    object=str(change.key),
-                    reason=change.reason,
-                    error=change.error,
-                )
-        if changes.prune_refused:
-            bound.warning("prune refused", reason=changes.prune_refused)
+        self._remember(cycle, report)
+        self._log(cycle, report)
         return report
 
-    # --- steps ----------------------------------------------------------------------
+    # --- steps, in order ----------------------------------------------------------------
 
-    def _spec_object(self, entry: Entry) -> dict[str, Any]:
-        """The spec as written, the same object while the entry is (so the policy memo
-        recognises an unchanged oldObject by identity)."""
-        cached = self._memory.spec_objects.get(id(entry))
-        if cached is None or cached[0] is not entry:
-            cached = (entry, entry_object(entry))
-            self._memory.spec_objects[id(entry)] = cached
-        return cached[1]
+    def _fetch_source(self, cycle: Cycle) -> Cycle | Stop:
+        return replace(cycle, revision=self._git.fetch(), live_version=self._live_source.version)
 
-    def _render(
-        self, entries: Sequence[Entry], context: RenderContext, blobs: Mapping[str, str]
-    ) -> list[dict[str, Any] | None]:
-        """Render every entry, reusing the bodies of entries whose inputs did not change;
-        None for an entry with nothing to apply yet (see :func:`render.pending`)."""
-        rendered: dict[tuple[str, ...], dict[str, Any]] = {}
-        bodies: list[dict[str, Any] | None] = []
-        for entry in entries:
-            if pending(entry, context) is not None:
-                bodies.append(None)
-                continue
-            key = (
-                blobs[entry.path],
-                entry.path,
-                str(entry.document),
-                context.source_commits.get(entry.path, ""),
-                context.default_namespace,
-                repr(_resolution(entry, context)),
+    def _skip_if_settled(self, cycle: Cycle) -> Cycle | Stop:
+        memo, revision = self._memo, cycle.need(cycle.revision, "revision")
+        if (
+            memo.settled
+            and revision.commit == memo.head
+            and cycle.live_version is not None
+            and cycle.live_version == memo.live_version
+            and (memo.wake_at is None or cycle.now < memo.wake_at)
+        ):
+            return Stop(CycleResult.succeeded(), skipped=True)
+        self._memo = replace(memo, settled=False)
+        return cycle
+
+    def _load_specs(self, cycle: Cycle) -> Cycle | Stop:
+        revision = cycle.need(cycle.revision, "revision")
+        snapshot = read_snapshot(
+            self._git, revision.commit, root=self._options.path, parsed=self._memo.parsed
+        )
+        self._memo = replace(self._memo, parsed=snapshot.parsed)
+        if snapshot.config_diagnostics:
+            # Without a valid gitsync.yaml the defaults are unknown: apply nothing,
+            # prune nothing, publish nothing, and say why.
+            log.warning("invalid gitsync.yaml; nothing applied")
+            self._memo = replace(
+                self._memo, head=revision.commit, live_version=cycle.live_version, settled=True
             )
-            body = self._memory.rendered.get(key) or render(entry, context)
-            rendered[key] = body
-            bodies.append(body)
-        self._memory.rendered = rendered
-        return bodies
-
-    def _training(
-        self,
-        entries: Sequence[Entry],
-        live: Mapping[ResourceKey, Mapping[str, Any]],
-        *,
-        default_namespace: str,
-    ) -> _Training:
-        """Each TrainingRun's jobs and schedule, the runs to retire, and the run each
-        ``fromTrainingRun`` model serves: from live jobs and the status documents."""
-        jobs = _jobs_by_training_run(live)
-        now = self._clock()
-        schedules: dict[tuple[str, str], ScheduleDecision] = {}
-        retire: dict[ResourceKey, str] = {}
-        trained: dict[tuple[str, str], TrainedModel] = {}
-        for entry in entries:
-            spec = entry.spec
-            namespace = entry.namespace(default_namespace)
-            if isinstance(spec, ModelDeployment):
-                ref = spec.spec.model.training_run(namespace)
-                if ref is not None and (found := self._latest_success(ref, jobs.get(ref, ()))):
-                    trained[ref] = found
-                continue
-            if not isinstance(spec, TrainingRun):
-                continue
-            ref = (namespace, entry.name)
-            runs = jobs.get(ref, [])
-            if spec.spec.schedule is not None:
-                decision = self._schedule(spec, runs, self._status_doc("TrainingRun", ref), now)
-                schedules[ref] = decision
-                if decision.start is not None:
-                    replaced = (
-                        f"replaced by the run of tick {format_time(decision.start)} "
-                        "(concurrencyPolicy Replace)"
-                    )
-                    retire |= {
-                        resource_key(job): replaced
-                        for job in runs
-                        if _name(job) in decision.replace
-                    }
-            finished = [job for job in runs if assess(job).health.finished]
-            for job in finished[spec.spec.history_limit :]:
-                retire.setdefault(
-                    resource_key(job), f"beyond historyLimit {spec.spec.history_limit}"
-                )
-        return _Training(jobs=jobs, schedules=schedules, trained=trained, retire=retire)
-
-    def _status_doc(self, kind: str, ref: tuple[str, str]) -> Mapping[str, Any]:
-        return self._memory.status_docs.get(status_path(kind, *ref)) or {}
-
-    def _schedule(
-        self,
-        spec: TrainingRun,
-        jobs: Sequence[Mapping[str, Any]],
-        doc: Mapping[str, Any],
-        now: datetime,
-    ) -> ScheduleDecision:
-        assert spec.spec.schedule is not None  # noqa: S101 - the caller checked
-        recorded = doc.get("schedule") or {}
-        live = [
-            RunFacts(
-                name=_name(job),
-                active=not assess(job).health.finished,
-                scheduled_at=parse_time(
-                    _metadata_map(job, "annotations").get(ANNOTATION_SCHEDULED_AT)
+            return Stop(
+                CycleResult.stalled(
+                    str(snapshot.config_diagnostics[0]), remedy=Remedy.WAIT_FOR_COMMIT
                 ),
+                diagnostics=snapshot.config_diagnostics,
             )
-            for job in jobs
-        ]
-        remembered = [
-            RunFacts(name=str(r.get("name")), active=False, scheduled_at=parse_time(tick))
-            for r in doc.get("runs") or []
-            if isinstance(r, Mapping) and (tick := r.get("scheduledAt"))
-        ]
-        return decide_schedule(
-            schedule=spec.spec.schedule,
-            policy=spec.spec.concurrency_policy,
-            runs=[*live, *remembered],
-            since=parse_time(recorded.get("since")),
-            recorded_tick=parse_time(recorded.get("lastTick")),
-            now=now,
+        last_changes = self._git.last_changes(
+            revision.commit, list(snapshot.blobs), previous=self._memo.last_changes
+        )
+        self._memo = replace(self._memo, last_changes=last_changes)
+        return replace(
+            cycle,
+            snapshot=snapshot,
+            last_changes=last_changes,
+            status_branch=self._options.status_branch or snapshot.config.status_branch,
         )
 
-    def _latest_success(
-        self, ref: tuple[str, str], jobs: Sequence[Mapping[str, Any]]
-    ) -> TrainedModel | None:
-        """The latest Succeeded run of a TrainingRun that names an output, by completion
-        time: live jobs first, then the status history (a job may be gone after its
-        TTL)."""
-        records: list[Mapping[str, Any]] = [
-            run_record(_name(job), assess(job), job) for job in jobs
-        ]
-        seen = {r["name"] for r in records}
-        records += [
-            r
-            for r in self._status_doc("TrainingRun", ref).get("runs") or []
-            if isinstance(r, Mapping) and r.get("name") not in seen
-        ]
-        succeeded = [
-            r for r in records if r.get("phase") == Health.SUCCEEDED.value and r.get("outputUri")
-        ]
-        if not succeeded:
-            return None
-        best = max(succeeded, key=lambda r: (str(r.get("completionTime") or ""), str(r["name"])))
-        return TrainedModel(
-            run=str(best["name"]),
-            output_uri=str(best["outputUri"]),
-            completion_time=str(best.get("completionTime") or ""),
-            source_commit=str(best.get("sourceCommit") or ""),
+    def _read_inventory(self, cycle: Cycle) -> Cycle | Stop:
+        return replace(cycle, inventory=self._store.read(cycle.status_branch))
+
+    def _observe_live(self, cycle: Cycle) -> Cycle | Stop:
+        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
+        inventory: Inventory = cycle.need(cycle.inventory, "inventory")
+        kinds = kinds_to_observe(
+            rendered=(*_RENDERED_KINDS, *self._memo.kinds),
+            manifests=[e.manifest for e in snapshot.loaded.entries if e.manifest is not None],
+            recorded=inventory.applied_kinds(),
         )
+        self._memo = replace(self._memo, kinds=frozenset(kinds) - set(_RENDERED_KINDS))
+        live = {resource_key(item): item for item in self._live_source.objects(kinds)}
+        return replace(cycle, live=live, observed_live=True)
 
-    def _step_rollouts(
-        self,
-        entries: Sequence[Entry],
-        desired: Sequence[dict[str, Any] | None],
-        live: Mapping[ResourceKey, Mapping[str, Any]],
-    ) -> tuple[list[dict[str, Any] | None], dict[ResourceKey, Decision]]:
-        """Give each canary ModelDeployment the traffic split and state its rollout is at.
+    def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
+        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
+        training = plan_training(
+            snapshot.loaded.entries,
+            cycle.live,
+            inventory=cycle.need(cycle.inventory, "inventory"),
+            default_namespace=snapshot.config.defaults.namespace,
+            now=cycle.now,
+        )
+        return replace(cycle, training=training)
 
-        Other objects pass unchanged. The bodies come back re-stamped, so an unchanged
-        rollout step still plans as unchanged.
-        """
-        now = self._clock()
+    def _evaluate(self, cycle: Cycle) -> Cycle | Stop:
+        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
+        last_changes: LastChanges = cycle.need(cycle.last_changes, "last changes")
+        context = RenderContext(
+            instance=self._options.instance,
+            default_namespace=snapshot.config.defaults.namespace,
+            source_commits=last_changes.by_path,
+            trained=cycle.training.trained,
+            ticks=cycle.training.ticks,
+        )
+        evaluation = self._evaluator.evaluate(
+            snapshot.loaded,
+            policies=snapshot.policies,
+            context=context,
+            blobs=snapshot.blobs,
+            preview=lambda entry: preview(entry, context, cycle.training),
+        )
+        return replace(cycle, context=context, evaluation=evaluation, desired=evaluation.desired)
+
+    def _step_rollouts(self, cycle: Cycle) -> Cycle | Stop:
+        """Give each canary ModelDeployment the traffic split and state its rollout
+        is at, measuring first when an analysis is due."""
+        evaluation: Evaluation = cycle.need(cycle.evaluation, "evaluation")
         bodies: list[dict[str, Any] | None] = []
         decisions: dict[ResourceKey, Decision] = {}
-        for entry, body in zip(entries, desired, strict=True):
+        analyses: dict[ResourceKey, Analysis] = {}
+        for entry, body in evaluation.pairs():
             spec = entry.spec
             if (
                 body is None
@@ -638,526 +357,272 @@ class Reconciler:
                 bodies.append(body)
                 continue
             key = resource_key(body)
-            current = live.get(key)
+            current = cycle.live.get(key)
             rollout = spec.spec.rollout
             target = predictor_hash(body)
             state = RolloutState.from_live(current)
-            measurements: list[Measurement] = []
-            if state is not None and state.target == target and analysis_due(state, rollout, now):
-                measurements = self._analyse(rollout, key, state)
-            matches = current is not None and holds(
-                (current.get("spec") or {}).get("predictor"), body["spec"]["predictor"]
-            )
+            analysis = Analysis()
+            if (
+                state is not None
+                and state.target == target
+                and analysis_due(state, rollout, cycle.now)
+            ):
+                analysis = measure(rollout, key=key, state=state, sources=self._metrics)
+                analyses[key] = analysis
             decision = decide(
                 desired_hash=target,
                 live=current,
                 rollout=rollout,
-                now=now,
-                measurements=measurements,
-                live_matches_desired=matches,
+                now=cycle.now,
+                measurements=analysis.measurements,
+                live_matches_desired=current is not None
+                and holds((current.get("spec") or {}).get("predictor"), body["spec"]["predictor"]),
             )
             decisions[key] = decision
-            bodies.append(_with_rollout(body, decision))
-        return bodies, decisions
+            bodies.append(_with_decision(body, decision))
+        return replace(cycle, desired=tuple(bodies), rollouts=decisions, analyses=analyses)
 
-    def _push_reverts(
-        self,
-        entries: Sequence[Entry],
-        rollouts: Mapping[ResourceKey, Decision],
-        written: Mapping[ResourceKey, Mapping[str, Any]],
-        revision: Revision,
-    ) -> None:
-        """For a canary rolled back in this cycle whose spec says ``onFailure: revert``,
-        push a branch ``gitsync/revert/<name>`` that puts the spec file back as it was
-        before the commit that changed it, for someone to review and merge. Git stays
-        the source of truth: gitsync proposes, it does not rewrite main."""
-        commits = self._memory.last_changes.by_path if self._memory.last_changes else {}
-        for key, decision in rollouts.items():
-            if decision.state.phase is not RolloutPhase.ROLLED_BACK or not decision.transition:
-                continue
-            entry = next(
-                (
-                    e
-                    for e in entries
-                    if isinstance(e.spec, ModelDeployment)
-                    and e.name == key.name
-                    and e.namespace(key.namespace) == key.namespace
-                ),
-                None,
-            )
-            if entry is None or key not in written:
-                continue
-            assert isinstance(entry.spec, ModelDeployment)  # noqa: S101 - filtered above
-            offending = commits.get(entry.path)
-            if entry.spec.spec.rollout.on_failure != "revert" or not offending:
-                continue
-            parent = self._git.first_parent(offending)
-            blob = self._git.files(parent).get(entry.path) if parent else None
-            content = self._git.read_blob(blob) if blob else None
-            message = (
-                f"Revert {entry.name} to its spec before {offending[:7]}\n\n"
-                f"gitsync rolled the canary back: {decision.state.reason}\n\n"
-                f"Reverts: {offending}\nGitsync-Source-Commit: {revision.commit}\n"
-            )
+    def _plan_changes(self, cycle: Cycle) -> Cycle | Stop:
+        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
+        evaluation: Evaluation = cycle.need(cycle.evaluation, "evaluation")
+        context: RenderContext = cycle.need(cycle.context, "render context")
+        inventory: Inventory = cycle.need(cycle.inventory, "inventory")
+        config, namespace = snapshot.config, snapshot.config.defaults.namespace
+        loaded = evaluation.loaded
+        plan = plan_changes(
+            [body for body in cycle.desired if body is not None],
+            cycle.live,
+            instance=self._options.instance,
+            failed_paths=loaded.failed_paths,
+            declared_runs=[
+                (entry.namespace(namespace), entry.name)
+                for entry in loaded.entries
+                if isinstance(entry.spec, TrainingRun)
+            ],
+            finished_runs=inventory.finished_runs(),
+            retire=cycle.training.retire,
+            held={
+                inference_service_key(entry, namespace): str(pending(entry, context))
+                for entry, body in zip(loaded.entries, cycle.desired, strict=True)
+                if body is None and isinstance(entry.spec, ModelDeployment)
+            },
+            prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
+            self_heal=config.self_heal,
+        )
+        return replace(cycle, plan=plan)
+
+    def _apply_changes(self, cycle: Cycle) -> Cycle | Stop:
+        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
+        changes, written = execute(
+            self._kube,
+            cycle.need(cycle.plan, "plan"),
+            create_namespaces=snapshot.config.create_namespaces,
+            known_namespaces=self._namespaces,
+        )
+        # What a write returns carries the status from before it: until the controller
+        # has written a newer one, that status says nothing about the new spec.
+        stale = {key for key, obj in written.items() if obj.get("kind") in _CONTROLLED_KINDS}
+        observed = Observations(objects={**cycle.live, **written}, stale=frozenset(stale))
+        return replace(cycle, changes=changes, written=written, observed=observed)
+
+    def _propose_reverts(self, cycle: Cycle) -> Cycle | Stop:
+        revision: Revision = cycle.need(cycle.revision, "revision")
+        evaluation: Evaluation = cycle.need(cycle.evaluation, "evaluation")
+        context: RenderContext = cycle.need(cycle.context, "render context")
+        for proposal in revert_proposals(
+            evaluation.loaded.entries,
+            cycle.rollouts,
+            written=cycle.written,
+            last_commits=context.source_commits,
+            default_namespace=context.default_namespace,
+        ):
             try:
+                parent = self._git.first_parent(proposal.offending)
+                blob = self._git.files(parent).get(proposal.path) if parent else None
                 self._git.publish(
-                    {entry.path: content},
-                    branch=f"gitsync/revert/{entry.name}",
-                    message=message,
+                    {proposal.path: self._git.read_blob(blob) if blob else None},
+                    branch=proposal.branch,
+                    message=proposal.message(source_commit=revision.commit),
                     author=self._options.status_author,
                     start_from=revision.commit,
                 )
             except GitError as exc:
-                log.warning("revert branch not pushed", spec=entry.name, error=str(exc))
+                # A proposal is a courtesy: the rollback itself has happened.
+                log.warning("revert branch not pushed", spec=proposal.name, error=str(exc))
+        return cycle
 
-    def _analyse(
-        self, rollout: Rollout, key: ResourceKey, state: RolloutState
-    ) -> list[Measurement]:
-        """Run every metric's queries; a query that fails is a measurement without data."""
-        assert rollout.analysis is not None  # noqa: S101 - analysis_due checked it
-        client = self._metrics(rollout.analysis.provider.prometheus.address)
-        results = []
-        for metric in rollout.analysis.metrics:
-            values: list[float | None] = []
-            for query in (metric.query, metric.baseline_query):
-                if query is None:
-                    values.append(None)
-                    continue
-                promql = render_query(query, namespace=key.namespace, name=key.name, state=state)
-                try:
-                    values.append(client.value(promql))
-                except GitsyncError as exc:
-                    log.warning("metric query failed", metric=metric.name, error=str(exc))
-                    values.append(None)
-            results.append(judge(metric, values[0], values[1]))
-        return results
-
-    def _live(self, entries: Sequence[Entry]) -> dict[ResourceKey, Mapping[str, Any]]:
-        """Every object of this instance, of every kind we render, were given, or
-        recorded in a status document (so a kind whose last file is gone is pruned)."""
-        kinds = set(_RENDERED_KINDS) | self._memory.extra_kinds
-        kinds |= {
-            (str(e.manifest["apiVersion"]), str(e.manifest["kind"]))
-            for e in entries
-            if e.manifest is not None
-        }
-        for doc in self._memory.status_docs.values():
-            for resource in doc.get("resources") or []:
-                api_version, kind, *_ = str(resource).split(" ")
-                kinds.add((api_version, kind))
-        self._memory.extra_kinds = kinds - set(_RENDERED_KINDS)
-        live: dict[ResourceKey, Mapping[str, Any]] = {}
-        for item in self._live_source.objects(sorted(kinds)):
-            live[resource_key(item)] = item
-        return live
-
-    def _wait_for_health(
-        self,
-        written: Mapping[ResourceKey, Mapping[str, Any]],
-        observed: dict[ResourceKey, Mapping[str, Any]],
-        stale: set[ResourceKey],
-    ) -> None:
-        """Poll what was just written until its controller reports it settled, or the
-        wait times out; ``observed`` and ``stale`` are updated in place."""
+    def _await_health(self, cycle: Cycle) -> Cycle | Stop:
+        """Poll what was just written until its controller reports it settled, or
+        ``wait_timeout`` passes (``gitsync sync --wait``)."""
+        if self._options.wait_timeout <= 0 or not cycle.observed.stale:
+            return cycle
+        objects = dict(cycle.observed.objects)
+        stale = set(cycle.observed.stale)
+        waiting = set(stale)
         deadline = time.monotonic() + self._options.wait_timeout
-        pending = set(stale)
-        while pending and time.monotonic() < deadline:
-            for key in sorted(pending):
-                before = written[key]
+        while waiting and time.monotonic() < deadline:
+            for key in sorted(waiting):
+                before = cycle.written[key]
                 live = self._kube.get(
                     str(before["apiVersion"]), key.kind, key.name, namespace=key.namespace or None
                 )
                 if live is None:
-                    pending.discard(key)
+                    waiting.discard(key)
                     continue
-                observed[key] = live
+                objects[key] = live
                 if _resource_version(live) != _resource_version(before):
                     stale.discard(key)
                     if assess(live).health in _SETTLED:
-                        pending.discard(key)
-            if pending:
+                        waiting.discard(key)
+            if waiting:
                 time.sleep(0.25)
+        return replace(cycle, observed=Observations(objects=objects, stale=frozenset(stale)))
 
-    def _read_statuses(self, branch: str) -> None:
-        head = self._git.fetch_branch(branch)
-        commit = head.commit if head else None
-        if commit == self._memory.status_head:
-            return
-        docs: dict[str, dict[str, Any]] = {}
-        raw: dict[str, bytes] = {}
-        if commit is not None:
-            for path, blob in self._git.files(commit, under=STATUS_ROOT).items():
-                content = self._git.read_blob(blob)
-                raw[path] = content
-                if path.endswith(".yaml"):
-                    docs[path] = parse_document(content)
-        self._memory.status_docs, self._memory.status_bytes = docs, raw
-        self._memory.status_head = commit
+    STEPS: ClassVar[tuple[Step, ...]] = (
+        _fetch_source,
+        _skip_if_settled,
+        _load_specs,
+        _read_inventory,
+        _observe_live,
+        _plan_training,
+        _evaluate,
+        _step_rollouts,
+        _plan_changes,
+        _apply_changes,
+        _propose_reverts,
+        _await_health,
+    )
 
-    def _statuses(
-        self,
-        *,
-        loaded: LoadResult,
-        desired: Sequence[Mapping[str, Any] | None],
-        changes: ChangeSet,
-        observed: Mapping[ResourceKey, Mapping[str, Any]],
-        stale: set[ResourceKey],
-        config: Config,
-        rollouts: Mapping[ResourceKey, Decision],
-        training: _Training,
-        context: RenderContext,
-    ) -> list[SpecStatus]:
-        now = format_time(self._clock())
-        by_key = {change.key: change for change in changes.changes}
-        commits = self._memory.last_changes.by_path if self._memory.last_changes else {}
-        previous = self._memory.status_docs
-        deleted = {c.key for c in changes.of(Action.DELETED) if c.error is None}
-        jobs = _jobs_by_training_run({k: v for k, v in observed.items() if k not in deleted})
-        statuses: dict[str, SpecStatus] = {}
-        for entry, body in zip(loaded.entries, desired, strict=True):
-            namespace = entry.namespace(config.defaults.namespace)
-            runs = (
-                jobs.get((namespace, entry.name), []) if isinstance(entry.spec, TrainingRun) else []
-            )
-            subject: tuple[str, ResourceKey] | None = None
-            if body is not None:
-                subject = (str(body["apiVersion"]), resource_key(body))
-            elif isinstance(entry.spec, ModelDeployment):
-                subject = (_ISVC_API, _subject(entry, config.defaults.namespace))
-            elif runs:  # a scheduled TrainingRun between ticks: its newest run
-                subject = (str(runs[0]["apiVersion"]), resource_key(runs[0]))
-            key = subject[1] if subject is not None else None
-            status = _entry_status(
-                entry,
-                body,
-                subject,
-                change=by_key.get(key) if key else None,
-                live=observed.get(key) if key else None,
-                stale=stale,
-                runs=runs,
-                rollout=rollouts.get(key) if key else None,
-                schedule=training.schedules.get((namespace, entry.name)),
-                context=context,
-                waiting=pending(entry, context) if body is None else None,
-                namespace=namespace,
-                source_commit=commits.get(entry.path, ""),
-                now=now,
-                previous=previous,
-            )
-            statuses[status.path] = status
-        problems: dict[str, list[Diagnostic]] = {}
-        for diagnostic in loaded.diagnostics:
-            problems.setdefault(diagnostic.path, []).append(diagnostic)
-        for rejected in loaded.rejected:
-            declared = rejected.key(config.defaults.namespace)
-            status = build_status(
-                kind=declared.kind,
-                name=declared.name,
-                namespace=declared.namespace,
-                source=rejected.path,
-                source_commit=commits.get(rejected.path, ""),
-                now=now,
-                previous=previous.get(
-                    status_path(declared.kind, declared.namespace, declared.name)
-                ),
-                diagnostics=problems.get(rejected.path, ()),
-            )
-            statuses[status.path] = status
-        # A file so broken that its documents cannot even be named: its specs keep their
-        # status documents, marked Invalid, rather than vanishing.
-        for path, doc in previous.items():
-            if path in statuses or doc.get("source") not in loaded.failed_paths:
-                continue
-            source = str(doc.get("source"))
-            statuses[path] = build_status(
-                kind=str(doc.get("kind")),
-                name=str(doc.get("name")),
-                namespace=str(doc.get("namespace") or ""),
-                source=source,
-                source_commit=commits.get(source, str(doc.get("sourceCommit") or "")),
-                now=now,
-                previous=doc,
-                diagnostics=problems.get(source, ()),
-            )
-        return sorted(statuses.values(), key=lambda s: s.path)
+    # --- after the steps ----------------------------------------------------------------
 
     def _publish(
-        self, statuses: Sequence[SpecStatus], *, status_branch: str, revision: Revision
-    ) -> tuple[str | None, str | None]:
-        docs = {s.path: document(s) for s in statuses}
-        files: dict[str, bytes | None] = {path: self._dump(path, doc) for path, doc in docs.items()}
-        files[README_PATH] = readme(statuses)
-        removed = [p for p in self._memory.status_bytes if p not in files]
-        changed = {p: c for p, c in files.items() if self._memory.status_bytes.get(p) != c}
-        if not changed and not removed:
-            return None, None
-        message = commit_message(
-            before=self._memory.status_docs,
-            after=[s for s in statuses if s.path in changed],
-            removed=removed,
-            source_commit=revision.commit,
+        self, cycle: Cycle, *, skip: bool
+    ) -> tuple[list[SpecStatus], str | None, GitsyncError | None]:
+        """Build and publish the statuses the cycle can vouch for. Nothing is published
+        before the specs and the status branch were read, or when a step stopped the
+        cycle (nothing new to say, or a gitsync.yaml that cannot be read)."""
+        if skip or cycle.snapshot is None or cycle.inventory is None:
+            return [], None, None
+        evaluation = cycle.evaluation
+        loaded = evaluation.loaded if evaluation is not None else cycle.snapshot.loaded
+        context = cycle.context or RenderContext(
             instance=self._options.instance,
+            default_namespace=cycle.snapshot.config.defaults.namespace,
+            source_commits=cycle.last_changes.by_path if cycle.last_changes else {},
         )
+        statuses = spec_statuses(
+            loaded=loaded,
+            desired=cycle.desired if evaluation is not None else (None,) * len(loaded.entries),
+            changes=cycle.changes,
+            observed=cycle.observed,
+            rollouts=cycle.rollouts,
+            analyses=cycle.analyses,
+            training=cycle.training,
+            context=context,
+            inventory=cycle.inventory,
+            now=format_time(cycle.now),
+        )
+        assert cycle.revision is not None  # noqa: S101 - a snapshot comes from a revision
         try:
-            commit = self._git.publish(
-                {**changed, **dict.fromkeys(removed)},
-                branch=status_branch,
-                message=message,
-                author=self._options.status_author,
+            commit = self._store.publish(
+                statuses, branch=cycle.status_branch, source_commit=cycle.revision.commit
             )
         except GitError as exc:
-            log.warning("status push failed", branch=status_branch, error=str(exc))
-            self._memory.status_head = None  # re-read the branch next cycle
-            return None, str(exc)
-        self._memory.status_bytes = {p: c for p, c in files.items() if c is not None}
-        self._memory.status_docs = docs
-        self._memory.status_head = commit
-        return commit, None
+            log.warning("status push failed", branch=cycle.status_branch, error=str(exc))
+            self._store.forget()
+            return statuses, None, exc
+        return statuses, commit, None
 
-    def _dump(self, path: str, doc: Mapping[str, Any]) -> bytes:
-        """YAML of a status document, reused while its content stays the same: dumping
-        a thousand documents each cycle would cost more than everything else."""
-        key = hashlib.blake2b(orjson.dumps(doc), digest_size=16).digest()
-        cached = self._memory.dumped.get(path)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        content = dump_document(doc)
-        self._memory.dumped[path] = (key, content)
-        return content
+    def _result(
+        self,
+        cycle: Cycle,
+        *,
+        stop: Stop | None,
+        error: GitsyncError | None,
+        status_error: GitsyncError | None,
+    ) -> CycleResult:
+        """The cycle's outcome, from the types of what failed: the worst remedy wins."""
+        if stop is not None:
+            return stop.result
+        if error is not None:
+            return CycleResult.from_error(error)
+        if status_error is not None:
+            return CycleResult.from_error(status_error)
+        failures = cycle.changes.failures
+        if forbidden := [c for c in failures if c.error_remedy is Remedy.FAIL]:
+            return CycleResult.stalled(f"{forbidden[0].key}: {forbidden[0].error}")
+        if transient := [c for c in failures if c.error_remedy is Remedy.RETRY]:
+            return CycleResult.requeue(f"{transient[0].key}: {transient[0].error}")
+        return CycleResult.succeeded()
 
+    def _diagnostics(self, cycle: Cycle) -> tuple[Diagnostic, ...]:
+        if cycle.evaluation is not None:
+            return cycle.evaluation.loaded.diagnostics
+        return cycle.snapshot.loaded.diagnostics if cycle.snapshot is not None else ()
 
-def _entry_status(
-    entry: Entry,
-    body: Mapping[str, Any] | None,
-    subject: tuple[str, ResourceKey] | None,
-    *,
-    change: Change | None,
-    live: Mapping[str, Any] | None,
-    stale: set[ResourceKey],
-    runs: Sequence[Mapping[str, Any]],
-    rollout: Decision | None,
-    schedule: ScheduleDecision | None,
-    context: RenderContext,
-    waiting: str | None,
-    namespace: str,
-    source_commit: str,
-    now: str,
-    previous: Mapping[str, Mapping[str, Any]],
-) -> SpecStatus:
-    """The status of one spec. ``body`` is what it renders to (None while it waits),
-    ``subject`` the API version and key of the object it reports on, if any."""
-    path = status_path(entry.kind, namespace, entry.name)
-    before = previous.get(path) or {}
-    key = subject[1] if subject is not None else None
-    health = _health(live, stale=key in stale) if live is not None else None
-    model = run = schedule_info = None
-    transition = rollout.transition if rollout is not None else None
-    records: list[dict[str, Any]] = []
-    if isinstance(entry.spec, ModelDeployment):
-        ref = entry.spec.spec.model.training_run(namespace)
-        trained = context.trained.get(ref) if ref is not None else None
-        model = _model_info(entry.spec, body, health, trained)
-        if trained is not None and trained.run != (before.get("model") or {}).get(
-            "fromTrainingRun", {}
-        ).get("run"):
-            lineage = (
-                f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
-                f"{entry.spec.spec.model.from_training_run} (spec {trained.source_commit[:7]})"
+    def _remember(self, cycle: Cycle, report: CycleReport) -> None:
+        if cycle.revision is None:
+            return
+        # A rollout in progress has timers and analyses to run even when nothing moves;
+        # a transient failure deserves another try.
+        settled = (
+            report.result.outcome is Outcome.SUCCEEDED
+            and report.status_error is None
+            and cycle.observed_live
+            and not any(d.state.phase.active for d in cycle.rollouts.values())
+            and all(c.error_remedy is Remedy.WAIT_FOR_COMMIT for c in cycle.changes.failures)
+        )
+        self._memo = replace(
+            self._memo,
+            head=cycle.revision.commit,
+            live_version=cycle.live_version,
+            settled=settled,
+            wake_at=cycle.training.wake_at,
+        )
+
+    def _report(self, cycle: Cycle, stop: Stop, *, started: float) -> CycleReport:
+        log.debug("nothing changed", cycle=cycle.id)
+        return CycleReport(
+            cycle_id=cycle.id,
+            revision=cycle.revision,
+            changes=ChangeSet(),
+            diagnostics=(),
+            statuses=(),
+            status_commit=None,
+            result=stop.result,
+            skipped=True,
+            duration=time.monotonic() - started,
+        )
+
+    def _log(self, cycle: Cycle, report: CycleReport) -> None:
+        bound = log.bind(
+            cycle=cycle.id,
+            commit=cycle.revision.commit[:12] if cycle.revision else None,
+            repo=self._git.url,
+        )
+        bound.info(
+            "cycle finished",
+            outcome=report.result.outcome.value,
+            duration_ms=round(report.duration * 1000, 1),
+            invalid=len(report.diagnostics),
+            status_commit=report.status_commit,
+            **report.changes.summary(),
+        )
+        if report.error is not None:
+            bound.warning(
+                "cycle cut short", error=str(report.error), remedy=report.error.remedy.value
             )
-            transition = f"{lineage}; {transition}" if transition else lineage
-    elif isinstance(entry.spec, TrainingRun):
-        records = [
-            run_record(_name(job), _health(job, stale=resource_key(job) in stale), job)
-            for job in runs
-        ]
-        run = next((r for r in records if key is not None and r["name"] == key.name), None)
-        if schedule is not None:
-            schedule_info = _schedule_info(schedule, before.get("schedule") or {})
-            if run is None and not records:
-                upcoming = schedule_info.get("nextTick", "never")
-                waiting = f"no run yet; the next tick is at {upcoming}"
-    return build_status(
-        kind=entry.kind,
-        name=entry.name,
-        namespace=namespace,
-        source=entry.path,
-        source_commit=source_commit,
-        now=now,
-        previous=before or None,
-        change=change,
-        health=health,
-        resources=[f"{subject[0]} {subject[1]}"] if subject is not None else [],
-        model=model,
-        run=run,
-        runs=records,
-        history_limit=entry.spec.spec.history_limit if isinstance(entry.spec, TrainingRun) else 10,
-        schedule=schedule_info,
-        waiting=waiting,
-        rollout=_rollout_info(rollout) if rollout is not None else None,
-        transition=transition,
-    )
-
-
-def _health(live: Mapping[str, Any], *, stale: bool) -> HealthReport:
-    """The health of a live object; one just written is waiting for its controller."""
-    health = assess(live)
-    if not stale:
-        return health
-    # Its phase is unknown until the controller reports, but where traffic goes
-    # right now (the URL, the split) is still what the old status says.
-    waiting = Health.PROGRESSING if live.get("kind") == "InferenceService" else Health.PENDING
-    return HealthReport(
-        waiting,
-        "applied; waiting for the controller to report",
-        url=health.url,
-        traffic=health.traffic,
-    )
-
-
-def _with_rollout(body: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
-    """The body carrying the decided traffic split and rollout state, re-stamped."""
-    predictor = {k: v for k, v in body["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
-    if decision.traffic is not None:
-        predictor["canaryTrafficPercent"] = decision.traffic
-    metadata = dict(body["metadata"])
-    metadata["annotations"] = {
-        **metadata.get("annotations", {}),
-        STATE_ANNOTATION: decision.state.to_annotation(),
-    }
-    stamped = {**body, "metadata": metadata, "spec": {**body["spec"], "predictor": predictor}}
-    metadata["annotations"][ANNOTATION_APPLIED_HASH] = applied_hash(stamped)
-    return stamped
-
-
-def _rollout_info(decision: Decision) -> dict[str, Any]:
-    state = decision.state
-    info: dict[str, Any] = {
-        "phase": state.phase.value,
-        "traffic": 100 if decision.traffic is None else decision.traffic,
-        "step": state.step + 1,
-    }
-    for key, value in (
-        ("canaryRevision", state.canary_revision),
-        ("stableRevision", state.stable_revision),
-        ("startedAt", state.started_at),
-        ("reason", state.reason),
-        ("story", state.story),
-    ):
-        if value:
-            info[key] = value
-    if state.evidence:
-        info["evidence"] = [m.text() for m in state.evidence]
-    return info
+        for change in report.changes.changes:
+            if change.writes or change.error:
+                bound.info(
+                    "object " + (change.action.value if not change.error else "failed"),
+                    object=str(change.key),
+                    reason=change.reason,
+                    error=change.error,
+                )
+        if report.changes.prune_refused:
+            bound.warning("prune refused", reason=report.changes.prune_refused)
 
 
 def _resource_version(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion", ""))
-
-
-def _model_info(
-    spec: ModelDeployment,
-    body: Mapping[str, Any] | None,
-    health: HealthReport | None,
-    trained: TrainedModel | None,
-) -> dict[str, Any]:
-    info: dict[str, Any] = {"format": spec.spec.model.format}
-    if body is not None:
-        info["storageUri"] = body["spec"]["predictor"]["model"]["storageUri"]
-    if spec.spec.model.from_training_run is not None:
-        lineage: dict[str, Any] = {"name": spec.spec.model.from_training_run}
-        if trained is not None:
-            lineage |= {
-                "run": trained.run,
-                "sourceCommit": trained.source_commit,
-                "completionTime": trained.completion_time,
-            }
-        info["fromTrainingRun"] = lineage
-    if health is not None:
-        if health.url:
-            info["url"] = health.url
-        if health.traffic:
-            info["traffic"] = [
-                {"revision": t.revision, "percent": t.percent, "latest": t.latest}
-                for t in health.traffic
-            ]
-    return info
-
-
-def _schedule_info(decision: ScheduleDecision, previous: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``schedule`` of a TrainingRun's status. A skipped tick is told until the
-    next tick moves lastTick on."""
-    info: dict[str, Any] = {"since": format_time(decision.since)}
-    if decision.last_tick is not None:
-        info["lastTick"] = format_time(decision.last_tick)
-    if decision.next_tick is not None:
-        info["nextTick"] = format_time(decision.next_tick)
-    skipped = decision.skipped
-    if skipped is None and previous.get("lastTick") == info.get("lastTick"):
-        skipped = previous.get("skipped")
-    if skipped:
-        info["skipped"] = skipped
-    return info
-
-
-def _jobs_by_training_run(
-    objects: Mapping[ResourceKey, Mapping[str, Any]],
-) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
-    """The training jobs among ``objects`` by (namespace, TrainingRun name), newest first."""
-    jobs: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for key, obj in objects.items():
-        if key.kind in _JOB_KINDS and (
-            owner := _metadata_map(obj, "labels").get(LABEL_TRAINING_RUN)
-        ):
-            jobs.setdefault((key.namespace, str(owner)), []).append(obj)
-    for runs in jobs.values():
-        # Created in the same second (two ticks caught up at once): the tick decides.
-        runs.sort(
-            key=lambda job: (
-                str((job.get("metadata") or {}).get("creationTimestamp") or ""),
-                str(_metadata_map(job, "annotations").get(ANNOTATION_SCHEDULED_AT) or ""),
-                _name(job),
-            ),
-            reverse=True,
-        )
-    return jobs
-
-
-def _subject(entry: Entry, default_namespace: str) -> ResourceKey:
-    """The InferenceService a ModelDeployment renders to, known without rendering it."""
-    return ResourceKey(
-        group=_ISVC_API.rpartition("/")[0],
-        kind="InferenceService",
-        namespace=entry.namespace(default_namespace),
-        name=entry.name,
-    )
-
-
-def _preview(entry: Entry, context: RenderContext, training: _Training) -> dict[str, Any] | None:
-    """What policies judge of an entry with nothing to apply: for a scheduled run
-    between ticks, the run its next tick would start (what a run does is the same at
-    every tick). A model waiting for its training run has no rendering yet."""
-    ref = (entry.namespace(context.default_namespace), entry.name)
-    decision = training.schedules.get(ref)
-    if not isinstance(entry.spec, TrainingRun) or decision is None:
-        return None
-    tick = decision.next_tick or decision.last_tick or decision.since
-    return render(entry, replace(context, ticks={**context.ticks, ref: tick}))
-
-
-def _resolution(entry: Entry, context: RenderContext) -> TrainedModel | datetime | None:
-    """What of the context's resolved data an entry's rendering depends on."""
-    namespace = entry.namespace(context.default_namespace)
-    spec = entry.spec
-    if isinstance(spec, ModelDeployment) and (ref := spec.spec.model.training_run(namespace)):
-        return context.trained.get(ref)
-    if isinstance(spec, TrainingRun):
-        return context.ticks.get((namespace, entry.name))
-    return None
-
-
-def _metadata_map(obj: Mapping[str, Any], field_name: str) -> Mapping[str, Any]:
-    return ((obj.get("metadata") or {}).get(field_name)) or {}
-
-
-def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))

@@ -33,6 +33,7 @@ from gitsync.render import (
     ANNOTATION_SOURCE_COMMIT,
     ANNOTATION_SOURCE_PATH,
     ANNOTATION_SPEC_KIND,
+    applied_hash,
 )
 from gitsync.specs import Metric, Rollout, parse_duration
 
@@ -50,6 +51,7 @@ __all__ = [
     "judge",
     "predictor_hash",
     "render_query",
+    "with_decision",
 ]
 
 P = ParamSpec("P")
@@ -488,3 +490,19 @@ def _advance(state: RolloutState, rollout: Rollout, stamp: str, *, why: str | No
     )
     after = rollout.steps[state.step + 1].traffic
     return Decision(after, following, f"canary {before}% -> {after}%{suffix}")
+
+
+def with_decision(body: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+    """The body carrying the decided traffic split and rollout state, re-stamped so
+    that an unchanged rollout step still plans as unchanged."""
+    predictor = {k: v for k, v in body["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
+    if decision.traffic is not None:
+        predictor["canaryTrafficPercent"] = decision.traffic
+    metadata = dict(body["metadata"])
+    metadata["annotations"] = {
+        **metadata.get("annotations", {}),
+        STATE_ANNOTATION: decision.state.to_annotation(),
+    }
+    stamped = {**body, "metadata": metadata, "spec": {**body["spec"], "predictor": predictor}}
+    metadata["annotations"][ANNOTATION_APPLIED_HASH] = applied_hash(stamped)
+    return stamped

@@ -32,7 +32,6 @@ __all__ = [
     "commit_message",
     "document",
     "dump_document",
-    "finished_runs",
     "parse_document",
     "readme",
     "render_document",
@@ -57,6 +56,7 @@ class Phase(enum.Enum):
     UNKNOWN = "Unknown"
 
 
+_PHASES: Final = frozenset(p.value for p in Phase)
 _PHASE_OF_HEALTH: Final = {health: Phase(health.value) for health in Health}
 _SETTLED_OK: Final = {Phase.HEALTHY, Phase.SUCCEEDED}
 _STALLED: Final = {Phase.INVALID, Phase.FAILED, Phase.DEGRADED, Phase.ROLLED_BACK}
@@ -85,6 +85,28 @@ class SpecStatus:
     @property
     def path(self) -> str:
         return status_path(self.kind, self.namespace, self.name)
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> SpecStatus:
+        """The status a document records, to publish again unchanged."""
+        phase = doc.get("phase")
+        return cls(
+            kind=str(doc.get("kind")),
+            name=str(doc.get("name")),
+            namespace=str(doc.get("namespace") or ""),
+            source=str(doc.get("source") or ""),
+            source_commit=str(doc.get("sourceCommit") or ""),
+            phase=Phase(phase) if phase in _PHASES else Phase.UNKNOWN,
+            message=str(doc.get("message") or ""),
+            conditions=tuple(c for c in doc.get("conditions") or [] if isinstance(c, Mapping)),
+            resources=tuple(str(r) for r in doc.get("resources") or []),
+            model=doc.get("model"),
+            run=doc.get("run"),
+            runs=tuple(doc.get("runs") or ()),
+            schedule=doc.get("schedule"),
+            errors=tuple(str(e) for e in doc.get("errors") or []),
+            rollout=doc.get("rollout"),
+        )
 
 
 def status_path(kind: str, namespace: str, name: str) -> str:
@@ -148,6 +170,7 @@ def build_status(
     waiting: str | None = None,
     rollout: Mapping[str, Any] | None = None,
     transition: str | None = None,
+    errors: Sequence[str] = (),
 ) -> SpecStatus:
     """The status of one spec, from the most decisive fact known about it.
 
@@ -156,14 +179,17 @@ def build_status(
     ``waiting`` (why a spec has nothing to apply yet) makes it Pending while nothing
     of it is live. ``run`` is a TrainingRun's newest run and ``runs`` all its runs in
     the cluster, newest first; with the previous document's history they make the
-    last ``history_limit`` runs.
+    last ``history_limit`` runs. ``errors`` are the spec's faults found beyond
+    validation (an analysis query Prometheus rejects): they make it Invalid too.
     """
-    errors = tuple(str(d) for d in diagnostics)
+    problems = (*(str(d) for d in diagnostics), *errors)
     if diagnostics:
         phase, message = (
             Phase.INVALID,
-            f"{len(diagnostics)} validation error(s); first: {errors[0]}",
+            f"{len(diagnostics)} validation error(s); first: {problems[0]}",
         )
+    elif errors:
+        phase, message = Phase.INVALID, f"{errors[0]}; fix it in a new commit"
     elif change is not None and change.error is not None:
         phase, message = _phase_of_error(change), change.error
     elif change is not None and change.action is Action.SKIPPED and health is None:
@@ -198,7 +224,7 @@ def build_status(
         run=run,
         runs=history,
         schedule=schedule,
-        errors=errors,
+        errors=problems,
         rollout=rollout,
         transition=transition,
     )
@@ -246,16 +272,6 @@ def run_record(name: str, health: HealthReport, job: Mapping[str, Any] | None) -
     if tick := annotations.get(ANNOTATION_SCHEDULED_AT):
         record["scheduledAt"] = tick
     return record
-
-
-def finished_runs(documents: Iterable[Mapping[str, Any]]) -> frozenset[str]:
-    """Names of runs that a previous status document recorded as finished."""
-    return frozenset(
-        str(r.get("name"))
-        for doc in documents
-        for r in doc.get("runs") or []
-        if isinstance(r, Mapping) and r.get("phase") in {Phase.SUCCEEDED.value, Phase.FAILED.value}
-    )
 
 
 def render_document(status: SpecStatus) -> bytes:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from gitsync.diff import Action, Change
 from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
+from gitsync.inventory import Inventory
 from gitsync.loading import Diagnostic
 from gitsync.render import ResourceKey
 from gitsync.status import (
     Phase,
     build_status,
     commit_message,
-    finished_runs,
     parse_document,
     readme,
     render_document,
@@ -80,7 +80,8 @@ def test_run_history_keeps_the_latest_runs_and_finished_names() -> None:
         run={"name": "t-2", "phase": "Failed"},
     )
     assert [r["name"] for r in status.runs] == ["t-2", "t-1"]
-    assert finished_runs([parse_document(render_document(status))]) == {"t-1", "t-2"}
+    inventory = Inventory(documents={status.path: parse_document(render_document(status))})
+    assert inventory.finished_runs() == {"t-1", "t-2"}
 
 
 def test_commit_message_tells_what_changed() -> None:

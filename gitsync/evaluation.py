@@ -1,0 +1,145 @@
+"""The one evaluation path: a snapshot's entries rendered, judged by the policies,
+and the denied ones dropped as invalid.
+
+``gitsync sync``, ``run``, ``plan`` and ``validate`` all call :meth:`Evaluator.evaluate`,
+so a spec means the same to each of them. An :class:`Evaluator` kept from one call
+to the next (the daemon's) renders and judges again only what changed: renderings
+are remembered by blob id and document index (and what the rendering depends on
+beyond the file), policy results by the identity of their inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitsync.loading import Entry, LoadResult
+from gitsync.policy import PolicySet, VerdictMemo, Verdicts, enforce, entry_object
+from gitsync.render import RenderContext, pending, render
+from gitsync.training import resolution
+
+__all__ = ["Evaluation", "Evaluator", "SpecKey", "spec_objects"]
+
+#: A spec's identity for transition policies: kind, namespace, name.
+SpecKey = tuple[str, str, str]
+#: What a policy judges of an entry that renders to nothing yet (see training.preview).
+Preview = Callable[[Entry], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    #: The snapshot's load result with denied entries turned invalid.
+    loaded: LoadResult
+    #: What each entry of ``loaded`` renders to; None while it waits on the cluster
+    #: (a model trained by a run not finished yet, a scheduled run between ticks).
+    desired: tuple[dict[str, Any] | None, ...]
+    verdicts: Verdicts
+    #: Each accepted spec as written, for ``oldObject`` the next time.
+    accepted: Mapping[SpecKey, Mapping[str, Any]] = field(default_factory=dict)
+
+    def pairs(self) -> list[tuple[Entry, dict[str, Any] | None]]:
+        return list(zip(self.loaded.entries, self.desired, strict=True))
+
+
+def spec_objects(entries: Iterable[Entry], *, default_namespace: str) -> dict[SpecKey, Any]:
+    """Each entry as written, by identity: the ``oldObject`` of a base revision."""
+    return {(e.kind, e.namespace(default_namespace), e.name): entry_object(e) for e in entries}
+
+
+class Evaluator:
+    """Evaluates snapshots; remembers what it can between calls."""
+
+    def __init__(self) -> None:
+        self._rendered: dict[tuple[object, ...], dict[str, Any]] = {}
+        self._objects: dict[tuple[str, int], tuple[Entry, dict[str, Any]]] = {}
+        self._verdicts: VerdictMemo = {}
+        #: The specs as last accepted: a denied change must not become the base its
+        #: own next attempt is judged against.
+        self._accepted: dict[SpecKey, Mapping[str, Any]] = {}
+
+    def evaluate(
+        self,
+        loaded: LoadResult,
+        *,
+        policies: PolicySet,
+        context: RenderContext,
+        blobs: Mapping[str, str],
+        old_objects: Mapping[SpecKey, Mapping[str, Any]] | None = None,
+        preview: Preview | None = None,
+    ) -> Evaluation:
+        """``old_objects`` default to the specs this evaluator accepted last time."""
+        namespace = context.default_namespace
+        rendered: dict[tuple[object, ...], dict[str, Any]] = {}
+        bodies = [self._render(entry, context, blobs, rendered) for entry in loaded.entries]
+        self._rendered = rendered
+        verdicts = enforce(
+            policies,
+            [
+                (entry, body if body is not None or preview is None else preview(entry))
+                for entry, body in zip(loaded.entries, bodies, strict=True)
+            ],
+            default_namespace=namespace,
+            old_objects=self._accepted if old_objects is None else old_objects,
+            memo=self._verdicts,
+        )
+        kept = {_entry_key(e) for e in verdicts.entries}
+        desired = tuple(
+            body for e, body in zip(loaded.entries, bodies, strict=True) if _entry_key(e) in kept
+        )
+        accepted = {
+            (e.kind, e.namespace(namespace), e.name): self._object(e) for e in verdicts.entries
+        }
+        denied = {
+            (e.kind, e.namespace(namespace), e.name)
+            for e in loaded.entries
+            if _entry_key(e) not in kept
+        }
+        self._objects = {_entry_key(e): self._objects[_entry_key(e)] for e in verdicts.entries}
+        self._accepted = {
+            **{k: v for k, v in self._accepted.items() if k in denied},
+            **accepted,
+        }
+        return Evaluation(
+            loaded=verdicts.applied_to(loaded),
+            desired=desired,
+            verdicts=verdicts,
+            accepted=accepted,
+        )
+
+    def _object(self, entry: Entry) -> dict[str, Any]:
+        """The spec as written, the same object while the entry is (so the policy memo
+        recognises an unchanged oldObject by identity)."""
+        cached = self._objects.get(_entry_key(entry))
+        if cached is None or cached[0] is not entry:
+            cached = (entry, entry_object(entry))
+            self._objects[_entry_key(entry)] = cached
+        return cached[1]
+
+    def _render(
+        self,
+        entry: Entry,
+        context: RenderContext,
+        blobs: Mapping[str, str],
+        rendered: dict[tuple[object, ...], dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """The entry's body, the one rendered last time while its inputs are the same;
+        ``rendered`` collects this call's bodies (what is kept for the next)."""
+        if pending(entry, context) is not None:
+            return None
+        key = (
+            blobs.get(entry.path, ""),
+            entry.path,
+            entry.document,
+            context.instance,
+            context.source_commits.get(entry.path, ""),
+            context.default_namespace,
+            resolution(entry, context),
+        )
+        body = self._rendered.get(key) or render(entry, context)
+        rendered[key] = body
+        return body
+
+
+def _entry_key(entry: Entry) -> tuple[str, int]:
+    return entry.path, entry.document

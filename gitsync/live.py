@@ -1,0 +1,115 @@
+"""Where a cycle sees the cluster: one Protocol, two ways to keep it.
+
+A single ``gitsync sync`` lists each kind once (:class:`ListedSource`); the daemon
+keeps informers that watch (:class:`WatchedSource`), so a quiet cycle reads memory
+and its ``version`` tells whether anything moved at all. Both see only the objects
+carrying this instance's label, and both say "not served" (a missing CRD) by leaving
+the kind out rather than failing, since nothing of an unserved kind can be pruned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from gitsync.clients.kube import Informer, KubeClient
+from gitsync.errors import ApiUnavailableError, NotFoundError
+
+__all__ = ["ListedSource", "LiveSource", "WatchedSource", "kinds_to_observe"]
+
+Kind = tuple[str, str]  # apiVersion, kind
+
+
+class LiveSource(Protocol):
+    """The live objects of this instance, of the kinds asked for."""
+
+    @property
+    def version(self) -> int | None:
+        """Grows whenever anything seen changes; None when that cannot be known."""
+
+    def objects(self, kinds: Sequence[Kind]) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def kinds_to_observe(
+    *,
+    rendered: Iterable[Kind],
+    manifests: Iterable[Mapping[str, Any]],
+    recorded: Iterable[Kind],
+) -> list[Kind]:
+    """Every kind a cycle must look at: those gitsync renders, those of plain manifests
+    in Git, and those a status document recorded (so a kind whose last file is gone
+    is still listed, and its objects pruned)."""
+    kinds = set(rendered) | set(recorded)
+    kinds |= {(str(m["apiVersion"]), str(m["kind"])) for m in manifests}
+    return sorted(kinds)
+
+
+class ListedSource:
+    """One LIST per kind and cycle: for a single ``gitsync sync``."""
+
+    version: int | None = None  # unknown: every cycle must look
+
+    def __init__(self, kube: KubeClient, *, selector: str) -> None:
+        self._kube = kube
+        self._selector = selector
+
+    def objects(self, kinds: Sequence[Kind]) -> list[dict[str, Any]]:
+        found = []
+        for api_version, kind in kinds:
+            try:
+                listing = self._kube.list(api_version, kind, label_selector=self._selector)
+            except NotFoundError:
+                continue
+            for item in listing.get("items", []):
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                found.append(item)
+        return found
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class WatchedSource:
+    """An informer per kind, started the first time the kind is asked for."""
+
+    def __init__(self, kube: KubeClient, *, selector: str, sync_timeout: float = 30.0) -> None:
+        self._kube = kube
+        self._selector = selector
+        self._sync_timeout = sync_timeout
+        self._informers: dict[Kind, Informer] = {}
+
+    @property
+    def version(self) -> int:
+        return sum(informer.version for informer in self._informers.values())
+
+    def objects(self, kinds: Sequence[Kind]) -> list[dict[str, Any]]:
+        for api_version, kind in kinds:
+            if (api_version, kind) not in self._informers:
+                informer = Informer(
+                    self._kube, api_version=api_version, kind=kind, label_selector=self._selector
+                )
+                informer.start()
+                self._informers[(api_version, kind)] = informer
+        found: list[dict[str, Any]] = []
+        for api_version, kind in kinds:
+            informer = self._informers[(api_version, kind)]
+            deadline = time.monotonic() + self._sync_timeout
+            while not informer.synced and informer.error is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if isinstance(informer.error, NotFoundError) and not informer.synced:
+                continue
+            if informer.error is not None or not informer.synced:
+                # A cache that may be stale is no ground for applying or pruning.
+                raise ApiUnavailableError(
+                    f"watch of {kind} is not current: {informer.error or 'not synced yet'}"
+                )
+            found.extend(informer.snapshot().values())
+        return found
+
+    def close(self) -> None:
+        for informer in self._informers.values():
+            informer.stop()

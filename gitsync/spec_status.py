@@ -1,0 +1,302 @@
+"""The status of every spec, from what one cycle learnt about it.
+
+Pure: the loaded entries, what they rendered to, the changes applied, the live
+objects observed, the rollout decisions and the training plan go in; one
+:class:`~gitsync.status.SpecStatus` per spec comes out, for the specs that are valid,
+those that were rejected, and those whose file broke so badly that they cannot even
+be named (they keep their documents, marked Invalid, rather than vanishing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitsync.analysis import Analysis
+from gitsync.diff import Action, Change, ChangeSet
+from gitsync.health import Health, HealthReport, assess
+from gitsync.inventory import Inventory
+from gitsync.loading import Diagnostic, Entry, LoadResult
+from gitsync.render import RenderContext, ResourceKey, TrainedModel, pending, resource_key
+from gitsync.rollout import Decision
+from gitsync.schedule import ScheduleDecision, format_time
+from gitsync.specs import ModelDeployment, TrainingRun
+from gitsync.status import SpecStatus, build_status, run_record, status_path
+from gitsync.training import TrainingPlan, jobs_by_training_run
+
+__all__ = ["Observations", "inference_service_key", "spec_statuses"]
+
+ISVC_API = "serving.kserve.io/v1beta1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observations:
+    """What a cycle knows of the cluster after it wrote."""
+
+    #: Live objects, updated with what the cycle wrote (and waited for).
+    objects: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    #: Objects just written whose controller has not reported on them yet.
+    stale: frozenset[ResourceKey] = frozenset()
+    #: False when the cycle could not look at the cluster: specs keep what their
+    #: documents said rather than all turning Unknown.
+    complete: bool = True
+
+
+def spec_statuses(
+    *,
+    loaded: LoadResult,
+    desired: Sequence[Mapping[str, Any] | None],
+    changes: ChangeSet,
+    observed: Observations,
+    rollouts: Mapping[ResourceKey, Decision],
+    analyses: Mapping[ResourceKey, Analysis],
+    training: TrainingPlan,
+    context: RenderContext,
+    inventory: Inventory,
+    now: str,
+) -> list[SpecStatus]:
+    """Every spec's status, sorted by document path."""
+    commits = context.source_commits
+    default_namespace = context.default_namespace
+    previous = inventory.documents
+    by_key = {change.key: change for change in changes.changes}
+    deleted = {c.key for c in changes.of(Action.DELETED) if c.error is None}
+    jobs = jobs_by_training_run({k: v for k, v in observed.objects.items() if k not in deleted})
+    statuses: dict[str, SpecStatus] = {}
+    for entry, body in zip(loaded.entries, desired, strict=True):
+        namespace = entry.namespace(default_namespace)
+        path = status_path(entry.kind, namespace, entry.name)
+        if not observed.complete and path in previous:
+            statuses[path] = SpecStatus.from_document(previous[path])
+            continue
+        runs = jobs.get((namespace, entry.name), []) if isinstance(entry.spec, TrainingRun) else []
+        subject: tuple[str, ResourceKey] | None = None
+        if body is not None:
+            subject = (str(body["apiVersion"]), resource_key(body))
+        elif isinstance(entry.spec, ModelDeployment):
+            subject = (ISVC_API, inference_service_key(entry, default_namespace))
+        elif runs:  # a scheduled TrainingRun between ticks: its newest run
+            subject = (str(runs[0]["apiVersion"]), resource_key(runs[0]))
+        key = subject[1] if subject is not None else None
+        status = _entry_status(
+            entry,
+            body,
+            subject,
+            change=by_key.get(key) if key else None,
+            live=observed.objects.get(key) if key else None,
+            stale=observed.stale,
+            runs=runs,
+            rollout=rollouts.get(key) if key else None,
+            analysis=analyses.get(key) if key else None,
+            schedule=training.schedules.get((namespace, entry.name)),
+            context=context,
+            waiting=pending(entry, context) if body is None else None,
+            namespace=namespace,
+            source_commit=commits.get(entry.path, ""),
+            now=now,
+            previous=previous,
+        )
+        statuses[status.path] = status
+    problems: dict[str, list[Diagnostic]] = {}
+    for diagnostic in loaded.diagnostics:
+        problems.setdefault(diagnostic.path, []).append(diagnostic)
+    for rejected in loaded.rejected:
+        declared = rejected.key(default_namespace)
+        status = build_status(
+            kind=declared.kind,
+            name=declared.name,
+            namespace=declared.namespace,
+            source=rejected.path,
+            source_commit=commits.get(rejected.path, ""),
+            now=now,
+            previous=previous.get(status_path(declared.kind, declared.namespace, declared.name)),
+            diagnostics=problems.get(rejected.path, ()),
+        )
+        statuses[status.path] = status
+    for path, doc in previous.items():
+        if path in statuses:
+            continue
+        source = str(doc.get("source"))
+        if source in loaded.failed_paths:
+            statuses[path] = build_status(
+                kind=str(doc.get("kind")),
+                name=str(doc.get("name")),
+                namespace=str(doc.get("namespace") or ""),
+                source=source,
+                source_commit=commits.get(source, str(doc.get("sourceCommit") or "")),
+                now=now,
+                previous=doc,
+                diagnostics=problems.get(source, ()),
+            )
+    return sorted(statuses.values(), key=lambda s: s.path)
+
+
+def inference_service_key(entry: Entry, default_namespace: str) -> ResourceKey:
+    """The InferenceService a ModelDeployment renders to, known without rendering it."""
+    return ResourceKey(
+        group=ISVC_API.rpartition("/")[0],
+        kind="InferenceService",
+        namespace=entry.namespace(default_namespace),
+        name=entry.name,
+    )
+
+
+def _entry_status(
+    entry: Entry,
+    body: Mapping[str, Any] | None,
+    subject: tuple[str, ResourceKey] | None,
+    *,
+    change: Change | None,
+    live: Mapping[str, Any] | None,
+    stale: frozenset[ResourceKey],
+    runs: Sequence[Mapping[str, Any]],
+    rollout: Decision | None,
+    analysis: Analysis | None,
+    schedule: ScheduleDecision | None,
+    context: RenderContext,
+    waiting: str | None,
+    namespace: str,
+    source_commit: str,
+    now: str,
+    previous: Mapping[str, Mapping[str, Any]],
+) -> SpecStatus:
+    """The status of one spec. ``body`` is what it renders to (None while it waits),
+    ``subject`` the API version and key of the object it reports on, if any."""
+    path = status_path(entry.kind, namespace, entry.name)
+    before = previous.get(path) or {}
+    key = subject[1] if subject is not None else None
+    health = _health(live, stale=key in stale) if live is not None else None
+    model = run = schedule_info = None
+    transition = rollout.transition if rollout is not None else None
+    records: list[dict[str, Any]] = []
+    if isinstance(entry.spec, ModelDeployment):
+        ref = entry.spec.spec.model.training_run(namespace)
+        trained = context.trained.get(ref) if ref is not None else None
+        model = _model_info(entry.spec, body, health, trained)
+        if trained is not None and trained.run != (before.get("model") or {}).get(
+            "fromTrainingRun", {}
+        ).get("run"):
+            lineage = (
+                f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
+                f"{entry.spec.spec.model.from_training_run} (spec {trained.source_commit[:7]})"
+            )
+            transition = f"{lineage}; {transition}" if transition else lineage
+    elif isinstance(entry.spec, TrainingRun):
+        records = [
+            run_record(_name(job), _health(job, stale=resource_key(job) in stale), job)
+            for job in runs
+        ]
+        run = next((r for r in records if key is not None and r["name"] == key.name), None)
+        if schedule is not None:
+            schedule_info = _schedule_info(schedule, before.get("schedule") or {})
+            if run is None and not records:
+                upcoming = schedule_info.get("nextTick", "never")
+                waiting = f"no run yet; the next tick is at {upcoming}"
+    return build_status(
+        kind=entry.kind,
+        name=entry.name,
+        namespace=namespace,
+        source=entry.path,
+        source_commit=source_commit,
+        now=now,
+        previous=before or None,
+        change=change,
+        health=health,
+        resources=[f"{subject[0]} {subject[1]}"] if subject is not None else [],
+        model=model,
+        run=run,
+        runs=records,
+        history_limit=entry.spec.spec.history_limit if isinstance(entry.spec, TrainingRun) else 10,
+        schedule=schedule_info,
+        waiting=waiting,
+        rollout=_rollout_info(rollout) if rollout is not None else None,
+        transition=transition,
+        errors=analysis.errors if analysis is not None else (),
+    )
+
+
+def _health(live: Mapping[str, Any], *, stale: bool) -> HealthReport:
+    """The health of a live object; one just written is waiting for its controller."""
+    health = assess(live)
+    if not stale:
+        return health
+    # Its phase is unknown until the controller reports, but where traffic goes
+    # right now (the URL, the split) is still what the old status says.
+    waiting = Health.PROGRESSING if live.get("kind") == "InferenceService" else Health.PENDING
+    return HealthReport(
+        waiting,
+        "applied; waiting for the controller to report",
+        url=health.url,
+        traffic=health.traffic,
+    )
+
+
+def _rollout_info(decision: Decision) -> dict[str, Any]:
+    state = decision.state
+    info: dict[str, Any] = {
+        "phase": state.phase.value,
+        "traffic": 100 if decision.traffic is None else decision.traffic,
+        "step": state.step + 1,
+    }
+    for key, value in (
+        ("canaryRevision", state.canary_revision),
+        ("stableRevision", state.stable_revision),
+        ("startedAt", state.started_at),
+        ("reason", state.reason),
+        ("story", state.story),
+    ):
+        if value:
+            info[key] = value
+    if state.evidence:
+        info["evidence"] = [m.text() for m in state.evidence]
+    return info
+
+
+def _model_info(
+    spec: ModelDeployment,
+    body: Mapping[str, Any] | None,
+    health: HealthReport | None,
+    trained: TrainedModel | None,
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"format": spec.spec.model.format}
+    if body is not None:
+        info["storageUri"] = body["spec"]["predictor"]["model"]["storageUri"]
+    if spec.spec.model.from_training_run is not None:
+        lineage: dict[str, Any] = {"name": spec.spec.model.from_training_run}
+        if trained is not None:
+            lineage |= {
+                "run": trained.run,
+                "sourceCommit": trained.source_commit,
+                "completionTime": trained.completion_time,
+            }
+        info["fromTrainingRun"] = lineage
+    if health is not None:
+        if health.url:
+            info["url"] = health.url
+        if health.traffic:
+            info["traffic"] = [
+                {"revision": t.revision, "percent": t.percent, "latest": t.latest}
+                for t in health.traffic
+            ]
+    return info
+
+
+def _schedule_info(decision: ScheduleDecision, previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``schedule`` of a TrainingRun's status. A skipped tick is told until the
+    next tick moves lastTick on."""
+    info: dict[str, Any] = {"since": format_time(decision.since)}
+    if decision.last_tick is not None:
+        info["lastTick"] = format_time(decision.last_tick)
+    if decision.next_tick is not None:
+        info["nextTick"] = format_time(decision.next_tick)
+    skipped = decision.skipped
+    if skipped is None and previous.get("lastTick") == info.get("lastTick"):
+        skipped = previous.get("skipped")
+    if skipped:
+        info["skipped"] = skipped
+    return info
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
