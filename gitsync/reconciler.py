@@ -609,9 +609,9 @@ class Reconciler:
             **report.changes.summary(),
         )
         if report.error is not None:
-            bound.warning(
-                "cycle cut short", error=str(report.error), remedy=report.error.remedy.value
-            )
+            # The caller reports it at its own level (the CLI as its error, the daemon
+            # with its next delay): logged here only for the cycle's own record.
+            bound.info("cycle cut short", error=str(report.error), remedy=report.error.remedy.value)
         for change in report.changes.changes:
             if change.writes or change.error:
                 bound.info(

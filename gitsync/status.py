@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import yaml
 
+from gitsync.conditions import Condition, ConditionStatus, summarize
 from gitsync.diff import Action, Change
 from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
@@ -58,8 +59,16 @@ class Phase(enum.Enum):
 
 _PHASES: Final = frozenset(p.value for p in Phase)
 _PHASE_OF_HEALTH: Final = {health: Phase(health.value) for health in Health}
-_SETTLED_OK: Final = {Phase.HEALTHY, Phase.SUCCEEDED}
 _STALLED: Final = {Phase.INVALID, Phase.FAILED, Phase.DEGRADED, Phase.ROLLED_BACK}
+_IN_PROGRESS: Final = {Phase.PROGRESSING, Phase.PENDING, Phase.RUNNING, Phase.UNKNOWN}
+_HEALTH_STATUS: Final[Mapping[Phase, ConditionStatus]] = {
+    Phase.HEALTHY: "True",
+    Phase.SUCCEEDED: "True",
+    Phase.FAILED: "False",
+    Phase.DEGRADED: "False",
+    Phase.ROLLED_BACK: "False",
+}
+_VALID: Final = Condition("Valid", "True", "Valid", "the spec loads and passes its policies")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,39 +122,40 @@ def status_path(kind: str, namespace: str, name: str) -> str:
     return f"{STATUS_ROOT}/{namespace or '_cluster'}/{kind}/{name}.yaml"
 
 
-def _condition(
-    kind: str,
-    status: str,
-    reason: str,
+def _conditions(
+    phase: Phase,
     message: str,
     *,
-    previous: Mapping[str, Mapping[str, Any]],
+    invalid: bool,
+    change: Change | None,
+    revision: str,
+    previous_doc: Mapping[str, Any] | None,
     now: str,
-) -> dict[str, str]:
-    before = previous.get(kind) or {}
-    unchanged = before.get("status") == status
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": str(before.get("lastTransitionTime") or now) if unchanged else now,
-    }
-
-
-def _conditions(
-    phase: Phase, message: str, previous_doc: Mapping[str, Any] | None, now: str
 ) -> tuple[dict[str, str], ...]:
-    """Kubernetes-style Ready / Reconciling / Stalled, as kstatus defines them."""
-    previous = {str(c.get("type")): c for c in (previous_doc or {}).get("conditions") or [] if c}
+    """The spec's conditions: Valid, Applied and Healthy, each owned by the part of
+    the cycle that decides it, and Ready, Reconciling and Stalled derived from them."""
     reason = phase.value
-    ready = "True" if phase in _SETTLED_OK else ("False" if phase in _STALLED else "Unknown")
-    reconciling = "False" if phase in _SETTLED_OK | _STALLED else "True"
-    stalled = "True" if phase in _STALLED else "False"
-    return (
-        _condition("Ready", ready, reason, message, previous=previous, now=now),
-        _condition("Reconciling", reconciling, reason, message, previous=previous, now=now),
-        _condition("Stalled", stalled, reason, message, previous=previous, now=now),
+    valid = Condition("Valid", "False", reason, message) if invalid else _VALID
+    owned = [valid]
+    # A spec with nothing to apply yet (it waits on a training run, or between
+    # ticks) has no Applied condition rather than one stuck at Unknown.
+    if change is not None and change.error is not None:
+        owned.append(Condition("Applied", "False", "ApplyFailed", change.error))
+    elif change is not None and change.action is not Action.SKIPPED:
+        # One message whatever the action, so the cycle after a create commits nothing.
+        owned.append(Condition("Applied", "True", "Applied", f"{change.key} is applied"))
+    if not invalid:
+        health = _HEALTH_STATUS.get(phase, "Unknown")
+        owned.append(Condition("Healthy", health, reason, message))
+    return summarize(
+        owned,
+        reconciling=Condition("Reconciling", "True", reason, message)
+        if phase in _IN_PROGRESS
+        else None,
+        stalled=Condition("Stalled", "True", reason, message) if phase in _STALLED else None,
+        revision=revision,
+        previous=(previous_doc or {}).get("conditions") or (),
+        now=now,
     )
 
 
@@ -218,7 +228,15 @@ def build_status(
         source_commit=source_commit,
         phase=phase,
         message=message,
-        conditions=_conditions(phase, message, previous, now),
+        conditions=_conditions(
+            phase,
+            message,
+            invalid=bool(problems),
+            change=change,
+            revision=source_commit,
+            previous_doc=previous,
+            now=now,
+        ),
         resources=tuple(resources),
         model=model,
         run=run,

@@ -270,6 +270,39 @@ def test_no_data_is_never_a_pass(
     assert reports[-1].statuses[0].message.startswith("no data from analysis")
 
 
+def test_a_query_prometheus_rejects_is_a_spec_error_not_a_rollback(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    namespace: str,
+    prometheus_url: str,
+    kube: KubeClient,
+) -> None:
+    r = reconciler()
+    deploy_v1(repo, r, namespace, prometheus_url)
+    broken = canary_model(
+        namespace,
+        prometheus_url,
+        version=2,
+        query='sum(rate(revision_requests_total{revision="{{canary_revision}}"}[5s])',
+    )
+    repo.write("models/fraud.yaml", broken)
+    repo.commit("fraud v2 with an unbalanced parenthesis")
+
+    reports = drive(r, lambda report: report.statuses[0].phase.value == "Invalid", timeout=60)
+    # Several more analysis intervals: it holds at its step, it does not roll back.
+    for _ in range(8):
+        reports.append(r.cycle())
+        time.sleep(0.5)
+
+    (status,) = reports[-1].statuses
+    assert status.phase.value == "Invalid"
+    assert "analysis metric 'error-rate'" in status.message
+    assert (status.rollout or {}).get("phase") == "Progressing"
+    assert (status.rollout or {}).get("traffic") == 20
+    assert all(rollout_phase(rep) != "RolledBack" for rep in reports)
+    assert any("parse error" in e or "unclosed" in e or "expected" in e for e in status.errors)
+
+
 def test_pause_holds_and_promote_moves_on(
     repo: SpecRepo,
     reconciler: Callable[[], Reconciler],

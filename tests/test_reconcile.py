@@ -113,7 +113,12 @@ def test_first_sync_then_noop(
     doc = yaml.safe_load(files[f"status/{namespace}/ModelDeployment/alpha.yaml"])
     assert doc["source"] == "specs/models/alpha.yaml"
     assert doc["model"]["storageUri"] == "s3://models/m/v1"
-    assert {c["type"] for c in doc["conditions"]} == {"Ready", "Reconciling", "Stalled"}
+    conditions = {c["type"]: c["status"] for c in doc["conditions"]}
+    assert doc["conditions"][0]["type"] == "Ready"
+    assert conditions["Valid"] == conditions["Applied"] == "True"
+    # kstatus: abnormal-true conditions appear only while True.
+    assert "Stalled" not in conditions
+    assert ("Reconciling" in conditions) == (doc["phase"] != "Healthy")
     (status_commit,) = repo.log("gitsync/status")
     assert first.status_commit and status_commit.startswith(first.status_commit)
 

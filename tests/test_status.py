@@ -37,7 +37,15 @@ def test_invalid_spec_is_stalled_and_lists_errors() -> None:
     status = build_status(**BASE, now="t1", diagnostics=[diagnostic])
     assert status.phase is Phase.INVALID
     conditions = {c["type"]: c["status"] for c in status.conditions}
-    assert conditions == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+    # kstatus: Reconciling is absent rather than False; Healthy is not judged.
+    assert conditions == {
+        "Ready": "False",
+        "Valid": "False",
+        "Stalled": "True",
+    }
+    ready = status.conditions[0]
+    assert ready["reason"] == "Invalid"
+    assert ready["message"].endswith(f"(revision {'c' * 12})")
     assert status.errors == ("models/fraud.yaml:8:5: spec.x: unknown field",)
 
 
@@ -65,7 +73,24 @@ def test_transition_time_moves_only_when_the_condition_changes() -> None:
         previous=parse_document(render_document(progressing)),
     )
     times = {c["type"]: c["lastTransitionTime"] for c in healthy.conditions}
-    assert times == {"Ready": "t2", "Reconciling": "t2", "Stalled": "t1"}
+    # Reconciling went away with the progress; Valid and Applied did not change.
+    assert times == {"Ready": "t2", "Valid": "t1", "Healthy": "t2"}
+    before = {c["type"] for c in progressing.conditions}
+    assert before == {"Ready", "Valid", "Healthy", "Reconciling"}
+
+
+def test_ready_is_derived_from_the_first_condition_that_is_not_true() -> None:
+    change = Change(
+        KEY, Action.CONFIGURED, error="admission webhook said no", error_remedy=Remedy.FAIL
+    )
+    status = build_status(**BASE, now="t", change=change, health=HealthReport(Health.HEALTHY))
+    by_type = {c["type"]: c for c in status.conditions}
+    assert by_type["Applied"]["status"] == "False"
+    assert by_type["Ready"]["status"] == "False"
+    assert by_type["Ready"]["reason"] == "ApplyFailed"
+    assert by_type["Ready"]["message"].startswith("admission webhook said no")
+    assert by_type["Stalled"]["status"] == "True"
+    assert "Reconciling" not in by_type
 
 
 def test_run_history_keeps_the_latest_runs_and_finished_names() -> None:
