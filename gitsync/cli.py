@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from gitsync import __version__
+from gitsync import __version__, trailers
 from gitsync.apply import dry_run_views
 from gitsync.clients.git import (
     Credentials,
@@ -44,7 +44,7 @@ from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
-from gitsync.status import STATUS_ROOT, parse_document
+from gitsync.status import STATUS_ROOT, parse_document, status_path
 
 __all__ = ["main"]
 
@@ -356,14 +356,29 @@ for _verb in ("promote", "abort"):
 # --- audit ------------------------------------------------------------------------------
 
 
-def _branch_head(repository: Repository, branch: str) -> str:
+def _find_branch(repository: Repository, branch: str) -> str | None:
     """A branch of a local clone, or its remote-tracking copy (a CI checkout has only that)."""
     for name in (branch, f"origin/{branch}", f"refs/remotes/origin/{branch}"):
         try:
             return repository.resolve(name)
         except GitError:
             continue
-    raise ConfigurationError(f"no branch {branch!r} in the repository (fetch it first)")
+    return None
+
+
+def _branch_head(repository: Repository, branch: str) -> str:
+    head = _find_branch(repository, branch)
+    if head is None:
+        raise ConfigurationError(f"no branch {branch!r} in the repository (fetch it first)")
+    return head
+
+
+def _no_status_branch(status_branch: str, consequence: str) -> None:
+    # Not an error: until gitsync's first cycle (or a fetch of its branch) there is none.
+    _echo_err(
+        f"no status branch {status_branch!r} yet: {consequence} "
+        "(gitsync has not reported here, or the branch is not fetched)"
+    )
 
 
 def _status_commits(
@@ -376,21 +391,12 @@ def _status_commits(
             for path, blob in {**change.changes.added, **change.changes.modified}.items()
             if path.endswith(".yaml")
         }
-        message = change.revision.message
-        trailer = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in message.splitlines()
-                if line.startswith("Gitsync-Source-Commit:")
-            ),
-            "",
-        )
         found.append(
             StatusCommit(
                 commit=change.revision.commit,
                 at=change.revision.authored_at,
                 summary=change.revision.summary,
-                source_commit=trailer,
+                source_commit=trailers.parse(change.revision.message).source_commit or "",
                 documents=documents,
                 removed=frozenset(change.changes.deleted),
             )
@@ -403,6 +409,22 @@ def _current_statuses(repository: Repository, head: str) -> dict[str, dict[str, 
         path: parse_document(repository.read_blob(blob))
         for path, blob in repository.files(head, under=STATUS_ROOT).items()
         if path.endswith(".yaml")
+    }
+
+
+def _declared_specs(repository: Repository, head: str, root: str) -> dict[str, dict[str, Any]]:
+    """Each spec of ``head`` named as its status document would name it, for a
+    timeline before gitsync has written any."""
+    snap = read_snapshot(repository, head, root=root)
+    default = snap.config.defaults.namespace
+    return {
+        status_path(e.kind, e.namespace(default), e.name): {
+            "kind": e.kind,
+            "name": e.name,
+            "namespace": e.namespace(default),
+            "source": e.path,
+        }
+        for e in snap.loaded.entries
     }
 
 
@@ -432,9 +454,15 @@ def history(
     """One timeline per spec: its commits (who, when, which merge) and what gitsync did."""
     repository = Repository.open(repo)
     since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
-    status_head = _branch_head(repository, status_branch)
-    status_commits = _status_commits(repository, status_head, since_utc)
-    specs = _current_statuses(repository, status_head)
+    spec_head = _branch_head(repository, branch)
+    status_head = _find_branch(repository, status_branch)
+    if status_head is None:
+        _no_status_branch(status_branch, "showing spec history only")
+        status_commits = []
+        specs = _declared_specs(repository, spec_head, subdir)
+    else:
+        status_commits = _status_commits(repository, status_head, since_utc)
+        specs = _current_statuses(repository, status_head)
     for commit in status_commits:  # specs removed since: their last known document
         for path, doc in commit.documents.items():
             specs.setdefault(path, dict(doc))
@@ -447,9 +475,7 @@ def history(
             paths=change.changes.paths,
             merge_of=change.merged,
         )
-        for change in repository.history(
-            _branch_head(repository, branch), under=subdir, since=since_utc
-        )
+        for change in repository.history(spec_head, under=subdir, since=since_utc)
     ]
     found = timelines(
         specs=specs,
@@ -459,7 +485,8 @@ def history(
         since=since_utc,
     )
     if name is not None and not found:
-        raise ConfigurationError(f"no spec named {name!r} on {status_branch}")
+        searched = status_branch if status_head is not None else branch
+        raise ConfigurationError(f"no spec named {name!r} on {searched}")
     if output == "json":
         payload = [timeline.as_dict() for timeline in found]
         click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
@@ -502,11 +529,15 @@ def status(
 ) -> None:
     """Current state of each spec, from the status branch (and the cluster, if given)."""
     repository = Repository.open(repo)
+    status_head = _find_branch(repository, status_branch)
+    if status_head is None:
+        _no_status_branch(status_branch, "no spec has a status to show")
+        if output == "json":
+            click.echo("[]")
+        return
     docs = [
         doc
-        for _, doc in sorted(
-            _current_statuses(repository, _branch_head(repository, status_branch)).items()
-        )
+        for _, doc in sorted(_current_statuses(repository, status_head).items())
         if name is None or doc.get("name") == name
     ]
     if name is not None and not docs:

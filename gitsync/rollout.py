@@ -23,7 +23,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, ParamSpec
 
 import orjson
@@ -223,7 +223,12 @@ def predictor_hash(body: Mapping[str, Any]) -> str:
 
 
 def _ts(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC, the form the state annotation stores and :func:`_since` reads."""
+    if moment.utcoffset() is None:
+        # Local time or UTC? The caller's clock must say; guessing would shift every
+        # pause and deadline by the machine's offset.
+        raise ValueError(f"rollout times must be timezone-aware, got naive {moment.isoformat()}")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _since(stamp: str | None, now: datetime) -> float:

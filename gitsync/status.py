@@ -23,6 +23,7 @@ from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
 from gitsync.loading import Diagnostic
 from gitsync.render import ANNOTATION_SCHEDULED_AT, ANNOTATION_SOURCE_COMMIT, output_uri
+from gitsync.trailers import Trailers
 
 __all__ = [
     "README_PATH",
@@ -414,5 +415,5 @@ def commit_message(
         subject = f"{stories[0]} [source {source_commit[:7]}]"
     elif stories:
         details = [*(f"- {story}" for story in stories), *details]
-    trailers = [f"Gitsync-Source-Commit: {source_commit}", f"Gitsync-Instance: {instance}"]
-    return "\n".join([subject, "", *details, "", *trailers]) + "\n"
+    trailers = Trailers(source_commit=source_commit, instance=instance).format()
+    return "\n".join([subject, "", *details, "", trailers])

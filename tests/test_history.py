@@ -101,3 +101,40 @@ def test_history_joins_spec_commits_merges_and_status_commits(
     missing = gitsync("history", "nope", cwd=repo.work)
     assert missing.returncode == 2
     assert "no spec named 'nope'" in missing.stderr
+
+
+def test_before_any_status_history_shows_the_spec_commits_and_status_says_so(
+    tmp_path: Path,
+) -> None:
+    repo = SpecRepo(tmp_path / "repo")
+    repo.write("models/fraud.yaml", model("ml", "s3://m/v1"))
+    first = repo.commit("fraud: first model")
+    repo.write("models/fraud.yaml", model("ml", "s3://m/v2"))
+    second = repo.commit("fraud: model v2")
+    note = "no status branch 'gitsync/status' yet"
+
+    result = gitsync("history", "fraud", "--format", "json", cwd=repo.work)
+
+    assert result.returncode == 0, result.stderr
+    assert f"{note}: showing spec history only" in result.stderr
+    assert "Traceback" not in result.stderr
+    (timeline,) = json.loads(result.stdout)
+    assert (timeline["kind"], timeline["namespace"], timeline["sources"]) == (
+        "ModelDeployment",
+        "ml",
+        ["models/fraud.yaml"],
+    )
+    assert [(e["kind"], e["commit"]) for e in timeline["events"]] == [
+        ("spec", second),
+        ("spec", first),
+    ]
+    missing = gitsync("history", "nope", cwd=repo.work)
+    assert missing.returncode == 2
+    assert "no spec named 'nope' on main" in missing.stderr
+
+    for output in ("table", "json"):
+        current = gitsync("status", "--format", output, cwd=repo.work)
+        assert current.returncode == 0, current.stderr
+        assert note in current.stderr
+        assert "Traceback" not in current.stderr
+        assert current.stdout == ("[]\n" if output == "json" else "")

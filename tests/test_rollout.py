@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -245,6 +245,25 @@ def test_reverting_the_spec_drops_the_canary() -> None:
     back = step(cluster, "v1", T0 + timedelta(seconds=5))
     assert (back.traffic, back.state.phase) == (None, RolloutPhase.PROMOTED)
     assert back.transition == "spec reverted to the stable model: canary dropped"
+
+
+def test_times_are_stored_in_utc_whatever_zone_the_clock_is_in() -> None:
+    east = timezone(timedelta(hours=2))
+    cluster = Cluster()
+    step(cluster, "v1", T0.astimezone(east))
+    step(cluster, "v2", T0.astimezone(east))
+    cluster.new_revision()
+    cluster.ready()
+    ready = step(cluster, "v2", T0.astimezone(east))
+    assert ready.state.step_started_at == "2026-11-28T12:00:00Z"
+    # The same instants through a UTC clock: the analysis interval counts from 12:00 UTC.
+    assert not analysis_due(ready.state, ROLLOUT, T0 + timedelta(seconds=29))
+    assert analysis_due(ready.state, ROLLOUT, T0 + timedelta(seconds=30))
+
+
+def test_a_naive_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        decide(desired_hash="v1", live=None, rollout=ROLLOUT, now=T0.replace(tzinfo=None))
 
 
 def test_state_survives_serialisation_exactly() -> None:
