@@ -34,7 +34,7 @@ from gitsync.diff import Action
 from gitsync.errors import ConfigurationError, GitError, GitsyncError
 from gitsync.evaluation import Evaluation, Evaluator, SpecKey, spec_objects
 from gitsync.health import assess
-from gitsync.history import SpecCommit, StatusCommit, timelines
+from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
 from gitsync.loading import Severity
 from gitsync.log import configure as configure_logging
 from gitsync.plan import make_plan
@@ -45,6 +45,7 @@ from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
 from gitsync.status import STATUS_ROOT, parse_document, status_path
+from gitsync.status_document import StatusDocument, status_json_schema
 
 __all__ = ["main"]
 
@@ -386,11 +387,7 @@ def _status_commits(
 ) -> list[StatusCommit]:
     found = []
     for change in repository.history(head, under=STATUS_ROOT, since=since):
-        documents = {
-            path: parse_document(repository.read_blob(blob))
-            for path, blob in {**change.changes.added, **change.changes.modified}.items()
-            if path.endswith(".yaml")
-        }
+        documents = _documents(repository, {**change.changes.added, **change.changes.modified})
         found.append(
             StatusCommit(
                 commit=change.revision.commit,
@@ -404,26 +401,28 @@ def _status_commits(
     return found
 
 
-def _current_statuses(repository: Repository, head: str) -> dict[str, dict[str, Any]]:
-    return {
-        path: parse_document(repository.read_blob(blob))
-        for path, blob in repository.files(head, under=STATUS_ROOT).items()
-        if path.endswith(".yaml")
-    }
+def _documents(repository: Repository, blobs: Mapping[str, str]) -> dict[str, StatusDocument]:
+    """The readable status documents among ``blobs`` (path -> blob id)."""
+    found = {}
+    for path, blob in blobs.items():
+        if path.endswith(".yaml") and (doc := parse_document(repository.read_blob(blob))):
+            found[path] = doc
+    return found
 
 
-def _declared_specs(repository: Repository, head: str, root: str) -> dict[str, dict[str, Any]]:
+def _current_statuses(repository: Repository, head: str) -> dict[str, StatusDocument]:
+    return _documents(repository, repository.files(head, under=STATUS_ROOT))
+
+
+def _declared_specs(repository: Repository, head: str, root: str) -> dict[str, SpecInfo]:
     """Each spec of ``head`` named as its status document would name it, for a
     timeline before gitsync has written any."""
     snap = read_snapshot(repository, head, root=root)
     default = snap.config.defaults.namespace
     return {
-        status_path(e.kind, e.namespace(default), e.name): {
-            "kind": e.kind,
-            "name": e.name,
-            "namespace": e.namespace(default),
-            "source": e.path,
-        }
+        status_path(e.kind, e.namespace(default), e.name): SpecInfo(
+            kind=e.kind, name=e.name, namespace=e.namespace(default), source=e.path
+        )
         for e in snap.loaded.entries
     }
 
@@ -462,10 +461,10 @@ def history(
         specs = _declared_specs(repository, spec_head, subdir)
     else:
         status_commits = _status_commits(repository, status_head, since_utc)
-        specs = _current_statuses(repository, status_head)
+        specs = {p: SpecInfo.of(d) for p, d in _current_statuses(repository, status_head).items()}
     for commit in status_commits:  # specs removed since: their last known document
         for path, doc in commit.documents.items():
-            specs.setdefault(path, dict(doc))
+            specs.setdefault(path, SpecInfo.of(doc))
     spec_commits = [
         SpecCommit(
             commit=change.revision.commit,
@@ -538,7 +537,7 @@ def status(
     docs = [
         doc
         for _, doc in sorted(_current_statuses(repository, status_head).items())
-        if name is None or doc.get("name") == name
+        if name is None or doc.name == name
     ]
     if name is not None and not docs:
         raise ConfigurationError(f"no spec named {name!r} on {status_branch}")
@@ -557,13 +556,20 @@ def status(
         click.echo(f"{row['kind']} {where}: {row['phase']}: {row['message']}{live}")
 
 
-def _status_row(doc: dict[str, Any], kube: KubeClient | None) -> dict[str, Any]:
-    row = {key: doc.get(key) for key in ("kind", "namespace", "name", "phase", "message", "source")}
+def _status_row(doc: StatusDocument, kube: KubeClient | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "kind": doc.kind,
+        "namespace": doc.namespace,
+        "name": doc.name,
+        "phase": doc.phase.value,
+        "message": doc.message,
+        "source": doc.source,
+    }
     if kube is None:
         return row
     healths = []
-    for resource in doc.get("resources") or []:
-        api_version, kind, where = str(resource).split(" ", 2)
+    for resource in doc.resources:
+        api_version, kind, where = resource.split(" ", 2)
         namespace, _, object_name = where.rpartition("/")
         live = kube.get(api_version, kind, object_name, namespace=namespace or None)
         healths.append("absent" if live is None else assess(live).health.value)
@@ -572,9 +578,12 @@ def _status_row(doc: dict[str, Any], kube: KubeClient | None) -> dict[str, Any]:
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of every spec kind (for yaml-language-server and CI)."""
-    click.echo(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode())
+@_option("--status", "of_status", is_flag=True, help="The status documents' schema instead.")
+def schema(of_status: bool) -> None:
+    """Print the JSON Schema of every spec kind (for yaml-language-server and CI), or
+    of the status documents on the status branch (a contract for tools reading it)."""
+    chosen = status_json_schema() if of_status else json_schema()
+    click.echo(orjson.dumps(chosen, option=orjson.OPT_INDENT_2).decode())
 
 
 # --- sync / run ---------------------------------------------------------------------------

@@ -12,9 +12,11 @@ which keeps them stable across unrelated commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from gitsync.status_document import Condition as DatedCondition
 
 __all__ = ["Condition", "ConditionStatus", "summarize"]
 
@@ -23,6 +25,8 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """A condition as a part of the cycle judges it, before it is dated."""
+
     type: str
     status: ConditionStatus
     reason: str
@@ -35,14 +39,14 @@ def summarize(
     reconciling: Condition | None,
     stalled: Condition | None,
     revision: str,
-    previous: Iterable[Mapping[str, Any]],
+    previous: Iterable[DatedCondition],
     now: str,
-) -> tuple[dict[str, str], ...]:
+) -> tuple[DatedCondition, ...]:
     """``Ready``, the owned conditions, and ``Reconciling`` / ``Stalled`` when given,
     each with its lastTransitionTime carried over while its status stays the same."""
     ready = _ready(owned)
     chosen = [ready, *owned, *(c for c in (reconciling, stalled) if c is not None)]
-    before = {str(c.get("type")): c for c in previous if isinstance(c, Mapping)}
+    before = {c.type: c for c in previous}
     named = f" (revision {revision[:12]})" if revision else ""
     return tuple(
         _dated(Condition(c.type, c.status, c.reason, c.message + named), before, now)
@@ -58,15 +62,13 @@ def _ready(owned: Sequence[Condition]) -> Condition:
     return Condition("Ready", "True", last.reason, last.message)
 
 
-def _dated(
-    condition: Condition, before: Mapping[str, Mapping[str, Any]], now: str
-) -> dict[str, str]:
-    old = before.get(condition.type) or {}
-    same = old.get("status") == condition.status
-    return {
-        "type": condition.type,
-        "status": condition.status,
-        "reason": condition.reason,
-        "message": condition.message,
-        "lastTransitionTime": str(old.get("lastTransitionTime") or now) if same else now,
-    }
+def _dated(condition: Condition, before: dict[str, DatedCondition], now: str) -> DatedCondition:
+    old = before.get(condition.type)
+    same = old is not None and old.status == condition.status
+    return DatedCondition(
+        type=condition.type,
+        status=condition.status,
+        reason=condition.reason,
+        message=condition.message,
+        last_transition_time=old.last_transition_time if same and old else now,
+    )

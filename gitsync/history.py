@@ -13,7 +13,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Event", "SpecCommit", "StatusCommit", "Timeline", "timelines"]
+from gitsync.status_document import StatusDocument
+
+__all__ = ["Event", "SpecCommit", "SpecInfo", "StatusCommit", "Timeline", "timelines"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpecInfo:
+    """Which spec a timeline is about: from its status document, or from the spec
+    branch before gitsync has written one."""
+
+    kind: str
+    name: str
+    namespace: str
+    source: str
+
+    @classmethod
+    def of(cls, doc: StatusDocument) -> SpecInfo:
+        return cls(kind=doc.kind, name=doc.name, namespace=doc.namespace, source=doc.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +53,7 @@ class StatusCommit:
     at: datetime
     summary: str
     source_commit: str
-    documents: Mapping[str, Mapping[str, Any]]
+    documents: Mapping[str, StatusDocument]
     removed: frozenset[str] = frozenset()
 
 
@@ -76,7 +93,7 @@ class Timeline:
 
 def timelines(
     *,
-    specs: Mapping[str, Mapping[str, Any]],
+    specs: Mapping[str, SpecInfo],
     spec_commits: Sequence[SpecCommit],
     status_commits: Sequence[StatusCommit],
     name: str | None = None,
@@ -86,14 +103,14 @@ def timelines(
     status document, or any document that ever existed), newest event first."""
     result = []
     for path, doc in sorted(specs.items()):
-        if name is not None and doc.get("name") != name:
+        if name is not None and doc.name != name:
             continue
-        sources = {str(doc.get("source"))}
+        sources = {doc.source}
         sources |= {
-            str(d.get("source"))
+            d.source
             for commit in status_commits
             for p, d in commit.documents.items()
-            if p == path and d.get("source")
+            if p == path and d.source
         }
         events: list[Event] = []
         for change in spec_commits:
@@ -117,16 +134,14 @@ def timelines(
             status = commit.documents.get(path)
             if status is None:
                 continue
-            rollout = status.get("rollout") or {}
-            extra = (
-                f" (rollout {rollout.get('phase')}, {rollout.get('traffic')}%)" if rollout else ""
-            )
+            rollout = status.rollout
+            extra = f" (rollout {rollout.phase}, {rollout.traffic}%)" if rollout else ""
             events.append(
                 Event(
                     commit.at,
                     "status",
                     commit.commit,
-                    f"{status.get('phase')}: {status.get('message')}{extra} "
+                    f"{status.phase.value}: {status.message}{extra} "
                     f"[source {commit.source_commit[:7]}]",
                 )
             )
@@ -135,10 +150,10 @@ def timelines(
         events.sort(key=lambda e: (e.at, e.kind == "status"), reverse=True)
         result.append(
             Timeline(
-                kind=str(doc.get("kind")),
-                namespace=str(doc.get("namespace") or ""),
-                name=str(doc.get("name")),
-                sources=tuple(sorted(s for s in sources if s and s != "None")),
+                kind=doc.kind,
+                namespace=doc.namespace,
+                name=doc.name,
+                sources=tuple(sorted(s for s in sources if s)),
                 events=tuple(events),
             )
         )

@@ -10,16 +10,12 @@ lookups into raw documents.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
 
-from gitsync.status import Phase, status_path
+from gitsync.status_document import Phase, RunRecord, ScheduleInfo, StatusDocument, status_path
 
 __all__ = ["Inventory"]
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,44 +23,35 @@ class Inventory:
     """The status documents of one commit of the status branch, by path."""
 
     commit: str | None = None
-    documents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    documents: Mapping[str, StatusDocument] = field(default_factory=dict)
     #: The files as they are on the branch, to publish only what changed.
     files: Mapping[str, bytes] = field(default_factory=dict)
 
-    def document(self, kind: str, namespace: str, name: str) -> Mapping[str, Any]:
-        """The document of one spec; empty when it has none."""
-        return self.documents.get(status_path(kind, namespace, name)) or _EMPTY
+    def document(self, kind: str, namespace: str, name: str) -> StatusDocument | None:
+        return self.documents.get(status_path(kind, namespace, name))
 
-    def runs(self, namespace: str, name: str) -> list[Mapping[str, Any]]:
+    def runs(self, namespace: str, name: str) -> tuple[RunRecord, ...]:
         """The runs a TrainingRun's document remembers, newest first."""
-        runs = self.document("TrainingRun", namespace, name).get("runs") or []
-        return [r for r in runs if isinstance(r, Mapping)]
+        doc = self.document("TrainingRun", namespace, name)
+        return doc.runs if doc is not None else ()
 
-    def schedule(self, namespace: str, name: str) -> Mapping[str, Any]:
-        recorded = self.document("TrainingRun", namespace, name).get("schedule")
-        return recorded if isinstance(recorded, Mapping) else _EMPTY
+    def schedule(self, namespace: str, name: str) -> ScheduleInfo | None:
+        doc = self.document("TrainingRun", namespace, name)
+        return doc.schedule if doc is not None else None
 
     def finished_runs(self) -> frozenset[str]:
         """Names of runs any document recorded as finished (a finished job that
         expired is not recreated)."""
         done = {Phase.SUCCEEDED.value, Phase.FAILED.value}
         return frozenset(
-            str(r.get("name"))
-            for doc in self.documents.values()
-            for r in doc.get("runs") or []
-            if isinstance(r, Mapping) and r.get("phase") in done
+            r.name for doc in self.documents.values() for r in doc.runs if r.phase in done
         )
 
     def applied_kinds(self) -> set[tuple[str, str]]:
         """(apiVersion, kind) of every resource a document says a spec applied."""
         kinds = set()
         for doc in self.documents.values():
-            for resource in doc.get("resources") or []:
-                api_version, kind, *_ = str(resource).split(" ")
+            for resource in doc.resources:
+                api_version, kind, *_ = resource.split(" ")
                 kinds.add((api_version, kind))
         return kinds
-
-    def from_sources(self, paths: Iterable[str]) -> dict[str, Mapping[str, Any]]:
-        """The documents of specs declared in ``paths``, by document path."""
-        wanted = set(paths)
-        return {p: d for p, d in self.documents.items() if d.get("source") in wanted}

@@ -23,6 +23,15 @@ from gitsync.rollout import Decision
 from gitsync.schedule import ScheduleDecision, format_time
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus, build_status, run_record, status_path
+from gitsync.status_document import (
+    Lineage,
+    ModelInfo,
+    RolloutInfo,
+    RunRecord,
+    ScheduleInfo,
+    StatusDocument,
+    Traffic,
+)
 from gitsync.training import TrainingPlan, jobs_by_training_run
 
 __all__ = ["Observations", "inference_service_key", "spec_statuses"]
@@ -68,7 +77,7 @@ def spec_statuses(
         namespace = entry.namespace(default_namespace)
         path = status_path(entry.kind, namespace, entry.name)
         if not observed.complete and path in previous:
-            statuses[path] = SpecStatus.from_document(previous[path])
+            statuses[path] = previous[path]
             continue
         runs = jobs.get((namespace, entry.name), []) if isinstance(entry.spec, TrainingRun) else []
         subject: tuple[str, ResourceKey] | None = None
@@ -115,19 +124,16 @@ def spec_statuses(
         )
         statuses[status.path] = status
     for path, doc in previous.items():
-        if path in statuses:
-            continue
-        source = str(doc.get("source"))
-        if source in loaded.failed_paths:
+        if path not in statuses and doc.source in loaded.failed_paths:
             statuses[path] = build_status(
-                kind=str(doc.get("kind")),
-                name=str(doc.get("name")),
-                namespace=str(doc.get("namespace") or ""),
-                source=source,
-                source_commit=commits.get(source, str(doc.get("sourceCommit") or "")),
+                kind=doc.kind,
+                name=doc.name,
+                namespace=doc.namespace,
+                source=doc.source,
+                source_commit=commits.get(doc.source, doc.source_commit),
                 now=now,
                 previous=doc,
-                diagnostics=problems.get(source, ()),
+                diagnostics=problems.get(doc.source, ()),
             )
     return sorted(statuses.values(), key=lambda s: s.path)
 
@@ -159,24 +165,22 @@ def _entry_status(
     namespace: str,
     source_commit: str,
     now: str,
-    previous: Mapping[str, Mapping[str, Any]],
+    previous: Mapping[str, StatusDocument],
 ) -> SpecStatus:
     """The status of one spec. ``body`` is what it renders to (None while it waits),
     ``subject`` the API version and key of the object it reports on, if any."""
     path = status_path(entry.kind, namespace, entry.name)
-    before = previous.get(path) or {}
+    before = previous.get(path)
     key = subject[1] if subject is not None else None
     health = _health(live, stale=key in stale) if live is not None else None
     model = run = schedule_info = None
     transition = rollout.transition if rollout is not None else None
-    records: list[dict[str, Any]] = []
+    records: list[RunRecord] = []
     if isinstance(entry.spec, ModelDeployment):
         ref = entry.spec.spec.model.training_run(namespace)
         trained = context.trained.get(ref) if ref is not None else None
         model = _model_info(entry.spec, body, health, trained)
-        if trained is not None and trained.run != (before.get("model") or {}).get(
-            "fromTrainingRun", {}
-        ).get("run"):
+        if trained is not None and trained.run != _served_run(before):
             lineage = (
                 f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
                 f"{entry.spec.spec.model.from_training_run} (spec {trained.source_commit[:7]})"
@@ -187,11 +191,11 @@ def _entry_status(
             run_record(_name(job), _health(job, stale=resource_key(job) in stale), job)
             for job in runs
         ]
-        run = next((r for r in records if key is not None and r["name"] == key.name), None)
+        run = next((r for r in records if key is not None and r.name == key.name), None)
         if schedule is not None:
-            schedule_info = _schedule_info(schedule, before.get("schedule") or {})
+            schedule_info = _schedule_info(schedule, before.schedule if before else None)
             if run is None and not records:
-                upcoming = schedule_info.get("nextTick", "never")
+                upcoming = schedule_info.next_tick or "never"
                 waiting = f"no run yet; the next tick is at {upcoming}"
     return build_status(
         kind=entry.kind,
@@ -200,7 +204,7 @@ def _entry_status(
         source=entry.path,
         source_commit=source_commit,
         now=now,
-        previous=before or None,
+        previous=before,
         change=change,
         health=health,
         resources=[f"{subject[0]} {subject[1]}"] if subject is not None else [],
@@ -232,25 +236,19 @@ def _health(live: Mapping[str, Any], *, stale: bool) -> HealthReport:
     )
 
 
-def _rollout_info(decision: Decision) -> dict[str, Any]:
+def _rollout_info(decision: Decision) -> RolloutInfo:
     state = decision.state
-    info: dict[str, Any] = {
-        "phase": state.phase.value,
-        "traffic": 100 if decision.traffic is None else decision.traffic,
-        "step": state.step + 1,
-    }
-    for key, value in (
-        ("canaryRevision", state.canary_revision),
-        ("stableRevision", state.stable_revision),
-        ("startedAt", state.started_at),
-        ("reason", state.reason),
-        ("story", state.story),
-    ):
-        if value:
-            info[key] = value
-    if state.evidence:
-        info["evidence"] = [m.text() for m in state.evidence]
-    return info
+    return RolloutInfo(
+        phase=state.phase.value,
+        traffic=100 if decision.traffic is None else decision.traffic,
+        step=state.step + 1,
+        canary_revision=state.canary_revision or None,
+        stable_revision=state.stable_revision or None,
+        started_at=state.started_at or None,
+        reason=state.reason or None,
+        story=state.story or None,
+        evidence=tuple(m.text() for m in state.evidence),
+    )
 
 
 def _model_info(
@@ -258,44 +256,46 @@ def _model_info(
     body: Mapping[str, Any] | None,
     health: HealthReport | None,
     trained: TrainedModel | None,
-) -> dict[str, Any]:
-    info: dict[str, Any] = {"format": spec.spec.model.format}
-    if body is not None:
-        info["storageUri"] = body["spec"]["predictor"]["model"]["storageUri"]
+) -> ModelInfo:
+    lineage = None
     if spec.spec.model.from_training_run is not None:
-        lineage: dict[str, Any] = {"name": spec.spec.model.from_training_run}
-        if trained is not None:
-            lineage |= {
-                "run": trained.run,
-                "sourceCommit": trained.source_commit,
-                "completionTime": trained.completion_time,
-            }
-        info["fromTrainingRun"] = lineage
-    if health is not None:
-        if health.url:
-            info["url"] = health.url
-        if health.traffic:
-            info["traffic"] = [
-                {"revision": t.revision, "percent": t.percent, "latest": t.latest}
-                for t in health.traffic
-            ]
-    return info
+        lineage = Lineage(
+            name=spec.spec.model.from_training_run,
+            run=trained.run if trained else None,
+            source_commit=trained.source_commit if trained else None,
+            completion_time=trained.completion_time if trained else None,
+        )
+    return ModelInfo(
+        format=spec.spec.model.format,
+        storage_uri=body["spec"]["predictor"]["model"]["storageUri"] if body else None,
+        from_training_run=lineage,
+        url=(health.url or None) if health else None,
+        traffic=tuple(
+            Traffic(revision=t.revision, percent=t.percent, latest=t.latest)
+            for t in (health.traffic if health else ())
+        ),
+    )
 
 
-def _schedule_info(decision: ScheduleDecision, previous: Mapping[str, Any]) -> dict[str, Any]:
+def _served_run(doc: StatusDocument | None) -> str | None:
+    if doc is None or doc.model is None or doc.model.from_training_run is None:
+        return None
+    return doc.model.from_training_run.run
+
+
+def _schedule_info(decision: ScheduleDecision, previous: ScheduleInfo | None) -> ScheduleInfo:
     """The ``schedule`` of a TrainingRun's status. A skipped tick is told until the
     next tick moves lastTick on."""
-    info: dict[str, Any] = {"since": format_time(decision.since)}
-    if decision.last_tick is not None:
-        info["lastTick"] = format_time(decision.last_tick)
-    if decision.next_tick is not None:
-        info["nextTick"] = format_time(decision.next_tick)
+    last_tick = format_time(decision.last_tick) if decision.last_tick is not None else None
     skipped = decision.skipped
-    if skipped is None and previous.get("lastTick") == info.get("lastTick"):
-        skipped = previous.get("skipped")
-    if skipped:
-        info["skipped"] = skipped
-    return info
+    if skipped is None and previous is not None and previous.last_tick == last_tick:
+        skipped = previous.skipped
+    return ScheduleInfo(
+        since=format_time(decision.since),
+        last_tick=last_tick,
+        next_tick=format_time(decision.next_tick) if decision.next_tick is not None else None,
+        skipped=skipped or None,
+    )
 
 
 def _name(obj: Mapping[str, Any]) -> str:

@@ -10,19 +10,29 @@ times are carried over from the previous document unless the condition changed.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-import yaml
-
-from gitsync.conditions import Condition, ConditionStatus, summarize
+from gitsync.conditions import Condition as OwnedCondition
+from gitsync.conditions import ConditionStatus, summarize
 from gitsync.diff import Action, Change
 from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
 from gitsync.loading import Diagnostic
 from gitsync.render import ANNOTATION_SCHEDULED_AT, ANNOTATION_SOURCE_COMMIT, output_uri
+from gitsync.status_document import (
+    STATUS_ROOT,
+    Condition,
+    ModelInfo,
+    Phase,
+    RolloutInfo,
+    RunRecord,
+    ScheduleInfo,
+    StatusDocument,
+    dump_document,
+    parse_document,
+    status_path,
+)
 from gitsync.trailers import Trailers
 
 __all__ = [
@@ -32,33 +42,18 @@ __all__ = [
     "SpecStatus",
     "build_status",
     "commit_message",
-    "document",
     "dump_document",
     "parse_document",
     "readme",
-    "render_document",
     "run_record",
     "status_path",
 ]
 
-STATUS_ROOT: Final = "status"
 README_PATH: Final = f"{STATUS_ROOT}/README.md"
 
+#: A spec's status is its status document (plus the transition its commit tells).
+SpecStatus = StatusDocument
 
-class Phase(enum.Enum):
-    HEALTHY = "Healthy"
-    PROGRESSING = "Progressing"
-    DEGRADED = "Degraded"
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    INVALID = "Invalid"
-    ROLLED_BACK = "RolledBack"
-    UNKNOWN = "Unknown"
-
-
-_PHASES: Final = frozenset(p.value for p in Phase)
 _PHASE_OF_HEALTH: Final = {health: Phase(health.value) for health in Health}
 _STALLED: Final = {Phase.INVALID, Phase.FAILED, Phase.DEGRADED, Phase.ROLLED_BACK}
 _IN_PROGRESS: Final = {Phase.PROGRESSING, Phase.PENDING, Phase.RUNNING, Phase.UNKNOWN}
@@ -69,58 +64,7 @@ _HEALTH_STATUS: Final[Mapping[Phase, ConditionStatus]] = {
     Phase.DEGRADED: "False",
     Phase.ROLLED_BACK: "False",
 }
-_VALID: Final = Condition("Valid", "True", "Valid", "the spec loads and passes its policies")
-
-
-@dataclass(frozen=True, slots=True)
-class SpecStatus:
-    kind: str
-    name: str
-    namespace: str
-    source: str
-    source_commit: str
-    phase: Phase
-    message: str
-    conditions: tuple[Mapping[str, str], ...] = ()
-    resources: tuple[str, ...] = ()
-    model: Mapping[str, Any] | None = None
-    run: Mapping[str, Any] | None = None
-    runs: tuple[Mapping[str, Any], ...] = ()
-    schedule: Mapping[str, Any] | None = None
-    errors: tuple[str, ...] = field(default_factory=tuple)
-    rollout: Mapping[str, Any] | None = None
-    #: What this cycle did to a rollout, in words (the status commit tells it).
-    transition: str | None = None
-
-    @property
-    def path(self) -> str:
-        return status_path(self.kind, self.namespace, self.name)
-
-    @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> SpecStatus:
-        """The status a document records, to publish again unchanged."""
-        phase = doc.get("phase")
-        return cls(
-            kind=str(doc.get("kind")),
-            name=str(doc.get("name")),
-            namespace=str(doc.get("namespace") or ""),
-            source=str(doc.get("source") or ""),
-            source_commit=str(doc.get("sourceCommit") or ""),
-            phase=Phase(phase) if phase in _PHASES else Phase.UNKNOWN,
-            message=str(doc.get("message") or ""),
-            conditions=tuple(c for c in doc.get("conditions") or [] if isinstance(c, Mapping)),
-            resources=tuple(str(r) for r in doc.get("resources") or []),
-            model=doc.get("model"),
-            run=doc.get("run"),
-            runs=tuple(doc.get("runs") or ()),
-            schedule=doc.get("schedule"),
-            errors=tuple(str(e) for e in doc.get("errors") or []),
-            rollout=doc.get("rollout"),
-        )
-
-
-def status_path(kind: str, namespace: str, name: str) -> str:
-    return f"{STATUS_ROOT}/{namespace or '_cluster'}/{kind}/{name}.yaml"
+_VALID: Final = OwnedCondition("Valid", "True", "Valid", "the spec loads and passes its policies")
 
 
 def _conditions(
@@ -130,32 +74,32 @@ def _conditions(
     invalid: bool,
     change: Change | None,
     revision: str,
-    previous_doc: Mapping[str, Any] | None,
+    previous_doc: StatusDocument | None,
     now: str,
-) -> tuple[dict[str, str], ...]:
+) -> tuple[Condition, ...]:
     """The spec's conditions: Valid, Applied and Healthy, each owned by the part of
     the cycle that decides it, and Ready, Reconciling and Stalled derived from them."""
     reason = phase.value
-    valid = Condition("Valid", "False", reason, message) if invalid else _VALID
+    valid = OwnedCondition("Valid", "False", reason, message) if invalid else _VALID
     owned = [valid]
     # A spec with nothing to apply yet (it waits on a training run, or between
     # ticks) has no Applied condition rather than one stuck at Unknown.
     if change is not None and change.error is not None:
-        owned.append(Condition("Applied", "False", "ApplyFailed", change.error))
+        owned.append(OwnedCondition("Applied", "False", "ApplyFailed", change.error))
     elif change is not None and change.action is not Action.SKIPPED:
         # One message whatever the action, so the cycle after a create commits nothing.
-        owned.append(Condition("Applied", "True", "Applied", f"{change.key} is applied"))
+        owned.append(OwnedCondition("Applied", "True", "Applied", f"{change.key} is applied"))
     if not invalid:
         health = _HEALTH_STATUS.get(phase, "Unknown")
-        owned.append(Condition("Healthy", health, reason, message))
+        owned.append(OwnedCondition("Healthy", health, reason, message))
     return summarize(
         owned,
-        reconciling=Condition("Reconciling", "True", reason, message)
+        reconciling=OwnedCondition("Reconciling", "True", reason, message)
         if phase in _IN_PROGRESS
         else None,
-        stalled=Condition("Stalled", "True", reason, message) if phase in _STALLED else None,
+        stalled=OwnedCondition("Stalled", "True", reason, message) if phase in _STALLED else None,
         revision=revision,
-        previous=(previous_doc or {}).get("conditions") or (),
+        previous=previous_doc.conditions if previous_doc is not None else (),
         now=now,
     )
 
@@ -168,18 +112,18 @@ def build_status(
     source: str,
     source_commit: str,
     now: str,
-    previous: Mapping[str, Any] | None = None,
+    previous: StatusDocument | None = None,
     diagnostics: Sequence[Diagnostic] = (),
     change: Change | None = None,
     health: HealthReport | None = None,
     resources: Sequence[str] = (),
-    model: Mapping[str, Any] | None = None,
-    run: Mapping[str, Any] | None = None,
-    runs: Sequence[Mapping[str, Any]] = (),
+    model: ModelInfo | None = None,
+    run: RunRecord | None = None,
+    runs: Sequence[RunRecord] = (),
     history_limit: int = 10,
-    schedule: Mapping[str, Any] | None = None,
+    schedule: ScheduleInfo | None = None,
     waiting: str | None = None,
-    rollout: Mapping[str, Any] | None = None,
+    rollout: RolloutInfo | None = None,
     transition: str | None = None,
     errors: Sequence[str] = (),
 ) -> SpecStatus:
@@ -205,11 +149,11 @@ def build_status(
         phase, message = _phase_of_error(change), change.error
     elif change is not None and change.action is Action.SKIPPED and health is None:
         phase, message = Phase.UNKNOWN, change.reason
-    elif rollout is not None and rollout.get("phase") in {"RolledBack", "Aborted"}:
-        phase, message = Phase.ROLLED_BACK, str(rollout.get("reason") or "rolled back")
-    elif rollout is not None and rollout.get("phase") in {"Progressing", "Paused"}:
+    elif rollout is not None and rollout.phase in {"RolledBack", "Aborted"}:
+        phase, message = Phase.ROLLED_BACK, rollout.reason or "rolled back"
+    elif rollout is not None and rollout.phase in {"Progressing", "Paused"}:
         phase = Phase.PROGRESSING
-        message = transition or str(rollout.get("story") or f"canary {rollout.get('traffic')}%")
+        message = transition or rollout.story or f"canary {rollout.traffic}%"
     elif health is not None:
         phase, message = _PHASE_OF_HEALTH[health.health], health.message
     elif waiting is not None:
@@ -218,8 +162,8 @@ def build_status(
         phase, message = Phase.UNKNOWN, "not observed yet"
     if change is not None and change.drift:
         message = f"{message} (drift {'reverted' if change.writes else 'detected'})"
-    if schedule is not None and schedule.get("skipped"):
-        message = f"{message}; {schedule['skipped']}"
+    if schedule is not None and schedule.skipped:
+        message = f"{message}; {schedule.skipped}"
     history = _run_history(previous, [*([run] if run else []), *runs], history_limit)
     return SpecStatus(
         kind=kind,
@@ -255,98 +199,42 @@ def _phase_of_error(change: Change) -> Phase:
 
 
 def _run_history(
-    previous: Mapping[str, Any] | None, observed: Sequence[Mapping[str, Any]], limit: int
-) -> tuple[Mapping[str, Any], ...]:
+    previous: StatusDocument | None, observed: Sequence[RunRecord], limit: int
+) -> tuple[RunRecord, ...]:
     """The last ``limit`` runs, newest first: those observed now (which replace their
     own older entries), then the remembered ones no longer in the cluster."""
-    current: dict[str, Mapping[str, Any]] = {}
+    current: dict[str, RunRecord] = {}
     for run in observed:
-        current.setdefault(str(run.get("name")), run)
-    older = [
-        r
-        for r in (previous or {}).get("runs") or []
-        if isinstance(r, Mapping) and str(r.get("name")) not in current
-    ]
+        current.setdefault(run.name, run)
+    older = [r for r in (previous.runs if previous else ()) if r.name not in current]
     return (*current.values(), *older)[:limit]
 
 
-def run_record(name: str, health: HealthReport, job: Mapping[str, Any] | None) -> dict[str, Any]:
+def run_record(name: str, health: HealthReport, job: Mapping[str, Any] | None) -> RunRecord:
     """One run as its TrainingRun's status records it.
 
     ``job`` is the run's object (live, or as just written); it names where the run
     writes its model, the commit of the spec that started it and, for a scheduled
     run, its tick.
     """
-    record: dict[str, Any] = {"name": name, "phase": health.health.value}
-    for key in ("startTime", "completionTime", "replicaStatuses"):
-        if key in health.details:
-            record[key] = health.details[key]
-    if health.health is Health.FAILED:
-        record["reason"] = health.message
     annotations = ((job or {}).get("metadata") or {}).get("annotations") or {}
-    if job is not None and (uri := output_uri(job)):
-        record["outputUri"] = uri
-    if commit := annotations.get(ANNOTATION_SOURCE_COMMIT):
-        record["sourceCommit"] = commit
-    if tick := annotations.get(ANNOTATION_SCHEDULED_AT):
-        record["scheduledAt"] = tick
-    return record
-
-
-def render_document(status: SpecStatus) -> bytes:
-    """The status document as YAML (see :func:`document` for its content)."""
-    return dump_document(document(status))
-
-
-def dump_document(doc: Mapping[str, Any]) -> bytes:
-    text = yaml.dump(
-        dict(doc), Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1000
+    return RunRecord(
+        name=name,
+        phase=health.health.value,
+        start_time=health.details.get("startTime"),
+        completion_time=health.details.get("completionTime"),
+        replica_statuses=health.details.get("replicaStatuses"),
+        reason=health.message if health.health is Health.FAILED else None,
+        output_uri=output_uri(job) if job is not None else None,
+        source_commit=annotations.get(ANNOTATION_SOURCE_COMMIT) or None,
+        scheduled_at=annotations.get(ANNOTATION_SCHEDULED_AT) or None,
     )
-    return text.encode("utf-8")
 
 
-def document(status: SpecStatus) -> dict[str, Any]:
-    """The content of a status document: plain data, as :func:`parse_document` reads it."""
-    doc: dict[str, Any] = {
-        "kind": status.kind,
-        "name": status.name,
-        "namespace": status.namespace,
-        "source": status.source,
-        "sourceCommit": status.source_commit,
-        "phase": status.phase.value,
-        "message": status.message,
-        "conditions": [dict(c) for c in status.conditions],
-    }
-    if status.resources:
-        doc["resources"] = list(status.resources)
-    if status.model is not None:
-        doc["model"] = dict(status.model)
-    if status.run is not None:
-        doc["run"] = dict(status.run)
-    if status.runs:
-        doc["runs"] = [dict(r) for r in status.runs]
-    if status.schedule is not None:
-        doc["schedule"] = dict(status.schedule)
-    if status.rollout is not None:
-        doc["rollout"] = dict(status.rollout)
-    if status.errors:
-        doc["errors"] = list(status.errors)
-    return doc
-
-
-def parse_document(content: bytes) -> dict[str, Any]:
-    """A previous status document; an unreadable one counts as absent."""
-    try:
-        data = yaml.load(content, Loader=yaml.CSafeLoader)
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _traffic_text(model: Mapping[str, Any] | None) -> str:
-    if not model:
+def _traffic_text(model: ModelInfo | None) -> str:
+    if model is None:
         return ""
-    return ", ".join(f"{t.get('revision')} {t.get('percent')}%" for t in model.get("traffic") or [])
+    return ", ".join(f"{t.revision} {t.percent}%" for t in model.traffic)
 
 
 def readme(statuses: Iterable[SpecStatus]) -> bytes:
@@ -363,10 +251,10 @@ def readme(statuses: Iterable[SpecStatus]) -> bytes:
     ]
     for s in rows:
         what = ""
-        if s.model:
-            what = str(s.model.get("storageUri") or "")
-        elif s.run:
-            what = str(s.run.get("name") or "")
+        if s.model is not None:
+            what = s.model.storage_uri or ""
+        elif s.run is not None:
+            what = s.run.name
         message = s.message.replace("|", "\\|").replace("\n", " ")
         link = f"[{s.name}]({s.path.removeprefix(STATUS_ROOT + '/')})"
         lines.append(
@@ -378,7 +266,7 @@ def readme(statuses: Iterable[SpecStatus]) -> bytes:
 
 def commit_message(
     *,
-    before: Mapping[str, Mapping[str, Any]],
+    before: Mapping[str, StatusDocument],
     after: Sequence[SpecStatus],
     removed: Sequence[str],
     source_commit: str,
@@ -388,8 +276,8 @@ def commit_message(
     details = []
     for status in after:
         old = before.get(status.path)
-        old_phase = old.get("phase") if old else None
-        if old_phase == status.phase.value and old and old.get("message") == status.message:
+        old_phase = old.phase.value if old else None
+        if old_phase == status.phase.value and old and old.message == status.message:
             continue
         arrow = f"{old_phase} -> {status.phase.value}" if old_phase else status.phase.value
         details.append(
@@ -407,9 +295,9 @@ def commit_message(
         f"{s.name}: traffic now {_traffic_text(s.model)}"
         for s in after
         if not s.transition
-        and s.model
-        and s.model.get("traffic")
-        and (before.get(s.path) or {}).get("model", {}).get("traffic") != s.model.get("traffic")
+        and s.model is not None
+        and s.model.traffic
+        and _traffic_of(before.get(s.path)) != s.model.traffic
     ]
     if len(stories) == 1:
         subject = f"{stories[0]} [source {source_commit[:7]}]"
@@ -417,3 +305,7 @@ def commit_message(
         details = [*(f"- {story}" for story in stories), *details]
     trailers = Trailers(source_commit=source_commit, instance=instance).format()
     return "\n".join([subject, "", *details, "", trailers])
+
+
+def _traffic_of(doc: StatusDocument | None) -> tuple[Any, ...]:
+    return doc.model.traffic if doc is not None and doc.model is not None else ()

@@ -8,11 +8,7 @@ blob, dumps no YAML it dumped before, and commits nothing. Publishing never forc
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-import orjson
+from collections.abc import Sequence
 
 from gitsync.clients.git import Author, GitSource
 from gitsync.inventory import Inventory
@@ -21,11 +17,11 @@ from gitsync.status import (
     STATUS_ROOT,
     SpecStatus,
     commit_message,
-    document,
     dump_document,
     parse_document,
     readme,
 )
+from gitsync.status_document import StatusDocument
 
 __all__ = ["StatusStore"]
 
@@ -38,9 +34,9 @@ class StatusStore:
         self._author = author
         self._instance = instance
         self._inventory = Inventory()
-        #: path -> (digest of the document's JSON, its YAML): dumping a thousand
-        #: documents each cycle would cost more than everything else.
-        self._dumped: dict[str, tuple[bytes, bytes]] = {}
+        #: Each document as last dumped: dumping a thousand documents each cycle
+        #: would cost more than everything else, and documents are immutable values.
+        self._dumped: dict[str, tuple[StatusDocument, bytes]] = {}
 
     def read(self, branch: str) -> Inventory:
         """The branch as it is on the remote now (read again only when it moved)."""
@@ -48,13 +44,14 @@ class StatusStore:
         commit = head.commit if head else None
         if commit == self._inventory.commit:
             return self._inventory
-        documents: dict[str, Mapping[str, Any]] = {}
+        documents: dict[str, StatusDocument] = {}
         files: dict[str, bytes] = {}
         if commit is not None:
             for path, blob in self._git.files(commit, under=STATUS_ROOT).items():
                 files[path] = content = self._git.read_blob(blob)
-                if path.endswith(".yaml"):
-                    documents[path] = parse_document(content)
+                if path.endswith(".yaml") and (doc := parse_document(content)) is not None:
+                    documents[path] = doc
+                    self._dumped[path] = (doc, content)
         self._inventory = Inventory(commit=commit, documents=documents, files=files)
         return self._inventory
 
@@ -70,7 +67,7 @@ class StatusStore:
         """Commit the statuses that changed, and remove the documents of specs that
         are gone; the new commit, or None when nothing changed. Raises GitError."""
         before = self._inventory
-        docs = {s.path: document(s) for s in statuses}
+        docs = {s.path: s for s in statuses}
         files: dict[str, bytes] = {path: self._dump(path, doc) for path, doc in docs.items()}
         files[README_PATH] = readme(statuses)
         removed = [p for p in before.files if p not in files]
@@ -89,11 +86,10 @@ class StatusStore:
         self._inventory = Inventory(commit=commit, documents=docs, files=files)
         return commit
 
-    def _dump(self, path: str, doc: Mapping[str, Any]) -> bytes:
-        key = hashlib.blake2b(orjson.dumps(doc), digest_size=16).digest()
+    def _dump(self, path: str, doc: StatusDocument) -> bytes:
         cached = self._dumped.get(path)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == doc:
             return cached[1]
         content = dump_document(doc)
-        self._dumped[path] = (key, content)
+        self._dumped[path] = (doc, content)
         return content

@@ -28,6 +28,7 @@ from gitsync.render import (
 from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format_time, parse_time
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import run_record
+from gitsync.status_document import RunRecord
 
 __all__ = [
     "JOB_KINDS",
@@ -125,39 +126,37 @@ def _schedule(
         for job in jobs
     ]
     remembered = [
-        RunFacts(name=str(r.get("name")), active=False, scheduled_at=parse_time(tick))
+        RunFacts(name=r.name, active=False, scheduled_at=parse_time(r.scheduled_at))
         for r in inventory.runs(*ref)
-        if (tick := r.get("scheduledAt"))
+        if r.scheduled_at
     ]
     return decide_schedule(
         schedule=spec.spec.schedule,
         policy=spec.spec.concurrency_policy,
         runs=[*live, *remembered],
-        since=parse_time(recorded.get("since")),
-        recorded_tick=parse_time(recorded.get("lastTick")),
+        since=parse_time(recorded.since if recorded else None),
+        recorded_tick=parse_time(recorded.last_tick if recorded else None),
         now=now,
     )
 
 
 def _latest_success(
-    jobs: Sequence[Mapping[str, Any]], remembered: Sequence[Mapping[str, Any]]
+    jobs: Sequence[Mapping[str, Any]], remembered: Sequence[RunRecord]
 ) -> TrainedModel | None:
     """The latest Succeeded run that names an output, by completion time: live jobs
     first, then the status history (a job may be gone after its TTL)."""
-    records: list[Mapping[str, Any]] = [run_record(_name(job), assess(job), job) for job in jobs]
-    seen = {r["name"] for r in records}
-    records += [r for r in remembered if r.get("name") not in seen]
-    succeeded = [
-        r for r in records if r.get("phase") == Health.SUCCEEDED.value and r.get("outputUri")
-    ]
+    records = [run_record(_name(job), assess(job), job) for job in jobs]
+    seen = {r.name for r in records}
+    records += [r for r in remembered if r.name not in seen]
+    succeeded = [r for r in records if r.phase == Health.SUCCEEDED.value and r.output_uri]
     if not succeeded:
         return None
-    best = max(succeeded, key=lambda r: (str(r.get("completionTime") or ""), str(r["name"])))
+    best = max(succeeded, key=lambda r: (r.completion_time or "", r.name))
     return TrainedModel(
-        run=str(best["name"]),
-        output_uri=str(best["outputUri"]),
-        completion_time=str(best.get("completionTime") or ""),
-        source_commit=str(best.get("sourceCommit") or ""),
+        run=best.name,
+        output_uri=str(best.output_uri),
+        completion_time=best.completion_time or "",
+        source_commit=best.source_commit or "",
     )
 
 

@@ -119,7 +119,7 @@ def drive(
 
 def rollout_phase(report: CycleReport) -> str | None:
     (status,) = report.statuses
-    return (status.rollout or {}).get("phase")
+    return status.rollout.phase if status.rollout else None
 
 
 def healthy(report: CycleReport) -> bool:
@@ -265,7 +265,7 @@ def test_no_data_is_never_a_pass(
 
     reports = drive(r, lambda report: rollout_phase(report) == "RolledBack", timeout=60)
 
-    traffic_seen = {(rep.statuses[0].rollout or {}).get("traffic") for rep in reports}
+    traffic_seen = {r.traffic for rep in reports if (r := rep.statuses[0].rollout)}
     assert 60 not in traffic_seen and 100 not in traffic_seen
     assert reports[-1].statuses[0].message.startswith("no data from analysis")
 
@@ -297,8 +297,9 @@ def test_a_query_prometheus_rejects_is_a_spec_error_not_a_rollback(
     (status,) = reports[-1].statuses
     assert status.phase.value == "Invalid"
     assert "analysis metric 'error-rate'" in status.message
-    assert (status.rollout or {}).get("phase") == "Progressing"
-    assert (status.rollout or {}).get("traffic") == 20
+    assert status.rollout is not None
+    assert status.rollout.phase == "Progressing"
+    assert status.rollout.traffic == 20
     assert all(rollout_phase(rep) != "RolledBack" for rep in reports)
     assert any("parse error" in e or "unclosed" in e or "expected" in e for e in status.errors)
 
@@ -323,7 +324,9 @@ def test_pause_holds_and_promote_moves_on(
     drive(r, lambda report: "ready: 30%" in (report.statuses[0].transition or ""), timeout=30)
     for _ in range(4):
         time.sleep(1)
-        assert (r.cycle().statuses[0].rollout or {}).get("traffic") == 30
+        rollout = r.cycle().statuses[0].rollout
+        assert rollout is not None
+        assert rollout.traffic == 30
 
     promote = subprocess.run(
         [

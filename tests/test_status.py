@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+import yaml
+
 from gitsync.diff import Action, Change
 from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
@@ -12,11 +15,12 @@ from gitsync.status import (
     Phase,
     build_status,
     commit_message,
+    dump_document,
     parse_document,
     readme,
-    render_document,
     status_path,
 )
+from gitsync.status_document import ModelInfo, RunRecord, StatusDocument, Traffic
 
 KEY = ResourceKey("serving.kserve.io", "InferenceService", "ml", "fraud")
 BASE = {
@@ -28,6 +32,21 @@ BASE = {
 }
 
 
+def document(**fields: object) -> StatusDocument:
+    """A previous status document as the branch would hold it (camelCase data)."""
+    base = {
+        "kind": "ModelDeployment",
+        "name": "fraud",
+        "namespace": "ml",
+        "source": "models/fraud.yaml",
+        "sourceCommit": "c" * 40,
+        "phase": "Progressing",
+        "message": "x",
+        "conditions": [],
+    }
+    return StatusDocument.model_validate({**base, **fields})
+
+
 def test_path_layout() -> None:
     assert status_path("ModelDeployment", "ml", "fraud") == "status/ml/ModelDeployment/fraud.yaml"
 
@@ -36,7 +55,7 @@ def test_invalid_spec_is_stalled_and_lists_errors() -> None:
     diagnostic = Diagnostic("models/fraud.yaml", 8, 5, "unknown field", field="spec.x")
     status = build_status(**BASE, now="t1", diagnostics=[diagnostic])
     assert status.phase is Phase.INVALID
-    conditions = {c["type"]: c["status"] for c in status.conditions}
+    conditions = {c.type: c.status for c in status.conditions}
     # kstatus: Reconciling is absent rather than False; Healthy is not judged.
     assert conditions == {
         "Ready": "False",
@@ -44,8 +63,8 @@ def test_invalid_spec_is_stalled_and_lists_errors() -> None:
         "Stalled": "True",
     }
     ready = status.conditions[0]
-    assert ready["reason"] == "Invalid"
-    assert ready["message"].endswith(f"(revision {'c' * 12})")
+    assert ready.reason == "Invalid"
+    assert ready.message.endswith(f"(revision {'c' * 12})")
     assert status.errors == ("models/fraud.yaml:8:5: spec.x: unknown field",)
 
 
@@ -59,9 +78,9 @@ def test_documents_are_byte_identical_when_nothing_changed() -> None:
     health = HealthReport(Health.HEALTHY, "serving fraud-predictor-00001")
     first = build_status(**BASE, now="t1", health=health)
     again = build_status(
-        **BASE, now="t2", health=health, previous=parse_document(render_document(first))
+        **BASE, now="t2", health=health, previous=parse_document(dump_document(first))
     )
-    assert render_document(first) == render_document(again)
+    assert dump_document(first) == dump_document(again)
 
 
 def test_transition_time_moves_only_when_the_condition_changes() -> None:
@@ -70,12 +89,12 @@ def test_transition_time_moves_only_when_the_condition_changes() -> None:
         **BASE,
         now="t2",
         health=HealthReport(Health.HEALTHY),
-        previous=parse_document(render_document(progressing)),
+        previous=parse_document(dump_document(progressing)),
     )
-    times = {c["type"]: c["lastTransitionTime"] for c in healthy.conditions}
+    times = {c.type: c.last_transition_time for c in healthy.conditions}
     # Reconciling went away with the progress; Valid and Applied did not change.
     assert times == {"Ready": "t2", "Valid": "t1", "Healthy": "t2"}
-    before = {c["type"] for c in progressing.conditions}
+    before = {c.type for c in progressing.conditions}
     assert before == {"Ready", "Valid", "Healthy", "Reconciling"}
 
 
@@ -84,33 +103,34 @@ def test_ready_is_derived_from_the_first_condition_that_is_not_true() -> None:
         KEY, Action.CONFIGURED, error="admission webhook said no", error_remedy=Remedy.FAIL
     )
     status = build_status(**BASE, now="t", change=change, health=HealthReport(Health.HEALTHY))
-    by_type = {c["type"]: c for c in status.conditions}
-    assert by_type["Applied"]["status"] == "False"
-    assert by_type["Ready"]["status"] == "False"
-    assert by_type["Ready"]["reason"] == "ApplyFailed"
-    assert by_type["Ready"]["message"].startswith("admission webhook said no")
-    assert by_type["Stalled"]["status"] == "True"
+    by_type = {c.type: c for c in status.conditions}
+    assert by_type["Applied"].status == "False"
+    assert by_type["Ready"].status == "False"
+    assert by_type["Ready"].reason == "ApplyFailed"
+    assert by_type["Ready"].message.startswith("admission webhook said no")
+    assert by_type["Stalled"].status == "True"
     assert "Reconciling" not in by_type
 
 
 def test_run_history_keeps_the_latest_runs_and_finished_names() -> None:
-    previous = {
-        "runs": [{"name": "t-1", "phase": "Succeeded"}, {"name": "t-2", "phase": "Running"}]
-    }
+    previous = document(
+        kind="TrainingRun",
+        runs=[{"name": "t-1", "phase": "Succeeded"}, {"name": "t-2", "phase": "Running"}],
+    )
     status = build_status(
         **{**BASE, "kind": "TrainingRun"},
         now="t",
         previous=previous,
         health=HealthReport(Health.FAILED),
-        run={"name": "t-2", "phase": "Failed"},
+        run=RunRecord(name="t-2", phase="Failed"),
     )
-    assert [r["name"] for r in status.runs] == ["t-2", "t-1"]
-    inventory = Inventory(documents={status.path: parse_document(render_document(status))})
+    assert [r.name for r in status.runs] == ["t-2", "t-1"]
+    inventory = Inventory(documents={status.path: parse_document(dump_document(status))})
     assert inventory.finished_runs() == {"t-1", "t-2"}
 
 
 def test_commit_message_tells_what_changed() -> None:
-    before = {"status/ml/ModelDeployment/fraud.yaml": {"phase": "Progressing", "message": "x"}}
+    before = {"status/ml/ModelDeployment/fraud.yaml": document()}
     after = [build_status(**BASE, now="t", health=HealthReport(Health.HEALTHY, "serving r1"))]
     message = commit_message(
         before=before, after=after, removed=[], source_commit="c" * 40, instance="prod"
@@ -127,7 +147,9 @@ def test_readme_table() -> None:
         **BASE,
         now="t",
         health=HealthReport(Health.HEALTHY, "ok"),
-        model={"storageUri": "s3://m/v7", "traffic": [{"revision": "r1", "percent": 100}]},
+        model=ModelInfo(
+            storage_uri="s3://m/v7", traffic=(Traffic(revision="r1", percent=100, latest=True),)
+        ),
     )
     text = readme([status]).decode()
     assert "| ml | ModelDeployment | [fraud](ml/ModelDeployment/fraud.yaml) | Healthy | " in text
@@ -135,22 +157,58 @@ def test_readme_table() -> None:
 
 
 def test_a_moved_traffic_split_is_the_subject() -> None:
-    traffic = [{"revision": "m-2", "percent": 20}, {"revision": "m-1", "percent": 80}]
+    traffic = (
+        Traffic(revision="m-2", percent=20, latest=True),
+        Traffic(revision="m-1", percent=80, latest=False),
+    )
     before = {
-        "status/ml/ModelDeployment/fraud.yaml": {
-            "phase": "Progressing",
-            "message": "canary 20%",
-            "model": {"traffic": [{"revision": "m-1", "percent": 100}]},
-        }
+        "status/ml/ModelDeployment/fraud.yaml": document(
+            message="canary 20%",
+            model={"traffic": [{"revision": "m-1", "percent": 100, "latest": True}]},
+        )
     }
     after = build_status(
         **BASE,
         now="t",
         previous=before["status/ml/ModelDeployment/fraud.yaml"],
         health=HealthReport(Health.PROGRESSING, "canary 20%"),
-        model={"storageUri": "s3://m/v2", "traffic": traffic},
+        model=ModelInfo(storage_uri="s3://m/v2", traffic=traffic),
     )
     message = commit_message(
         before=before, after=[after], removed=[], source_commit="c" * 40, instance="i"
     )
     assert message.splitlines()[0] == "fraud: traffic now m-2 20%, m-1 80% [source ccccccc]"
+
+
+def test_a_document_reads_back_as_it_was_written() -> None:
+    written = build_status(
+        **BASE,
+        now="t",
+        health=HealthReport(Health.HEALTHY, "ok"),
+        model=ModelInfo(storage_uri="s3://m/v1"),
+    )
+    content = dump_document(written)
+    assert parse_document(content) == written
+    assert content.startswith(b"kind: ModelDeployment\nname: fraud\nnamespace: ml\n")
+    assert b"storageUri: s3://m/v1" in content
+
+
+@pytest.mark.parametrize(
+    ("content", "readable"),
+    [
+        (b"kind: [unclosed", False),
+        (b"- a list\n", False),
+        (b"kind: ModelDeployment\n", False),  # required fields missing
+        (b"", False),
+    ],
+)
+def test_an_unreadable_document_counts_as_absent(content: bytes, readable: bool) -> None:
+    assert (parse_document(content) is not None) is readable
+
+
+def test_fields_a_newer_gitsync_adds_are_ignored() -> None:
+    data = yaml.safe_load(dump_document(build_status(**BASE, now="t")))
+    data["dashboardUrl"] = "https://example.test/fraud"
+    parsed = parse_document(yaml.safe_dump(data).encode())
+    assert parsed is not None
+    assert parsed.name == "fraud"

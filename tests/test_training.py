@@ -339,7 +339,7 @@ def drive(reconciler: Reconciler, until: Callable[[CycleReport], bool]) -> Cycle
 
 def run_phases(report: CycleReport) -> list[str]:
     (status,) = [s for s in report.statuses if s.kind == "TrainingRun"]
-    return [str(r.get("phase")) for r in status.runs]
+    return [r.phase for r in status.runs]
 
 
 def scheduled(repo: SpecRepo, namespace: str, tick: str) -> str:

@@ -1,0 +1,202 @@
+"""The status document: one per spec on the status branch, a public contract.
+
+People read these files, CI jobs and dashboards parse them, and gitsync itself reads
+them back as its memory between processes (the runs of a TrainingRun, its schedule
+ticks, the kinds it applied). So they are typed models with one way to parse and one
+way to dump, and a JSON Schema (``gitsync schema --status``) like the specs have.
+
+Reading is lenient where that keeps data: fields a newer gitsync added are ignored;
+a document that does not fit the model at all counts as absent (the next cycle
+writes a good one). Writing is deterministic: fields in a fixed order, defaults
+left out, no clock, so a cycle where nothing changed produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "Condition",
+    "Lineage",
+    "ModelInfo",
+    "Phase",
+    "RolloutInfo",
+    "RunRecord",
+    "ScheduleInfo",
+    "StatusDocument",
+    "Traffic",
+    "dump_document",
+    "parse_document",
+    "status_json_schema",
+]
+
+
+class Phase(enum.Enum):
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    INVALID = "Invalid"
+    ROLLED_BACK = "RolledBack"
+    UNKNOWN = "Unknown"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=False,
+    )
+
+
+class Condition(_Part):
+    """A Kubernetes-style condition (see :mod:`gitsync.conditions`)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str
+    last_transition_time: str
+
+
+class Traffic(_Part):
+    revision: str
+    percent: int
+    latest: bool
+
+
+class Lineage(_Part):
+    """The training run a ``fromTrainingRun`` model serves."""
+
+    name: str
+    run: str | None = None
+    source_commit: str | None = None
+    completion_time: str | None = None
+
+
+class ModelInfo(_Part):
+    format: str | None = None
+    storage_uri: str | None = None
+    from_training_run: Lineage | None = None
+    url: str | None = None
+    traffic: tuple[Traffic, ...] = ()
+
+
+class RunRecord(_Part):
+    """One run (one TFJob or PyTorchJob) of a TrainingRun."""
+
+    name: str
+    phase: str
+    start_time: str | None = None
+    completion_time: str | None = None
+    replica_statuses: dict[str, Any] | None = None
+    reason: str | None = None
+    output_uri: str | None = None
+    source_commit: str | None = None
+    scheduled_at: str | None = None
+
+
+class ScheduleInfo(_Part):
+    since: str
+    last_tick: str | None = None
+    next_tick: str | None = None
+    skipped: str | None = None
+
+
+class RolloutInfo(_Part):
+    """Where a canary rollout stands (the live object holds its full state)."""
+
+    phase: str
+    traffic: int
+    step: int
+    canary_revision: str | None = None
+    stable_revision: str | None = None
+    started_at: str | None = None
+    reason: str | None = None
+    story: str | None = None
+    evidence: tuple[str, ...] = ()
+
+
+class StatusDocument(_Part):
+    kind: str
+    name: str
+    namespace: str
+    source: str
+    source_commit: str
+    phase: Phase
+    message: str
+    conditions: tuple[Condition, ...]
+    resources: tuple[str, ...] = ()
+    model: ModelInfo | None = None
+    run: RunRecord | None = None
+    runs: tuple[RunRecord, ...] = ()
+    schedule: ScheduleInfo | None = None
+    rollout: RolloutInfo | None = None
+    errors: tuple[str, ...] = ()
+    #: What this cycle did to a rollout, in words: told by the status commit, not
+    #: kept in the document.
+    transition: str | None = Field(default=None, exclude=True)
+
+    @property
+    def path(self) -> str:
+        return status_path(self.kind, self.namespace, self.name)
+
+    def condition(self, kind: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+
+STATUS_ROOT = "status"
+
+
+def status_path(kind: str, namespace: str, name: str) -> str:
+    return f"{STATUS_ROOT}/{namespace or '_cluster'}/{kind}/{name}.yaml"
+
+
+def as_data(doc: StatusDocument) -> dict[str, Any]:
+    """The document as plain data, in field order, defaults left out."""
+    data: dict[str, Any] = doc.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    return data
+
+
+def dump_document(doc: StatusDocument) -> bytes:
+    text = yaml.dump(
+        as_data(doc), Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=1000
+    )
+    return text.encode("utf-8")
+
+
+def parse_document(content: bytes) -> StatusDocument | None:
+    """A document as the status branch holds it; None when it is unreadable."""
+    try:
+        data = yaml.load(content, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        return None
+    return document_from_data(data)
+
+
+def document_from_data(data: object) -> StatusDocument | None:
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return StatusDocument.model_validate(data)
+    except pydantic.ValidationError:
+        return None
+
+
+def status_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a status document, as the branch holds it."""
+    schema: dict[str, Any] = StatusDocument.model_json_schema(by_alias=True, mode="serialization")
+    schema["title"] = "gitsync status document"
+    return schema
