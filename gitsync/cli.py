@@ -37,7 +37,7 @@ from gitsync.history import SpecCommit, StatusCommit, timelines
 from gitsync.loading import Entry, Severity
 from gitsync.log import configure as configure_logging
 from gitsync.plan import make_plan
-from gitsync.policy import enforce, entry_object
+from gitsync.policy import enforce, entry_object, verdict_lines
 from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.render import RenderContext, pending, render
 from gitsync.rollout import COMMAND_ANNOTATION
@@ -279,7 +279,7 @@ def plan(
         diagnostics=diagnostics,
         failed_paths=loaded.failed_paths,
         live=live,
-        policy_lines=tuple(verdicts.lines()),
+        policy_lines=tuple(verdict_lines(verdicts)),
     )
     if output == "json":
         click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())
