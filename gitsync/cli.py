@@ -38,7 +38,7 @@ from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
 from gitsync.loading import Severity
 from gitsync.log import configure as configure_logging
 from gitsync.plan import make_plan
-from gitsync.policy import PolicySet
+from gitsync.policy import PolicySet, verdict_lines
 from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
@@ -274,7 +274,7 @@ def plan(
         diagnostics=diagnostics,
         failed_paths=loaded.failed_paths,
         live=live,
-        policy_lines=tuple(head_specs.verdicts.lines()),
+        policy_lines=tuple(verdict_lines(head_specs.verdicts)),
     )
     if output == "json":
         click.echo(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode())

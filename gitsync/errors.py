@@ -26,6 +26,7 @@ __all__ = [
     "NotFoundError",
     "PushConflictError",
     "PushRejectedError",
+    "QuantityError",
     "Remedy",
     "SpecError",
     "TransientError",
@@ -130,3 +131,9 @@ class SpecError(GitsyncError):
     """A spec file cannot be loaded or validated; only a new commit can fix it."""
 
     remedy = Remedy.WAIT_FOR_COMMIT
+
+
+class QuantityError(SpecError, ValueError):
+    """A string that is not a Kubernetes quantity, or an impossible conversion.
+
+    A ``ValueError`` too, so that pydantic validators report it as a field error."""

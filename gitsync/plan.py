@@ -18,6 +18,7 @@ from typing import Any
 
 from gitsync.diff import holds, normalize, object_diff
 from gitsync.loading import Diagnostic, Entry
+from gitsync.quantity import Quantity
 from gitsync.render import (
     ResourceKey,
     comparable,
@@ -431,12 +432,13 @@ def _run_words(old: TrainingRun | None, new: TrainingRun | None) -> list[str]:
         assert old is not None  # noqa: S101
         return [f"removed: a running `{run_name(old)}` is stopped; finished runs are kept"]
     replicas = ", ".join(f"{role} {count}" for role, count in sorted(new.spec.replicas.items()))
-    gpus = (new.spec.resources.limits.get("nvidia.com/gpu") if new.spec.resources else None) or 0
-    total = sum(new.spec.replicas.values())
+    limit = new.spec.resources.limits.get("nvidia.com/gpu") if new.spec.resources else None
+    # Exact: "500m" or 1.5 GPUs per replica are fractions a float-to-int cast would lose.
+    gpus = Quantity.of(limit) * sum(new.spec.replicas.values()) if limit else None
     start = (
         f"starts run `{run_name(new)}` ({new.spec.framework}, {replicas}; image `{new.spec.image}`"
     )
-    start += f"; {int(float(gpus)) * total} GPU(s) in all)" if gpus else ")"
+    start += f"; {gpus} GPU(s) in all)" if gpus is not None else ")"
     if old is None:
         return [start]
     words = [start, f"the previous run `{run_name(old)}` is kept (runs are immutable)"]

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
 
+from gitsync.quantity import Quantity, QuantityError
 from gitsync.schedule import ConcurrencyPolicy, check_crontab
 
 __all__ = [
@@ -59,18 +60,21 @@ __all__ = [
 API_VERSION = "gitsync.io/v1alpha1"
 
 _DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[numkMGTPE])?$")
 
 DnsLabel = Annotated[str, StringConstraints(pattern=_DNS1123_LABEL, max_length=63)]
 
 
 def _check_quantity(value: str | int | float) -> str | int | float:
-    if isinstance(value, str) and not _QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)")
+    # The value stays as written (the rendered object carries it to Kubernetes); only
+    # its grammar is checked, by the parser the API server's own mirrors.
+    try:
+        Quantity.of(value)
+    except QuantityError as exc:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)") from exc
     return value
 
 
-Quantity = Annotated[str | int | float, AfterValidator(_check_quantity)]
+QuantityValue = Annotated[str | int | float, AfterValidator(_check_quantity)]
 
 #: Model formats KServe's shipped ServingRuntimes understand.
 ModelFormat = Literal[
@@ -136,8 +140,8 @@ class Metadata(_Strict):
 
 
 class Resources(_Strict):
-    requests: dict[str, Quantity] = Field(default_factory=dict)
-    limits: dict[str, Quantity] = Field(default_factory=dict)
+    requests: dict[str, QuantityValue] = Field(default_factory=dict)
+    limits: dict[str, QuantityValue] = Field(default_factory=dict)
 
 
 class ModelSource(_Strict):

@@ -179,3 +179,37 @@ def test_plan_against_the_cluster_shows_drift(
     diff = re.search(r"```diff\n(.*?)```", result.stdout, re.S)
     assert diff is not None
     assert "-    maxReplicas: 9\n+    maxReplicas: 4\n" in diff.group(1)
+
+
+@pytest.mark.parametrize(
+    ("limit", "words"),
+    [
+        pytest.param('"500m"', "2 GPU(s) in all", id="milli"),
+        pytest.param("1.5", "6 GPU(s) in all", id="yaml-float"),
+        pytest.param('"0.25"', "1 GPU(s) in all", id="decimal-string"),
+    ],
+)
+def test_new_training_run_with_fractional_gpus(
+    examples_repo: SpecRepo, limit: str, words: str
+) -> None:
+    """Quantities are exact: half a GPU on each of four replicas is two GPUs, not a crash
+    on ``int(float('500m'))`` nor 1.5 truncated to one per replica."""
+    target = examples_repo.work / "training" / "fraud-train.yaml"
+    target.write_text(
+        target.read_text()
+        .replace("fraud-train:1.4.0", "fraud-train:1.5.0")
+        .replace('nvidia.com/gpu: "1"', f"nvidia.com/gpu: {limit}")
+    )
+    # The shipped GPU cap counts whole GPUs and denies fractions, which would keep the
+    # run out of the plan's words; a pool that shares GPUs replaces it.
+    examples_repo.write(
+        "policies/cap-training-gpus.yaml",
+        "apiVersion: gitsync.io/v1alpha1\nkind: Policy\nmetadata: {name: cap-training-gpus}\n"
+        "spec:\n  match: {kinds: [TrainingRun]}\n  validations: [{expression: 'true'}]\n",
+    )
+    examples_repo.commit("fractional GPUs")
+
+    result = plan(examples_repo, "--base", "HEAD~1", "--head", "HEAD")
+
+    assert "Traceback" not in result.stderr, result.stderr
+    assert words in result.stdout, result.stdout

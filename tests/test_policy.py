@@ -20,8 +20,6 @@ from gitsync.policy import (
     PolicyResult,
     PolicySet,
     PolicySeverity,
-    Quantity,
-    QuantityError,
     VerdictMemo,
     enforce,
     entry_object,
@@ -1204,97 +1202,7 @@ def test_inputs_are_not_modified() -> None:
     assert document == TRAINING
 
 
-# --- quantities ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("smaller", "larger"),
-    [
-        ("1000Mi", "1Gi"),
-        ("500m", "1"),
-        ("1n", "1u"),
-        ("999", "1k"),
-        ("1k", "1Ki"),
-        ("50M", "50Mi"),
-        ("-1", "0"),
-        ("1.6G", "1.5Gi"),
-        ("0.999999999", "1"),
-    ],
-)
-def test_quantity_order(smaller: str, larger: str) -> None:
-    assert Quantity.parse(smaller) < Quantity.parse(larger)
-    assert Quantity.parse(smaller).compare(Quantity.parse(larger)) == -1
-
-
-@pytest.mark.parametrize(
-    ("left", "right"),
-    [
-        ("1", "1000m"),
-        ("0.5", "500m"),
-        (".5", "500m"),
-        ("1.", "1"),
-        ("+1", "1"),
-        ("1k", "1000"),
-        ("1e3", "1k"),
-        ("1E3", "1000"),
-        ("2e-3", "2m"),
-        ("1Ki", "1024"),
-        ("1.5Gi", "1536Mi"),
-        ("1E", "1000000000000000000"),
-        ("200M", "0.2G"),
-        ("0.1n", "1n"),  # more precise than 1n: rounded up, as Kubernetes does
-        ("0.9999999999", "1"),
-        ("-0.1n", "-1n"),  # ...away from zero
-        ("1e-30", "1n"),
-        ("16Ei", "9223372036854775807"),  # binary suffixes cap at 2^63-1
-        ("-0", "0"),
-        ("007", "7"),
-    ],
-)
-def test_quantity_equal_values(left: str, right: str) -> None:
-    assert Quantity.parse(left) == Quantity.parse(right)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "200K",
-        "10Mo",
-        "10Mm",
-        "Three",
-        "1,3G",
-        " 1",
-        "1 ",
-        "1e",
-        "1Gib",
-        "--1",
-        "1.2.3",
-        "1e1.5",
-    ],
-)
-def test_quantity_rejects(text: str) -> None:
-    with pytest.raises(QuantityError):
-        Quantity.parse(text)
-
-
-def test_quantity_reads_a_missing_number_as_zero_like_go() -> None:
-    # Go's scanner (resource.parseQuantityString) turns an empty number into "0", so
-    # ParseQuantity accepts a bare suffix or sign; quantity.go's doc comment says
-    # isQuantity('Mi') is false, but the code it calls says otherwise. We follow the code.
-    for text in ("Mi", "k", "+", "-", "."):
-        assert Quantity.parse(text) == Quantity(0), text
-
-
-def test_quantity_conversions() -> None:
-    assert Quantity.parse("50k").as_integer() == 50000
-    assert Quantity.parse("1.5").as_approximate_float() == 1.5
-    assert not Quantity.parse("1.5").is_integer()
-    assert not Quantity.parse("9999999999999999999999999999999999999G").is_integer()
-    with pytest.raises(QuantityError, match="cannot convert value to integer"):
-        Quantity.parse("500m").as_integer()
-    assert str(Quantity.parse("1.5Gi")) == "1610612736"
-    assert str(Quantity.parse("-2500m")) == "-2.5"
+# --- quantities in CEL (the type itself: tests/test_quantity.py) ------------------
 
 
 CEL_QUANTITY_TRUTHS = [

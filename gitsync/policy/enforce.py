@@ -1,0 +1,211 @@
+"""Judging entries: policy sets evaluated over specs, and what their verdicts mean.
+
+Validation, plan and the daemon share this path, so that an entry denied by a policy
+is treated alike everywhere: dropped like an invalid spec, its file protected from
+pruning, its error reported at its line. :class:`VerdictMemo` lets the daemon
+re-judge only the entries that changed since its last cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gitsync.loading import Diagnostic, Entry, LoadResult, Rejected, Severity
+from gitsync.policy import cel
+from gitsync.policy.compile import Policy
+from gitsync.policy.models import PolicyResult
+
+__all__ = ["PolicySet", "VerdictMemo", "Verdicts", "enforce", "entry_object"]
+
+
+def entry_object(entry: Entry) -> dict[str, Any]:
+    """What ``object`` holds for a loaded entry: a manifest as-is, a spec as written
+    (the fields the user set, camelCase; defaults are not filled in)."""
+    if entry.spec is not None:
+        dumped: dict[str, Any] = entry.spec.model_dump(
+            mode="json", by_alias=True, exclude_unset=True
+        )
+        return dumped
+    plain: dict[str, Any] = cel.plain(entry.manifest or {})
+    return plain
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Loaded policies, evaluated together against one object at a time."""
+
+    policies: tuple[Policy, ...] = ()
+
+    def __iter__(self) -> Iterator[Policy]:
+        return iter(self.policies)
+
+    def __len__(self) -> int:
+        return len(self.policies)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(policy.name for policy in self.policies)
+
+    def get(self, name: str) -> Policy | None:
+        return next((p for p in self.policies if p.name == name), None)
+
+    def evaluate(
+        self,
+        *,
+        kind: str,
+        object: Mapping[str, Any],
+        rendered: Mapping[str, Any] | None,
+        old_object: Mapping[str, Any] | None,
+        namespace: str,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[PolicyResult]:
+        """One result per policy that selects the object, in policy order.
+
+        ``namespace`` is where the object lands (the repo default filled in; empty
+        for cluster-scoped kinds); ``labels`` default to ``object.metadata.labels``.
+        """
+        current = cel.plain(object)
+        if labels is None:
+            metadata = current.get("metadata")
+            found = metadata.get("labels") if isinstance(metadata, dict) else None
+            labels = found if isinstance(found, dict) else {}
+        inputs = {
+            "object": current,
+            "oldObject": cel.plain(old_object),
+            "rendered": cel.plain(rendered),
+            "request": cel.plain(
+                {
+                    "kind": kind,
+                    "namespace": namespace,
+                    "operation": "CREATE" if old_object is None else "UPDATE",
+                }
+            ),
+        }
+        results = []
+        for policy in self.policies:
+            if not policy.matches(kind=kind, namespace=namespace, labels=labels):
+                continue
+            if (result := policy.evaluate(inputs)) is not None:
+                results.append(result)
+        return results
+
+    def evaluate_entry(
+        self,
+        entry: Entry,
+        *,
+        rendered: Mapping[str, Any] | None,
+        default_namespace: str,
+        old_object: Mapping[str, Any] | None = None,
+    ) -> list[PolicyResult]:
+        """:meth:`evaluate` for a loaded entry and its rendering."""
+        return self.evaluate(
+            kind=entry.kind,
+            object=entry_object(entry),
+            rendered=rendered,
+            old_object=old_object,
+            namespace=entry.namespace(default_namespace),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """Every policy result of one set of entries, and what that means for them."""
+
+    results: tuple[tuple[Entry, PolicyResult], ...]
+    #: Entries that stay: none of their deny policies failed.
+    entries: tuple[Entry, ...]
+    #: One error per failed deny policy, one warning per failed warn policy.
+    diagnostics: tuple[Diagnostic, ...]
+
+    def applied_to(self, loaded: LoadResult) -> LoadResult:
+        """``loaded`` with denied entries treated as invalid: dropped, their files
+        protected from pruning, their errors reported, their statuses Invalid."""
+        kept = {id(entry) for entry in self.entries}
+        denied = [entry for entry in loaded.entries if id(entry) not in kept]
+        errors = [d for d in self.diagnostics if d.severity is Severity.ERROR]
+        return LoadResult(
+            entries=tuple(entry for entry in loaded.entries if id(entry) in kept),
+            diagnostics=tuple(
+                sorted([*loaded.diagnostics, *errors], key=lambda d: (d.path, d.line, d.column))
+            ),
+            failed_paths=loaded.failed_paths | {entry.path for entry in denied},
+            rejected=(
+                *loaded.rejected,
+                *(
+                    Rejected(entry.path, entry.kind, entry.name, entry.namespace(""))
+                    for entry in denied
+                ),
+            ),
+        )
+
+
+#: What :func:`enforce` remembers per entry: the exact inputs (compared by identity,
+#: since the caller's caches hand back the same objects while nothing changed) and
+#: the results they gave.
+VerdictMemo = dict[int, tuple[tuple[object, ...], list[PolicyResult]]]
+
+
+def enforce(
+    policies: PolicySet,
+    entries: Sequence[tuple[Entry, Mapping[str, Any] | None]],
+    *,
+    default_namespace: str,
+    old_objects: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
+    memo: VerdictMemo | None = None,
+) -> Verdicts:
+    """Run the policies over each entry and its rendering.
+
+    With ``memo`` (kept by the caller from one call to the next), an entry whose spec,
+    rendering, old object and policies are the very same objects as last time is not
+    evaluated again: a daemon cycle re-judges only what changed.
+
+    ``old_objects`` (by kind, namespace, name: the spec as it was at the base revision)
+    feeds ``oldObject`` for transition rules. An entry failing a deny policy is
+    dropped from :attr:`Verdicts.entries` and gets an error diagnostic at its line, so
+    callers treat it like an invalid spec: not applied, nothing of its file pruned.
+    """
+    old = old_objects or {}
+    results: list[tuple[Entry, PolicyResult]] = []
+    kept: list[Entry] = []
+    diagnostics: list[Diagnostic] = []
+    seen: VerdictMemo = {}
+    for entry, rendered in entries:
+        namespace = entry.namespace(default_namespace)
+        old_object = old.get((entry.kind, namespace, entry.name))
+        inputs = (policies, entry, rendered, old_object)
+        cached = (memo or {}).get(id(entry))
+        if cached is not None and all(a is b for a, b in zip(cached[0], inputs, strict=True)):
+            outcome = cached[1]
+        else:
+            outcome = policies.evaluate_entry(
+                entry,
+                rendered=rendered,
+                default_namespace=default_namespace,
+                old_object=old_object,
+            )
+        seen[id(entry)] = (inputs, outcome)
+        denied = False
+        for result in outcome:
+            results.append((entry, result))
+            if result.passed:
+                continue
+            denied = denied or result.denied
+            severity = Severity.ERROR if result.denied else Severity.WARNING
+            verb = "denied" if result.denied else "warning"
+            diagnostics.append(
+                Diagnostic(
+                    entry.path,
+                    entry.line,
+                    1,
+                    f"{verb} by policy {result.policy}: {result.message}",
+                    severity=severity,
+                )
+            )
+        if not denied:
+            kept.append(entry)
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
+    return Verdicts(tuple(results), tuple(kept), tuple(diagnostics))
