@@ -19,9 +19,9 @@ from typing import Protocol
 import structlog
 
 from gitsync.errors import GitsyncError, Remedy
-from gitsync.render import ResourceKey
 from gitsync.rollout import Measurement, RolloutState, judge, render_query
 from gitsync.specs import Rollout
+from gitsync.types import ObjectRef
 
 __all__ = ["Analysis", "MetricsSource", "MetricsSources", "measure"]
 
@@ -46,7 +46,7 @@ class Analysis:
 
 
 def measure(
-    rollout: Rollout, *, key: ResourceKey, state: RolloutState, sources: MetricsSources
+    rollout: Rollout, *, key: ObjectRef, state: RolloutState, sources: MetricsSources
 ) -> Analysis:
     """Run every metric's queries once."""
     assert rollout.analysis is not None  # noqa: S101 - analysis_due checked it

@@ -20,7 +20,8 @@ from gitsync.diff import Action, Change, ChangeSet, normalize
 from gitsync.errors import ApiInvalidError, ApiUnavailableError, GitsyncError, NotFoundError
 from gitsync.loading import Diagnostic, Entry
 from gitsync.plan import LiveView
-from gitsync.render import LABEL_MANAGED_BY, MANAGER, ResourceKey, resource_key
+from gitsync.render import LABEL_MANAGED_BY, MANAGER
+from gitsync.types import ObjectRef
 
 __all__ = ["dry_run_views", "execute"]
 
@@ -31,10 +32,10 @@ def execute(
     *,
     create_namespaces: bool,
     known_namespaces: set[str] | None = None,
-) -> tuple[ChangeSet, dict[ResourceKey, Mapping[str, Any]]]:
+) -> tuple[ChangeSet, dict[ObjectRef, Mapping[str, Any]]]:
     """Apply the plan; return what happened and the live objects written."""
     namespaces = known_namespaces if known_namespaces is not None else set()
-    written: dict[ResourceKey, Mapping[str, Any]] = {}
+    written: dict[ObjectRef, Mapping[str, Any]] = {}
     outcome: list[Change] = []
     for change in plan.changes:
         try:
@@ -81,7 +82,7 @@ def _apply(client: KubeClient, change: Change, *, dry_run: bool = False) -> dict
 
 
 def _configure(
-    client: KubeClient, change: Change, written: dict[ResourceKey, Mapping[str, Any]]
+    client: KubeClient, change: Change, written: dict[ObjectRef, Mapping[str, Any]]
 ) -> Change:
     preview = _apply(client, change, dry_run=True)
     if change.live is not None and normalize(preview) == normalize(change.live):
@@ -115,14 +116,14 @@ def dry_run_views(
     client: KubeClient,
     rendered: Sequence[tuple[Entry, Mapping[str, Any] | None]],
     diagnostics: list[Diagnostic],
-) -> dict[ResourceKey, LiveView]:
+) -> dict[ObjectRef, LiveView]:
     """For `gitsync plan`: each object's live copy next to a server-side dry-run of
     applying it. An object the server rejects becomes a diagnostic on its spec."""
-    views: dict[ResourceKey, LiveView] = {}
+    views: dict[ObjectRef, LiveView] = {}
     for entry, body in rendered:
         if body is None:
             continue  # nothing to apply yet: nothing to compare
-        key = resource_key(body)
+        key = ObjectRef.of(body)
         live = client.get(
             str(body["apiVersion"]), key.kind, key.name, namespace=key.namespace or None
         )

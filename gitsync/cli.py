@@ -32,7 +32,7 @@ from gitsync.daemon import Daemon
 from gitsync.dev.binaries import cache_root
 from gitsync.diff import Action
 from gitsync.errors import ConfigurationError, GitError, GitsyncError
-from gitsync.evaluation import Evaluation, Evaluator, SpecKey, spec_objects
+from gitsync.evaluation import Evaluation, Evaluator, spec_objects
 from gitsync.health import assess
 from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
 from gitsync.loading import Severity
@@ -46,6 +46,7 @@ from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
 from gitsync.status import STATUS_ROOT, parse_document, status_path
 from gitsync.status_document import StatusDocument, status_json_schema
+from gitsync.types import ObjectRef
 
 __all__ = ["main"]
 
@@ -289,7 +290,7 @@ def _evaluate(
     instance: str,
     source_commits: Mapping[str, str],
     policies: PolicySet | None = None,
-    old_objects: Mapping[SpecKey, Mapping[str, Any]] | None = None,
+    old_objects: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
 ) -> Evaluation:
     """The one evaluation path, outside a cycle: nothing is known of the cluster, so a
     model trained by a run or a scheduled run between ticks renders to nothing."""

@@ -32,10 +32,9 @@ from gitsync.render import (
     ANNOTATION_SOURCE_PATH,
     LABEL_INSTANCE,
     LABEL_TRAINING_RUN,
-    ResourceKey,
     comparable,
-    resource_key,
 )
+from gitsync.types import ObjectRef
 
 __all__ = [
     "Action",
@@ -61,7 +60,7 @@ class Action(enum.Enum):
 class Change:
     """One object's outcome; ``error`` set means the action was wanted but failed."""
 
-    key: ResourceKey
+    key: ObjectRef
     action: Action
     reason: str = ""
     desired: Mapping[str, Any] | None = None
@@ -162,20 +161,20 @@ def object_diff(
 
 def plan_changes(
     desired: Sequence[Mapping[str, Any]],
-    live: Mapping[ResourceKey, Mapping[str, Any]],
+    live: Mapping[ObjectRef, Mapping[str, Any]],
     *,
     instance: str,
     failed_paths: Iterable[str] = (),
-    declared_runs: Iterable[tuple[str, str]] = (),
+    declared_runs: Iterable[ObjectRef] = (),
     finished_runs: Iterable[str] = (),
-    retire: Mapping[ResourceKey, str] = MappingProxyType({}),
-    held: Mapping[ResourceKey, str] = MappingProxyType({}),
+    retire: Mapping[ObjectRef, str] = MappingProxyType({}),
+    held: Mapping[ObjectRef, str] = MappingProxyType({}),
     prune: PrunePolicy = PrunePolicy(),
     self_heal: bool = True,
 ) -> ChangeSet:
     """Compare desired with live objects.
 
-    ``declared_runs`` are the (namespace, TrainingRun name) pairs still in Git: their
+    ``declared_runs`` are the TrainingRuns still in Git: their
     earlier runs are kept. ``finished_runs`` names runs that finished before, so a
     run deleted by its TTL is not started again by an unchanged spec. ``retire``
     names runs to delete, and why; ``held`` names objects whose spec renders nothing
@@ -183,7 +182,7 @@ def plan_changes(
     """
     finished = frozenset(finished_runs)
     changes = [
-        _compare(body, live.get(resource_key(body)), finished=finished, self_heal=self_heal)
+        _compare(body, live.get(ObjectRef.of(body)), finished=finished, self_heal=self_heal)
         for body in desired
     ]
     wanted = {change.key for change in changes}
@@ -224,7 +223,7 @@ def _compare(
     finished: frozenset[str],
     self_heal: bool,
 ) -> Change:
-    key = resource_key(body)
+    key = ObjectRef.of(body)
     if current is None:
         if key.kind in {"TFJob", "PyTorchJob"} and key.name in finished:
             return Change(key, Action.SKIPPED, "this run finished before; runs never restart")
@@ -242,11 +241,11 @@ def _compare(
 
 
 def _keep_reason(
-    key: ResourceKey,
+    key: ObjectRef,
     current: Mapping[str, Any],
     *,
     failed: frozenset[str],
-    runs_in_git: frozenset[tuple[str, str]],
+    runs_in_git: frozenset[ObjectRef],
     prune: PrunePolicy,
 ) -> str | None:
     """Why an object no longer declared must not be deleted, if it must not."""
@@ -254,7 +253,7 @@ def _keep_reason(
     run_of = _label(current, LABEL_TRAINING_RUN)
     if source in failed:
         return f"kept: its source {source} failed to load"
-    if run_of and (key.namespace, run_of) in runs_in_git:
+    if run_of and ObjectRef.spec("TrainingRun", key.namespace, run_of) in runs_in_git:
         return f"an earlier run of {run_of}; kept"
     if run_of and assess(current).health.finished:
         return "finished run kept until its TTL"

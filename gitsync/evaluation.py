@@ -18,11 +18,9 @@ from gitsync.loading import Entry, LoadResult
 from gitsync.policy import PolicySet, VerdictMemo, Verdicts, enforce, entry_object
 from gitsync.render import RenderContext, pending, render
 from gitsync.training import resolution
+from gitsync.types import ObjectRef
 
-__all__ = ["Evaluation", "Evaluator", "SpecKey", "spec_objects"]
-
-#: A spec's identity for transition policies: kind, namespace, name.
-SpecKey = tuple[str, str, str]
+__all__ = ["Evaluation", "Evaluator", "spec_objects"]
 #: What a policy judges of an entry that renders to nothing yet (see training.preview).
 Preview = Callable[[Entry], Mapping[str, Any] | None]
 
@@ -36,15 +34,15 @@ class Evaluation:
     desired: tuple[dict[str, Any] | None, ...]
     verdicts: Verdicts
     #: Each accepted spec as written, for ``oldObject`` the next time.
-    accepted: Mapping[SpecKey, Mapping[str, Any]] = field(default_factory=dict)
+    accepted: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
 
     def pairs(self) -> list[tuple[Entry, dict[str, Any] | None]]:
         return list(zip(self.loaded.entries, self.desired, strict=True))
 
 
-def spec_objects(entries: Iterable[Entry], *, default_namespace: str) -> dict[SpecKey, Any]:
+def spec_objects(entries: Iterable[Entry], *, default_namespace: str) -> dict[ObjectRef, Any]:
     """Each entry as written, by identity: the ``oldObject`` of a base revision."""
-    return {(e.kind, e.namespace(default_namespace), e.name): entry_object(e) for e in entries}
+    return {e.key(default_namespace): entry_object(e) for e in entries}
 
 
 class Evaluator:
@@ -56,7 +54,7 @@ class Evaluator:
         self._verdicts: VerdictMemo = {}
         #: The specs as last accepted: a denied change must not become the base its
         #: own next attempt is judged against.
-        self._accepted: dict[SpecKey, Mapping[str, Any]] = {}
+        self._accepted: dict[ObjectRef, Mapping[str, Any]] = {}
 
     def evaluate(
         self,
@@ -65,7 +63,7 @@ class Evaluator:
         policies: PolicySet,
         context: RenderContext,
         blobs: Mapping[str, str],
-        old_objects: Mapping[SpecKey, Mapping[str, Any]] | None = None,
+        old_objects: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
         preview: Preview | None = None,
     ) -> Evaluation:
         """``old_objects`` default to the specs this evaluator accepted last time."""
@@ -87,14 +85,8 @@ class Evaluator:
         desired = tuple(
             body for e, body in zip(loaded.entries, bodies, strict=True) if _entry_key(e) in kept
         )
-        accepted = {
-            (e.kind, e.namespace(namespace), e.name): self._object(e) for e in verdicts.entries
-        }
-        denied = {
-            (e.kind, e.namespace(namespace), e.name)
-            for e in loaded.entries
-            if _entry_key(e) not in kept
-        }
+        accepted = {e.key(namespace): self._object(e) for e in verdicts.entries}
+        denied = {e.key(namespace) for e in loaded.entries if _entry_key(e) not in kept}
         self._objects = {_entry_key(e): self._objects[_entry_key(e)] for e in verdicts.entries}
         self._accepted = {
             **{k: v for k, v in self._accepted.items() if k in denied},

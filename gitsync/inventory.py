@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitsync.status_document import Phase, RunRecord, ScheduleInfo, StatusDocument, status_path
+from gitsync.types import ObjectRef
 
 __all__ = ["Inventory"]
 
@@ -27,16 +28,16 @@ class Inventory:
     #: The files as they are on the branch, to publish only what changed.
     files: Mapping[str, bytes] = field(default_factory=dict)
 
-    def document(self, kind: str, namespace: str, name: str) -> StatusDocument | None:
-        return self.documents.get(status_path(kind, namespace, name))
+    def document(self, ref: ObjectRef) -> StatusDocument | None:
+        return self.documents.get(status_path(ref.kind, ref.namespace, ref.name))
 
-    def runs(self, namespace: str, name: str) -> tuple[RunRecord, ...]:
+    def runs(self, ref: ObjectRef) -> tuple[RunRecord, ...]:
         """The runs a TrainingRun's document remembers, newest first."""
-        doc = self.document("TrainingRun", namespace, name)
+        doc = self.document(ref)
         return doc.runs if doc is not None else ()
 
-    def schedule(self, namespace: str, name: str) -> ScheduleInfo | None:
-        doc = self.document("TrainingRun", namespace, name)
+    def schedule(self, ref: ObjectRef) -> ScheduleInfo | None:
+        doc = self.document(ref)
         return doc.schedule if doc is not None else None
 
     def finished_runs(self) -> frozenset[str]:

@@ -30,6 +30,7 @@ from gitsync.specs import (
     model_for_location,
     suggest_field,
 )
+from gitsync.types import ObjectRef
 
 __all__ = [
     "CONFIG_FILE",
@@ -37,7 +38,6 @@ __all__ = [
     "Entry",
     "FileResult",
     "LoadResult",
-    "ObjectKey",
     "Rejected",
     "Severity",
     "document_lines",
@@ -84,19 +84,6 @@ class Diagnostic:
         }
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ObjectKey:
-    """Identity of a declared object: two entries with one key are duplicates."""
-
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind} {where}"
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One valid document: a gitsync spec, or any other Kubernetes object as-is."""
@@ -128,8 +115,12 @@ class Entry:
         assert self.manifest is not None  # noqa: S101
         return str((self.manifest.get("metadata") or {}).get("namespace") or "")
 
-    def key(self, default_namespace: str) -> ObjectKey:
-        return ObjectKey(self.kind, self.namespace(default_namespace), self.name)
+    def key(self, default_namespace: str) -> ObjectRef:
+        """Its identity; two entries of one identity are duplicates."""
+        if self.spec is not None:
+            return ObjectRef.spec(self.kind, self.namespace(default_namespace), self.name)
+        assert self.manifest is not None  # noqa: S101
+        return ObjectRef.of(self.manifest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +132,11 @@ class Rejected:
     kind: str
     name: str
     namespace: str | None
+    api_version: str = ""
 
-    def key(self, default_namespace: str) -> ObjectKey:
+    def key(self, default_namespace: str) -> ObjectRef:
         namespace = self.namespace or (default_namespace if self.kind in SPEC_MODELS else "")
-        return ObjectKey(self.kind, namespace, self.name)
+        return ObjectRef(self.api_version.rpartition("/")[0], self.kind, namespace, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +279,14 @@ def _named(path: str, document: object) -> Rejected | None:
     name, namespace = metadata.get("name"), metadata.get("namespace")
     if not isinstance(name, str):
         return None
-    return Rejected(path, kind, name, namespace if isinstance(namespace, str) else None)
+    api_version = document.get("apiVersion")
+    return Rejected(
+        path,
+        kind,
+        name,
+        namespace if isinstance(namespace, str) else None,
+        api_version if isinstance(api_version, str) else "",
+    )
 
 
 def _load_document(
@@ -433,7 +432,7 @@ def _locate(
 def load_tree(results: Iterable[FileResult], *, default_namespace: str) -> LoadResult:
     """Combine per-file results; a key declared twice is an error on every place."""
     files = list(results)
-    by_key: dict[ObjectKey, list[Entry]] = defaultdict(list)
+    by_key: dict[ObjectRef, list[Entry]] = defaultdict(list)
     for result in files:
         for entry in result.entries:
             by_key[entry.key(default_namespace)].append(entry)

@@ -20,13 +20,12 @@ from gitsync.diff import holds, normalize, object_diff
 from gitsync.loading import Diagnostic, Entry
 from gitsync.quantity import Quantity
 from gitsync.render import (
-    ResourceKey,
     comparable,
-    resource_key,
     run_name,
     without_provenance,
 )
 from gitsync.specs import Metric, ModelDeployment, Resources, Rollout, TrainingRun, parse_duration
+from gitsync.types import ObjectRef
 
 __all__ = ["LiveView", "Plan", "PlanAction", "SpecChange", "make_plan"]
 
@@ -39,7 +38,7 @@ class PlanAction(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ObjectChange:
-    key: ResourceKey
+    key: ObjectRef
     action: PlanAction
     diff: str
 
@@ -185,7 +184,7 @@ def make_plan(
     default_namespaces: tuple[str, str],
     diagnostics: Sequence[Diagnostic] = (),
     failed_paths: frozenset[str] = frozenset(),
-    live: Mapping[ResourceKey, LiveView] | None = None,
+    live: Mapping[ObjectRef, LiveView] | None = None,
     policy_lines: Sequence[str] = (),
 ) -> Plan:
     """Compare base and head; with ``live``, object diffs are live -> dry-run instead.
@@ -205,7 +204,7 @@ def make_plan(
         old_body = comparable(normalize(old[1])) if old and old[1] is not None else None
         new_body = comparable(normalize(new[1])) if new and new[1] is not None else None
         view = (
-            live.get(resource_key(new[1]))
+            live.get(ObjectRef.of(new[1]))
             if (live is not None and new and new[1] is not None)
             else None
         )
@@ -241,8 +240,8 @@ def make_plan(
             )
         objects: tuple[ObjectChange, ...] = ()
         if body is not None:
-            target = resource_key(body)
-            renamed = old is not None and old[1] is not None and resource_key(old[1]) != target
+            target = ObjectRef.of(body)
+            renamed = old is not None and old[1] is not None and ObjectRef.of(old[1]) != target
             # A changed training spec is a new run: a new object, not a changed one.
             objects = (ObjectChange(target, PlanAction.ADDED if renamed else action, diff),)
         changes.append(

@@ -37,7 +37,7 @@ from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
 from gitsync.loading import Diagnostic, FileResult
-from gitsync.render import LABEL_INSTANCE, RenderContext, ResourceKey, pending, resource_key
+from gitsync.render import LABEL_INSTANCE, RenderContext, pending
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
 from gitsync.rollout import Decision, RolloutState, analysis_due, decide, predictor_hash
@@ -49,6 +49,7 @@ from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus
 from gitsync.status_store import StatusStore
 from gitsync.training import TrainingPlan, plan_training, preview
+from gitsync.types import ObjectRef
 
 __all__ = ["Cycle", "CycleReport", "Reconciler", "Stop", "SyncOptions"]
 
@@ -89,18 +90,18 @@ class Cycle:
     last_changes: LastChanges | None = None
     status_branch: str = ""
     inventory: Inventory | None = None
-    live: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    live: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     observed_live: bool = False
     training: TrainingPlan = field(default_factory=lambda: TrainingPlan({}, {}, {}, {}))
     context: RenderContext | None = None
     evaluation: Evaluation | None = None
     #: The evaluation's bodies with each canary's decided traffic split.
     desired: tuple[dict[str, Any] | None, ...] = ()
-    rollouts: Mapping[ResourceKey, Decision] = field(default_factory=dict)
-    analyses: Mapping[ResourceKey, Analysis] = field(default_factory=dict)
+    rollouts: Mapping[ObjectRef, Decision] = field(default_factory=dict)
+    analyses: Mapping[ObjectRef, Analysis] = field(default_factory=dict)
     plan: ChangeSet | None = None
     changes: ChangeSet = field(default_factory=ChangeSet)
-    written: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    written: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     observed: Observations = field(default_factory=lambda: Observations(complete=False))
 
     def need(self, value: Any, what: str) -> Any:
@@ -307,7 +308,7 @@ class Reconciler:
             recorded=inventory.applied_kinds(),
         )
         self._memo = replace(self._memo, kinds=frozenset(kinds) - set(_RENDERED_KINDS))
-        live = {resource_key(item): item for item in self._live_source.objects(kinds)}
+        live = {ObjectRef.of(item): item for item in self._live_source.objects(kinds)}
         return replace(cycle, live=live, observed_live=True)
 
     def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
@@ -345,8 +346,8 @@ class Reconciler:
         is at, measuring first when an analysis is due."""
         evaluation: Evaluation = cycle.need(cycle.evaluation, "evaluation")
         bodies: list[dict[str, Any] | None] = []
-        decisions: dict[ResourceKey, Decision] = {}
-        analyses: dict[ResourceKey, Analysis] = {}
+        decisions: dict[ObjectRef, Decision] = {}
+        analyses: dict[ObjectRef, Analysis] = {}
         for entry, body in evaluation.pairs():
             spec = entry.spec
             if (
@@ -356,7 +357,7 @@ class Reconciler:
             ):
                 bodies.append(body)
                 continue
-            key = resource_key(body)
+            key = ObjectRef.of(body)
             current = cycle.live.get(key)
             rollout = spec.spec.rollout
             target = predictor_hash(body)
@@ -395,7 +396,7 @@ class Reconciler:
             instance=self._options.instance,
             failed_paths=loaded.failed_paths,
             declared_runs=[
-                (entry.namespace(namespace), entry.name)
+                entry.key(namespace)
                 for entry in loaded.entries
                 if isinstance(entry.spec, TrainingRun)
             ],

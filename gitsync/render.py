@@ -29,6 +29,7 @@ import orjson
 from gitsync.loading import Entry
 from gitsync.schedule import format_time
 from gitsync.specs import ModelDeployment, Resources, TrainingRun
+from gitsync.types import ObjectRef
 
 __all__ = [
     "ANNOTATION_APPLIED_HASH",
@@ -43,14 +44,12 @@ __all__ = [
     "MANAGER",
     "PendingError",
     "RenderContext",
-    "ResourceKey",
     "TrainedModel",
     "applied_hash",
     "comparable",
     "output_uri",
     "pending",
     "render",
-    "resource_key",
     "run_name",
     "without_provenance",
 ]
@@ -94,33 +93,6 @@ _TORCH_ROLES: Final = {"master": "Master", "worker": "Worker"}
 _REPLICA_FIELD: Final = {"TFJob": "tfReplicaSpecs", "PyTorchJob": "pytorchReplicaSpecs"}
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ResourceKey:
-    """Identity of a Kubernetes object; the API version is left out on purpose, since
-    one object is served under several versions of its group."""
-
-    group: str
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.kind} {where}"
-
-
-def resource_key(obj: Mapping[str, Any]) -> ResourceKey:
-    api_version = str(obj.get("apiVersion", ""))
-    group = api_version.rpartition("/")[0]
-    metadata = obj.get("metadata") or {}
-    return ResourceKey(
-        group=group,
-        kind=str(obj.get("kind", "")),
-        namespace=str(metadata.get("namespace") or ""),
-        name=str(metadata.get("name", "")),
-    )
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainedModel:
     """The Succeeded run a ``fromTrainingRun`` model serves, and where it came from."""
@@ -143,9 +115,9 @@ class RenderContext:
     source_commits: Mapping[str, str] = field(default_factory=dict)
     cluster_scoped_kinds: frozenset[str] = CLUSTER_SCOPED_KINDS
     #: By (namespace, TrainingRun name): the run a ``fromTrainingRun`` model serves.
-    trained: Mapping[tuple[str, str], TrainedModel] = field(default_factory=dict)
+    trained: Mapping[ObjectRef, TrainedModel] = field(default_factory=dict)
     #: By (namespace, TrainingRun name): the tick a scheduled run starts for now.
-    ticks: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    ticks: Mapping[ObjectRef, datetime] = field(default_factory=dict)
 
 
 class PendingError(ValueError):
@@ -218,11 +190,11 @@ def pending(entry: Entry, context: RenderContext) -> str | None:
     if isinstance(spec, ModelDeployment):
         ref = spec.spec.model.training_run(namespace)
         if ref is not None and ref not in context.trained:
-            return f"waiting for a Succeeded run of TrainingRun {ref[0]}/{ref[1]}"
+            return f"waiting for a Succeeded run of TrainingRun {ref.namespace}/{ref.name}"
     elif (
         isinstance(spec, TrainingRun)
         and spec.spec.schedule is not None
-        and (namespace, spec.metadata.name) not in context.ticks
+        and entry.key(context.default_namespace) not in context.ticks
     ):
         return f"no tick due (schedule {spec.spec.schedule!r})"
     return None
@@ -349,7 +321,11 @@ def _inference_service(spec: ModelDeployment, context: RenderContext) -> dict[st
 
 def _training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
     namespace = run.metadata.namespace or context.default_namespace
-    tick = context.ticks.get((namespace, run.metadata.name)) if run.spec.schedule else None
+    tick = (
+        context.ticks.get(ObjectRef.spec("TrainingRun", namespace, run.metadata.name))
+        if run.spec.schedule
+        else None
+    )
     name = run_name(run, tick=tick)
     spec = run.spec
     if spec.framework == "tensorflow":

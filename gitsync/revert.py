@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gitsync.loading import Entry
-from gitsync.render import ResourceKey
 from gitsync.rollout import Decision, RolloutPhase
 from gitsync.specs import ModelDeployment
 from gitsync.trailers import Trailers
+from gitsync.types import ObjectRef
 
 __all__ = ["RevertProposal", "revert_proposals"]
 
@@ -43,9 +43,9 @@ class RevertProposal:
 
 def revert_proposals(
     entries: Sequence[Entry],
-    rollouts: Mapping[ResourceKey, Decision],
+    rollouts: Mapping[ObjectRef, Decision],
     *,
-    written: Mapping[ResourceKey, object],
+    written: Mapping[ObjectRef, object],
     last_commits: Mapping[str, str],
     default_namespace: str,
 ) -> list[RevertProposal]:

@@ -18,7 +18,7 @@ from gitsync.diff import Action, Change, ChangeSet
 from gitsync.health import Health, HealthReport, assess
 from gitsync.inventory import Inventory
 from gitsync.loading import Diagnostic, Entry, LoadResult
-from gitsync.render import RenderContext, ResourceKey, TrainedModel, pending, resource_key
+from gitsync.render import RenderContext, TrainedModel, pending
 from gitsync.rollout import Decision
 from gitsync.schedule import ScheduleDecision, format_time
 from gitsync.specs import ModelDeployment, TrainingRun
@@ -33,6 +33,7 @@ from gitsync.status_document import (
     Traffic,
 )
 from gitsync.training import TrainingPlan, jobs_by_training_run
+from gitsync.types import ObjectRef
 
 __all__ = ["Observations", "inference_service_key", "spec_statuses"]
 
@@ -44,9 +45,9 @@ class Observations:
     """What a cycle knows of the cluster after it wrote."""
 
     #: Live objects, updated with what the cycle wrote (and waited for).
-    objects: Mapping[ResourceKey, Mapping[str, Any]] = field(default_factory=dict)
+    objects: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     #: Objects just written whose controller has not reported on them yet.
-    stale: frozenset[ResourceKey] = frozenset()
+    stale: frozenset[ObjectRef] = frozenset()
     #: False when the cycle could not look at the cluster: specs keep what their
     #: documents said rather than all turning Unknown.
     complete: bool = True
@@ -58,8 +59,8 @@ def spec_statuses(
     desired: Sequence[Mapping[str, Any] | None],
     changes: ChangeSet,
     observed: Observations,
-    rollouts: Mapping[ResourceKey, Decision],
-    analyses: Mapping[ResourceKey, Analysis],
+    rollouts: Mapping[ObjectRef, Decision],
+    analyses: Mapping[ObjectRef, Analysis],
     training: TrainingPlan,
     context: RenderContext,
     inventory: Inventory,
@@ -79,14 +80,15 @@ def spec_statuses(
         if not observed.complete and path in previous:
             statuses[path] = previous[path]
             continue
-        runs = jobs.get((namespace, entry.name), []) if isinstance(entry.spec, TrainingRun) else []
-        subject: tuple[str, ResourceKey] | None = None
+        ref = entry.key(default_namespace)
+        runs = jobs.get(ref, []) if isinstance(entry.spec, TrainingRun) else []
+        subject: tuple[str, ObjectRef] | None = None
         if body is not None:
-            subject = (str(body["apiVersion"]), resource_key(body))
+            subject = (str(body["apiVersion"]), ObjectRef.of(body))
         elif isinstance(entry.spec, ModelDeployment):
             subject = (ISVC_API, inference_service_key(entry, default_namespace))
         elif runs:  # a scheduled TrainingRun between ticks: its newest run
-            subject = (str(runs[0]["apiVersion"]), resource_key(runs[0]))
+            subject = (str(runs[0]["apiVersion"]), ObjectRef.of(runs[0]))
         key = subject[1] if subject is not None else None
         status = _entry_status(
             entry,
@@ -98,7 +100,7 @@ def spec_statuses(
             runs=runs,
             rollout=rollouts.get(key) if key else None,
             analysis=analyses.get(key) if key else None,
-            schedule=training.schedules.get((namespace, entry.name)),
+            schedule=training.schedules.get(ref),
             context=context,
             waiting=pending(entry, context) if body is None else None,
             namespace=namespace,
@@ -138,9 +140,9 @@ def spec_statuses(
     return sorted(statuses.values(), key=lambda s: s.path)
 
 
-def inference_service_key(entry: Entry, default_namespace: str) -> ResourceKey:
+def inference_service_key(entry: Entry, default_namespace: str) -> ObjectRef:
     """The InferenceService a ModelDeployment renders to, known without rendering it."""
-    return ResourceKey(
+    return ObjectRef(
         group=ISVC_API.rpartition("/")[0],
         kind="InferenceService",
         namespace=entry.namespace(default_namespace),
@@ -151,11 +153,11 @@ def inference_service_key(entry: Entry, default_namespace: str) -> ResourceKey:
 def _entry_status(
     entry: Entry,
     body: Mapping[str, Any] | None,
-    subject: tuple[str, ResourceKey] | None,
+    subject: tuple[str, ObjectRef] | None,
     *,
     change: Change | None,
     live: Mapping[str, Any] | None,
-    stale: frozenset[ResourceKey],
+    stale: frozenset[ObjectRef],
     runs: Sequence[Mapping[str, Any]],
     rollout: Decision | None,
     analysis: Analysis | None,
@@ -188,7 +190,7 @@ def _entry_status(
             transition = f"{lineage}; {transition}" if transition else lineage
     elif isinstance(entry.spec, TrainingRun):
         records = [
-            run_record(_name(job), _health(job, stale=resource_key(job) in stale), job)
+            run_record(_name(job), _health(job, stale=ObjectRef.of(job) in stale), job)
             for job in runs
         ]
         run = next((r for r in records if key is not None and r.name == key.name), None)

@@ -30,6 +30,7 @@ from pydantic.json_schema import models_json_schema
 
 from gitsync.quantity import Quantity, QuantityError
 from gitsync.schedule import ConcurrencyPolicy, check_crontab
+from gitsync.types import ObjectRef
 
 __all__ = [
     "API_VERSION",
@@ -161,12 +162,12 @@ class ModelSource(_Strict):
             raise ValueError("give exactly one of storageUri or fromTrainingRun")
         return self
 
-    def training_run(self, namespace: str) -> tuple[str, str] | None:
-        """(namespace, name) of the TrainingRun this model comes from, if it does."""
+    def training_run(self, namespace: str) -> ObjectRef | None:
+        """The TrainingRun this model comes from, if it does."""
         if self.from_training_run is None:
             return None
         owner, _, name = self.from_training_run.rpartition("/")
-        return (owner or namespace, name)
+        return ObjectRef.spec("TrainingRun", owner or namespace, name)
 
 
 class Replicas(_Strict):

@@ -20,15 +20,14 @@ from gitsync.render import (
     ANNOTATION_SCHEDULED_AT,
     LABEL_TRAINING_RUN,
     RenderContext,
-    ResourceKey,
     TrainedModel,
     render,
-    resource_key,
 )
 from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format_time, parse_time
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import run_record
 from gitsync.status_document import RunRecord
+from gitsync.types import ObjectRef
 
 __all__ = [
     "JOB_KINDS",
@@ -41,21 +40,19 @@ __all__ = [
 
 JOB_KINDS = frozenset({"TFJob", "PyTorchJob"})
 
-RunRef = tuple[str, str]  # namespace, TrainingRun name
-
 
 @dataclass(frozen=True, slots=True)
 class TrainingPlan:
     #: Each TrainingRun's jobs, newest first.
-    jobs: Mapping[RunRef, Sequence[Mapping[str, Any]]]
-    schedules: Mapping[RunRef, ScheduleDecision]
+    jobs: Mapping[ObjectRef, Sequence[Mapping[str, Any]]]
+    schedules: Mapping[ObjectRef, ScheduleDecision]
     #: The run each fromTrainingRun model serves, by the TrainingRun it names.
-    trained: Mapping[RunRef, TrainedModel]
+    trained: Mapping[ObjectRef, TrainedModel]
     #: Runs to delete, and why.
-    retire: Mapping[ResourceKey, str]
+    retire: Mapping[ObjectRef, str]
 
     @property
-    def ticks(self) -> dict[RunRef, datetime]:
+    def ticks(self) -> dict[ObjectRef, datetime]:
         """The tick each scheduled run starts now, for rendering its job."""
         return {ref: d.start for ref, d in self.schedules.items() if d.start is not None}
 
@@ -68,29 +65,29 @@ class TrainingPlan:
 
 def plan_training(
     entries: Sequence[Entry],
-    live: Mapping[ResourceKey, Mapping[str, Any]],
+    live: Mapping[ObjectRef, Mapping[str, Any]],
     *,
     inventory: Inventory,
     default_namespace: str,
     now: datetime,
 ) -> TrainingPlan:
     jobs = jobs_by_training_run(live)
-    schedules: dict[RunRef, ScheduleDecision] = {}
-    retire: dict[ResourceKey, str] = {}
-    trained: dict[RunRef, TrainedModel] = {}
+    schedules: dict[ObjectRef, ScheduleDecision] = {}
+    retire: dict[ObjectRef, str] = {}
+    trained: dict[ObjectRef, TrainedModel] = {}
     for entry in entries:
         spec = entry.spec
         namespace = entry.namespace(default_namespace)
         if isinstance(spec, ModelDeployment):
             ref = spec.spec.model.training_run(namespace)
             if ref is not None and (
-                found := _latest_success(jobs.get(ref, ()), inventory.runs(*ref))
+                found := _latest_success(jobs.get(ref, ()), inventory.runs(ref))
             ):
                 trained[ref] = found
             continue
         if not isinstance(spec, TrainingRun):
             continue
-        ref = (namespace, entry.name)
+        ref = entry.key(default_namespace)
         runs = jobs.get(ref, [])
         if spec.spec.schedule is not None:
             decision = _schedule(spec, runs, inventory=inventory, ref=ref, now=now)
@@ -100,10 +97,10 @@ def plan_training(
                     f"replaced by the run of tick {format_time(decision.start)} "
                     "(concurrencyPolicy Replace)"
                 )
-                retire |= {resource_key(j): replaced for j in runs if _name(j) in decision.replace}
+                retire |= {ObjectRef.of(j): replaced for j in runs if _name(j) in decision.replace}
         finished = [job for job in runs if assess(job).health.finished]
         for job in finished[spec.spec.history_limit :]:
-            retire.setdefault(resource_key(job), f"beyond historyLimit {spec.spec.history_limit}")
+            retire.setdefault(ObjectRef.of(job), f"beyond historyLimit {spec.spec.history_limit}")
     return TrainingPlan(jobs=jobs, schedules=schedules, trained=trained, retire=retire)
 
 
@@ -112,11 +109,11 @@ def _schedule(
     jobs: Sequence[Mapping[str, Any]],
     *,
     inventory: Inventory,
-    ref: RunRef,
+    ref: ObjectRef,
     now: datetime,
 ) -> ScheduleDecision:
     assert spec.spec.schedule is not None  # noqa: S101 - the caller checked
-    recorded = inventory.schedule(*ref)
+    recorded = inventory.schedule(ref)
     live = [
         RunFacts(
             name=_name(job),
@@ -127,7 +124,7 @@ def _schedule(
     ]
     remembered = [
         RunFacts(name=r.name, active=False, scheduled_at=parse_time(r.scheduled_at))
-        for r in inventory.runs(*ref)
+        for r in inventory.runs(ref)
         if r.scheduled_at
     ]
     return decide_schedule(
@@ -161,15 +158,17 @@ def _latest_success(
 
 
 def jobs_by_training_run(
-    objects: Mapping[ResourceKey, Mapping[str, Any]],
-) -> dict[RunRef, list[Mapping[str, Any]]]:
-    """The training jobs among ``objects`` by (namespace, TrainingRun name), newest first."""
-    jobs: dict[RunRef, list[Mapping[str, Any]]] = {}
+    objects: Mapping[ObjectRef, Mapping[str, Any]],
+) -> dict[ObjectRef, list[Mapping[str, Any]]]:
+    """The training jobs among ``objects`` by the TrainingRun they ran for, newest first."""
+    jobs: dict[ObjectRef, list[Mapping[str, Any]]] = {}
     for key, obj in objects.items():
         if key.kind in JOB_KINDS and (
             owner := _metadata_map(obj, "labels").get(LABEL_TRAINING_RUN)
         ):
-            jobs.setdefault((key.namespace, str(owner)), []).append(obj)
+            jobs.setdefault(ObjectRef.spec("TrainingRun", key.namespace, str(owner)), []).append(
+                obj
+            )
     for runs in jobs.values():
         # Created in the same second (two ticks caught up at once): the tick decides.
         runs.sort(
@@ -187,7 +186,7 @@ def preview(entry: Entry, context: RenderContext, plan: TrainingPlan) -> dict[st
     """What policies judge of an entry with nothing to apply: for a scheduled run
     between ticks, the run its next tick would start (what a run does is the same at
     every tick). A model waiting for its training run has no rendering yet."""
-    ref = (entry.namespace(context.default_namespace), entry.name)
+    ref = entry.key(context.default_namespace)
     decision = plan.schedules.get(ref)
     if not isinstance(entry.spec, TrainingRun) or decision is None:
         return None
@@ -202,7 +201,7 @@ def resolution(entry: Entry, context: RenderContext) -> TrainedModel | datetime 
     if isinstance(spec, ModelDeployment) and (ref := spec.spec.model.training_run(namespace)):
         return context.trained.get(ref)
     if isinstance(spec, TrainingRun):
-        return context.ticks.get((namespace, entry.name))
+        return context.ticks.get(entry.key(context.default_namespace))
     return None
 
 

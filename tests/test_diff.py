@@ -13,10 +13,9 @@ from gitsync.render import (
     ANNOTATION_SOURCE_PATH,
     LABEL_INSTANCE,
     LABEL_TRAINING_RUN,
-    ResourceKey,
     applied_hash,
-    resource_key,
 )
+from gitsync.types import ObjectRef
 
 
 def desired(name: str, *, uri: str = "s3://m/v1", path: str | None = None) -> dict[str, Any]:
@@ -59,8 +58,8 @@ def job(name: str, *, run_of: str, finished: bool) -> dict[str, Any]:
     }
 
 
-def by_key(*objs: dict[str, Any]) -> dict[ResourceKey, dict[str, Any]]:
-    return {resource_key(o): o for o in objs}
+def by_key(*objs: dict[str, Any]) -> dict[ObjectRef, dict[str, Any]]:
+    return {ObjectRef.of(o): o for o in objs}
 
 
 def actions(plan: Any) -> dict[str, str]:

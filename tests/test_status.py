@@ -10,7 +10,6 @@ from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
 from gitsync.inventory import Inventory
 from gitsync.loading import Diagnostic
-from gitsync.render import ResourceKey
 from gitsync.status import (
     Phase,
     build_status,
@@ -21,8 +20,9 @@ from gitsync.status import (
     status_path,
 )
 from gitsync.status_document import ModelInfo, RunRecord, StatusDocument, Traffic
+from gitsync.types import ObjectRef
 
-KEY = ResourceKey("serving.kserve.io", "InferenceService", "ml", "fraud")
+KEY = ObjectRef("serving.kserve.io", "InferenceService", "ml", "fraud")
 BASE = {
     "kind": "ModelDeployment",
     "name": "fraud",

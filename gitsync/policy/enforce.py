@@ -16,6 +16,7 @@ from gitsync.loading import Diagnostic, Entry, LoadResult, Rejected, Severity
 from gitsync.policy import cel
 from gitsync.policy.compile import Policy
 from gitsync.policy.models import PolicyResult
+from gitsync.types import ObjectRef
 
 __all__ = ["PolicySet", "VerdictMemo", "Verdicts", "enforce", "entry_object"]
 
@@ -122,11 +123,11 @@ class Verdicts:
     def applied_to(self, loaded: LoadResult) -> LoadResult:
         """``loaded`` with denied entries treated as invalid: dropped, their files
         protected from pruning, their errors reported, their statuses Invalid."""
-        kept = {id(entry) for entry in self.entries}
-        denied = [entry for entry in loaded.entries if id(entry) not in kept]
+        kept = {(entry.path, entry.document) for entry in self.entries}
+        denied = [e for e in loaded.entries if (e.path, e.document) not in kept]
         errors = [d for d in self.diagnostics if d.severity is Severity.ERROR]
         return LoadResult(
-            entries=tuple(entry for entry in loaded.entries if id(entry) in kept),
+            entries=tuple(e for e in loaded.entries if (e.path, e.document) in kept),
             diagnostics=tuple(
                 sorted([*loaded.diagnostics, *errors], key=lambda d: (d.path, d.line, d.column))
             ),
@@ -141,10 +142,10 @@ class Verdicts:
         )
 
 
-#: What :func:`enforce` remembers per entry: the exact inputs (compared by identity,
-#: since the caller's caches hand back the same objects while nothing changed) and
-#: the results they gave.
-VerdictMemo = dict[int, tuple[tuple[object, ...], list[PolicyResult]]]
+#: What :func:`enforce` remembers per entry (by file and document index): the exact
+#: inputs (compared by identity, since the caller's caches hand back the same objects
+#: while nothing changed) and the results they gave.
+VerdictMemo = dict[tuple[str, int], tuple[tuple[object, ...], list[PolicyResult]]]
 
 
 def enforce(
@@ -152,7 +153,7 @@ def enforce(
     entries: Sequence[tuple[Entry, Mapping[str, Any] | None]],
     *,
     default_namespace: str,
-    old_objects: Mapping[tuple[str, str, str], Mapping[str, Any]] | None = None,
+    old_objects: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
     memo: VerdictMemo | None = None,
 ) -> Verdicts:
     """Run the policies over each entry and its rendering.
@@ -161,7 +162,7 @@ def enforce(
     rendering, old object and policies are the very same objects as last time is not
     evaluated again: a daemon cycle re-judges only what changed.
 
-    ``old_objects`` (by kind, namespace, name: the spec as it was at the base revision)
+    ``old_objects`` (by identity: the spec as it was at the base revision)
     feeds ``oldObject`` for transition rules. An entry failing a deny policy is
     dropped from :attr:`Verdicts.entries` and gets an error diagnostic at its line, so
     callers treat it like an invalid spec: not applied, nothing of its file pruned.
@@ -172,10 +173,10 @@ def enforce(
     diagnostics: list[Diagnostic] = []
     seen: VerdictMemo = {}
     for entry, rendered in entries:
-        namespace = entry.namespace(default_namespace)
-        old_object = old.get((entry.kind, namespace, entry.name))
+        old_object = old.get(entry.key(default_namespace))
         inputs = (policies, entry, rendered, old_object)
-        cached = (memo or {}).get(id(entry))
+        where = (entry.path, entry.document)
+        cached = (memo or {}).get(where)
         if cached is not None and all(a is b for a, b in zip(cached[0], inputs, strict=True)):
             outcome = cached[1]
         else:
@@ -185,7 +186,7 @@ def enforce(
                 default_namespace=default_namespace,
                 old_object=old_object,
             )
-        seen[id(entry)] = (inputs, outcome)
+        seen[where] = (inputs, outcome)
         denied = False
         for result in outcome:
             results.append((entry, result))
