@@ -46,7 +46,7 @@ from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
 from gitsync.status import STATUS_ROOT, parse_document, status_path
 from gitsync.status_document import StatusDocument, status_json_schema
-from gitsync.types import ObjectRef
+from gitsync.types import ObjectRef, parse_resource
 
 __all__ = ["main"]
 
@@ -570,9 +570,10 @@ def _status_row(doc: StatusDocument, kube: KubeClient | None) -> dict[str, Any]:
         return row
     healths = []
     for resource in doc.resources:
-        api_version, kind, where = resource.split(" ", 2)
-        namespace, _, object_name = where.rpartition("/")
-        live = kube.get(api_version, kind, object_name, namespace=namespace or None)
+        if (recorded := parse_resource(resource)) is None:
+            continue
+        api_version, ref = recorded
+        live = kube.get(api_version, ref.kind, ref.name, namespace=ref.namespace or None)
         healths.append("absent" if live is None else assess(live).health.value)
     row["live"] = ", ".join(healths) or "-"
     return row

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitsync.status_document import Phase, RunRecord, ScheduleInfo, StatusDocument, status_path
-from gitsync.types import ObjectRef
+from gitsync.types import ObjectRef, parse_resource
 
 __all__ = ["Inventory"]
 
@@ -53,6 +53,6 @@ class Inventory:
         kinds = set()
         for doc in self.documents.values():
             for resource in doc.resources:
-                api_version, kind, *_ = resource.split(" ")
-                kinds.add((api_version, kind))
+                if (recorded := parse_resource(resource)) is not None:
+                    kinds.add((recorded[0], recorded[1].kind))
         return kinds

@@ -33,7 +33,7 @@ from gitsync.status_document import (
     Traffic,
 )
 from gitsync.training import TrainingPlan, jobs_by_training_run
-from gitsync.types import ObjectRef
+from gitsync.types import ObjectRef, format_resource
 
 __all__ = ["Observations", "inference_service_key", "spec_statuses"]
 
@@ -209,7 +209,7 @@ def _entry_status(
         previous=before,
         change=change,
         health=health,
-        resources=[f"{subject[0]} {subject[1]}"] if subject is not None else [],
+        resources=[format_resource(*subject)] if subject is not None else [],
         model=model,
         run=run,
         runs=records,
