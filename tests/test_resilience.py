@@ -42,7 +42,9 @@ def test_api_server_restart_between_cycles_converges(tmp_path: Path) -> None:
     git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
     reconciler = Reconciler(git=git, kube=kube, options=SyncOptions(instance="restart"))
     try:
-        assert [c.action.value for c in reconciler.cycle().changes.changes] == ["created"]
+        first = reconciler.cycle()
+        assert [c.action.value for c in first.changes.changes] == ["created"]
+        before = {s.name: (s.phase.value, s.message) for s in first.statuses}
 
         controlplane.down(folder)
         repo.write("b.yaml", model("b"))
@@ -53,6 +55,13 @@ def test_api_server_restart_between_cycles_converges(tmp_path: Path) -> None:
         assert down.result.outcome is Outcome.REQUEUE
         assert down.result.remedy is Remedy.RETRY
         assert down.failed
+        # Cut short, it still publishes what it knows: a keeps its document as it was,
+        # b gets one that says it has not been observed.
+        phases = {s.name: (s.phase.value, s.message) for s in down.statuses}
+        assert phases["a"] == before["a"]
+        assert phases["b"] == ("Unknown", "not observed yet")
+        assert down.status_commit is not None
+        assert "status/ml/ModelDeployment/b.yaml" in repo.status_files()
 
         controlplane.up(folder, crd_dirs=crds, controllers=False)
         report = reconciler.cycle()
