@@ -28,10 +28,10 @@ from gitsync.clients.git import (
     SshKeyCredentials,
 )
 from gitsync.clients.kube import KubeClient
-from gitsync.daemon import Daemon
+from gitsync.daemon import Daemon, Finished
 from gitsync.dev.binaries import cache_root
 from gitsync.diff import Action
-from gitsync.errors import ConfigurationError, GitError, GitsyncError
+from gitsync.errors import ConfigurationError, GitError, GitsyncError, Remedy
 from gitsync.health import assess
 from gitsync.history import SpecCommit, StatusCommit, timelines
 from gitsync.loading import Entry, Severity
@@ -40,6 +40,7 @@ from gitsync.plan import make_plan
 from gitsync.policy import enforce, entry_object
 from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.render import RenderContext, pending, render
+from gitsync.result import CycleResult
 from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
@@ -692,10 +693,18 @@ def run(
     """Reconcile every --interval seconds until SIGTERM."""
     configure_logging(json=log_format == "json", level=log_level or "info")
     reconciler = _reconciler(**options, watch=True)
+
+    def cycle() -> Finished:
+        # Until CycleReport carries its own CycleResult: a cycle that ran but failed
+        # some spec waits for a new commit at the normal interval, as it always has.
+        report = reconciler.cycle()
+        if not report.failed:
+            return Finished(report.cycle_id, CycleResult.succeeded())
+        failed = CycleResult.stalled("some specs failed", remedy=Remedy.WAIT_FOR_COMMIT)
+        return Finished(report.cycle_id, failed)
+
     try:
-        Daemon(
-            reconciler.cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter
-        ).run()
+        Daemon(cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter).run()
     finally:
         reconciler.close()
 

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gitsync"
-PURE_CORE = ["specs", "loading", "render", "diff", "health", "status", "errors", "schedule"]
+PURE_CORE = [
+    "specs",
+    "loading",
+    "render",
+    "diff",
+    "health",
+    "status",
+    "errors",
+    "schedule",
+    "backoff",
+]
 FORBIDDEN = {
     "pygit2",
     "kubernetes",
