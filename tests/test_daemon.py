@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -103,6 +105,17 @@ def test_a_signal_stops_it_after_the_running_cycle(signum: int) -> None:
     Daemon(cycle, interval=0.01, jitter=0.0).run()
     assert calls == ["started", "finished"] * 3
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_a_signal_cuts_the_wait_short() -> None:
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    timer.start()
+    try:
+        Daemon(scripted([OK]), interval=60.0, jitter=0.0).run()
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 5
 
 
 def test_nonsense_pacing_is_a_configuration_error() -> None:

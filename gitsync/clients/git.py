@@ -478,8 +478,8 @@ class GitSource(Repository):
         certificates: only for tests and trusted networks. ``proxy`` is ``False`` for
         none, ``True`` to use git's configuration and the environment, or a proxy URL.
         A push that keeps losing races is tried ``push_attempts`` times in all, waiting
-        ``push_backoff`` seconds, doubled after each attempt (less up to half, as jitter),
-        in between.
+        ``push_backoff`` seconds in between, doubled after each attempt, each wait cut
+        by up to half at random (:class:`~gitsync.backoff.Backoff`).
         """
         plain_url, url_credentials = _normalize_url(url)
         if url_credentials is not None and credentials is not None:
