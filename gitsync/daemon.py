@@ -21,7 +21,7 @@ trigger cannot express without rescheduling the job from inside itself. One thre
 calling the cycle then waiting on a :class:`threading.Event` gives the same
 guarantees by construction (never two cycles at once, nothing to catch up) and one
 dependency fewer. SIGTERM and SIGINT set the event: the running cycle finishes,
-then the daemon stops.
+then the daemon stops (and says so only then: a signal handler must not log).
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class Daemon:
         self._rand = rand
         self._failures = 0
         self._stop = threading.Event()
+        self._signal: signal.Signals | None = None
 
     def run(self) -> None:
         """Block until SIGTERM or SIGINT; the cycle in progress finishes first."""
@@ -103,6 +104,8 @@ class Daemon:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if self._signal is not None:
+            log.info("stopping", signal=self._signal.name)
         log.info("daemon stopped")
 
     def stop(self) -> None:
@@ -110,7 +113,9 @@ class Daemon:
         self._stop.set()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
+        # No logging here: the handler runs on the main thread between two bytecodes,
+        # possibly while that thread holds structlog's (non-reentrant) write lock.
+        self._signal = signal.Signals(signum)
         self.stop()
 
     def tick(self) -> float:

@@ -157,9 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
     stop = threading.Event()
+    received: list[signal.Signals] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
+        # No logging here: the main thread may be inside a log call, holding
+        # structlog's non-reentrant write lock, when the signal arrives.
+        received.append(signal.Signals(signum))
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -180,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A timed wait keeps the main thread responsive to signals on every platform.
     while not stop.wait(0.5):
         pass
+    log.info("stopping", signal=received[0].name)
     if metrics_server is not None:
         metrics_server.stop()
     for controller in controllers:
