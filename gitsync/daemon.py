@@ -1,31 +1,61 @@
-"""``gitsync run``: reconcile on a schedule until told to stop.
+"""``gitsync run``: reconcile on an interval until told to stop, pacing by each result.
 
-APScheduler 3 runs the cycle on an interval with jitter (so many instances do not
-poll one remote in lockstep), never two at once (``max_instances=1``) and without
-catching up missed runs (``coalesce``). A failing cycle never kills the daemon: a
-transient failure backs off exponentially, anything else is logged and retried at
-the next tick. SIGTERM and SIGINT stop it cleanly, after the running cycle ends.
+Each cycle ends in a :class:`~gitsync.result.CycleResult`, and the wait before the
+next one follows from it alone:
+
+* succeeded: the interval plus up to ``jitter`` seconds (so many instances do not
+  poll one remote in lockstep), or the cycle's ``requeue_after`` when sooner;
+* requeue (something transient failed): the shared :class:`~gitsync.backoff.Backoff`,
+  growing while it keeps failing, or the cycle's ``requeue_after``;
+* stalled waiting for a commit (a broken spec): the interval, since the next commit
+  may fix it and retrying sooner cannot;
+* stalled for the operator (credentials, RBAC, configuration): backoff up to
+  ``max_backoff``, still retrying so a fixed setup is picked up without a restart;
+* an exception escaping the cycle: a gitsync error is judged by its remedy like a
+  result; anything else is a bug, logged with its traceback and backed off.
+
+Why a plain loop and not APScheduler: with cron arithmetic done by cronsim, all the
+scheduler still did was an interval with jitter, ``max_instances=1`` and
+``coalesce``, while the delay now depends on the last result, which an interval
+trigger cannot express without rescheduling the job from inside itself. One thread
+calling the cycle then waiting on a :class:`threading.Event` gives the same
+guarantees by construction (never two cycles at once, nothing to catch up) and one
+dependency fewer. SIGTERM and SIGINT set the event: the running cycle finishes,
+then the daemon stops (and says so only then: a signal handler must not log).
 """
 
 from __future__ import annotations
 
+import random
 import signal
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from types import FrameType
+from typing import Protocol
 
 import structlog
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
-from gitsync.errors import GitsyncError, Remedy
-from gitsync.reconciler import CycleReport
+from gitsync.backoff import Backoff
+from gitsync.errors import ConfigurationError, GitsyncError, Remedy
+from gitsync.result import CycleResult, Outcome
 
-__all__ = ["Daemon"]
+__all__ = ["Cycled", "Daemon"]
 
 log = structlog.get_logger(__name__)
+
+#: Retries run at most this much shorter than nominal, so instances that failed
+#: together (a remote outage) spread out when they retry.
+_BACKOFF_JITTER = 0.5
+
+
+class Cycled(Protocol):
+    """What the daemon needs of a finished cycle (the reconciler's ``CycleReport``)."""
+
+    @property
+    def cycle_id(self) -> str: ...
+
+    @property
+    def result(self) -> CycleResult: ...
 
 
 class Daemon:
@@ -33,71 +63,89 @@ class Daemon:
 
     def __init__(
         self,
-        cycle: Callable[[], CycleReport],
+        cycle: Callable[[], Cycled],
         *,
         interval: float,
         jitter: float,
         max_backoff: float = 600.0,
+        rand: Callable[[], float] = random.random,
     ) -> None:
+        if interval <= 0 or jitter < 0:
+            raise ConfigurationError("the interval must be positive and the jitter not negative")
         self._cycle = cycle
         self._interval = interval
         self._jitter = jitter
-        self._max_backoff = max(max_backoff, interval)
+        self._backoff = Backoff(
+            base=interval, factor=2.0, max=max(max_backoff, interval), jitter=_BACKOFF_JITTER
+        )
+        self._rand = rand
         self._failures = 0
-        self._not_before = 0.0
-        self._running = threading.Lock()
-        self._scheduler = BlockingScheduler(timezone=UTC)
+        self._stop = threading.Event()
+        self._signal: signal.Signals | None = None
 
     def run(self) -> None:
         """Block until SIGTERM or SIGINT; the cycle in progress finishes first."""
-        self._scheduler.add_job(
-            self.tick,
-            IntervalTrigger(seconds=self._interval, jitter=self._jitter, timezone=UTC),
-            id="reconcile",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
         }
         log.info("daemon started", interval_s=self._interval, jitter_s=self._jitter)
         try:
-            self._scheduler.start()
+            while not self._stop.is_set():
+                self._stop.wait(self.tick())
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        with self._running:  # wait for a cycle still in progress
-            pass
+        if self._signal is not None:
+            log.info("stopping", signal=self._signal.name)
         log.info("daemon stopped")
 
+    def stop(self) -> None:
+        """Stop after the cycle in progress, if any."""
+        self._stop.set()
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
-        self._scheduler.shutdown(wait=False)
+        # No logging here: the handler runs on the main thread between two bytecodes,
+        # possibly while that thread holds structlog's (non-reentrant) write lock.
+        self._signal = signal.Signals(signum)
+        self.stop()
 
-    def tick(self) -> None:
-        """One scheduled run: a cycle, unless backing off after failures."""
-        if time.monotonic() < self._not_before:
-            return
-        with self._running:
-            try:
-                report = self._cycle()
-            except GitsyncError as exc:
-                self._back_off(exc.remedy, str(exc))
-                return
-            except Exception as exc:  # the daemon outlives any bug in a cycle
-                log.exception("cycle crashed")
-                self._back_off(Remedy.RETRY, repr(exc))
-                return
+    def tick(self) -> float:
+        """Run one cycle; the seconds to wait before the next."""
+        cycle_id: str | None = None
+        try:
+            report = self._cycle()
+        except GitsyncError as exc:
+            result = CycleResult.from_error(exc)
+        except Exception as exc:  # the daemon outlives any bug in a cycle
+            log.exception("cycle crashed")
+            result = CycleResult.requeue(repr(exc))
+        else:
+            result, cycle_id = report.result, report.cycle_id
+        delay = self._delay(result)
+        if result.outcome is not Outcome.SUCCEEDED:
+            log.warning(
+                "cycle did not succeed",
+                cycle=cycle_id,
+                outcome=result.outcome.value,
+                reason=result.reason,
+                remedy=result.remedy.value if result.remedy else None,
+                failures=self._failures,
+                retry_in_s=round(delay, 1),
+            )
+        return delay
+
+    def _delay(self, result: CycleResult) -> float:
+        """The wait after a cycle that ended in ``result``; counts failures in a row."""
+        if result.outcome is Outcome.REQUEUE or (
+            result.outcome is Outcome.STALLED and result.remedy is not Remedy.WAIT_FOR_COMMIT
+        ):
+            self._failures += 1
+            if result.requeue_after is not None:
+                return max(0.0, result.requeue_after)
+            return self._backoff.delay(self._failures, self._rand())
+        # A success ends an outage; so does a cycle that ran far enough to find a bad spec.
         self._failures = 0
-        self._not_before = 0.0
-        if report.failed:
-            log.warning("cycle finished with failures", cycle=report.cycle_id)
-
-    def _back_off(self, remedy: Remedy, error: str) -> None:
-        self._failures += 1
-        delay = min(self._interval * 2 ** (self._failures - 1), self._max_backoff)
-        self._not_before = time.monotonic() + delay
-        log.warning(
-            "cycle could not run", error=error, remedy=remedy.value, retry_in_s=round(delay, 1)
-        )
+        interval = self._interval + self._jitter * self._rand()
+        if result.requeue_after is not None:
+            return max(0.0, min(interval, result.requeue_after))
+        return interval

@@ -1,8 +1,14 @@
 """When a scheduled TrainingRun starts its runs: cron ticks and concurrency, like a CronJob.
 
-Pure: APScheduler's :class:`CronTrigger` is only calendar arithmetic here, and "now"
-is always an argument, so every decision is a table test away. Times are UTC (a
-daylight-saving jump never skips or doubles a tick).
+Tick arithmetic is cronsim's (the library healthchecks.io is built on; it follows
+Debian's Vixie cron, so a day-of-month and a day-of-week that are both restricted
+match when either does, as cron(8) and a Kubernetes CronJob have it). What is ours is
+the dialect a CronJob accepts: five fields, the ``@hourly``-style macros, ``?`` for
+``*`` in the day fields, and none of the ``L``/``W``/``#`` extensions cronsim also
+knows, so a schedule means the same here as in a CronJob.
+
+Pure: "now" is always an argument, so every decision is a table test away. Times are
+UTC (a daylight-saving jump never skips or doubles a tick).
 
 A schedule seen for the first time starts nothing: it waits for its next tick (a
 daemon restarted at 03:00:30 must not mistake a new schedule for a missed one).
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
-from apscheduler.triggers.cron import CronTrigger
+from cronsim import CronSim, CronSimError
 
 __all__ = [
     "ConcurrencyPolicy",
@@ -33,95 +39,72 @@ __all__ = [
 
 ConcurrencyPolicy = Literal["Forbid", "Replace", "Allow"]
 
-#: Windows tried, narrowest first, when looking back for the latest missed tick: an
-#: every-minute schedule unseen for a month is then 60 steps, not 43 200.
-_LOOKBACK: Final = (
-    timedelta(hours=1),
-    timedelta(days=1),
-    timedelta(days=8),
-    timedelta(days=32),
-    timedelta(days=367),
-)
+#: The macros of a CronJob's ``schedule`` (robfig/cron's descriptors, less ``@every``,
+#: which is an interval rather than a calendar).
+_MACROS: Final = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
 
-
-#: Day names in crontab order: cron counts weekdays from Sunday (0, and 7 again).
-_CRON_DAYS: Final = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_FIVE_FIELDS: Final = "is not a 5-field cron expression (e.g. '0 3 * * 0')"
 
 
 @functools.cache
-def _trigger(expression: str) -> CronTrigger:
+def _crontab(expression: str) -> str:
+    """``expression`` as the five fields cronsim reads; ValueError when it is not one."""
+    if expression.startswith("@"):
+        if expression not in _MACROS:
+            raise ValueError(f"{expression!r} is not a valid cron expression: unknown macro")
+        return _MACROS[expression]
     fields = expression.split()
     if len(fields) != 5:
-        raise ValueError(f"{expression!r} is not a 5-field cron expression (e.g. '0 3 * * 0')")
-    # APScheduler 3 counts weekdays from Monday (its issue 286): hand it day names.
-    fields[4] = _weekdays(fields[4])
-    return CronTrigger.from_crontab(" ".join(fields), timezone=UTC)
+        raise ValueError(f"{expression!r} {_FIVE_FIELDS}")
+    minute, hour, dom, month, dow = fields
+    # A CronJob reads "?" in a day field as "*"; cronsim does not know it.
+    line = " ".join([minute, hour, "*" if dom == "?" else dom, month, "*" if dow == "?" else dow])
+    if reason := _extension(dom=dom, dow=dow) or _rejection(line):
+        raise ValueError(f"{expression!r} is not a valid cron expression: {reason}")
+    return line
 
 
-def _weekdays(field: str) -> str:
-    """A crontab day-of-week field (numbers 0-7 or names; lists, ranges, steps) as
-    the comma-separated day names it selects."""
-    if field in {"*", "?"}:
-        return "*"
-    days: set[int] = set()
-    for part in field.split(","):
-        span, slash, step_text = part.partition("/")
-        step = _number(step_text, "step") if slash else 1
-        if step < 1:
-            raise ValueError(f"step {step_text!r} must be positive")
-        if span == "*":
-            first, last = 0, 6
-        else:
-            low, dash, high = span.partition("-")
-            first = _day(low)
-            last = _day(high) if dash else (7 if slash else first)
-        if first > last:
-            raise ValueError(f"day-of-week range {span!r} runs backwards")
-        days.update(day % 7 for day in range(first, last + 1, step))
-    return ",".join(_CRON_DAYS[day] for day in sorted(days))
+def _extension(*, dom: str, dow: str) -> str | None:
+    """Which day field uses one of cronsim's extensions (``L``, ``LW``, ``#``), if any:
+    no day name has an L or a #, and the day of the month takes no names at all."""
+    if any(mark in dom.upper() for mark in "LW"):
+        return "bad day-of-month"
+    if any(mark in dow.upper() for mark in "L#"):
+        return "bad day-of-week"
+    return None
 
 
-def _day(text: str) -> int:
-    if text.lower() in _CRON_DAYS:
-        return _CRON_DAYS.index(text.lower())
-    day = _number(text, "day of week")
-    if not 0 <= day <= 7:
-        raise ValueError(f"day of week {text!r} is not in 0-7")
-    return day
-
-
-def _number(text: str, what: str) -> int:
-    if not text.isdigit():
-        raise ValueError(f"{what} {text!r} is not a number")
-    return int(text)
+def _rejection(line: str) -> str | None:
+    """cronsim's reason (e.g. "Bad minute") for refusing ``line``, lower-cased."""
+    try:
+        CronSim(line, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        reason = str(exc)
+        return reason[:1].lower() + reason[1:]
+    return None
 
 
 def check_crontab(expression: str) -> str:
-    """``expression`` when it is a 5-field crontab line; else a ValueError saying why."""
-    if len(expression.split()) != 5:
-        raise ValueError(f"{expression!r} is not a 5-field cron expression (e.g. '0 3 * * 0')")
-    try:
-        _trigger(expression)
-    except ValueError as exc:
-        raise ValueError(f"{expression!r} is not a valid cron expression: {exc}") from None
+    """``expression`` when a CronJob would accept it as its schedule; else a ValueError
+    saying why."""
+    _crontab(expression)
     return expression
 
 
 def next_tick(*, schedule: str, after: datetime) -> datetime | None:
     """The first tick strictly after ``after`` (None for a schedule that never fires)."""
-    # The trigger returns ticks at or after a moment rounded up to the second; ticks
-    # are whole seconds, so one microsecond on makes "after" strict.
-    tick = _trigger(schedule).get_next_fire_time(None, after + timedelta(microseconds=1))
-    return tick.astimezone(UTC) if tick is not None else None
-
-
-def _latest(schedule: str, lower: datetime, upper: datetime) -> datetime | None:
-    latest = None
-    tick = next_tick(schedule=schedule, after=lower)
-    while tick is not None and tick <= upper:
-        latest = tick
-        tick = next_tick(schedule=schedule, after=tick)
-    return latest
+    # cronsim steps one second past its start (dropping microseconds) before matching,
+    # and every tick is on a whole minute: the tick it finds is strictly after "after".
+    ticks = CronSim(_crontab(schedule), after.astimezone(UTC))
+    return next(ticks, None)
 
 
 def due_tick(
@@ -132,14 +115,12 @@ def due_tick(
     Several missed ticks give one: the latest (a CronJob that missed its deadline for
     the older ones).
     """
+    # Backwards, cronsim steps one second back first: starting a second after "now"
+    # lets a tick at exactly "now" count.
+    ticks = CronSim(_crontab(schedule), now.astimezone(UTC) + timedelta(seconds=1), reverse=True)
+    latest = next(ticks, None)
     start = last_tick or since
-    for window in _LOOKBACK:
-        lower = now - window
-        if lower <= start:
-            break
-        if (tick := _latest(schedule, lower, now)) is not None:
-            return tick
-    return _latest(schedule, start, now)
+    return latest if latest is not None and latest > start else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,6 +48,7 @@ import pygit2
 import structlog
 from pygit2.enums import CredentialType, FileMode, Option, RepositoryOpenFlag
 
+from gitsync.backoff import Backoff
 from gitsync.errors import (
     ConfigurationError,
     GitAuthError,
@@ -477,7 +478,8 @@ class GitSource(Repository):
         certificates: only for tests and trusted networks. ``proxy`` is ``False`` for
         none, ``True`` to use git's configuration and the environment, or a proxy URL.
         A push that keeps losing races is tried ``push_attempts`` times in all, waiting
-        ``push_backoff`` seconds, doubled after each attempt (with jitter), in between.
+        ``push_backoff`` seconds in between, doubled after each attempt, each wait cut
+        by up to half at random (:class:`~gitsync.backoff.Backoff`).
         """
         plain_url, url_credentials = _normalize_url(url)
         if url_credentials is not None and credentials is not None:
@@ -497,7 +499,12 @@ class GitSource(Repository):
         self._io_timeout_ms = max(1, round(io_timeout * 1000))
         self._proxy: str | Literal[True] | None = None if proxy is False else proxy
         self._push_attempts = push_attempts
-        self._push_backoff = push_backoff
+        # No cap below the longest nominal wait: push_attempts already bounds the total.
+        self._push_backoff = Backoff(
+            base=push_backoff,
+            max=push_backoff * 2 ** max(0, push_attempts - 2),
+            jitter=0.5,
+        )
         self._secrets = _secrets_of(self._credentials)
         self._path = Path(cache_dir) / hashlib.sha256(plain_url.encode()).hexdigest()[:16]
         self._lock = _mirror_lock(self._path.absolute())
@@ -687,8 +694,7 @@ class GitSource(Repository):
             raise GitUnavailableError(f"git {what} {self.url}: {self._scrub(str(exc))}") from exc
 
     def _sleep_before(self, attempt: int) -> None:
-        delay = self._push_backoff * 2 ** (attempt - 1)
-        time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+        time.sleep(self._push_backoff.delay(attempt, random.random()))  # noqa: S311 - jitter
 
     def _scrub(self, text: str) -> str:
         text = redact_url(text)

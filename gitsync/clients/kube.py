@@ -12,6 +12,7 @@ HTTP status, so callers decide from types what to do.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from gitsync.backoff import Backoff
 from gitsync.errors import (
     ApiConflictError,
     ApiForbiddenError,
@@ -40,12 +42,12 @@ from gitsync.errors import (
 )
 
 __all__ = [
+    "RETRY_BACKOFF",
     "Informer",
     "KubeClient",
     "ObjectId",
     "Resource",
     "WatchEvent",
-    "backoff",
     "object_id",
     "resource_version",
 ]
@@ -479,8 +481,9 @@ class KubeClient:
 
 ObjectId = tuple[str, str]  # namespace ("" when cluster-scoped), name
 _WATCH_TIMEOUT_S: Final = 240
-_BACKOFF_BASE_S: Final = 0.5
-_BACKOFF_MAX_S: Final = 30.0
+#: After a failed list, watch or write: 0.5 s doubling to 30 s, jittered so that the
+#: informers of one process (and of many) do not reconnect in lockstep.
+RETRY_BACKOFF: Final = Backoff(base=0.5, max=30.0, jitter=0.5)
 
 
 def object_id(obj: Mapping[str, Any]) -> ObjectId:
@@ -504,11 +507,6 @@ def _newer_or_same(candidate: str, current: str) -> bool:
         return int(candidate) >= int(current)
     except ValueError:
         return True
-
-
-def backoff(failures: int) -> float:
-    """Seconds to wait after ``failures`` failures in a row: 0.5 s doubling to 30 s."""
-    return float(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** max(0, failures - 1)))
 
 
 class Informer:
@@ -600,11 +598,11 @@ class Informer:
                 self._fail(exc)
                 self._kube.forget_discovery()
                 version = None
-                self._stop.wait(backoff(failures))
+                self._stop.wait(RETRY_BACKOFF.delay(failures, random.random()))  # noqa: S311
             except GitsyncError as exc:
                 failures += 1
                 self._fail(exc)
-                self._stop.wait(backoff(failures))
+                self._stop.wait(RETRY_BACKOFF.delay(failures, random.random()))  # noqa: S311
 
     def _fail(self, exc: GitsyncError) -> None:
         self.error = exc

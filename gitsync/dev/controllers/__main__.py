@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import os
 import signal
 import sys
@@ -21,6 +20,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+
+import structlog
 
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controllers import inferenceservice, jobs, metrics
@@ -30,7 +31,7 @@ from gitsync.log import configure as configure_logging
 
 _STOP_TIMEOUT_S = 1.5
 
-log = logging.getLogger("gitsync.dev.controllers")
+log = structlog.get_logger("gitsync.dev.controllers")
 
 
 def _seconds(text: str) -> float:
@@ -93,27 +94,30 @@ def _parser() -> argparse.ArgumentParser:
         "http://127.0.0.1:PORT/metrics (0: any free port; env GITSYNC_DEV_METRICS_PORT; "
         "default: not served)",
     )
+    # The same choices as gitsync's own --log-format and --log-level.
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("GITSYNC_DEV_CONTROLLERS_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="env GITSYNC_DEV_CONTROLLERS_LOG_FORMAT",
+    )
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("GITSYNC_DEV_CONTROLLERS_LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.lower,
+        default=os.environ.get("GITSYNC_DEV_CONTROLLERS_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="env GITSYNC_DEV_CONTROLLERS_LOG_LEVEL",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The shared informer logs through structlog; send it to the same stream.
-    configure_logging(json=False, level=args.log_level.lower())
+    configure_logging(json=args.log_format == "json", level=args.log_level)
     try:
         kube = KubeClient.from_kubeconfig(args.kubeconfig)
     except ConfigurationError as exc:
-        log.error("cannot start: %s", exc)  # noqa: TRY400 - the message is the whole story
+        log.error("cannot start", error=str(exc))  # noqa: TRY400 - the message is the whole story
         return 2
 
     isvc_settings = inferenceservice.IsvcSettings(ready_delay=args.isvc_ready_delay)
@@ -147,15 +151,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_server = metrics.MetricsServer(isvc_controller.objects, port=args.metrics_port)
         except OSError as exc:
             log.error(  # noqa: TRY400 - the message is the whole story
-                "cannot serve metrics on 127.0.0.1:%d: %s", args.metrics_port, exc
+                "cannot serve metrics", address=f"127.0.0.1:{args.metrics_port}", error=str(exc)
             )
             kube.close()
             return 2
 
     stop = threading.Event()
+    received: list[signal.Signals] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s received; stopping", signal.Signals(signum).name)
+        # No logging here: the main thread may be inside a log call, holding
+        # structlog's non-reentrant write lock, when the signal arrives.
+        received.append(signal.Signals(signum))
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -165,18 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         controller.start()
     if metrics_server is not None:
         metrics_server.start()
-        log.info("synthetic request metrics on %s", metrics_server.url)
+        log.info("synthetic request metrics", url=metrics_server.url)
     log.info(
-        "dev controllers running against %s (isvc ready delay %.1fs, job start delay %.1fs, "
-        "job run duration %.1fs)",
-        kube.server,
-        isvc_settings.ready_delay,
-        job_settings.start_delay,
-        job_settings.run_duration,
+        "dev controllers running",
+        server=kube.server,
+        isvc_ready_delay_s=isvc_settings.ready_delay,
+        job_start_delay_s=job_settings.start_delay,
+        job_run_duration_s=job_settings.run_duration,
     )
     # A timed wait keeps the main thread responsive to signals on every platform.
     while not stop.wait(0.5):
         pass
+    log.info("stopping", signal=received[0].name)
     if metrics_server is not None:
         metrics_server.stop()
     for controller in controllers:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,14 +22,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+import structlog
 
-from gitsync.clients.kube import (
-    Informer,
-    KubeClient,
-    ObjectId,
-    backoff,
-    resource_version,
-)
+from gitsync.clients.kube import RETRY_BACKOFF, Informer, KubeClient, ObjectId, resource_version
 from gitsync.errors import ApiInvalidError, GitsyncError, NotFoundError, TransientError
 
 __all__ = [
@@ -50,7 +45,7 @@ FIELD_MANAGER: Final = "gitsync-dev-controllers"
 Key = ObjectId
 Object = dict[str, Any]
 
-log = logging.getLogger("gitsync.dev.controllers")
+log = structlog.get_logger("gitsync.dev.controllers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +124,12 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 
 def _digest(patch: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(patch, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _name(key: Key) -> str:
+    """``namespace/name`` as kubectl writes it (just ``name`` when cluster-scoped)."""
+    namespace, name = key
+    return f"{namespace}/{name}" if namespace else name
 
 
 # --- the delaying work queue ----------------------------------------------------------
@@ -266,11 +267,11 @@ class Controller:
             outcome = self._reconcile(obj, self._clock())
         except Exception:
             # One malformed object must not stop the others; it is retried when it changes.
-            log.exception("%s %s/%s: reconcile failed", self.kind, *key)
+            log.exception("reconcile failed", kind=self.kind, object=_name(key))
             return
         if outcome.note and self._notes.get(key) != outcome.note:
             self._notes[key] = outcome.note
-            log.info("%s %s/%s: %s", self.kind, key[0], key[1], outcome.note)
+            log.info(outcome.note, kind=self.kind, object=_name(key))
         wrote = False
         if outcome.status is not None:
             result = self._write(key, obj, outcome.status, outcome)
@@ -310,7 +311,9 @@ class Controller:
         except ApiInvalidError as exc:
             self._held[key] = hold
             # A bug in the simulator, not in the object: say so, do not retry it blindly.
-            log.error("%s %s/%s: status rejected: %s", self.kind, *key, exc)  # noqa: TRY400
+            log.error(  # noqa: TRY400 - the API server's message is the whole story
+                "status rejected", kind=self.kind, object=_name(key), error=str(exc)
+            )
             return None
         except GitsyncError as exc:
             self._retry_later(key, exc)
@@ -322,22 +325,25 @@ class Controller:
             # The next reconcile would ask for exactly this difference again.
             self._held[key] = (resource_version(written), _digest(difference))
             log.warning(
-                "%s %s/%s: the server stored a different status (fields %s); not rewriting it",
-                self.kind,
-                key[0],
-                key[1],
-                sorted(difference),
+                "the server stored a different status; not rewriting it",
+                kind=self.kind,
+                object=_name(key),
+                fields=sorted(difference),
             )
         if outcome.transitions:
-            log.info("%s %s/%s: %s", self.kind, key[0], key[1], "; ".join(outcome.transitions))
+            log.info("; ".join(outcome.transitions), kind=self.kind, object=_name(key))
         return True
 
     def _retry_later(self, key: Key, exc: GitsyncError) -> None:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
-        delay = backoff(failures)
-        level = logging.WARNING if isinstance(exc, TransientError) else logging.ERROR
-        log.log(
-            level, "%s %s/%s: status write failed (%s); retry in %.1fs", self.kind, *key, exc, delay
+        delay = RETRY_BACKOFF.delay(failures, random.random())  # noqa: S311 - jitter
+        report = log.warning if isinstance(exc, TransientError) else log.error
+        report(
+            "status write failed",
+            kind=self.kind,
+            object=_name(key),
+            error=str(exc),
+            retry_in_s=round(delay, 1),
         )
         self._queue.add(key, time.time() + delay)

@@ -1,0 +1,132 @@
+"""The daemon's pacing: each cycle's result decides the wait before the next.
+
+The cycle function here is scripted: it is the daemon's own input (what a reconcile
+cycle returns or raises), not a stand-in for an external system. Draws are fixed at
+0.5, so the interval's jitter adds half of ``jitter`` and a backoff is 3/4 nominal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pytest
+from structlog.testing import capture_logs
+
+from gitsync.daemon import Daemon
+from gitsync.errors import ApiUnavailableError, ConfigurationError, GitsyncError, SpecError
+from gitsync.result import CycleResult
+
+Step = CycleResult | Exception
+OK = CycleResult.succeeded()
+TRANSIENT = CycleResult.requeue("apiserver away")
+BAD_SPEC = CycleResult.from_error(SpecError("spec invalid"))
+SETUP = CycleResult.stalled("forbidden")
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A finished cycle as plain data: what the daemon reads of a CycleReport."""
+
+    cycle_id: str
+    result: CycleResult
+
+
+def scripted(steps: Sequence[Step]) -> Callable[[], Finished]:
+    todo = list(steps)
+
+    def cycle() -> Finished:
+        step = todo.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return Finished(f"c{len(steps) - len(todo)}", step)
+
+    return cycle
+
+
+def delays(steps: Sequence[Step]) -> list[float]:
+    daemon = Daemon(scripted(steps), interval=30.0, jitter=4.0, max_backoff=600.0, rand=lambda: 0.5)
+    return [daemon.tick() for _ in steps]
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        pytest.param([OK, OK], [32, 32], id="interval-plus-jitter"),
+        pytest.param([CycleResult.succeeded(requeue_after=5)], [5], id="sooner-on-request"),
+        pytest.param([CycleResult.succeeded(requeue_after=90)], [32], id="never-later"),
+        pytest.param([TRANSIENT] * 3, [22.5, 45, 90], id="requeue-backs-off"),
+        pytest.param([CycleResult.requeue("x", after=2)], [2], id="requeue-after"),
+        pytest.param([TRANSIENT, TRANSIENT, OK, TRANSIENT], [22.5, 45, 32, 22.5], id="reset"),
+        pytest.param([BAD_SPEC] * 3, [32, 32, 32], id="bad-spec-waits-for-a-commit"),
+        pytest.param([TRANSIENT, BAD_SPEC, TRANSIENT], [22.5, 32, 22.5], id="spec-ends-outage"),
+        pytest.param([SETUP] * 7, [22.5, 45, 90, 180, 360, 450, 450], id="setup-up-to-max"),
+        pytest.param([ApiUnavailableError("down")] * 2, [22.5, 45], id="transient-raised"),
+        pytest.param([ConfigurationError("bad token")], [22.5], id="setup-raised"),
+        pytest.param([SpecError("bad")], [32], id="spec-raised"),
+        pytest.param([RuntimeError("bug"), RuntimeError("bug")], [22.5, 45], id="bug-backs-off"),
+    ],
+)
+def test_delay_follows_the_result(steps: Sequence[Step], expected: Sequence[float]) -> None:
+    assert delays(steps) == pytest.approx(expected)
+
+
+def test_a_bug_is_logged_with_its_traceback() -> None:
+    with capture_logs() as logs:
+        delays([RuntimeError("bug")])
+    crashed = [entry for entry in logs if entry["event"] == "cycle crashed"]
+    assert crashed, logs
+    assert crashed[0]["log_level"] == "error"
+    assert crashed[0]["exc_info"] is True
+
+
+def test_a_failed_cycle_says_why_and_when_it_retries() -> None:
+    with capture_logs() as logs:
+        delays([TRANSIENT])
+    (entry,) = [entry for entry in logs if entry["event"] == "cycle did not succeed"]
+    assert entry["cycle"] == "c1"
+    assert entry["outcome"] == "Requeue"
+    assert entry["reason"] == "apiserver away"
+    assert entry["retry_in_s"] == 22.5
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_it_after_the_running_cycle(signum: int) -> None:
+    calls: list[str] = []
+    running = 0
+
+    def cycle() -> Finished:
+        nonlocal running
+        running += 1
+        assert running == 1, "two cycles at once"
+        calls.append("started")
+        if calls.count("started") == 3:
+            os.kill(os.getpid(), signum)
+        calls.append("finished")
+        running -= 1
+        return Finished("c", OK)
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    Daemon(cycle, interval=0.01, jitter=0.0).run()
+    assert calls == ["started", "finished"] * 3
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_a_signal_cuts_the_wait_short() -> None:
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    timer.start()
+    try:
+        Daemon(scripted([OK]), interval=60.0, jitter=0.0).run()
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 5
+
+
+def test_nonsense_pacing_is_a_configuration_error() -> None:
+    with pytest.raises(GitsyncError, match="interval"):
+        Daemon(scripted([]), interval=0, jitter=1)
