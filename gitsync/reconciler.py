@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 
@@ -54,6 +54,8 @@ from gitsync.types import ObjectRef
 __all__ = ["Cycle", "CycleReport", "Reconciler", "Stop", "SyncOptions"]
 
 log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
 
 #: Kinds gitsync renders itself; listed every cycle so removed specs can be pruned.
 _RENDERED_KINDS: tuple[tuple[str, str], ...] = (
@@ -104,7 +106,9 @@ class Cycle:
     written: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     observed: Observations = field(default_factory=lambda: Observations(complete=False))
 
-    def need(self, value: Any, what: str) -> Any:
+    @staticmethod
+    def need(value: _T | None, what: str) -> _T:
+        """``value``, known because an earlier step provided it."""
         if value is None:  # a step ran before the one that provides it: a bug
             raise RuntimeError(f"cycle step order: {what} is not known yet")
         return value
@@ -300,8 +304,8 @@ class Reconciler:
         return replace(cycle, inventory=self._store.read(cycle.status_branch))
 
     def _observe_live(self, cycle: Cycle) -> Cycle | Stop:
-        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
-        inventory: Inventory = cycle.need(cycle.inventory, "inventory")
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
+        inventory = cycle.need(cycle.inventory, "inventory")
         kinds = kinds_to_observe(
             rendered=(*_RENDERED_KINDS, *self._memo.kinds),
             manifests=[e.manifest for e in snapshot.loaded.entries if e.manifest is not None],
@@ -312,7 +316,7 @@ class Reconciler:
         return replace(cycle, live=live, observed_live=True)
 
     def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
-        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
         training = plan_training(
             snapshot.loaded.entries,
             cycle.live,
@@ -323,8 +327,8 @@ class Reconciler:
         return replace(cycle, training=training)
 
     def _evaluate(self, cycle: Cycle) -> Cycle | Stop:
-        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
-        last_changes: LastChanges = cycle.need(cycle.last_changes, "last changes")
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
+        last_changes = cycle.need(cycle.last_changes, "last changes")
         context = RenderContext(
             instance=self._options.instance,
             default_namespace=snapshot.config.defaults.namespace,
@@ -344,7 +348,7 @@ class Reconciler:
     def _step_rollouts(self, cycle: Cycle) -> Cycle | Stop:
         """Give each canary ModelDeployment the traffic split and state its rollout
         is at, measuring first when an analysis is due."""
-        evaluation: Evaluation = cycle.need(cycle.evaluation, "evaluation")
+        evaluation = cycle.need(cycle.evaluation, "evaluation")
         bodies: list[dict[str, Any] | None] = []
         decisions: dict[ObjectRef, Decision] = {}
         analyses: dict[ObjectRef, Analysis] = {}
@@ -384,10 +388,10 @@ class Reconciler:
         return replace(cycle, desired=tuple(bodies), rollouts=decisions, analyses=analyses)
 
     def _plan_changes(self, cycle: Cycle) -> Cycle | Stop:
-        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
-        evaluation: Evaluation = cycle.need(cycle.evaluation, "evaluation")
-        context: RenderContext = cycle.need(cycle.context, "render context")
-        inventory: Inventory = cycle.need(cycle.inventory, "inventory")
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
+        evaluation = cycle.need(cycle.evaluation, "evaluation")
+        context = cycle.need(cycle.context, "render context")
+        inventory = cycle.need(cycle.inventory, "inventory")
         config, namespace = snapshot.config, snapshot.config.defaults.namespace
         loaded = evaluation.loaded
         plan = plan_changes(
@@ -413,7 +417,7 @@ class Reconciler:
         return replace(cycle, plan=plan)
 
     def _apply_changes(self, cycle: Cycle) -> Cycle | Stop:
-        snapshot: Snapshot = cycle.need(cycle.snapshot, "snapshot")
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
         changes, written = execute(
             self._kube,
             cycle.need(cycle.plan, "plan"),
@@ -427,9 +431,9 @@ class Reconciler:
         return replace(cycle, changes=changes, written=written, observed=observed)
 
     def _propose_reverts(self, cycle: Cycle) -> Cycle | Stop:
-        revision: Revision = cycle.need(cycle.revision, "revision")
-        evaluation: Evaluation = cycle.need(cycle.evaluation, "evaluation")
-        context: RenderContext = cycle.need(cycle.context, "render context")
+        revision = cycle.need(cycle.revision, "revision")
+        evaluation = cycle.need(cycle.evaluation, "evaluation")
+        context = cycle.need(cycle.context, "render context")
         for proposal in revert_proposals(
             evaluation.loaded.entries,
             cycle.rollouts,

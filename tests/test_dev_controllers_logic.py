@@ -35,12 +35,17 @@ from gitsync.dev.controllers.runner import (
     seconds_annotation,
 )
 from gitsync.errors import ApiInvalidError, ApiUnavailableError, WatchExpiredError
+from gitsync.types import ObjectRef
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 ISVC = IsvcSettings(ready_delay=2.0)
 JOBS = JobSettings(start_delay=1.0, run_duration=3.0)
 
 Obj = dict[str, Any]
+
+
+def ref(name: str) -> ObjectRef:
+    return ObjectRef("serving.kserve.io", "InferenceService", "ns", name)
 
 
 def at(seconds: float) -> datetime:
@@ -206,21 +211,21 @@ class FakeClock:
 def test_delay_queue_orders_by_time_and_keeps_the_earliest() -> None:
     clock = FakeClock()
     queue = DelayQueue(clock)
-    queue.add(("ns", "late"), 1005.0)
-    queue.add(("ns", "soon"), 1001.0)
-    queue.add(("ns", "late"), 1002.0)  # earlier wins
-    queue.add(("ns", "soon"), 1004.0)  # later is ignored
-    queue.add(("ns", "now"))
-    assert queue.get() == ("ns", "now")
+    queue.add(ref("late"), 1005.0)
+    queue.add(ref("soon"), 1001.0)
+    queue.add(ref("late"), 1002.0)  # earlier wins
+    queue.add(ref("soon"), 1004.0)  # later is ignored
+    queue.add(ref("now"))
+    assert queue.get() == ref("now")
     clock.now = 1010.0
-    assert [queue.get(), queue.get()] == [("ns", "soon"), ("ns", "late")]
+    assert [queue.get(), queue.get()] == [ref("soon"), ref("late")]
 
 
 def test_delay_queue_forget_and_close() -> None:
     clock = FakeClock()
     queue = DelayQueue(clock)
-    queue.add(("ns", "gone"))
-    queue.forget(("ns", "gone"))
+    queue.add(ref("gone"))
+    queue.forget(ref("gone"))
     result: list[object] = []
     waiter = threading.Thread(target=lambda: result.append(queue.get()))
     waiter.start()

@@ -40,15 +40,14 @@ from gitsync.errors import (
     NotFoundError,
     WatchExpiredError,
 )
+from gitsync.types import ObjectRef
 
 __all__ = [
     "RETRY_BACKOFF",
     "Informer",
     "KubeClient",
-    "ObjectId",
     "Resource",
     "WatchEvent",
-    "object_id",
     "resource_version",
 ]
 
@@ -479,16 +478,10 @@ class KubeClient:
 
 # --- informer ---------------------------------------------------------------------------
 
-ObjectId = tuple[str, str]  # namespace ("" when cluster-scoped), name
 _WATCH_TIMEOUT_S: Final = 240
 #: After a failed list, watch or write: 0.5 s doubling to 30 s, jittered so that the
 #: informers of one process (and of many) do not reconnect in lockstep.
 RETRY_BACKOFF: Final = Backoff(base=0.5, max=30.0, jitter=0.5)
-
-
-def object_id(obj: Mapping[str, Any]) -> ObjectId:
-    metadata = obj.get("metadata") or {}
-    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
 
 
 def resource_version(obj: Mapping[str, Any]) -> str:
@@ -527,20 +520,30 @@ class Informer:
         api_version: str,
         kind: str,
         label_selector: str | None = None,
-        on_change: Callable[[ObjectId, Object | None], None] | None = None,
+        on_change: Callable[[ObjectRef, Object | None], None] | None = None,
     ) -> None:
         self.api_version = api_version
         self.kind = kind
         self._kube = kube
         self._selector = label_selector
         self._on_change = on_change
-        self._objects: dict[ObjectId, Object] = {}
+        self._objects: dict[ObjectRef, Object] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._thread: threading.Thread | None = None
         self.version = 0
         self.error: GitsyncError | None = None
+
+    def _ref(self, obj: Mapping[str, Any]) -> ObjectRef:
+        # Listed items come without apiVersion and kind: the informer knows both.
+        metadata = obj.get("metadata") or {}
+        return ObjectRef(
+            self.api_version.rpartition("/")[0],
+            self.kind,
+            str(metadata.get("namespace") or ""),
+            str(metadata.get("name") or ""),
+        )
 
     def start(self) -> None:
         # A daemon thread: a watch blocks in a socket read that nothing interrupts, and
@@ -559,11 +562,11 @@ class Informer:
     def synced(self) -> bool:
         return self._synced.is_set()
 
-    def snapshot(self) -> dict[ObjectId, Object]:
+    def snapshot(self) -> dict[ObjectRef, Object]:
         with self._lock:
             return dict(self._objects)
 
-    def get(self, key: ObjectId) -> Object | None:
+    def get(self, key: ObjectRef) -> Object | None:
         with self._lock:
             return self._objects.get(key)
 
@@ -614,7 +617,7 @@ class Informer:
         for item in items:
             item.setdefault("apiVersion", self.api_version)
             item.setdefault("kind", self.kind)
-        seen = {object_id(item) for item in items}
+        seen = {self._ref(item) for item in items}
         with self._lock:
             gone = set(self._objects) - seen
             for key in gone:
@@ -637,7 +640,7 @@ class Informer:
         obj.setdefault("apiVersion", self.api_version)
         obj.setdefault("kind", self.kind)
         if event.type == "DELETED":
-            key = object_id(obj)
+            key = self._ref(obj)
             with self._lock:
                 removed = self._objects.pop(key, None) is not None
                 if removed:
@@ -652,7 +655,7 @@ class Informer:
         # managedFields mirrors every field of the object and is rarely read: dropping
         # it, as controller-runtime's caches do, halves what thousands of objects cost.
         (obj.get("metadata") or {}).pop("managedFields", None)
-        key = object_id(obj)
+        key = self._ref(obj)
         with self._lock:
             cached = self._objects.get(key)
             if cached is not None and not _newer_or_same(
@@ -666,6 +669,6 @@ class Informer:
         if notify and changed:
             self._notify(key, obj)
 
-    def _notify(self, key: ObjectId, obj: Object | None) -> None:
+    def _notify(self, key: ObjectRef, obj: Object | None) -> None:
         if self._on_change is not None:
             self._on_change(key, obj)

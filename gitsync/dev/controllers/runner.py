@@ -24,8 +24,9 @@ from typing import Any, Final
 import orjson
 import structlog
 
-from gitsync.clients.kube import RETRY_BACKOFF, Informer, KubeClient, ObjectId, resource_version
+from gitsync.clients.kube import RETRY_BACKOFF, Informer, KubeClient, resource_version
 from gitsync.errors import ApiInvalidError, GitsyncError, NotFoundError, TransientError
+from gitsync.types import ObjectRef
 
 __all__ = [
     "FIELD_MANAGER",
@@ -42,7 +43,6 @@ __all__ = [
 
 FIELD_MANAGER: Final = "gitsync-dev-controllers"
 
-Key = ObjectId
 Object = dict[str, Any]
 
 log = structlog.get_logger("gitsync.dev.controllers")
@@ -126,10 +126,9 @@ def _digest(patch: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(patch, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _name(key: Key) -> str:
+def _name(key: ObjectRef) -> str:
     """``namespace/name`` as kubectl writes it (just ``name`` when cluster-scoped)."""
-    namespace, name = key
-    return f"{namespace}/{name}" if namespace else name
+    return f"{key.namespace}/{key.name}" if key.namespace else key.name
 
 
 # --- the delaying work queue ----------------------------------------------------------
@@ -141,11 +140,11 @@ class DelayQueue:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._cond = threading.Condition()
-        self._due: dict[Key, float] = {}
-        self._heap: list[tuple[float, Key]] = []
+        self._due: dict[ObjectRef, float] = {}
+        self._heap: list[tuple[float, ObjectRef]] = []
         self._closed = False
 
-    def add(self, key: Key, at: float | None = None) -> None:
+    def add(self, key: ObjectRef, at: float | None = None) -> None:
         when = self._clock() if at is None else at
         with self._cond:
             if key in self._due and self._due[key] <= when:
@@ -154,7 +153,7 @@ class DelayQueue:
             heapq.heappush(self._heap, (when, key))
             self._cond.notify()
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: ObjectRef) -> None:
         with self._cond:
             self._due.pop(key, None)
 
@@ -163,7 +162,7 @@ class DelayQueue:
             self._closed = True
             self._cond.notify_all()
 
-    def get(self) -> Key | None:
+    def get(self) -> ObjectRef | None:
         """The next due key, waiting as needed; None once the queue is closed."""
         with self._cond:
             while not self._closed:
@@ -209,11 +208,11 @@ class Controller:
         self._informer = Informer(
             kube, api_version=api_version, kind=kind, on_change=self._on_change
         )
-        self._failures: dict[Key, int] = {}
+        self._failures: dict[ObjectRef, int] = {}
         # (resourceVersion, patch digest) per key whose write must not be repeated
         # until the object changes: the server rejected it, or stored something else.
-        self._held: dict[Key, tuple[str, str]] = {}
-        self._notes: dict[Key, str] = {}
+        self._held: dict[ObjectRef, tuple[str, str]] = {}
+        self._notes: dict[ObjectRef, str] = {}
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle --------------------------------------------------------------------
@@ -241,13 +240,13 @@ class Controller:
 
     # --- watching ---------------------------------------------------------------------
 
-    def _on_change(self, key: Key, obj: Object | None) -> None:
+    def _on_change(self, key: ObjectRef, obj: Object | None) -> None:
         if obj is None:
             self._forget(key)
         else:
             self._queue.add(key)
 
-    def _forget(self, key: Key) -> None:
+    def _forget(self, key: ObjectRef) -> None:
         self._failures.pop(key, None)
         self._held.pop(key, None)
         self._notes.pop(key, None)
@@ -259,7 +258,7 @@ class Controller:
         while (key := self._queue.get()) is not None:
             self._process(key)
 
-    def _process(self, key: Key) -> None:
+    def _process(self, key: ObjectRef) -> None:
         obj = self._informer.get(key)
         if obj is None:
             return
@@ -286,7 +285,7 @@ class Controller:
             self._queue.add(key, when)
 
     def _write(
-        self, key: Key, obj: Object, status: dict[str, Any], outcome: Outcome
+        self, key: ObjectRef, obj: Object, status: dict[str, Any], outcome: Outcome
     ) -> bool | None:
         """Patch the status: True when written, False when there was nothing to write,
         None when the object is not to be looked at again until it changes."""
@@ -300,8 +299,8 @@ class Controller:
             written = self._kube.patch_status(
                 self._api_version,
                 self.kind,
-                key[1],
-                namespace=key[0] or None,
+                key.name,
+                namespace=key.namespace or None,
                 status=patch,
                 field_manager=self._field_manager,
             )
@@ -334,7 +333,7 @@ class Controller:
             log.info("; ".join(outcome.transitions), kind=self.kind, object=_name(key))
         return True
 
-    def _retry_later(self, key: Key, exc: GitsyncError) -> None:
+    def _retry_later(self, key: ObjectRef, exc: GitsyncError) -> None:
         failures = self._failures.get(key, 0) + 1
         self._failures[key] = failures
         delay = RETRY_BACKOFF.delay(failures, random.random())  # noqa: S311 - jitter
