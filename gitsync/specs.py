@@ -48,6 +48,7 @@ __all__ = [
     "RunPolicy",
     "Spec",
     "SpecKind",
+    "StrictModel",
     "TrainingRun",
     "TrainingRunSpec",
     "Transformer",
@@ -120,7 +121,7 @@ TrainingRunRef = Annotated[
 ]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     """camelCase on the wire, unknown fields rejected, instances immutable."""
 
     model_config = ConfigDict(
@@ -133,19 +134,19 @@ class _Strict(BaseModel):
     )
 
 
-class Metadata(_Strict):
+class Metadata(StrictModel):
     name: DnsLabel
     namespace: DnsLabel | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class Resources(_Strict):
+class Resources(StrictModel):
     requests: dict[str, QuantityValue] = Field(default_factory=dict)
     limits: dict[str, QuantityValue] = Field(default_factory=dict)
 
 
-class ModelSource(_Strict):
+class ModelSource(StrictModel):
     format: ModelFormat
     storage_uri: StorageUri | None = None
     from_training_run: TrainingRunRef | None = Field(
@@ -170,7 +171,7 @@ class ModelSource(_Strict):
         return ObjectRef.spec("TrainingRun", owner or namespace, name)
 
 
-class Replicas(_Strict):
+class Replicas(StrictModel):
     min: int = Field(default=1, ge=0)
     max: int = Field(default=1, ge=1)
 
@@ -181,7 +182,7 @@ class Replicas(_Strict):
         return self
 
 
-class Transformer(_Strict):
+class Transformer(StrictModel):
     image: str
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
@@ -213,14 +214,14 @@ def _check_duration(value: str | int | float) -> str | int | float:
 Duration = Annotated[str | int | float, AfterValidator(_check_duration)]
 
 
-class CanaryStep(_Strict):
+class CanaryStep(StrictModel):
     traffic: int = Field(ge=1, le=99, description="Percent of requests for the new revision")
     pause: Duration | Literal["indefinite"] = Field(
         default="0s", description="How long to hold this step; indefinite waits for a promote"
     )
 
 
-class Metric(_Strict):
+class Metric(StrictModel):
     """One PromQL query and its bounds. With ``baselineQuery`` the check is relative:
     the canary's value may exceed the stable revision's by at most ``maxIncrease``."""
 
@@ -240,22 +241,22 @@ class Metric(_Strict):
         return self
 
 
-class PrometheusProvider(_Strict):
+class PrometheusProvider(StrictModel):
     address: str
 
 
-class Provider(_Strict):
+class Provider(StrictModel):
     prometheus: PrometheusProvider
 
 
-class Analysis(_Strict):
+class Analysis(StrictModel):
     interval: Duration = "30s"
     failure_limit: int = Field(default=2, ge=1)
     metrics: list[Metric] = Field(min_length=1)
     provider: Provider
 
 
-class Rollout(_Strict):
+class Rollout(StrictModel):
     strategy: Literal["direct", "canary"] = "direct"
     steps: list[CanaryStep] = Field(default_factory=list)
     progress_deadline: Duration = "10m"
@@ -272,7 +273,7 @@ class Rollout(_Strict):
         return self
 
 
-class ModelDeploymentSpec(_Strict):
+class ModelDeploymentSpec(StrictModel):
     model: ModelSource
     resources: Resources | None = None
     replicas: Replicas = Field(default_factory=Replicas)
@@ -281,7 +282,7 @@ class ModelDeploymentSpec(_Strict):
     rollout: Rollout = Field(default_factory=Rollout)
 
 
-class ModelDeployment(_Strict):
+class ModelDeployment(StrictModel):
     """A model served by a KServe InferenceService of the same name."""
 
     api_version: Literal["gitsync.io/v1alpha1"]
@@ -296,13 +297,13 @@ _REPLICA_ROLES: dict[str, frozenset[str]] = {
 }
 
 
-class RunPolicy(_Strict):
+class RunPolicy(StrictModel):
     backoff_limit: int | None = Field(default=None, ge=0)
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
 
 
-class TrainingRunSpec(_Strict):
+class TrainingRunSpec(StrictModel):
     framework: Literal["tensorflow", "pytorch"]
     image: str
     command: list[str] = Field(default_factory=list)
@@ -349,7 +350,7 @@ class TrainingMetadata(Metadata):
     name: Annotated[str, StringConstraints(pattern=_DNS1123_LABEL, max_length=54)]
 
 
-class TrainingRun(_Strict):
+class TrainingRun(StrictModel):
     """A training job (TFJob or PyTorchJob); a changed spec starts a new run."""
 
     api_version: Literal["gitsync.io/v1alpha1"]
@@ -358,18 +359,18 @@ class TrainingRun(_Strict):
     spec: TrainingRunSpec
 
 
-class PruneConfig(_Strict):
+class PruneConfig(StrictModel):
     enabled: bool = True
     max_ratio: float = Field(
         default=0.5, gt=0, le=1, description="Refuse a cycle deleting more than this share"
     )
 
 
-class Defaults(_Strict):
+class Defaults(StrictModel):
     namespace: DnsLabel = "default"
 
 
-class Config(_Strict):
+class Config(StrictModel):
     """``gitsync.yaml`` at the spec root: defaults and behaviour for one spec repo."""
 
     api_version: Literal["gitsync.io/v1alpha1"] = "gitsync.io/v1alpha1"

@@ -246,6 +246,12 @@ def test_a_revision_that_never_becomes_ready_is_rolled_back_at_the_deadline(
     assert settles_to(kube, namespace, [("fraud-predictor-00001", 100)])
 
 
+def push_v2(repo: SpecRepo, namespace: str, prometheus: str, *, query: str, why: str) -> None:
+    """Commit v2 of the model, analysed by ``query``."""
+    repo.write("models/fraud.yaml", canary_model(namespace, prometheus, version=2, query=query))
+    repo.commit(f"fraud v2 with {why}")
+
+
 def test_no_data_is_never_a_pass(
     repo: SpecRepo,
     reconciler: Callable[[], Reconciler],
@@ -254,14 +260,8 @@ def test_no_data_is_never_a_pass(
 ) -> None:
     r = reconciler()
     deploy_v1(repo, r, namespace, prometheus_url)
-    silent = canary_model(
-        namespace,
-        prometheus_url,
-        version=2,
-        query='sum(rate(no_such_metric{revision="{{canary_revision}}"}[5s]))',
-    )
-    repo.write("models/fraud.yaml", silent)
-    repo.commit("fraud v2 with a query that finds nothing")
+    silent = 'sum(rate(no_such_metric{revision="{{canary_revision}}"}[5s]))'
+    push_v2(repo, namespace, prometheus_url, query=silent, why="a query that finds nothing")
 
     reports = drive(r, lambda report: rollout_phase(report) == "RolledBack", timeout=60)
 
@@ -275,18 +275,11 @@ def test_a_query_prometheus_rejects_is_a_spec_error_not_a_rollback(
     reconciler: Callable[[], Reconciler],
     namespace: str,
     prometheus_url: str,
-    kube: KubeClient,
 ) -> None:
     r = reconciler()
     deploy_v1(repo, r, namespace, prometheus_url)
-    broken = canary_model(
-        namespace,
-        prometheus_url,
-        version=2,
-        query='sum(rate(revision_requests_total{revision="{{canary_revision}}"}[5s])',
-    )
-    repo.write("models/fraud.yaml", broken)
-    repo.commit("fraud v2 with an unbalanced parenthesis")
+    broken = 'sum(rate(revision_requests_total{revision="{{canary_revision}}"}[5s])'
+    push_v2(repo, namespace, prometheus_url, query=broken, why="an unbalanced parenthesis")
 
     reports = drive(r, lambda report: report.statuses[0].phase.value == "Invalid", timeout=60)
     # Several more analysis intervals: it holds at its step, it does not roll back.

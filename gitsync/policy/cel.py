@@ -165,11 +165,12 @@ def _extensions() -> list[Any]:
     ]
 
 
-def _checker_functions() -> list[Any]:
-    """Declarations for type-checking: quantities are ``kubernetes.Quantity``."""
-    types = {**_SCALARS, "Q": cel.Type.AbstractType("kubernetes.Quantity")}
+def _quantity_overloads(quantity: Any, *, runtime: bool) -> dict[str, list[Any]]:
+    """The quantity functions' overloads, with ``quantity`` as their quantity type;
+    with their implementations when ``runtime``."""
+    types = {**_SCALARS, "Q": quantity}
     decls: dict[str, list[Any]] = {}
-    for name, member, params, result, _ in _quantity_functions():
+    for name, member, params, result, impl in _quantity_functions():
         overload_id = f"{name}_{'member_' if member else ''}{'_'.join(params)}"
         decls.setdefault(name, []).append(
             cel.Overload(
@@ -177,8 +178,16 @@ def _checker_functions() -> list[Any]:
                 return_type=types[result],
                 parameters=[types[p] for p in params],
                 is_member=member,
+                **({"impl": impl} if runtime else {}),
             )
         )
+    return decls
+
+
+def _checker_functions() -> list[Any]:
+    """Declarations for type-checking: quantities are ``kubernetes.Quantity``."""
+    quantity = cel.Type.AbstractType("kubernetes.Quantity")
+    decls = _quantity_overloads(quantity, runtime=False)
     for name, elements, returns, _ in _LIST_FUNCTIONS:
         for element in elements:
             decls.setdefault(name, []).append(
@@ -195,19 +204,7 @@ def _checker_functions() -> list[Any]:
 def _runtime_functions() -> list[Any]:
     """The same functions for running checked programs: a quantity is a string and
     dispatch is by runtime kind, so one implementation serves every list type."""
-    types = {**_SCALARS, "Q": cel.Type.STRING}
-    decls: dict[str, list[Any]] = {}
-    for name, member, params, result, impl in _quantity_functions():
-        overload_id = f"{name}_{'member_' if member else ''}{'_'.join(params)}"
-        decls.setdefault(name, []).append(
-            cel.Overload(
-                overload_id,
-                return_type=types[result],
-                parameters=[types[p] for p in params],
-                is_member=member,
-                impl=impl,
-            )
-        )
+    decls = _quantity_overloads(cel.Type.STRING, runtime=True)
     for name, _, returns, list_impl in _LIST_FUNCTIONS:
         decls.setdefault(name, []).append(
             cel.Overload(

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, StringConstraints, model_validator
+
+from gitsync.specs import StrictModel
 
 __all__ = [
     "LabelSelector",
@@ -75,19 +76,6 @@ def _check_identifier(name: str) -> str:
 Identifier = Annotated[str, pydantic.AfterValidator(_check_identifier)]
 
 
-class _Strict(BaseModel):
-    """camelCase on the wire, unknown fields rejected, instances immutable."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        alias_generator=to_camel,
-        validate_by_alias=True,
-        validate_by_name=False,
-        serialize_by_alias=True,
-    )
-
-
 class PolicySeverity(enum.Enum):
     DENY = "deny"
     """A failure blocks the object."""
@@ -95,7 +83,7 @@ class PolicySeverity(enum.Enum):
     """A failure is reported; the object is applied."""
 
 
-class LabelSelectorRequirement(_Strict):
+class LabelSelectorRequirement(StrictModel):
     key: Annotated[str, StringConstraints(min_length=1)]
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     values: list[str] = Field(default_factory=list)
@@ -118,7 +106,7 @@ class LabelSelectorRequirement(_Strict):
         return self.key not in labels or labels[self.key] not in self.values
 
 
-class LabelSelector(_Strict):
+class LabelSelector(StrictModel):
     """Kubernetes label selector semantics: every term must hold; empty matches all."""
 
     match_labels: dict[str, str] = Field(default_factory=dict)
@@ -130,30 +118,30 @@ class LabelSelector(_Strict):
         )
 
 
-class PolicyMatch(_Strict):
+class PolicyMatch(StrictModel):
     kinds: list[Annotated[str, StringConstraints(min_length=1)]] = Field(min_length=1)
     namespaces: list[str] = Field(default_factory=list)
     label_selector: LabelSelector = Field(default_factory=LabelSelector)
 
 
-class MatchCondition(_Strict):
+class MatchCondition(StrictModel):
     name: Identifier
     expression: Expression
 
 
-class Variable(_Strict):
+class Variable(StrictModel):
     name: Identifier
     expression: Expression
 
 
-class Validation(_Strict):
+class Validation(StrictModel):
     expression: Expression
     message: str | None = None
     message_expression: Expression | None = None
     reason: Literal["Unauthorized", "Forbidden", "Invalid", "RequestEntityTooLarge"] = "Invalid"
 
 
-class PolicySpec(_Strict):
+class PolicySpec(StrictModel):
     severity: Literal["deny", "warn"] = "deny"
     match: PolicyMatch
     match_conditions: list[MatchCondition] = Field(default_factory=list)
@@ -175,13 +163,13 @@ class PolicySpec(_Strict):
         return self
 
 
-class PolicyMetadata(_Strict):
+class PolicyMetadata(StrictModel):
     name: PolicyName
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class PolicyDocument(_Strict):
+class PolicyDocument(StrictModel):
     """One ``kind: Policy`` document as written."""
 
     api_version: Literal["gitsync.io/v1alpha1"]
