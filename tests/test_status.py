@@ -19,7 +19,13 @@ from gitsync.status import (
     readme,
     status_path,
 )
-from gitsync.status_document import ModelInfo, RunRecord, StatusDocument, Traffic
+from gitsync.status_document import (
+    ModelInfo,
+    RunRecord,
+    StatusDocument,
+    Traffic,
+    document_from_data,
+)
 from gitsync.types import ObjectRef
 
 KEY = ObjectRef("serving.kserve.io", "InferenceService", "ml", "fraud")
@@ -44,7 +50,9 @@ def document(**fields: object) -> StatusDocument:
         "message": "x",
         "conditions": [],
     }
-    return StatusDocument.model_validate({**base, **fields})
+    parsed = document_from_data({**base, **fields})
+    assert parsed is not None
+    return parsed
 
 
 def test_path_layout() -> None:
