@@ -150,8 +150,24 @@ class RolloutState:
     evidence: tuple[Measurement, ...] = ()
     reason: str = ""
     handled_command: str | None = None
-    #: The last transition, in words: what the status says until the next one.
-    story: str = ""
+    #: The last transitions, in words, numbered: the status branch tells each one
+    #: (its documents record the number of the last they told), so a step applied
+    #: just before a crash is still told by the next cycle.
+    journal: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def story(self) -> str:
+        """The last transition: what the status says until the next one."""
+        return self.journal[-1][1] if self.journal else ""
+
+    @property
+    def told_up_to(self) -> int | None:
+        """The number of the newest transition in the journal."""
+        return self.journal[-1][0] if self.journal else None
+
+    def untold(self, told: int | None) -> tuple[str, ...]:
+        """The transitions newer than ``told`` (all of them when nothing was told)."""
+        return tuple(text for number, text in self.journal if told is None or number > told)
 
     def to_annotation(self) -> str:
         return orjson.dumps(
@@ -171,7 +187,7 @@ class RolloutState:
                 "evidence": [m.as_dict() for m in self.evidence],
                 "reason": self.reason,
                 "handledCommand": self.handled_command,
-                "story": self.story,
+                "journal": [list(item) for item in self.journal],
             },
             option=orjson.OPT_SORT_KEYS,
         ).decode()
@@ -199,7 +215,7 @@ class RolloutState:
                 evidence=tuple(Measurement.from_dict(m) for m in data.get("evidence") or []),
                 reason=str(data.get("reason", "")),
                 handled_command=data.get("handledCommand"),
-                story=str(data.get("story", "")),
+                journal=tuple((int(n), str(text)) for n, text in data.get("journal") or ()),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             # Someone mangled it: start from what the live object shows.
@@ -302,16 +318,24 @@ def _command(live: Mapping[str, Any] | None, state: RolloutState) -> str | None:
     return str(raw)
 
 
+#: Transitions kept on the live object: more than a crash can leave untold.
+_JOURNAL_LENGTH: Final = 8
+
+
 def _telling(decide: Callable[P, Decision]) -> Callable[P, Decision]:
-    """Keep each decision's transition as the state's story, the status message until
-    the next transition (so a quiet cycle does not change the status)."""
+    """Carry the journal of transitions from the live state into the decided one, and
+    add the decision's transition to it (written with the step it describes)."""
 
     @functools.wraps(decide)
     def told(*args: P.args, **kwargs: P.kwargs) -> Decision:
         decision = decide(*args, **kwargs)
-        if decision.transition is None:
-            return decision
-        return replace(decision, state=replace(decision.state, story=decision.transition))
+        live = kwargs.get("live")
+        before = RolloutState.from_live(live if isinstance(live, Mapping) else None)
+        journal = before.journal if before is not None else ()
+        if decision.transition is not None:
+            number = (journal[-1][0] if journal else 0) + 1
+            journal = (*journal, (number, decision.transition))[-_JOURNAL_LENGTH:]
+        return replace(decision, state=replace(decision.state, journal=journal))
 
     return told
 

@@ -176,7 +176,7 @@ def _entry_status(
     key = subject[1] if subject is not None else None
     health = _health(live, stale=key in stale) if live is not None else None
     model = run = schedule_info = None
-    transition = rollout.transition if rollout is not None else None
+    transitions = _untold(rollout, before)
     records: list[RunRecord] = []
     if isinstance(entry.spec, ModelDeployment):
         ref = entry.spec.spec.model.training_run(namespace)
@@ -187,7 +187,7 @@ def _entry_status(
                 f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
                 f"{entry.spec.spec.model.from_training_run} (spec {trained.source_commit[:7]})"
             )
-            transition = f"{lineage}; {transition}" if transition else lineage
+            transitions = (lineage, *transitions)
     elif isinstance(entry.spec, TrainingRun):
         records = [
             run_record(_name(job), _health(job, stale=ObjectRef.of(job) in stale), job)
@@ -217,9 +217,21 @@ def _entry_status(
         schedule=schedule_info,
         waiting=waiting,
         rollout=_rollout_info(rollout) if rollout is not None else None,
-        transition=transition,
+        transitions=transitions,
         errors=analysis.errors if analysis is not None else (),
     )
+
+
+def _untold(rollout: Decision | None, before: StatusDocument | None) -> tuple[str, ...]:
+    """What the status commit must tell of a rollout: every transition on the live
+    object newer than the last one the status branch told. A document from before
+    the journal told everything but this cycle's transition."""
+    if rollout is None:
+        return ()
+    told = before.rollout.told if before is not None and before.rollout is not None else None
+    if told is None and before is not None:
+        return (rollout.transition,) if rollout.transition else ()
+    return rollout.state.untold(told)
 
 
 def _health(live: Mapping[str, Any], *, stale: bool) -> HealthReport:
@@ -249,6 +261,7 @@ def _rollout_info(decision: Decision) -> RolloutInfo:
         started_at=state.started_at or None,
         reason=state.reason or None,
         story=state.story or None,
+        told=state.told_up_to,
         evidence=tuple(m.text() for m in state.evidence),
     )
 

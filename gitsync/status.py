@@ -51,7 +51,7 @@ __all__ = [
 
 README_PATH: Final = f"{STATUS_ROOT}/README.md"
 
-#: A spec's status is its status document (plus the transition its commit tells).
+#: A spec's status is its status document (plus the transitions its commit tells).
 SpecStatus = StatusDocument
 
 _PHASE_OF_HEALTH: Final = {health: Phase(health.value) for health in Health}
@@ -124,7 +124,7 @@ def build_status(
     schedule: ScheduleInfo | None = None,
     waiting: str | None = None,
     rollout: RolloutInfo | None = None,
-    transition: str | None = None,
+    transitions: Sequence[str] = (),
     errors: Sequence[str] = (),
 ) -> SpecStatus:
     """The status of one spec, from the most decisive fact known about it.
@@ -153,7 +153,9 @@ def build_status(
         phase, message = Phase.ROLLED_BACK, rollout.reason or "rolled back"
     elif rollout is not None and rollout.phase in {"Progressing", "Paused"}:
         phase = Phase.PROGRESSING
-        message = transition or rollout.story or f"canary {rollout.traffic}%"
+        message = (transitions[-1] if transitions else None) or (
+            rollout.story or f"canary {rollout.traffic}%"
+        )
     elif health is not None:
         phase, message = _PHASE_OF_HEALTH[health.health], health.message
     elif waiting is not None:
@@ -189,7 +191,7 @@ def build_status(
         schedule=schedule,
         errors=problems,
         rollout=rollout,
-        transition=transition,
+        transitions=tuple(transitions),
     )
 
 
@@ -289,12 +291,12 @@ def commit_message(
         counts[status.phase.value] = counts.get(status.phase.value, 0) + 1
     summary = ", ".join(f"{n} {phase.lower()}" for phase, n in sorted(counts.items()))
     subject = f"gitsync status: {summary or 'no specs'} [source {source_commit[:7]}]"
-    stories = [f"{s.name}: {s.transition}" for s in after if s.transition]
+    stories = [f"{s.name}: {told}" for s in after for told in s.transitions]
     # The controller moving traffic after a step is news too: say where it went.
     stories += [
         f"{s.name}: traffic now {_traffic_text(s.model)}"
         for s in after
-        if not s.transition
+        if not s.transitions
         and s.model is not None
         and s.model.traffic
         and _traffic_of(before.get(s.path)) != s.model.traffic

@@ -144,6 +144,9 @@ class RolloutInfo:
     started_at: str | None = None
     reason: str | None = None
     story: str | None = None
+    #: The number of the last transition the status branch told (see the journal
+    #: of :class:`gitsync.rollout.RolloutState`).
+    told: int | None = None
     evidence: tuple[str, ...] = ()
 
 
@@ -164,9 +167,9 @@ class StatusDocument:
     schedule: ScheduleInfo | None = None
     rollout: RolloutInfo | None = None
     errors: tuple[str, ...] = ()
-    #: What this cycle did to a rollout, in words: told by the status commit, not
-    #: kept in the document.
-    transition: str | None = None
+    #: What happened to a rollout since the branch last told it, in words: told by
+    #: the status commit, not kept in the document.
+    transitions: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -191,7 +194,7 @@ def _adapter() -> TypeAdapter[StatusDocument]:
 def as_data(doc: StatusDocument) -> dict[str, Any]:
     """The document as plain data, in field order, defaults left out."""
     data: dict[str, Any] = _adapter().dump_python(
-        doc, mode="json", by_alias=True, exclude_defaults=True, exclude={"transition"}
+        doc, mode="json", by_alias=True, exclude_defaults=True, exclude={"transitions"}
     )
     return data
 
@@ -225,5 +228,5 @@ def status_json_schema() -> dict[str, Any]:
     """The JSON Schema of a status document, as the branch holds it."""
     schema: dict[str, Any] = _adapter().json_schema(by_alias=True, mode="serialization")
     schema["title"] = "gitsync status document"
-    schema["properties"].pop("transition", None)
+    schema["properties"].pop("transitions", None)
     return schema

@@ -122,6 +122,12 @@ def rollout_phase(report: CycleReport) -> str | None:
     return status.rollout.phase if status.rollout else None
 
 
+def tells(report: CycleReport, text: str) -> bool:
+    """Whether the cycle's status commit tells a transition containing ``text``."""
+    (status,) = report.statuses
+    return any(text in told for told in status.transitions)
+
+
 def healthy(report: CycleReport) -> bool:
     (status,) = report.statuses
     return status.phase.value == "Healthy"
@@ -147,6 +153,19 @@ def settles_to(kube: KubeClient, namespace: str, expected: list[tuple[str, int]]
 def stories(repo: SpecRepo) -> list[str]:
     """The status branch's commit subjects, oldest first."""
     return [line.split(" ", 1)[1] for line in reversed(repo.log("gitsync/status"))]
+
+
+def told(repo: SpecRepo, name: str = "fraud") -> list[str]:
+    """Every rollout transition the status branch tells, oldest first: a commit's
+    subject when it tells one, its detail lines when it tells several."""
+    raw = git("log", "--reverse", "--format=%B%x00", "gitsync/status", cwd=repo.remote)
+    found = []
+    for message in filter(None, (m.strip() for m in raw.split("\x00"))):
+        subject, *body = message.splitlines()
+        if subject.startswith(f"{name}: "):
+            found.append(subject.split(" [source")[0])
+        found += [line[2:] for line in body if line.startswith(f"- {name}: ")]
+    return found
 
 
 def deploy_v1(repo: SpecRepo, reconciler: Reconciler, namespace: str, prometheus: str) -> None:
@@ -202,7 +221,9 @@ def test_a_bad_canary_is_rolled_back_with_evidence_and_stays_rolled_back(
     reports = drive(r, lambda report: rollout_phase(report) == "RolledBack", timeout=60)
 
     ready_at = next(
-        i for i, rep in enumerate(reports) if "ready: 20%" in (rep.statuses[0].transition or "")
+        i
+        for i, rep in enumerate(reports)
+        if any("ready: 20%" in t for t in rep.statuses[0].transitions)
     )
     # failureLimit (2) x interval (3s) after the canary took traffic, plus cycle slack.
     elapsed = sum(rep.duration for rep in reports[ready_at:]) + 0.5 * (len(reports) - ready_at)
@@ -314,7 +335,9 @@ def test_pause_holds_and_promote_moves_on(
     )
     repo.write("models/fraud.yaml", held)
     repo.commit("fraud v2, held at 30% until someone promotes it")
-    drive(r, lambda report: "ready: 30%" in (report.statuses[0].transition or ""), timeout=30)
+    drive(
+        r, lambda report: any("ready: 30%" in t for t in report.statuses[0].transitions), timeout=30
+    )
     for _ in range(4):
         time.sleep(1)
         rollout = r.cycle().statuses[0].rollout
@@ -394,12 +417,38 @@ def test_a_daemon_killed_at_random_points_resumes_without_skipping(
     else:
         pytest.fail("the rollout never finished")
 
-    told = [s.split(" [source")[0] for s in stories(repo) if "canary" in s]
-    steps = [s for s in told if "->" in s]
+    steps = [s for s in told(repo) if "canary" in s and "->" in s]
     assert steps[0] == "fraud: canary started: 0% -> 20%"
     assert steps[1].startswith("fraud: canary 20% -> 60% (error-rate")
     assert steps[2].startswith("fraud: canary 60% -> 100%: promoted (error-rate")
-    assert len(steps) == 3, told  # no step repeated, none skipped, no jump to 100%
+    assert len(steps) == 3, steps  # no step repeated, none skipped, no jump to 100%
+
+
+def test_a_step_applied_just_before_a_crash_is_still_told(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    first = reconciler()
+    deploy_v1(repo, first, namespace, prometheus_url)
+    before = git("rev-parse", "gitsync/status", cwd=repo.remote)
+    repo.write("models/fraud.yaml", canary_model(namespace, prometheus_url, version=2))
+    repo.commit("fraud v2")
+    started = first.cycle()
+    assert tells(started, "canary started: 0% -> 20%")
+    # The daemon dies after the step is applied and before its status is pushed: on
+    # the remote, the status branch is as it was; the live object has moved on.
+    git("update-ref", "refs/heads/gitsync/status", before, cwd=repo.remote)
+
+    restarted = reconciler().cycle()
+
+    assert restarted.status_commit is not None
+    assert any("canary started: 0% -> 20%" in t for t in told(repo))
+    assert tells(restarted, "canary started: 0% -> 20%")
+    # Told once it is in Git: the next cycle does not tell it again.
+    again = reconciler().cycle()
+    assert not tells(again, "canary started")
 
 
 def test_on_failure_revert_proposes_a_revert_branch(

@@ -266,6 +266,35 @@ def test_a_naive_time_is_refused() -> None:
         decide(desired_hash="v1", live=None, rollout=ROLLOUT, now=T0.replace(tzinfo=None))
 
 
+def test_every_transition_is_numbered_on_the_live_object_across_rollouts() -> None:
+    cluster = Cluster()
+    step(cluster, "v1", T0)
+    started = start_canary(cluster)
+    assert [n for n, _ in started.state.journal] == [1, 2]
+    cluster.ready()
+    ready = step(cluster, "v2", T0 + timedelta(seconds=1))
+    assert ready.state.journal[-1] == (3, ready.transition)
+    assert ready.state.untold(1) == (started.transition, ready.transition)
+    assert ready.state.untold(3) == ()
+    quiet = step(cluster, "v2", T0 + timedelta(seconds=2))
+    assert quiet.transition is None
+    assert quiet.state.journal == ready.state.journal
+    # Read back from the live object exactly as written.
+    assert RolloutState.from_live(cluster.live) == quiet.state
+
+
+def test_the_journal_keeps_only_the_last_transitions() -> None:
+    cluster = Cluster()
+    step(cluster, "v0", T0)
+    for version in range(1, 12):  # each change starts a new canary: a transition each
+        step(cluster, f"v{version}", T0 + timedelta(seconds=version))
+    state = RolloutState.from_live(cluster.live)
+    assert state is not None
+    numbers = [n for n, _ in state.journal]
+    assert numbers == list(range(numbers[0], numbers[0] + 8))
+    assert numbers[-1] == 12
+
+
 def test_state_survives_serialisation_exactly() -> None:
     cluster = Cluster()
     start_canary(cluster)
