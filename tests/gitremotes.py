@@ -218,10 +218,11 @@ def _write_hook(bare: Path, name: str, text: str) -> None:
 class GitDaemon:
     """``git daemon`` serving every repository under ``root`` on 127.0.0.1."""
 
-    def __init__(self, root: Path, log: Path) -> None:
+    def __init__(self, root: Path, log: Path, *, port: int | None = None) -> None:
+        """``port``: a given one, to start a remote again where its clients expect it."""
         self.root = root
-        self.port = free_port()
-        self._log = log.open("wb")
+        self.port = port or free_port()
+        self._log = log.open("ab")
         self._process = subprocess.Popen(
             [
                 "git",
