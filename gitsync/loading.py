@@ -10,9 +10,9 @@ before they become Python values, and kept to locate validation errors. A file i
 cannot be read as specs: over :data:`MAX_FILE_BYTES`, binary (a NUL byte), not UTF-8,
 not YAML, a mapping with a key twice (YAML 1.2 says keys are unique; libyaml would
 silently keep the last value, and a second ``metadata:`` would rename the object),
-nested deeper than :data:`MAX_DEPTH`, aliases that would expand beyond
-:data:`MAX_ALIAS_NODES` extra nodes (a "billion laughs" costs nothing to parse but
-gigabytes once rendered), a gitsync kind under another apiVersion, or a path that is
+nested deeper than :data:`MAX_DEPTH`, aliases that would expand it beyond
+:data:`MAX_EXPANDED_SIZE` (a "billion laughs" costs nothing to parse but gigabytes
+once rendered), a gitsync kind under another apiVersion, or a path that is
 not a regular file (a symbolic link, a folder, a submodule: :func:`unreadable`).
 
 So the only removals gitsync prunes are the ones Git really made: a file deleted
@@ -48,9 +48,9 @@ from gitsync.types import SPEC_GROUP, ObjectRef
 
 __all__ = [
     "CONFIG_FILE",
-    "MAX_ALIAS_NODES",
     "MAX_DEPTH",
     "MAX_ERRORS_PER_FILE",
+    "MAX_EXPANDED_SIZE",
     "MAX_FILE_BYTES",
     "Diagnostic",
     "Entry",
@@ -80,9 +80,11 @@ MAX_FILE_BYTES: Final = 1 << 20
 #: Deeper than any Kubernetes object (a CRD schema reaches ~30), well within the
 #: recursion the rendering, policies and JSON encoding can afford.
 MAX_DEPTH: Final = 100
-#: How many nodes aliases may add to a document once expanded: shared blocks of a
-#: real spec add a few hundred; a "billion laughs" adds billions.
-MAX_ALIAS_NODES: Final = 100_000
+#: How big a document may be once its aliases are expanded, counting one per node and
+#: per character of a scalar: eight times the largest file, so aliases may share a
+#: block many times over, but neither a "billion laughs" (billions of nodes) nor a
+#: long string repeated by aliases (gigabytes) gets past it.
+MAX_EXPANDED_SIZE: Final = 8 << 20
 #: Diagnostics reported per file; the rest are counted. A thousand typos are fixed
 #: the same way as twenty.
 MAX_ERRORS_PER_FILE: Final = 20
@@ -330,8 +332,9 @@ _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 def _check(path: str, root: yaml.Node) -> None:
     """Refuse duplicate keys, deep nesting and alias bombs, visiting each node once.
 
-    ``sizes`` memoises each node's expanded size and height by identity: an alias is
-    the very node it names, so a bomb is measured by arithmetic, not by expanding it.
+    ``sizes`` memoises each node's expanded size (nodes plus scalar characters) and
+    height by identity: an alias is the very node it names, so a bomb is measured by
+    arithmetic, not by expanding it.
     """
     sizes: dict[int, tuple[int, int]] = {}
 
@@ -349,8 +352,8 @@ def _check(path: str, root: yaml.Node) -> None:
         size, height = known
         if depth + height > MAX_DEPTH:
             raise refuse(node, where, f"nested deeper than {MAX_DEPTH} levels")
-        if size > len(sizes) + MAX_ALIAS_NODES:
-            raise refuse(node, where, f"aliases expand this to over {MAX_ALIAS_NODES} nodes")
+        if size > MAX_EXPANDED_SIZE:
+            raise refuse(node, where, f"aliases expand this beyond {MAX_EXPANDED_SIZE} bytes")
         return known
 
     def measure(node: yaml.Node, where: list[str | int], depth: int) -> tuple[int, int]:
@@ -369,7 +372,7 @@ def _check(path: str, root: yaml.Node) -> None:
                             key, [*where, name], f"duplicate key {name!r} (first on line {line})"
                         )
                 children += [(key, [*where, name]), (value, [*where, name])]
-        size, height = 1, 0
+        size, height = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0), 0
         for child, at in children:
             child_size, child_height = visit(child, at, depth + 1)
             size, height = size + child_size, max(height, child_height + 1)
