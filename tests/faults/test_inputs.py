@@ -148,9 +148,8 @@ from gitsync.render import RenderContext
 content = sys.stdin.buffer.read()
 loaded = load_tree([load_file("bomb.yaml", content)], default_namespace="ns")
 policies, _ = load_library()
-Evaluator().evaluate(
-    loaded, policies=policies, blobs={{}}, context=RenderContext(instance="i", default_namespace="ns")
-)
+context = RenderContext(instance="i", default_namespace="ns")
+Evaluator().evaluate(loaded, policies=policies, blobs={{}}, context=context)
 print(sorted(loaded.failed_paths), [str(d) for d in loaded.diagnostics])
 """
 
