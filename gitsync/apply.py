@@ -7,6 +7,13 @@ and a field someone took over with ``kubectl edit`` is drift to revert.
 
 An error on one object is recorded on its :class:`Change` and the others go on;
 only an unreachable API server stops the cycle (nothing else could succeed).
+
+Writes go before deletions, and an object is not deleted while another object of its
+source file failed to apply this cycle: that file did not go away, Git's content for
+it just could not be stored (a manifest whose apiVersion changed now names another
+object, whose apply fails). Only here is that known -- the plan cannot tell which
+applies the API server will refuse -- so the guard is here, next to the writes; a
+load failure is guarded earlier, by the plan.
 """
 
 from __future__ import annotations
@@ -36,35 +43,49 @@ def execute(
     """Apply the plan; return what happened and the live objects written."""
     namespaces = known_namespaces if known_namespaces is not None else set()
     written: dict[ObjectRef, Mapping[str, Any]] = {}
-    outcome: list[Change] = []
-    for change in plan.changes:
+    outcome = list(plan.changes)
+    unapplied: set[str] = set()
+    deletions_last = sorted(range(len(outcome)), key=lambda i: outcome[i].action is Action.DELETED)
+    for index in deletions_last:
+        change = outcome[index]
+        if change.action is Action.DELETED and change.source in unapplied:
+            outcome[index] = dataclasses.replace(
+                change,
+                action=Action.SKIPPED,
+                reason=f"kept: another object of {change.source} failed to apply",
+            )
+            continue
         try:
-            if change.action is Action.CREATED:
-                _ensure_namespace(
-                    client, change.key.namespace, namespaces, create=create_namespaces
-                )
-                written[change.key] = _apply(client, change)
-                outcome.append(change)
-            elif change.action is Action.CONFIGURED:
-                _ensure_namespace(
-                    client, change.key.namespace, namespaces, create=create_namespaces
-                )
-                outcome.append(_configure(client, change, written))
-            elif change.action is Action.DELETED:
-                client.delete(
-                    _api_version(change),
-                    change.key.kind,
-                    change.key.name,
-                    namespace=change.key.namespace or None,
-                )
-                outcome.append(change)
-            else:
-                outcome.append(change)
+            outcome[index] = _carry_out(client, change, written, namespaces, create_namespaces)
         except ApiUnavailableError:
             raise
         except GitsyncError as exc:
-            outcome.append(dataclasses.replace(change, error=str(exc), error_remedy=exc.remedy))
+            outcome[index] = dataclasses.replace(change, error=str(exc), error_remedy=exc.remedy)
+            if change.desired is not None and change.source is not None:
+                unapplied.add(change.source)
     return ChangeSet(tuple(outcome), prune_refused=plan.prune_refused), written
+
+
+def _carry_out(
+    client: KubeClient,
+    change: Change,
+    written: dict[ObjectRef, Mapping[str, Any]],
+    namespaces: set[str],
+    create_namespaces: bool,
+) -> Change:
+    if change.action in {Action.CREATED, Action.CONFIGURED}:
+        _ensure_namespace(client, change.key.namespace, namespaces, create=create_namespaces)
+        if change.action is Action.CONFIGURED:
+            return _configure(client, change, written)
+        written[change.key] = _apply(client, change)
+    elif change.action is Action.DELETED:
+        client.delete(
+            _api_version(change),
+            change.key.kind,
+            change.key.name,
+            namespace=change.key.namespace or None,
+        )
+    return change
 
 
 def _api_version(change: Change) -> str:

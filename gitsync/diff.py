@@ -73,6 +73,12 @@ class Change:
     def writes(self) -> bool:
         return self.action in {Action.CREATED, Action.CONFIGURED, Action.DELETED}
 
+    @property
+    def source(self) -> str | None:
+        """The spec file the object comes from, as gitsync's annotation on it says."""
+        body = self.desired if self.desired is not None else self.live
+        return _annotation(body, ANNOTATION_SOURCE_PATH) if body is not None else None
+
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:

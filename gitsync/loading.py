@@ -4,8 +4,21 @@ Pure: bytes in, entries and diagnostics out, so results can be cached by blob id
 tested with tables. Every problem is a :class:`Diagnostic` naming ``path:line:col``
 and the field path; one bad file (or document) never stops the others.
 
-YAML is parsed with libyaml (``CSafeLoader``); only when a document fails validation
-is it parsed a second time into nodes, to find the line and column of the culprit.
+Each file is parsed once, with libyaml (``CSafeLoader``), into nodes that are checked
+before they become Python values, and kept to locate validation errors. A file is
+*failed* -- its objects are kept, never pruned, and reported Invalid -- when its bytes
+cannot be read as specs: over :data:`MAX_FILE_BYTES`, binary (a NUL byte), not UTF-8,
+not YAML, a mapping with a key twice (YAML 1.2 says keys are unique; libyaml would
+silently keep the last value, and a second ``metadata:`` would rename the object),
+nested deeper than :data:`MAX_DEPTH`, aliases that would expand it beyond
+:data:`MAX_EXPANDED_SIZE` (a "billion laughs" costs nothing to parse but gigabytes
+once rendered), a gitsync kind under another apiVersion, or a path that is
+not a regular file (a symbolic link, a folder, a submodule: :func:`unreadable`).
+
+So the only removals gitsync prunes are the ones Git really made: a file deleted
+(no entry of any kind left at its path), a document deleted from a file that still
+loads, or a file renamed out of the selection; a rename within the selection
+declares the same objects from the new path, so nothing is deleted.
 """
 
 from __future__ import annotations
@@ -16,11 +29,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 import pydantic
 import yaml
 
+from gitsync.errors import SpecError
 from gitsync.specs import (
     API_VERSION,
     SPEC_MODELS,
@@ -30,14 +44,19 @@ from gitsync.specs import (
     model_for_location,
     suggest_field,
 )
-from gitsync.types import ObjectRef
+from gitsync.types import SPEC_GROUP, ObjectRef
 
 __all__ = [
     "CONFIG_FILE",
+    "MAX_DEPTH",
+    "MAX_ERRORS_PER_FILE",
+    "MAX_EXPANDED_SIZE",
+    "MAX_FILE_BYTES",
     "Diagnostic",
     "Entry",
     "FileResult",
     "LoadResult",
+    "Parsed",
     "Rejected",
     "Severity",
     "document_lines",
@@ -45,11 +64,30 @@ __all__ = [
     "load_config",
     "load_file",
     "load_tree",
+    "parse_yaml",
     "select_paths",
+    "unreadable",
     "validation_diagnostics",
 ]
 
 CONFIG_FILE = "gitsync.yaml"
+
+#: A spec file larger than this is refused unread. The API server stores an object of
+#: at most 1.5 MiB (etcd's request limit) and hand-written specs are a few KiB, so a
+#: bigger file is a mistake (a model checked in by accident); the bound keeps a
+#: cycle's parse time and memory small whatever lands in the repo.
+MAX_FILE_BYTES: Final = 1 << 20
+#: Deeper than any Kubernetes object (a CRD schema reaches ~30), well within the
+#: recursion the rendering, policies and JSON encoding can afford.
+MAX_DEPTH: Final = 100
+#: How big a document may be once its aliases are expanded, counting one per node and
+#: per character of a scalar: eight times the largest file, so aliases may share a
+#: block many times over, but neither a "billion laughs" (billions of nodes) nor a
+#: long string repeated by aliases (gigabytes) gets past it.
+MAX_EXPANDED_SIZE: Final = 8 << 20
+#: Diagnostics reported per file; the rest are counted. A thousand typos are fixed
+#: the same way as twenty.
+MAX_ERRORS_PER_FILE: Final = 20
 
 
 class Severity(enum.Enum):
@@ -213,12 +251,37 @@ def select_paths(paths: Iterable[str], *, root: str, config: Config) -> list[str
 # --- parsing ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A file's documents as values, and as the nodes that locate their fields."""
+
+    documents: tuple[object, ...]
+    nodes: tuple[yaml.Node, ...]
+
+    def node(self, index: int) -> yaml.Node | None:
+        return self.nodes[index] if index < len(self.nodes) else None
+
+
+class _Refused(SpecError):
+    """Raised inside the node checks to stop at the first problem; never leaves here."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(str(diagnostic))
+        self.diagnostic = diagnostic
+
+
 def _yaml_error(path: str, exc: yaml.YAMLError) -> Diagnostic:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else 1
     column = mark.column + 1 if mark is not None else 1
     problem = getattr(exc, "problem", None) or str(exc)
     return Diagnostic(path, line, column, f"invalid YAML: {problem}")
+
+
+def _at_byte(path: str, content: bytes, offset: int, message: str) -> Diagnostic:
+    line = content.count(b"\n", 0, offset) + 1
+    column = offset - (content.rfind(b"\n", 0, offset) + 1) + 1
+    return Diagnostic(path, line, column, f"{message} at byte {offset}")
 
 
 def document_lines(content: bytes) -> list[int]:
@@ -230,12 +293,100 @@ def document_lines(content: bytes) -> list[int]:
     return lines
 
 
+def parse_yaml(path: str, content: bytes) -> Parsed | Diagnostic:
+    """Every document of a file, or the one reason it cannot be read as specs."""
+    if len(content) > MAX_FILE_BYTES:
+        return Diagnostic(
+            path, 1, 1, f"file is {len(content)} bytes; spec files are at most {MAX_FILE_BYTES}"
+        )
+    if (nul := content.find(b"\0")) >= 0:
+        return _at_byte(path, content, nul, "binary content: a NUL byte")
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _at_byte(path, content, exc.start, f"invalid UTF-8: byte 0x{content[exc.start]:02x}")
+    loader = yaml.CSafeLoader(content)
+    documents, nodes = [], []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # the stubs allow it; check_node said a node follows
+                break
+            _check(path, node)
+            nodes.append(node)
+            # Constructing after the checks: an alias is then one shared value, which
+            # only later code (rendering, policies) would have expanded.
+            documents.append(loader.construct_document(node))
+    except yaml.YAMLError as exc:
+        return _yaml_error(path, exc)
+    except _Refused as refused:
+        return refused.diagnostic
+    finally:
+        loader.dispose()
+    return Parsed(tuple(documents), tuple(nodes))
+
+
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+
+
+def _check(path: str, root: yaml.Node) -> None:
+    """Refuse duplicate keys, deep nesting and alias bombs, visiting each node once.
+
+    ``sizes`` memoises each node's expanded size (nodes plus scalar characters) and
+    height by identity: an alias is the very node it names, so a bomb is measured by
+    arithmetic, not by expanding it.
+    """
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def refuse(node: yaml.Node, where: list[str | int], message: str) -> _Refused:
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        return _Refused(Diagnostic(path, line, column, message, field_path(where)))
+
+    def visit(node: yaml.Node, where: list[str | int], depth: int) -> tuple[int, int]:
+        known = sizes.get(id(node))
+        if known is None:
+            if depth > MAX_DEPTH:
+                raise refuse(node, where, f"nested deeper than {MAX_DEPTH} levels")
+            known = measure(node, where, depth)
+            sizes[id(node)] = known
+        size, height = known
+        if depth + height > MAX_DEPTH:
+            raise refuse(node, where, f"nested deeper than {MAX_DEPTH} levels")
+        if size > MAX_EXPANDED_SIZE:
+            raise refuse(node, where, f"aliases expand this beyond {MAX_EXPANDED_SIZE} bytes")
+        return known
+
+    def measure(node: yaml.Node, where: list[str | int], depth: int) -> tuple[int, int]:
+        children: list[tuple[yaml.Node, list[str | int]]] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = [(item, [*where, i]) for i, item in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else ""
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    first = seen.setdefault((key.tag, name), key)
+                    if first is not key:
+                        line = first.start_mark.line + 1
+                        raise refuse(
+                            key, [*where, name], f"duplicate key {name!r} (first on line {line})"
+                        )
+                children += [(key, [*where, name]), (value, [*where, name])]
+        size, height = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0), 0
+        for child, at in children:
+            child_size, child_height = visit(child, at, depth + 1)
+            size, height = size + child_size, max(height, child_height + 1)
+        return size, height
+
+    visit(root, [], 0)
+
+
 def load_config(content: bytes, *, path: str = CONFIG_FILE) -> tuple[Config, list[Diagnostic]]:
     """Parse ``gitsync.yaml``; on any problem, the defaults and the diagnostics."""
-    try:
-        data = yaml.load(content, Loader=yaml.CSafeLoader)
-    except yaml.YAMLError as exc:
-        return Config(), [_yaml_error(path, exc)]
+    parsed = parse_yaml(path, content)
+    if isinstance(parsed, Diagnostic):
+        return Config(), [parsed]
+    data = parsed.documents[0] if parsed.documents else None
     if data is None:
         return Config(), []
     if not isinstance(data, dict):
@@ -243,30 +394,49 @@ def load_config(content: bytes, *, path: str = CONFIG_FILE) -> tuple[Config, lis
     try:
         return Config.model_validate(data), []
     except pydantic.ValidationError as exc:
-        return Config(), validation_diagnostics(exc, Config, content=content, path=path, index=0)
+        return Config(), validation_diagnostics(exc, Config, node=parsed.node(0), path=path)
+
+
+def unreadable(path: str, what: str) -> FileResult:
+    """A selected path that is no regular file (a symbolic link, a folder): failed, so
+    the objects it declared are kept until it is a file again or really removed."""
+    message = f"a {what}, not a file: what it declared is kept, not pruned"
+    return FileResult(path, diagnostics=(Diagnostic(path, 1, 1, message),))
 
 
 def load_file(path: str, content: bytes) -> FileResult:
     """Every document of one YAML file, validated; never raises for bad input."""
-    try:
-        documents = list(yaml.load_all(content, Loader=yaml.CSafeLoader))
-    except yaml.YAMLError as exc:
-        return FileResult(path, diagnostics=(_yaml_error(path, exc),))
+    parsed = parse_yaml(path, content)
+    if isinstance(parsed, Diagnostic):
+        return FileResult(path, diagnostics=(parsed,))
     starts = document_lines(content)
     entries: list[Entry] = []
     diagnostics: list[Diagnostic] = []
     rejected: list[Rejected] = []
-    for index, document in enumerate(documents):
+    for index, document in enumerate(parsed.documents):
         if document is None:
             continue
         line = starts[index] if index < len(starts) else 1
-        entry, problems = _load_document(path, index, line, document, content)
+        entry, problems = _load_document(path, index, line, document, parsed.node(index))
         diagnostics.extend(problems)
         if entry is not None:
             entries.append(entry)
         elif (named := _named(path, document)) is not None:
             rejected.append(named)
-    return FileResult(path, tuple(entries), tuple(diagnostics), tuple(rejected))
+    return FileResult(path, tuple(entries), _capped(path, diagnostics), tuple(rejected))
+
+
+def _capped(path: str, diagnostics: list[Diagnostic]) -> tuple[Diagnostic, ...]:
+    if len(diagnostics) <= MAX_ERRORS_PER_FILE:
+        return tuple(diagnostics)
+    first_hidden = diagnostics[MAX_ERRORS_PER_FILE]
+    more = Diagnostic(
+        path,
+        first_hidden.line,
+        first_hidden.column,
+        f"{len(diagnostics) - MAX_ERRORS_PER_FILE} more problems in this file",
+    )
+    return (*diagnostics[:MAX_ERRORS_PER_FILE], more)
 
 
 def _named(path: str, document: object) -> Rejected | None:
@@ -285,12 +455,15 @@ def _named(path: str, document: object) -> Rejected | None:
         kind,
         name,
         namespace if isinstance(namespace, str) else None,
-        api_version if isinstance(api_version, str) else "",
+        # A gitsync kind under a wrong apiVersion is still the spec its status is for.
+        API_VERSION
+        if kind in SPEC_MODELS
+        else (api_version if isinstance(api_version, str) else ""),
     )
 
 
 def _load_document(
-    path: str, index: int, line: int, document: object, content: bytes
+    path: str, index: int, line: int, document: object, node: yaml.Node | None
 ) -> tuple[Entry | None, list[Diagnostic]]:
     if not isinstance(document, dict):
         kind = type(document).__name__
@@ -302,17 +475,24 @@ def _load_document(
     ]
     if missing:
         return None, [Diagnostic(path, line, 1, "required field is missing", field=missing[0])]
-    if document["apiVersion"] == API_VERSION:
-        return _load_spec(path, index, line, document, content)
+    api_version, kind = str(document["apiVersion"]), str(document["kind"])
+    if api_version == API_VERSION:
+        return _load_spec(path, index, line, document, node)
+    if kind in SPEC_MODELS or api_version.partition("/")[0] == SPEC_GROUP:
+        # Read as a plain manifest, it would fail to apply and its spec would be
+        # pruned: a changed apiVersion is an invalid spec, not a removed one.
+        loc = _locate(node, ("apiVersion",), at_key=False)
+        message = f"{api_version!r} is not gitsync's apiVersion {API_VERSION!r}"
+        return None, [Diagnostic(path, *loc, message, field="apiVersion")]
     metadata = document.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
-        loc = _locate(content, index, ("metadata",), at_key=True)
+        loc = _locate(node, ("metadata",), at_key=True)
         return None, [Diagnostic(path, *loc, "required field is missing", field="metadata.name")]
     return Entry(path, index, line, manifest=document), []
 
 
 def _load_spec(
-    path: str, index: int, line: int, document: dict[str, Any], content: bytes
+    path: str, index: int, line: int, document: dict[str, Any], node: yaml.Node | None
 ) -> tuple[Entry | None, list[Diagnostic]]:
     kind = str(document["kind"])
     model = SPEC_MODELS.get(kind)
@@ -321,13 +501,12 @@ def _load_spec(
         message = f"unknown kind {kind!r} in {API_VERSION}" + (
             f"; did you mean {hint!r}?" if hint else ""
         )
-        loc = _locate(content, index, ("kind",), at_key=False)
+        loc = _locate(node, ("kind",), at_key=False)
         return None, [Diagnostic(path, *loc, message, field="kind")]
     try:
         spec = model.model_validate(document)
     except pydantic.ValidationError as exc:
-        problems = validation_diagnostics(exc, model, content=content, path=path, index=index)
-        return None, problems
+        return None, validation_diagnostics(exc, model, node=node, path=path)
     return Entry(path, index, line, spec=spec), []
 
 
@@ -346,10 +525,11 @@ def validation_diagnostics(
     exc: pydantic.ValidationError,
     model: type[pydantic.BaseModel],
     *,
-    content: bytes,
+    node: yaml.Node | None,
     path: str,
-    index: int,
 ) -> list[Diagnostic]:
+    """Each error of ``exc`` located in ``node``, the document's root (as composed by
+    :func:`parse_yaml`: no second parse per error)."""
     errors = exc.errors(include_url=False)
     # A misspelt field shows up twice: the typo as unknown, the real name as missing.
     # Report it once, as the typo with a suggestion.
@@ -372,10 +552,10 @@ def validation_diagnostics(
         if kind == "extra_forbidden":
             hint = suggested.get(loc)
             message = f"unknown field {loc[-1]!r}" + (f"; did you mean {hint!r}?" if hint else "")
-            position = _locate(content, index, loc, at_key=True)
+            position = _locate(node, loc, at_key=True)
         elif kind == "missing":
             message = "required field is missing"
-            position = _locate(content, index, loc[:-1], at_key=False)
+            position = _locate(node, loc[:-1], at_key=False)
         elif kind == "literal_error":
             got = error.get("input")
             expected = str((error.get("ctx") or {}).get("expected", ""))
@@ -384,29 +564,22 @@ def validation_diagnostics(
             message = f"{got!r} is not one of {expected}" + (
                 f"; did you mean {hint!r}?" if hint and hint != got else ""
             )
-            position = _locate(content, index, loc, at_key=False)
+            position = _locate(node, loc, at_key=False)
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
-            position = _locate(content, index, loc, at_key=False)
+            position = _locate(node, loc, at_key=False)
         diagnostics.append(Diagnostic(path, *position, message, field=field_path(loc)))
     return diagnostics
 
 
-def _locate(
-    content: bytes, index: int, loc: Sequence[str | int], *, at_key: bool
-) -> tuple[int, int]:
-    """Line and column (1-based) of the node at ``loc`` in document ``index``.
+def _locate(node: yaml.Node | None, loc: Sequence[str | int], *, at_key: bool) -> tuple[int, int]:
+    """Line and column (1-based) of the node at ``loc`` below a document's root ``node``.
 
     With ``at_key`` the position of the mapping key is returned (for an unknown
     field); otherwise that of the value. Falls back to the deepest node found.
     """
-    try:
-        nodes = list(yaml.compose_all(content, Loader=yaml.CSafeLoader))
-    except yaml.YAMLError:
+    if node is None:
         return 1, 1
-    if index >= len(nodes) or nodes[index] is None:
-        return 1, 1
-    node: yaml.Node = nodes[index]
     mark = node.start_mark
     for position, part in enumerate(loc):
         last = position == len(loc) - 1

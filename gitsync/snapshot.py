@@ -23,6 +23,7 @@ from gitsync.loading import (
     load_file,
     load_tree,
     select_paths,
+    unreadable,
 )
 from gitsync.policy import PolicySet, load_library
 from gitsync.specs import Config
@@ -55,22 +56,39 @@ def read_snapshot(
 ) -> Snapshot:
     """Load ``root`` of ``commit`` and its policies. With an invalid gitsync.yaml or
     policy, nothing else is loaded."""
-    files = repo.files(commit, under=root.strip("/"))
-    return _read(files, repo.read_blob, commit=commit, root=root, parsed=parsed)
+    listing = repo.listing(commit, under=root.strip("/"))
+    return _read(
+        listing.files, listing.others, repo.read_blob, commit=commit, root=root, parsed=parsed
+    )
 
 
 def read_folder(folder: Path) -> Snapshot:
     """The same for a folder on disk (``gitsync validate`` of uncommitted work)."""
-    files = {
-        path.relative_to(folder).as_posix(): str(path)
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and ".git" not in path.relative_to(folder).parts
-    }
-    return _read(files, lambda where: Path(where).read_bytes(), commit="", root="", parsed=None)
+    files: dict[str, str] = {}
+    others: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if ".git" in relative.parts:
+            continue
+        if path.is_symlink():
+            others[relative.as_posix()] = "symbolic link"
+        elif path.is_file():
+            files[relative.as_posix()] = str(path)
+        elif path.is_dir():
+            others[relative.as_posix()] = "folder"
+    return _read(
+        files,
+        others,
+        lambda where: Path(where).read_bytes(),
+        commit="",
+        root="",
+        parsed=None,
+    )
 
 
 def _read(
     files: Mapping[str, str],
+    others: Mapping[str, str],
     read: Callable[[str], bytes],
     *,
     commit: str,
@@ -78,7 +96,8 @@ def _read(
     parsed: Mapping[str, FileResult] | None,
 ) -> Snapshot:
     """``files`` maps each path to what ``read`` takes to get its bytes (a blob id, a
-    file name); that handle also keys the parse cache."""
+    file name); that handle also keys the parse cache. ``others`` says what each path
+    that is no regular file is."""
     root = root.strip("/")
     config_path = f"{root}/{CONFIG_FILE}" if root else CONFIG_FILE
     config, problems = Config(), list[Diagnostic]()
@@ -100,6 +119,11 @@ def _read(
         result = known.get(key) or load_file(path, read(files[path]))
         fresh[key] = result
         results.append(result)
+    results += [
+        unreadable(path, others[path])
+        for path in select_paths(others, root=root, config=config)
+        if path not in files
+    ]
     loaded = load_tree(results, default_namespace=config.defaults.namespace)
     return Snapshot(
         commit=commit,

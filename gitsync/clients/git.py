@@ -64,6 +64,7 @@ __all__ = [
     "Credentials",
     "GitSource",
     "LastChanges",
+    "Listing",
     "PasswordCredentials",
     "Repository",
     "Revision",
@@ -90,6 +91,19 @@ _LOOKUP_COST: Final = 4
 
 
 # --- public value types -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A tree's entries under a folder: the regular files, and every other entry.
+
+    ``others`` names what stands at a path that is not a file (``symbolic link``,
+    ``submodule``, ``folder``), so a caller can tell a path whose file became
+    something else from a path that is gone.
+    """
+
+    files: Mapping[str, str]
+    others: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,12 +290,18 @@ class Repository:
         Paths are relative to the repository root and map to blob ids. Symbolic links
         and submodules are not files here. A missing ``under`` gives an empty dict.
         """
+        return dict(self.listing(treeish, under=under).files)
+
+    def listing(self, treeish: str, *, under: str = "") -> Listing:
+        """The regular files of :meth:`files`, and what every other entry is."""
         prefix, parts = _folder(under)
         tree = _descend(self._tree(treeish), parts)
-        out = _Changes()
+        files: dict[str, str] = {}
+        others: dict[str, str] = {}
         with self._reading(f"list files of {treeish}"):
-            _walk(tree, None, prefix, None, out)
-        return out.added
+            if tree is not None:
+                _list(tree, prefix, files, others)
+        return Listing(files, others)
 
     def read_blob(self, blob_id: str) -> bytes:
         """The content of a blob."""
@@ -1010,6 +1030,23 @@ def _walk(
 
 
 _Pair = tuple[str, pygit2.Object | None, pygit2.Object | None, _Node | None]
+
+_OTHER_ENTRIES: Final = {
+    FileMode.TREE: "folder",
+    FileMode.LINK: "symbolic link",
+    FileMode.COMMIT: "submodule",
+}
+
+
+def _list(tree: pygit2.Tree, prefix: str, files: dict[str, str], others: dict[str, str]) -> None:
+    for entry in tree:
+        path = prefix + (entry.name or "")
+        if entry.filemode in _REGULAR_FILES:
+            files[path] = str(entry.id)
+            continue
+        others[path] = _OTHER_ENTRIES.get(entry.filemode, "special entry")
+        if isinstance(entry, pygit2.Tree):
+            _list(entry, f"{path}/", files, others)
 
 
 def _pairs(new: pygit2.Tree | None, old: pygit2.Tree | None, only: _Node | None) -> Iterator[_Pair]:

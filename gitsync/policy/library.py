@@ -16,7 +16,7 @@ import functools
 import importlib.resources
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pydantic
 import yaml
@@ -27,6 +27,7 @@ from gitsync.loading import (
     Severity,
     document_lines,
     field_path,
+    parse_yaml,
     validation_diagnostics,
 )
 from gitsync.policy import cel, locate
@@ -113,18 +114,13 @@ def _dir_sources(dirs: Iterable[Path | str]) -> list[tuple[str, bytes]]:
 
 
 def _load_file(path: str, content: bytes, diagnostics: list[Diagnostic]) -> list[Policy]:
-    try:
-        documents = list(yaml.load_all(content, Loader=yaml.CSafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        problem = getattr(exc, "problem", None) or str(exc)
-        diagnostics.append(Diagnostic(path, line, column, f"invalid YAML: {problem}"))
+    read = parse_yaml(path, content)
+    if isinstance(read, Diagnostic):
+        diagnostics.append(read)
         return []
     starts = document_lines(content)
-    nodes: list[Any] | None = None
     policies = []
-    for index, document in enumerate(documents):
+    for index, document in enumerate(read.documents):
         if document is None:
             continue
         line = starts[index] if index < len(starts) else 1
@@ -138,9 +134,7 @@ def _load_file(path: str, content: bytes, diagnostics: list[Diagnostic]) -> list
         try:
             parsed = PolicyDocument.model_validate(document)
         except pydantic.ValidationError as exc:
-            found = validation_diagnostics(
-                exc, PolicyDocument, content=content, path=path, index=index
-            )
+            found = validation_diagnostics(exc, PolicyDocument, node=read.node(index), path=path)
             diagnostics.extend(
                 Diagnostic(d.path, d.line, d.column, f"{label}: {d.message}", d.field)
                 for d in found
@@ -149,11 +143,10 @@ def _load_file(path: str, content: bytes, diagnostics: list[Diagnostic]) -> list
         try:
             policies.append(compile_policy(parsed, source=path, line=line))
         except cel.CompileError as exc:
-            if nodes is None:
-                nodes = list(yaml.compose_all(content, Loader=yaml.CSafeLoader))
             lines = content.decode("utf-8", errors="replace").splitlines()
             for loc, cel_line, cel_column, message in exc.problems:
-                node = locate.node_at(nodes[index], loc) if index < len(nodes) else None
+                root = read.node(index)
+                node = locate.node_at(root, loc) if root is not None else None
                 if isinstance(node, yaml.ScalarNode):
                     at = locate.position(lines, node, cel_line, cel_column)
                 else:
