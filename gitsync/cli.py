@@ -7,6 +7,7 @@ Every option can also come from a ``GITSYNC_<OPTION>`` environment variable
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -37,9 +38,11 @@ from gitsync.health import assess
 from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
 from gitsync.loading import Severity
 from gitsync.log import configure as configure_logging
+from gitsync.log import fatal
 from gitsync.plan import make_plan
 from gitsync.policy import PolicySet, verdict_lines
 from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.redact import redact
 from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
@@ -751,17 +754,23 @@ def run(
 
 
 def main() -> None:
-    """Console-script entry point: turns gitsync errors into a message and exit code 2."""
+    """Console-script entry point: turns gitsync errors into a message and exit code 2.
+
+    The message is redacted (a usage error may quote a URL given with a token), and in
+    ``--log-format json`` it is the stream's last JSON line, so the stream stays JSON.
+    """
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)
+        _echo_err(redact(shown.getvalue().rstrip("\n")))
         sys.exit(2)
     except click.Abort:
         _echo_err("aborted")
         sys.exit(130)
     except GitsyncError as exc:
-        _echo_err(f"gitsync: {exc}")
+        fatal(str(exc))
         sys.exit(2)

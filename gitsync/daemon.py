@@ -5,14 +5,27 @@ next one follows from it alone:
 
 * succeeded: the interval plus up to ``jitter`` seconds (so many instances do not
   poll one remote in lockstep), or the cycle's ``requeue_after`` when sooner;
-* requeue (something transient failed): the shared :class:`~gitsync.backoff.Backoff`,
-  growing while it keeps failing, or the cycle's ``requeue_after``;
+* requeue (something transient failed: the API server or the git remote away): a
+  backoff from an eighth of the interval, doubling, but never past the interval
+  itself, or the cycle's ``requeue_after``;
 * stalled waiting for a commit (a broken spec): the interval, since the next commit
   may fix it and retrying sooner cannot;
-* stalled for the operator (credentials, RBAC, configuration): backoff up to
-  ``max_backoff``, still retrying so a fixed setup is picked up without a restart;
+* stalled for the operator (credentials, RBAC, configuration): backoff from the
+  interval up to ``max_backoff``, still retrying so a fixed setup is picked up
+  without a restart;
 * an exception escaping the cycle: a gitsync error is judged by its remedy like a
-  result; anything else is a bug, logged with its traceback and backed off.
+  result; anything else is a bug, logged with its traceback and backed off like a
+  stall (retrying a bug every interval would only repeat its traceback).
+
+Why a transient fault backs off no further than the interval: the point of backing
+off is to spare a sick dependency, but a healthy daemon already calls on both once
+per interval, so retrying as often costs them nothing new, while every second past
+the interval is a second a change pushed during the outage waits after it ends (a
+20 s API-server outage with waits doubling to 64 s put a change live 40 s after the
+server was back). Capped, a change goes live at most one interval after recovery;
+the jitter (waits cut by up to half) still keeps many instances apart. Waking early
+when the dependency is back was the alternative; it would need every client to
+report "healthy again" up to the daemon, and the cap alone gives the same bound.
 
 Why a plain loop and not APScheduler: with cron arithmetic done by cronsim, all the
 scheduler still did was an interval with jitter, ``max_instances=1`` and
@@ -75,7 +88,10 @@ class Daemon:
         self._cycle = cycle
         self._interval = interval
         self._jitter = jitter
-        self._backoff = Backoff(
+        self._transient = Backoff(
+            base=interval / 8, factor=2.0, max=interval, jitter=_BACKOFF_JITTER
+        )
+        self._stalled = Backoff(
             base=interval, factor=2.0, max=max(max_backoff, interval), jitter=_BACKOFF_JITTER
         )
         self._rand = rand
@@ -118,7 +134,7 @@ class Daemon:
             result = CycleResult.from_error(exc)
         except Exception as exc:  # the daemon outlives any bug in a cycle
             log.exception("cycle crashed")
-            result = CycleResult.requeue(repr(exc))
+            result = CycleResult.stalled(repr(exc))
         else:
             result, cycle_id = report.result, report.cycle_id
         delay = self._delay(result)
@@ -142,7 +158,8 @@ class Daemon:
             self._failures += 1
             if result.requeue_after is not None:
                 return max(0.0, result.requeue_after)
-            return self._backoff.delay(self._failures, self._rand())
+            backoff = self._transient if result.remedy is Remedy.RETRY else self._stalled
+            return backoff.delay(self._failures, self._rand())
         # A success ends an outage; so does a cycle that ran far enough to find a bad spec.
         self._failures = 0
         interval = self._interval + self._jitter * self._rand()

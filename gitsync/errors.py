@@ -15,6 +15,7 @@ __all__ = [
     "ApiConflictError",
     "ApiForbiddenError",
     "ApiInvalidError",
+    "ApiThrottledError",
     "ApiUnavailableError",
     "BuildError",
     "ConfigurationError",
@@ -75,6 +76,11 @@ class ControlPlaneError(TransientError):
 
 class ApiUnavailableError(TransientError):
     """The API server could not be reached or answered with a server error."""
+
+
+class ApiThrottledError(ApiUnavailableError):
+    """The API server asked us to come back later (HTTP 429: priority and fairness, or
+    a starting server's "storage is initializing"): a wait, not a fault."""
 
 
 class ApiConflictError(TransientError):

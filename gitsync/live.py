@@ -98,6 +98,17 @@ class WatchedSource:
         for api_version, kind in kinds:
             informer = self._informers[(api_version, kind)]
             deadline = time.monotonic() + self._sync_timeout
+            if informer.error is not None:
+                # Retry now rather than when the informer's backoff ends: the server
+                # may be back, and this cycle would otherwise fail on a stale error.
+                failures = informer.failures
+                informer.kick()
+                while (
+                    informer.error is not None
+                    and informer.failures == failures
+                    and time.monotonic() < deadline
+                ):
+                    time.sleep(0.02)
             while not informer.synced and informer.error is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             if isinstance(informer.error, NotFoundError) and not informer.synced:

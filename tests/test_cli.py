@@ -115,7 +115,8 @@ def test_sync_exit_codes(
     assert from_env.returncode == 1
 
 
-def test_sync_cannot_run_without_a_cluster(spec_repo: SpecRepo, tmp_path: Path) -> None:
+def unreachable_cluster(tmp_path: Path) -> Path:
+    """A kubeconfig of an API server on a closed port (with a bearer token)."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -125,24 +126,78 @@ def test_sync_cannot_run_without_a_cluster(spec_repo: SpecRepo, tmp_path: Path) 
                 "clusters": [
                     {"name": "c", "cluster": {"server": f"https://127.0.0.1:{closed_port()}"}}
                 ],
-                "users": [{"name": "u", "user": {"token": "t"}}],
+                "users": [{"name": "u", "user": {"token": BEARER}}],
                 "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
                 "current-context": "x",
             }
         )
     )
+    return kubeconfig
+
+
+def test_sync_cannot_run_without_a_cluster(spec_repo: SpecRepo, tmp_path: Path) -> None:
     result = gitsync(
         "sync",
         "--repo",
         spec_repo.url,
         "--kubeconfig",
-        str(kubeconfig),
+        str(unreachable_cluster(tmp_path)),
         "--cache-dir",
         str(tmp_path / "cache"),
     )
     assert result.returncode == 2
     assert result.stderr.startswith("gitsync: GET /apis/")
     assert "Connection refused" in result.stderr
+    assert BEARER not in result.stderr
+
+
+TOKEN = "ghp_e2eTokenDoNotLog0123456789"
+BEARER = "kube-bearer-do-not-log-4f1c9a"
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+@pytest.mark.parametrize(
+    "form",
+    [
+        "https://{token}@127.0.0.1:{port}/x.git",
+        "http://bot:{token}@127.0.0.1:{port}/x.git",
+        "https://127.0.0.1:{port}/x.git?access_token={token}",
+    ],
+    ids=["token-as-user", "user-password", "query-token"],
+)
+def test_a_failed_sync_says_where_without_credentials(
+    tmp_path: Path, form: str, log_format: str
+) -> None:
+    result = gitsync(
+        "sync",
+        "--repo",
+        form.format(token=TOKEN, port=closed_port()),
+        "--kubeconfig",
+        str(unreachable_cluster(tmp_path)),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--log-format",
+        log_format,
+        "--log-level",
+        "debug",
+    )
+    assert result.returncode == 2, result.stderr
+    output = result.stdout + result.stderr
+    assert TOKEN not in output
+    assert BEARER not in output
+    lines = result.stderr.splitlines()
+    if log_format == "json":
+        # JSON only, libraries' records and the final message included.
+        events = [json.loads(line) for line in lines]
+        last = events[-1]
+        assert (last["level"], last["event"]) == ("error", "gitsync failed")
+        message = last["error"]
+    else:
+        message = lines[-1].removeprefix("gitsync: ")
+        assert message != lines[-1]
+    # Still says what failed, and where.
+    assert message.startswith("git fetch 'main' from http")
+    assert "127.0.0.1" in message
 
 
 def test_sync_times_out_on_a_remote_that_never_answers(

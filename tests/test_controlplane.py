@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -227,6 +230,45 @@ def test_cli_up_is_idempotent_and_down_leaves_nothing_running(tmp_path: Path) ->
     for pid in pids.values():
         assert not _alive(pid), f"process {pid} survived dev down"
     assert _gitsync("dev", "status", "--dir", str(folder)).returncode == 3
+
+
+def test_up_after_the_api_server_was_killed_keeps_its_port(tmp_path: Path) -> None:
+    folder = tmp_path / "plane"
+    first = _gitsync("dev", "up", "--dir", str(folder), "--no-controllers")
+    assert first.returncode == 0, first.stderr
+    kubeconfig = folder / "kubeconfig"
+    old_kubeconfig = kubeconfig.read_bytes()
+    record = json.loads((folder / "state.json").read_text())[Component.APISERVER.value]
+    kube = KubeClient.from_kubeconfig(kubeconfig)
+    try:
+        # An open connection, so the killed server's end of it lingers in TIME_WAIT.
+        assert kube.list("v1", "Namespace")["items"]
+        os.kill(record["pid"], signal.SIGKILL)
+        _wait_dead(record["pid"])
+    finally:
+        kube.close()
+
+    again = _gitsync("dev", "up", "--dir", str(folder), "--no-controllers")
+    try:
+        assert again.returncode == 0, again.stderr
+        restarted = json.loads((folder / "state.json").read_text())[Component.APISERVER.value]
+        assert restarted["pid"] != record["pid"]
+        assert restarted["endpoint"] == record["endpoint"]
+        assert kubeconfig.read_bytes() == old_kubeconfig
+        kube = KubeClient.from_kubeconfig(kubeconfig)
+        try:
+            assert kube.list("v1", "Namespace")["items"]
+        finally:
+            kube.close()
+    finally:
+        controlplane.down(folder)
+
+
+def _wait_dead(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} survived SIGKILL"
+        time.sleep(0.05)
 
 
 def _alive(pid: int) -> bool:

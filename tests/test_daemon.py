@@ -59,13 +59,17 @@ def delays(steps: Sequence[Step]) -> list[float]:
         pytest.param([OK, OK], [32, 32], id="interval-plus-jitter"),
         pytest.param([CycleResult.succeeded(requeue_after=5)], [5], id="sooner-on-request"),
         pytest.param([CycleResult.succeeded(requeue_after=90)], [32], id="never-later"),
-        pytest.param([TRANSIENT] * 3, [22.5, 45, 90], id="requeue-backs-off"),
+        pytest.param(
+            [TRANSIENT] * 6, [2.8125, 5.625, 11.25, 22.5, 22.5, 22.5], id="requeue-up-to-interval"
+        ),
         pytest.param([CycleResult.requeue("x", after=2)], [2], id="requeue-after"),
-        pytest.param([TRANSIENT, TRANSIENT, OK, TRANSIENT], [22.5, 45, 32, 22.5], id="reset"),
+        pytest.param(
+            [TRANSIENT, TRANSIENT, OK, TRANSIENT], [2.8125, 5.625, 32, 2.8125], id="reset"
+        ),
         pytest.param([BAD_SPEC] * 3, [32, 32, 32], id="bad-spec-waits-for-a-commit"),
-        pytest.param([TRANSIENT, BAD_SPEC, TRANSIENT], [22.5, 32, 22.5], id="spec-ends-outage"),
+        pytest.param([TRANSIENT, BAD_SPEC, TRANSIENT], [2.8125, 32, 2.8125], id="spec-ends-outage"),
         pytest.param([SETUP] * 7, [22.5, 45, 90, 180, 360, 450, 450], id="setup-up-to-max"),
-        pytest.param([ApiUnavailableError("down")] * 2, [22.5, 45], id="transient-raised"),
+        pytest.param([ApiUnavailableError("down")] * 2, [2.8125, 5.625], id="transient-raised"),
         pytest.param([ConfigurationError("bad token")], [22.5], id="setup-raised"),
         pytest.param([SpecError("bad")], [32], id="spec-raised"),
         pytest.param([RuntimeError("bug"), RuntimeError("bug")], [22.5, 45], id="bug-backs-off"),
@@ -73,6 +77,30 @@ def delays(steps: Sequence[Step]) -> list[float]:
 )
 def test_delay_follows_the_result(steps: Sequence[Step], expected: Sequence[float]) -> None:
     assert delays(steps) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("outage", [0.5, 20.0, 61.0, 3600.0])
+@pytest.mark.parametrize("interval", [2.0, 30.0])
+@pytest.mark.parametrize("draw", [0.0, 0.99])
+def test_after_an_outage_the_first_success_is_at_most_an_interval_late(
+    outage: float, interval: float, draw: float
+) -> None:
+    # A simulated clock: every cycle fails until the outage ends, then succeeds; the
+    # time from recovery to the first success is what a change pushed meanwhile waits.
+    now = 0.0
+
+    def cycle() -> Finished:
+        return Finished("c", TRANSIENT if now < outage else OK)
+
+    daemon = Daemon(cycle, interval=interval, jitter=0.0, rand=lambda: draw)
+    while True:
+        ok = now >= outage
+        wait = daemon.tick()
+        if ok:
+            break
+        assert wait <= interval
+        now += wait
+    assert now - outage <= interval
 
 
 def test_a_bug_is_logged_with_its_traceback() -> None:
@@ -91,7 +119,7 @@ def test_a_failed_cycle_says_why_and_when_it_retries() -> None:
     assert entry["cycle"] == "c1"
     assert entry["outcome"] == "Requeue"
     assert entry["reason"] == "apiserver away"
-    assert entry["retry_in_s"] == 22.5
+    assert entry["retry_in_s"] == 2.8
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -28,7 +28,6 @@ from gitsync.clients.git import (
     LastChanges,
     PasswordCredentials,
     SshKeyCredentials,
-    redact_url,
 )
 from gitsync.errors import (
     ConfigurationError,
@@ -57,6 +56,7 @@ from tests.gitremotes import (
 USER = "gitsync"
 PASSWORD = "pw-7d1e0c93b2a4f5"  # distinctive: a leak is easy to spot
 WRONG_PASSWORD = "wrong-5b0a9e1c77d3"
+TOKEN = "ghp_tokenasuser0123456789"
 STATUS = Author("gitsync", "gitsync@example.com")
 TRANSPORTS = ["file", "git", "http"]
 NETWORK_TRANSPORTS = ["git", "http"]
@@ -862,9 +862,10 @@ def test_credentials_in_the_url_are_used_and_never_shown(
     assert good.publish({"a": b"1"}, branch="status", message="m", author=STATUS)
     assert PASSWORD not in repr(good)
     assert PASSWORD not in good.url
-    assert good.url == f"http://{USER}@{host_and_path}"
+    assert good.url == f"http://***@{host_and_path}"
     # Same remote as without the password: same mirror, and the secret is not on disk.
-    assert good.path.name == hashlib.sha256(good.url.encode()).hexdigest()[:16]
+    plain = f"http://{USER}@{host_and_path}"
+    assert good.path.name == hashlib.sha256(plain.encode()).hexdigest()[:16]
     assert _files_containing(tmp_path / "cache", PASSWORD) == []
 
     bad = open_source(f"http://{USER}:{WRONG_PASSWORD}@{host_and_path}", credentials=None)
@@ -981,7 +982,7 @@ def test_fetch_and_publish_over_ssh(
     assert remote_head(remote, "status") == ours
 
 
-def test_credentials_and_urls_are_redacted_when_printed() -> None:
+def test_credentials_are_redacted_when_printed() -> None:
     credentials = PasswordCredentials("x-access-token", "ghp_secret")
     assert "ghp_secret" not in repr(credentials)
     assert "ghp_secret" not in str(credentials)
@@ -990,20 +991,42 @@ def test_credentials_and_urls_are_redacted_when_printed() -> None:
     assert "sesame" not in repr(key)
     assert "/keys/id" in repr(key)
 
-    assert redact_url("https://user:tok@host/x.git") == "https://user:***@host/x.git"
-    assert redact_url("https://:tok@host/x.git") == "https://:***@host/x.git"
-    assert redact_url("https://u:p@ss@host/x.git") == "https://u:***@host/x.git"
-    assert redact_url("clone https://u:p@a/x and http://v:q@b:8080/y") == (
-        "clone https://u:***@a/x and http://v:***@b:8080/y"
-    )
-    for unchanged in (
-        "https://user@host/x.git",
-        "https://host:8443/x.git",
-        "git@github.com:org/repo.git",
-        "ssh://git@host:2222/repo.git",
-        "/srv/git/repo.git",
-    ):
-        assert redact_url(unchanged) == unchanged
+
+def test_a_token_as_the_user_name_is_never_shown(
+    make_remote: Callable[[str], Remote],
+    open_source: Callable[..., GitSource],
+    tmp_path: Path,
+) -> None:
+    remote = make_remote("http")
+    _writer_of(remote, tmp_path)
+    host_and_path = remote.url.removeprefix("http://")
+    source = open_source(f"http://{TOKEN}@{host_and_path}", credentials=None)
+    assert source.url == f"http://***@{host_and_path}"
+    assert TOKEN not in repr(source)
+    # The remote refuses the token (it wants a password): the error says where, not what.
+    with pytest.raises(GitAuthError, match="wants credentials and none are configured") as caught:
+        source.fetch()
+    assert f"http://***@{host_and_path}" in str(caught.value)
+    assert TOKEN not in _all_text(caught.value)
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "https://{token}@127.0.0.1:{port}/x.git",
+        "http://bot:{token}@127.0.0.1:{port}/x.git",
+        "https://127.0.0.1:{port}/x.git?access_token={token}",
+    ],
+    ids=["token-as-user", "user-password", "query-token"],
+)
+def test_errors_of_an_unreachable_remote_show_no_credentials(
+    open_source: Callable[..., GitSource], form: str
+) -> None:
+    source = open_source(form.format(token=TOKEN, port=closed_port()), credentials=None)
+    assert TOKEN not in source.url
+    with pytest.raises(GitUnavailableError, match=r"127\.0\.0\.1") as caught:
+        source.fetch()
+    assert TOKEN not in _all_text(caught.value)
 
 
 def test_configuration_errors(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
+from gitsync.daemon import Daemon
 from gitsync.dev import controlplane
 from gitsync.errors import ApiUnavailableError, Remedy
 from gitsync.reconciler import Reconciler, SyncOptions
@@ -80,3 +84,68 @@ def test_api_server_restart_between_cycles_converges(tmp_path: Path) -> None:
         kube.close()
         git.close()
         controlplane.down(folder)
+
+
+def test_a_change_pushed_during_an_outage_goes_live_within_an_interval_of_recovery(
+    tmp_path: Path,
+) -> None:
+    interval = 2.0
+    folder = tmp_path / "plane"
+    crds = [crds_root() / "kserve" / "full"]
+    plane = controlplane.up(folder, crd_dirs=crds, controllers=False)
+    repo = SpecRepo(tmp_path / "repo")
+    repo.write("a.yaml", model("a"))
+    repo.commit("model a")
+    kube = KubeClient.from_kubeconfig(plane.kubeconfig, timeout=(2.0, 10.0))
+    git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
+    reconciler = Reconciler(git=git, kube=kube, options=SyncOptions(instance="outage"), watch=True)
+    daemon = Daemon(reconciler.cycle, interval=interval, jitter=0.0)
+    measured: list[float] = []
+    failures: list[BaseException] = []
+
+    def names() -> set[str]:
+        listing = kube.list("serving.kserve.io/v1beta1", "InferenceService")
+        return {item["metadata"]["name"] for item in listing["items"]}
+
+    def outage() -> None:
+        try:
+            _until(lambda: names() == {"a"}, timeout=30)
+            controlplane.down(folder)
+            time.sleep(20)  # the outage of issue 9: long enough for a 2 s backoff to reach 64 s
+            repo.write("b.yaml", model("b"))
+            repo.commit("model b while the cluster is down")
+            controlplane.up(folder, crd_dirs=crds, controllers=False)
+            back = time.monotonic()
+            _until(lambda: "b" in names(), timeout=60)
+            measured.append(time.monotonic() - back)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+            failures.append(exc)
+        finally:
+            daemon.stop()
+
+    helper = threading.Thread(target=outage)
+    helper.start()
+    try:
+        daemon.run()  # on the main thread: it installs signal handlers
+    finally:
+        helper.join()
+        reconciler.close()
+        kube.close()
+        git.close()
+        controlplane.down(folder)
+    if failures:
+        raise failures[0]
+    # An interval, plus a cycle's own time and the informers' relist.
+    assert measured[0] < interval + 5
+
+
+def _until(condition: Callable[[], bool], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except ApiUnavailableError:
+            pass  # the server is not back yet
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

@@ -18,7 +18,8 @@ reports to another, so everything git-shaped lives here, on libgit2 (``pygit2``)
 Network operations run with connect and read timeouts (libgit2 has none by default and
 would otherwise hang forever on a silent server). Credentials reach libgit2 only
 through the credentials callback, never through a URL stored on disk or printed: every
-URL this module shows is redacted and secrets are scrubbed from wrapped messages.
+URL this module shows, and every message it wraps, goes through :mod:`gitsync.redact`,
+and the secrets it knows of are scrubbed from what libgit2 says besides.
 
 Every failure leaves this module as a :mod:`gitsync.errors` type (``raise ... from``),
 so callers decide from types what to do: :class:`~gitsync.errors.GitUnavailableError`
@@ -57,6 +58,7 @@ from gitsync.errors import (
     PushConflictError,
     PushRejectedError,
 )
+from gitsync.redact import REDACTED, redact, url_secrets
 
 __all__ = [
     "Author",
@@ -70,12 +72,10 @@ __all__ = [
     "Revision",
     "SshKeyCredentials",
     "TreeChanges",
-    "redact_url",
 ]
 
 log = structlog.get_logger(__name__)
 
-_REDACTED: Final = "***"
 _TRACKING: Final = "refs/remotes/origin/"
 """Where fetched remote branches are kept in the mirror."""
 _OUTGOING: Final = "refs/gitsync/outgoing/"
@@ -83,8 +83,6 @@ _OUTGOING: Final = "refs/gitsync/outgoing/"
 _REGULAR_FILES: Final = frozenset({FileMode.BLOB, FileMode.BLOB_EXECUTABLE})
 _SCP_LIKE: Final = re.compile(r"^(?:[^@/]+@)?(?:\[[^\]]+\]|[^/:\[\]]{2,}):")
 """``[user@]host:path`` (git's scp-like syntax); a single letter before ':' is a drive."""
-_URL_PASSWORD: Final = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*):[^/\s]*@")
-"""The password of a URL, up to the last '@' of its authority (an unescaped '@' too)."""
 _SIDEBAND_LIMIT: Final = 4000
 _LOOKUP_COST: Final = 4
 """Looking one name up in a tree costs about as much as reading this many entries."""
@@ -185,7 +183,7 @@ class PasswordCredentials:
     password: str
 
     def __repr__(self) -> str:
-        return f"PasswordCredentials(username={self.username!r}, password={_REDACTED!r})"
+        return f"PasswordCredentials(username={self.username!r}, password={REDACTED!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +204,7 @@ class SshKeyCredentials:
             raise ConfigurationError("an SSH public key needs its private key")
 
     def __repr__(self) -> str:
-        passphrase = None if self.passphrase is None else _REDACTED
+        passphrase = None if self.passphrase is None else REDACTED
         return (
             f"SshKeyCredentials(private_key={self.private_key!r}, "
             f"public_key={self.public_key!r}, passphrase={passphrase!r}, "
@@ -215,11 +213,6 @@ class SshKeyCredentials:
 
 
 Credentials = PasswordCredentials | SshKeyCredentials
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password or token in it replaced by ``***``: safe to print."""
-    return _URL_PASSWORD.sub(lambda match: f"{match['head']}:{_REDACTED}@", url)
 
 
 # --- the mirror -----------------------------------------------------------------------
@@ -504,7 +497,7 @@ class GitSource(Repository):
         plain_url, url_credentials = _normalize_url(url)
         if url_credentials is not None and credentials is not None:
             raise ConfigurationError(
-                f"git remote {redact_url(url)}: credentials given both in the URL and apart"
+                f"git remote {redact(url)}: credentials given both in the URL and apart"
             )
         _check_branch(branch)
         if connect_timeout <= 0 or io_timeout <= 0:
@@ -525,7 +518,9 @@ class GitSource(Repository):
             max=push_backoff * 2 ** max(0, push_attempts - 2),
             jitter=0.5,
         )
-        self._secrets = _secrets_of(self._credentials)
+        # A token as the URL's user name stays in the URL libgit2 gets (it is how the
+        # remote expects it); scrubbed from whatever libgit2 says, like a password.
+        self._secrets = _secrets_of(self._credentials) + url_secrets(plain_url)
         self._path = Path(cache_dir) / hashlib.sha256(plain_url.encode()).hexdigest()[:16]
         self._lock = _mirror_lock(self._path.absolute())
         with self._lock:
@@ -536,7 +531,7 @@ class GitSource(Repository):
     @property
     def url(self) -> str:
         """The remote's URL, without any credentials."""
-        return redact_url(self._url)
+        return redact(self._url)
 
     @property
     def branch(self) -> str:
@@ -717,9 +712,9 @@ class GitSource(Repository):
         time.sleep(self._push_backoff.delay(attempt, random.random()))  # noqa: S311 - jitter
 
     def _scrub(self, text: str) -> str:
-        text = redact_url(text)
+        text = redact(text)
         for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
+            text = text.replace(secret, REDACTED)
         return text
 
     def _set_ref(self, name: str, target: pygit2.Oid, message: str) -> None:

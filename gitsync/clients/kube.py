@@ -35,6 +35,7 @@ from gitsync.errors import (
     ApiConflictError,
     ApiForbiddenError,
     ApiInvalidError,
+    ApiThrottledError,
     ApiUnavailableError,
     ConfigurationError,
     GitsyncError,
@@ -106,6 +107,7 @@ _ERROR_BY_STATUS: Final[dict[int, type[GitsyncError]]] = {
     # helps, and the other objects of the cycle are not affected.
     413: ApiInvalidError,
     422: ApiInvalidError,
+    429: ApiThrottledError,
 }
 #: How admission denies a request (a webhook; a ValidatingAdmissionPolicy), as the
 #: API server words it: a 403 about the object, where RBAC's 403 is about us.
@@ -516,8 +518,11 @@ class Informer:
 
     What client-go calls an informer: one list, then a watch from its resource
     version with bookmarks; a 410 (version too old) lists again, and an unreachable
-    server is retried with backoff. ``on_change(id, obj)`` is called for every object
-    that appeared or changed and with ``None`` for one that went away; ``version``
+    server is retried with backoff (cut short by :meth:`kick`), by listing again. A
+    429 (throttled, or a starting server's "storage is initializing") is waited out
+    without setting :attr:`error`: it is no failure. ``on_change(id, obj)`` is called
+    for every object that appeared or changed and with ``None`` for one that went
+    away; ``version``
     counts those changes, so a caller can tell at no cost whether anything moved
     since it last looked. Cached objects come without ``metadata.managedFields``.
     """
@@ -539,10 +544,14 @@ class Informer:
         self._objects: dict[ObjectRef, Object] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._synced = threading.Event()
         self._thread: threading.Thread | None = None
         self.version = 0
+        #: Why the cache may be stale (None once a list succeeded since).
         self.error: GitsyncError | None = None
+        #: Failed (or throttled) attempts in a row.
+        self.failures = 0
 
     def _ref(self, obj: Mapping[str, Any]) -> ObjectRef:
         # Listed items come without apiVersion and kind: the informer knows both.
@@ -562,6 +571,7 @@ class Informer:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def wait_synced(self, timeout: float) -> bool:
         """True once the first list has been loaded."""
@@ -583,13 +593,18 @@ class Informer:
         """Record an object a write of ours returned, unless a newer one is known."""
         self._store(obj, notify=False)
 
+    def kick(self) -> None:
+        """Retry now if waiting after a failure: a cycle needs the objects now, and
+        the server may be back long before the backoff runs out."""
+        self._wake.set()
+
     def _run(self) -> None:
         version: str | None = None
-        failures = 0
         while not self._stop.is_set():
             try:
                 if version is None:
                     version = self._relist()
+                    self.failures = 0
                 for event in self._kube.watch(
                     self.api_version,
                     self.kind,
@@ -600,25 +615,32 @@ class Informer:
                     if self._stop.is_set():
                         return
                     version = self._observe(event) or version
-                failures = 0
-                self.error = None
+                self.failures = 0
             except WatchExpiredError:
                 version = None
-            except NotFoundError as exc:
-                # The kind is not served (yet): its CRD may be installed later.
-                failures += 1
-                self._fail(exc)
-                self._kube.forget_discovery()
-                version = None
-                self._stop.wait(RETRY_BACKOFF.delay(failures, random.random()))  # noqa: S311
+            except ApiThrottledError as exc:
+                # A starting server answers 429 until its watch cache is filled: wait,
+                # quietly, without calling that a failure; the cache is as current as
+                # it was, and a watch from the same version misses nothing.
+                self.failures += 1
+                log.debug("watch throttled", kind=self.kind, error=str(exc))
+                self._pause()
             except GitsyncError as exc:
-                failures += 1
-                self._fail(exc)
-                self._stop.wait(RETRY_BACKOFF.delay(failures, random.random()))  # noqa: S311
+                self.failures += 1
+                self.error = exc
+                log.warning("watch interrupted", kind=self.kind, error=str(exc))
+                if isinstance(exc, NotFoundError):
+                    # The kind is not served (yet): its CRD may be installed later.
+                    self._kube.forget_discovery()
+                # Events may have been missed, and a re-established watch would say
+                # nothing until the next one: list again, which clears the error.
+                version = None
+                self._pause()
 
-    def _fail(self, exc: GitsyncError) -> None:
-        self.error = exc
-        log.warning("watch interrupted", kind=self.kind, error=str(exc))
+    def _pause(self) -> None:
+        """Wait out the backoff after ``failures`` failures, or until kicked or stopped."""
+        self._wake.wait(RETRY_BACKOFF.delay(self.failures, random.random()))  # noqa: S311
+        self._wake.clear()
 
     def _relist(self) -> str:
         listing = self._kube.list(self.api_version, self.kind, label_selector=self._selector)

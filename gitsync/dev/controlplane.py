@@ -219,7 +219,12 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now, as the servers here bind it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As Go's listeners (kube-apiserver, etcd) do: without SO_REUSEADDR, the
+        # TIME_WAIT sockets a killed server leaves make its port look taken for a
+        # minute, and `dev up` moved it to a new port, breaking every kubeconfig.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
