@@ -13,7 +13,6 @@ HTTP status, so callers decide from types what to do.
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections import Counter
@@ -109,9 +108,6 @@ _ERROR_BY_STATUS: Final[dict[int, type[GitsyncError]]] = {
     422: ApiInvalidError,
     429: ApiThrottledError,
 }
-#: How admission denies a request (a webhook; a ValidatingAdmissionPolicy), as the
-#: API server words it: a 403 about the object, where RBAC's 403 is about us.
-_ADMISSION_DENIAL: Final = re.compile(r"admission webhook .* denied the request|denied request")
 
 
 def _error_from_status(status: int, *, what: str, body: bytes, apply: bool = False) -> GitsyncError:
@@ -125,8 +121,6 @@ def _error_from_status(status: int, *, what: str, body: bytes, apply: bool = Fal
     else:
         message = body[:500].decode("utf-8", errors="replace")
     text = f"{what}: HTTP {status}: {message}"
-    if status == 403 and _ADMISSION_DENIAL.search(message):
-        return ApiInvalidError(text)
     if status in _ERROR_BY_STATUS:
         return _ERROR_BY_STATUS[status](text)
     if apply and status == 500 and is_status and not parsed.get("reason"):
