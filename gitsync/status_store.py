@@ -63,6 +63,9 @@ class StatusStore:
         #: Each document blob the overview last counted: the others' documents are
         #: read once, not at every push.
         self._summaries: dict[str, _Summary | None] = {}
+        #: The old-layout documents last read, by blob: those other instances left
+        #: stay, and are read again each time the branch moves.
+        self._old_blobs: dict[str, StatusDocument | None] = {}
         self._old_layout: LastChanges | None = None
 
     def read(self, branch: str) -> Inventory:
@@ -74,6 +77,7 @@ class StatusStore:
         documents: dict[str, StatusDocument] = {}
         files: dict[str, bytes] = {}
         old: dict[str, StatusDocument] = {}
+        seen: dict[str, StatusDocument | None] = {}
         if commit is not None:
             for path, blob in self._git.files(commit, under=STATUS_ROOT).items():
                 owner = instance_of_path(path)
@@ -86,8 +90,9 @@ class StatusStore:
                         documents[path] = doc
                         files[path] = content
                         self._dumped[path] = (doc, content)
-                elif owner == "" and (doc := parse_document(self._git.read_blob(blob))):
+                elif owner == "" and (doc := self._old_document(blob, seen)):
                     old[path] = doc
+        self._old_blobs = seen
         adopted = self._adopt(commit, old) if commit is not None and old else {}
         for doc in adopted.values():
             # A document already in the instance's folder is newer than an old one.
@@ -153,6 +158,14 @@ class StatusStore:
             if writers[last] == self._instance:
                 adopted[path] = replace(doc, instance=self._instance)
         return adopted
+
+    def _old_document(
+        self, blob: str, seen: dict[str, StatusDocument | None]
+    ) -> StatusDocument | None:
+        if blob not in self._old_blobs:
+            self._old_blobs[blob] = parse_document(self._git.read_blob(blob))
+        doc = seen[blob] = self._old_blobs[blob]
+        return doc if doc is not None and not doc.instance else None
 
     def _overview(self, tree: str) -> dict[str, bytes | None]:
         """``status/README.md`` for ``tree``: every instance's documents by phase."""
