@@ -360,6 +360,8 @@ for _verb in ("promote", "abort"):
 
 # --- audit ------------------------------------------------------------------------------
 
+_INSTANCE_HELP = "Only this gitsync instance's specs (default: every instance on the branch)."
+
 
 def _find_branch(repository: Repository, branch: str) -> str | None:
     """A branch of a local clone, or its remote-tracking copy (a CI checkout has only that)."""
@@ -414,21 +416,38 @@ def _documents(repository: Repository, blobs: Mapping[str, str]) -> dict[str, St
     return found
 
 
-def _current_statuses(repository: Repository, head: str) -> dict[str, StatusDocument]:
-    return _documents(repository, repository.files(head, under=STATUS_ROOT))
+def _current_statuses(
+    repository: Repository, head: str, instance: str | None
+) -> dict[str, StatusDocument]:
+    """Every instance's documents at ``head``, or those of ``instance`` alone."""
+    documents = _documents(repository, repository.files(head, under=STATUS_ROOT))
+    return {p: d for p, d in documents.items() if instance is None or d.instance == instance}
 
 
-def _declared_specs(repository: Repository, head: str, root: str) -> dict[str, SpecInfo]:
+def _declared_specs(
+    repository: Repository, head: str, root: str, instance: str
+) -> dict[str, SpecInfo]:
     """Each spec of ``head`` named as its status document would name it, for a
     timeline before gitsync has written any."""
     snap = read_snapshot(repository, head, root=root)
     default = snap.config.defaults.namespace
     return {
-        status_path(e.kind, e.namespace(default), e.name): SpecInfo(
-            kind=e.kind, name=e.name, namespace=e.namespace(default), source=e.path
+        status_path(e.kind, e.namespace(default), e.name, instance=instance): SpecInfo(
+            kind=e.kind,
+            name=e.name,
+            namespace=e.namespace(default),
+            source=e.path,
+            instance=instance,
         )
         for e in snap.loaded.entries
     }
+
+
+def _instance_label(instance: str, instances: set[str]) -> str:
+    """``[instance] `` before a spec, when more than one instance reports on the branch."""
+    if len(instances) < 2:
+        return ""
+    return f"[{instance or '(old layout)'}] "
 
 
 @cli.command()
@@ -443,6 +462,7 @@ def _declared_specs(repository: Repository, head: str, root: str) -> dict[str, S
 @_option("--status-branch", default="gitsync/status", show_default=True)
 @_option("--path", "subdir", default="", help="Spec folder inside the repo.")
 @_option("--since", type=click.DateTime(), default=None, help="Only events from this date.")
+@_option("--instance", default=None, help=_INSTANCE_HELP)
 @_option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 def history(
     *,
@@ -452,6 +472,7 @@ def history(
     status_branch: str,
     subdir: str,
     since: datetime | None,
+    instance: str | None,
     output: str,
 ) -> None:
     """One timeline per spec: its commits (who, when, which merge) and what gitsync did."""
@@ -462,13 +483,15 @@ def history(
     if status_head is None:
         _no_status_branch(status_branch, "showing spec history only")
         status_commits = []
-        specs = _declared_specs(repository, spec_head, subdir)
+        specs = _declared_specs(repository, spec_head, subdir, instance or "default")
     else:
         status_commits = _status_commits(repository, status_head, since_utc)
-        specs = {p: SpecInfo.of(d) for p, d in _current_statuses(repository, status_head).items()}
+        current = _current_statuses(repository, status_head, instance)
+        specs = {p: SpecInfo.of(d) for p, d in current.items()}
     for commit in status_commits:  # specs removed since: their last known document
         for path, doc in commit.documents.items():
-            specs.setdefault(path, SpecInfo.of(doc))
+            if instance is None or doc.instance == instance:
+                specs.setdefault(path, SpecInfo.of(doc))
     spec_commits = [
         SpecCommit(
             commit=change.revision.commit,
@@ -494,9 +517,11 @@ def history(
         payload = [timeline.as_dict() for timeline in found]
         click.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
         return
+    instances = {timeline.instance for timeline in found}
     for timeline in found:
         where = f"{timeline.namespace}/{timeline.name}" if timeline.namespace else timeline.name
-        click.echo(f"{timeline.kind} {where} ({', '.join(timeline.sources)})")
+        label = _instance_label(timeline.instance, instances)
+        click.echo(f"{label}{timeline.kind} {where} ({', '.join(timeline.sources)})")
         for event in timeline.events:
             stamp = event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
             click.echo(f"  {stamp}  {event.kind:<6} {event.commit[:7]}  {event.text}")
@@ -520,6 +545,7 @@ def history(
     help="Also read the live objects' health from this cluster.",
 )
 @_option("--context", "kube_context", default=None)
+@_option("--instance", default=None, help=_INSTANCE_HELP)
 @_option("--format", "output", type=click.Choice(["table", "json"]), default="table")
 def status(
     *,
@@ -528,6 +554,7 @@ def status(
     status_branch: str,
     kubeconfig: Path | None,
     kube_context: str | None,
+    instance: str | None,
     output: str,
 ) -> None:
     """Current state of each spec, from the status branch (and the cluster, if given)."""
@@ -540,7 +567,7 @@ def status(
         return
     docs = [
         doc
-        for _, doc in sorted(_current_statuses(repository, status_head).items())
+        for _, doc in sorted(_current_statuses(repository, status_head, instance).items())
         if name is None or doc.name == name
     ]
     if name is not None and not docs:
@@ -554,10 +581,12 @@ def status(
     if output == "json":
         click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
+    instances = {doc.instance for doc in docs}
     for row in rows:
         live = f"  live: {row['live']}" if "live" in row else ""
         where = f"{row['namespace']}/{row['name']}"
-        click.echo(f"{row['kind']} {where}: {row['phase']}: {row['message']}{live}")
+        label = _instance_label(row["instance"], instances)
+        click.echo(f"{label}{row['kind']} {where}: {row['phase']}: {row['message']}{live}")
 
 
 def _status_row(doc: StatusDocument, kube: KubeClient | None) -> dict[str, Any]:
@@ -565,6 +594,7 @@ def _status_row(doc: StatusDocument, kube: KubeClient | None) -> dict[str, Any]:
         "kind": doc.kind,
         "namespace": doc.namespace,
         "name": doc.name,
+        "instance": doc.instance,
         "phase": doc.phase.value,
         "message": doc.message,
         "source": doc.source,

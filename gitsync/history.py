@@ -27,10 +27,18 @@ class SpecInfo:
     name: str
     namespace: str
     source: str
+    #: The gitsync instance reporting on it ("" in documents of the old layout).
+    instance: str
 
     @classmethod
     def of(cls, doc: StatusDocument) -> SpecInfo:
-        return cls(kind=doc.kind, name=doc.name, namespace=doc.namespace, source=doc.source)
+        return cls(
+            kind=doc.kind,
+            name=doc.name,
+            namespace=doc.namespace,
+            source=doc.source,
+            instance=doc.instance,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,7 @@ class Timeline:
     kind: str
     namespace: str
     name: str
+    instance: str
     sources: tuple[str, ...]
     events: tuple[Event, ...]
 
@@ -86,6 +95,7 @@ class Timeline:
             "kind": self.kind,
             "namespace": self.namespace,
             "name": self.name,
+            "instance": self.instance,
             "sources": list(self.sources),
             "events": [e.as_dict() for e in self.events],
         }
@@ -153,6 +163,7 @@ def timelines(
                 kind=doc.kind,
                 namespace=doc.namespace,
                 name=doc.name,
+                instance=doc.instance,
                 sources=tuple(sorted(s for s in sources if s)),
                 events=tuple(events),
             )

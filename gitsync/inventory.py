@@ -21,15 +21,21 @@ __all__ = ["Inventory"]
 
 @dataclass(frozen=True, slots=True)
 class Inventory:
-    """The status documents of one commit of the status branch, by path."""
+    """One instance's status documents of one commit of the status branch, by path."""
 
+    instance: str
     commit: str | None = None
     documents: Mapping[str, StatusDocument] = field(default_factory=dict)
-    #: The files as they are on the branch, to publish only what changed.
+    #: The instance's own files as they are on the branch, to publish only what
+    #: changed and to remove only what is its own.
     files: Mapping[str, bytes] = field(default_factory=dict)
+    #: Old-layout paths of documents the instance proved its own and took over:
+    #: its next status commit removes them.
+    adopted: frozenset[str] = frozenset()
 
     def document(self, ref: ObjectRef) -> StatusDocument | None:
-        return self.documents.get(status_path(ref.kind, ref.namespace, ref.name))
+        path = status_path(ref.kind, ref.namespace, ref.name, instance=self.instance)
+        return self.documents.get(path)
 
     def runs(self, ref: ObjectRef) -> tuple[RunRecord, ...]:
         """The runs a TrainingRun's document remembers, newest first."""

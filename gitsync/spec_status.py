@@ -70,13 +70,14 @@ def spec_statuses(
     commits = context.source_commits
     default_namespace = context.default_namespace
     previous = inventory.documents
+    instance = inventory.instance
     by_key = {change.key: change for change in changes.changes}
     deleted = {c.key for c in changes.of(Action.DELETED) if c.error is None}
     jobs = jobs_by_training_run({k: v for k, v in observed.objects.items() if k not in deleted})
     statuses: dict[str, SpecStatus] = {}
     for entry, body in zip(loaded.entries, desired, strict=True):
         namespace = entry.namespace(default_namespace)
-        path = status_path(entry.kind, namespace, entry.name)
+        path = status_path(entry.kind, namespace, entry.name, instance=instance)
         if not observed.complete and path in previous:
             statuses[path] = previous[path]
             continue
@@ -104,6 +105,7 @@ def spec_statuses(
             context=context,
             waiting=pending(entry, context) if body is None else None,
             namespace=namespace,
+            instance=instance,
             source_commit=commits.get(entry.path, ""),
             now=now,
             previous=previous,
@@ -118,10 +120,13 @@ def spec_statuses(
             kind=declared.kind,
             name=declared.name,
             namespace=declared.namespace,
+            instance=instance,
             source=rejected.path,
             source_commit=commits.get(rejected.path, ""),
             now=now,
-            previous=previous.get(status_path(declared.kind, declared.namespace, declared.name)),
+            previous=previous.get(
+                status_path(declared.kind, declared.namespace, declared.name, instance=instance)
+            ),
             diagnostics=problems.get(rejected.path, ()),
         )
         statuses[status.path] = status
@@ -131,6 +136,7 @@ def spec_statuses(
                 kind=doc.kind,
                 name=doc.name,
                 namespace=doc.namespace,
+                instance=instance,
                 source=doc.source,
                 source_commit=commits.get(doc.source, doc.source_commit),
                 now=now,
@@ -165,14 +171,14 @@ def _entry_status(
     context: RenderContext,
     waiting: str | None,
     namespace: str,
+    instance: str,
     source_commit: str,
     now: str,
     previous: Mapping[str, StatusDocument],
 ) -> SpecStatus:
     """The status of one spec. ``body`` is what it renders to (None while it waits),
     ``subject`` the API version and key of the object it reports on, if any."""
-    path = status_path(entry.kind, namespace, entry.name)
-    before = previous.get(path)
+    before = previous.get(status_path(entry.kind, namespace, entry.name, instance=instance))
     key = subject[1] if subject is not None else None
     health = _health(live, stale=key in stale) if live is not None else None
     model = run = schedule_info = None
@@ -203,6 +209,7 @@ def _entry_status(
         kind=entry.kind,
         name=entry.name,
         namespace=namespace,
+        instance=instance,
         source=entry.path,
         source_commit=source_commit,
         now=now,

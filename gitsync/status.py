@@ -2,8 +2,9 @@
 
 Pure functions from what a cycle learnt (validation, the change applied, the live
 object's health) to one YAML document per spec at
-``status/<namespace>/<Kind>/<name>.yaml``, a ``status/README.md`` table, and a commit
-message. Documents are deterministic (no "last seen" clock): a cycle where nothing
+``status/<instance>/<namespace>/<Kind>/<name>.yaml``, a ``status/<instance>/README.md``
+table, the ``status/README.md`` overview of every instance sharing the branch, and a
+commit message. Documents are deterministic (no "last seen" clock): a cycle where nothing
 changed produces byte-identical files, so it commits nothing. Condition transition
 times are carried over from the previous document unless the condition changed.
 """
@@ -21,6 +22,7 @@ from gitsync.health import Health, HealthReport
 from gitsync.loading import Diagnostic
 from gitsync.render import ANNOTATION_SCHEDULED_AT, ANNOTATION_SOURCE_COMMIT, output_uri
 from gitsync.status_document import (
+    OVERVIEW_PATH,
     STATUS_ROOT,
     Condition,
     ModelInfo,
@@ -30,26 +32,28 @@ from gitsync.status_document import (
     ScheduleInfo,
     StatusDocument,
     dump_document,
+    instance_prefix,
     parse_document,
+    readme_path,
     status_path,
 )
 from gitsync.trailers import Trailers
 
 __all__ = [
-    "README_PATH",
+    "OVERVIEW_PATH",
     "STATUS_ROOT",
     "Phase",
     "SpecStatus",
     "build_status",
     "commit_message",
     "dump_document",
+    "overview",
     "parse_document",
     "readme",
+    "readme_path",
     "run_record",
     "status_path",
 ]
-
-README_PATH: Final = f"{STATUS_ROOT}/README.md"
 
 #: A spec's status is its status document (plus the transitions its commit tells).
 SpecStatus = StatusDocument
@@ -109,6 +113,7 @@ def build_status(
     kind: str,
     name: str,
     namespace: str,
+    instance: str,
     source: str,
     source_commit: str,
     now: str,
@@ -171,6 +176,7 @@ def build_status(
         kind=kind,
         name=name,
         namespace=namespace,
+        instance=instance,
         source=source,
         source_commit=source_commit,
         phase=phase,
@@ -239,11 +245,11 @@ def _traffic_text(model: ModelInfo | None) -> str:
     return ", ".join(f"{t.revision} {t.percent}%" for t in model.traffic)
 
 
-def readme(statuses: Iterable[SpecStatus]) -> bytes:
-    """A Markdown table of every spec, for people browsing the status branch."""
+def readme(statuses: Iterable[SpecStatus], *, instance: str) -> bytes:
+    """A Markdown table of an instance's specs, for people browsing the status branch."""
     rows = sorted(statuses, key=lambda s: (s.namespace, s.kind, s.name))
     lines = [
-        "# gitsync status",
+        f"# gitsync status: {instance}",
         "",
         "One row per spec; each links to its status document. Source is the commit that",
         "last changed the spec's file.",
@@ -258,11 +264,40 @@ def readme(statuses: Iterable[SpecStatus]) -> bytes:
         elif s.run is not None:
             what = s.run.name
         message = s.message.replace("|", "\\|").replace("\n", " ")
-        link = f"[{s.name}]({s.path.removeprefix(STATUS_ROOT + '/')})"
+        link = f"[{s.name}]({s.path.removeprefix(instance_prefix(instance))})"
         lines.append(
             f"| {s.namespace} | {s.kind} | {link} | {s.phase.value} | {what} | "
             f"{_traffic_text(s.model)} | `{s.source}@{s.source_commit[:7]}` | {message} |"
         )
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def overview(phases: Mapping[str, Iterable[Phase]], *, old_layout: int = 0) -> bytes:
+    """The branch's front page: each instance (name -> the phases of its documents),
+    linking to its own table, with its documents counted by phase. ``old_layout``
+    counts documents left from before instances, which no instance owns."""
+    lines = [
+        "# gitsync status",
+        "",
+        "One row per gitsync instance reporting on this branch; each links to its table.",
+        "",
+        "| Instance | Specs | By phase |",
+        "|---|---|---|",
+    ]
+    for instance, of_instance in sorted(phases.items()):
+        counts: dict[str, int] = {}
+        for phase in of_instance:
+            counts[phase.value] = counts.get(phase.value, 0) + 1
+        by_phase = ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items()))
+        link = f"[{instance}]({readme_path(instance).removeprefix(STATUS_ROOT + '/')})"
+        lines.append(f"| {link} | {sum(counts.values())} | {by_phase} |")
+    if old_layout:
+        lines += [
+            "",
+            f"{old_layout} document(s) lie in the old layout (`{STATUS_ROOT}/<namespace>/...`,"
+            " no instance): an instance moves those its own commits wrote into its folder;",
+            "the rest are left for an operator to remove.",
+        ]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 

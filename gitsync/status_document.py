@@ -17,6 +17,7 @@ clock, so a cycle where nothing changed produces the same bytes.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -27,7 +28,10 @@ import yaml
 from pydantic import ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
+from gitsync.errors import ConfigurationError
+
 __all__ = [
+    "OVERVIEW_PATH",
     "STATUS_ROOT",
     "Condition",
     "Lineage",
@@ -38,9 +42,13 @@ __all__ = [
     "ScheduleInfo",
     "StatusDocument",
     "Traffic",
+    "check_instance",
     "document_from_data",
     "dump_document",
+    "instance_of_path",
+    "instance_prefix",
     "parse_document",
+    "readme_path",
     "status_json_schema",
     "status_path",
 ]
@@ -155,6 +163,9 @@ class StatusDocument:
     kind: str
     name: str
     namespace: str
+    #: The gitsync instance that wrote it; empty in documents from before instances
+    #: shared a branch (they lie at the old path, see :func:`status_path`).
+    instance: str = ""
     source: str
     source_commit: str
     phase: Phase
@@ -173,17 +184,55 @@ class StatusDocument:
 
     @property
     def path(self) -> str:
-        return status_path(self.kind, self.namespace, self.name)
+        return status_path(self.kind, self.namespace, self.name, instance=self.instance)
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)
 
 
-STATUS_ROOT = "status"
+STATUS_ROOT: Final = "status"
+#: The one file every instance rewrites: a table of the instances sharing the branch.
+OVERVIEW_PATH: Final = f"{STATUS_ROOT}/README.md"
+# An instance's name is a folder of the branch and a label value on its objects.
+_INSTANCE: Final = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
 
 
-def status_path(kind: str, namespace: str, name: str) -> str:
-    return f"{STATUS_ROOT}/{namespace or '_cluster'}/{kind}/{name}.yaml"
+def check_instance(instance: str) -> str:
+    """``instance``, if it can name a folder of its own; raises ConfigurationError."""
+    if not _INSTANCE.match(instance) or instance == "README.md":
+        raise ConfigurationError(
+            f"instance name {instance!r}: use 1-63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return instance
+
+
+def instance_prefix(instance: str) -> str:
+    """The folder an instance owns on the status branch, with a trailing slash."""
+    return f"{STATUS_ROOT}/{instance}/"
+
+
+def readme_path(instance: str) -> str:
+    return f"{instance_prefix(instance)}README.md"
+
+
+def status_path(kind: str, namespace: str, name: str, *, instance: str) -> str:
+    """Where a spec's document lies: ``status/<instance>/<namespace>/<Kind>/<name>.yaml``.
+
+    ``instance=""`` is the layout from before instances shared a branch,
+    ``status/<namespace>/<Kind>/<name>.yaml``, where old documents still lie.
+    """
+    owner = f"{instance}/" if instance else ""
+    return f"{STATUS_ROOT}/{owner}{namespace or '_cluster'}/{kind}/{name}.yaml"
+
+
+def instance_of_path(path: str) -> str | None:
+    """The instance whose folder a document path lies in; "" for the old layout, None
+    for a path no document of either layout has."""
+    parts = path.split("/")
+    if parts[0] != STATUS_ROOT or not path.endswith(".yaml"):
+        return None
+    return {5: parts[1], 4: ""}.get(len(parts))
 
 
 @cache

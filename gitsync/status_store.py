@@ -1,6 +1,20 @@
 """The status branch as a store: read it into an :class:`Inventory`, publish a
 cycle's statuses to it.
 
+Many instances share one status branch (staging and production clusters, one per
+team folder), and people commit to it too. So an instance owns only its folder,
+``status/<instance>/``, and in it only what it can prove it wrote: its README and the
+documents that name it as their instance. It never deletes or rewrites anything
+else, except the overview ``status/README.md``, which every status commit computes
+afresh from the tree it lands on (:meth:`GitSource.publish` re-runs it on each
+attempt), so it is never one writer's stale view of the others.
+
+Documents of the old layout (``status/<namespace>/<Kind>/<name>.yaml``, no instance)
+record no owner. The commit that last changed one does: an instance adopts those
+whose last commit carries its own ``Gitsync-Instance`` trailer (moves them into its
+folder, which keeps its memory of runs and applied kinds) and leaves every other one
+alone for an operator to remove.
+
 It remembers what it read and wrote, so a cycle in which no status changed reads no
 blob, dumps no YAML it dumped before, and commits nothing. Publishing never forces:
 :meth:`GitSource.publish` fetches and re-applies on a non-fast-forward.
@@ -8,22 +22,30 @@ blob, dumps no YAML it dumped before, and commits nothing. Publishing never forc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from gitsync.clients.git import Author, GitSource
+from gitsync import trailers
+from gitsync.clients.git import Author, GitSource, LastChanges
 from gitsync.inventory import Inventory
 from gitsync.status import (
-    README_PATH,
+    OVERVIEW_PATH,
     STATUS_ROOT,
+    Phase,
     SpecStatus,
     commit_message,
     dump_document,
+    overview,
     parse_document,
     readme,
+    readme_path,
 )
-from gitsync.status_document import StatusDocument
+from gitsync.status_document import StatusDocument, check_instance, instance_of_path
 
 __all__ = ["StatusStore"]
+
+#: What the overview needs of a document: its instance and its phase.
+_Summary = tuple[str, Phase]
 
 
 class StatusStore:
@@ -32,11 +54,19 @@ class StatusStore:
     def __init__(self, git: GitSource, *, author: Author, instance: str) -> None:
         self._git = git
         self._author = author
-        self._instance = instance
-        self._inventory = Inventory()
+        self._instance = check_instance(instance)
+        self._readme = readme_path(instance)
+        self._inventory = Inventory(instance=instance)
         #: Each document as last dumped: dumping a thousand documents each cycle
         #: would cost more than everything else, and documents are immutable values.
         self._dumped: dict[str, tuple[StatusDocument, bytes]] = {}
+        #: Each document blob the overview last counted: the others' documents are
+        #: read once, not at every push.
+        self._summaries: dict[str, _Summary | None] = {}
+        #: The old-layout documents last read, by blob: those other instances left
+        #: stay, and are read again each time the branch moves.
+        self._old_blobs: dict[str, StatusDocument | None] = {}
+        self._old_layout: LastChanges | None = None
 
     def read(self, branch: str) -> Inventory:
         """The branch as it is on the remote now (read again only when it moved)."""
@@ -46,31 +76,54 @@ class StatusStore:
             return self._inventory
         documents: dict[str, StatusDocument] = {}
         files: dict[str, bytes] = {}
+        old: dict[str, StatusDocument] = {}
+        seen: dict[str, StatusDocument | None] = {}
         if commit is not None:
             for path, blob in self._git.files(commit, under=STATUS_ROOT).items():
-                files[path] = content = self._git.read_blob(blob)
-                if path.endswith(".yaml") and (doc := parse_document(content)) is not None:
-                    documents[path] = doc
-                    self._dumped[path] = (doc, content)
-        self._inventory = Inventory(commit=commit, documents=documents, files=files)
+                owner = instance_of_path(path)
+                if path == self._readme:
+                    files[path] = self._git.read_blob(blob)
+                elif owner == self._instance:
+                    content = self._git.read_blob(blob)
+                    doc = parse_document(content)
+                    if doc is not None and doc.instance == self._instance:
+                        documents[path] = doc
+                        files[path] = content
+                        self._dumped[path] = (doc, content)
+                elif owner == "" and (doc := self._old_document(blob, seen)):
+                    old[path] = doc
+        self._old_blobs = seen
+        adopted = self._adopt(commit, old) if commit is not None and old else {}
+        for doc in adopted.values():
+            # A document already in the instance's folder is newer than an old one.
+            documents.setdefault(doc.path, doc)
+        self._inventory = Inventory(
+            instance=self._instance,
+            commit=commit,
+            documents=documents,
+            files=files,
+            adopted=frozenset(adopted),
+        )
         return self._inventory
 
     def forget(self) -> None:
         """Read the branch anew next time (after a push that may not have landed)."""
-        self._inventory = Inventory(
-            documents=self._inventory.documents, files=self._inventory.files
-        )
+        self._inventory = replace(self._inventory, commit=None)
 
     def publish(
         self, statuses: Sequence[SpecStatus], *, branch: str, source_commit: str
     ) -> str | None:
-        """Commit the statuses that changed, and remove the documents of specs that
-        are gone; the new commit, or None when nothing changed. Raises GitError."""
+        """Commit the statuses that changed, and remove this instance's documents of
+        specs that are gone (and the old-layout ones it adopted); the new commit, or
+        None when nothing changed. Raises GitError."""
+        strays = sorted(s.path for s in statuses if s.instance != self._instance)
+        if strays:  # a bug: this instance would write into another's folder
+            raise ValueError(f"statuses of another instance than {self._instance}: {strays}")
         before = self._inventory
         docs = {s.path: s for s in statuses}
         files: dict[str, bytes] = {path: self._dump(path, doc) for path, doc in docs.items()}
-        files[README_PATH] = readme(statuses)
-        removed = [p for p in before.files if p not in files]
+        files[self._readme] = readme(statuses, instance=self._instance)
+        removed = sorted({p for p in before.files if p not in files} | before.adopted)
         changed = {p: c for p, c in files.items() if before.files.get(p) != c}
         if not changed and not removed:
             return None
@@ -82,9 +135,65 @@ class StatusStore:
             instance=self._instance,
         )
         updates: dict[str, bytes | None] = {**changed, **dict.fromkeys(removed)}
-        commit = self._git.publish(updates, branch=branch, message=message, author=self._author)
-        self._inventory = Inventory(commit=commit, documents=docs, files=files)
+        commit = self._git.publish(
+            updates, branch=branch, message=message, author=self._author, derive=self._overview
+        )
+        self._inventory = Inventory(
+            instance=self._instance, commit=commit, documents=docs, files=files
+        )
         return commit
+
+    def _adopt(self, commit: str, old: Mapping[str, StatusDocument]) -> dict[str, StatusDocument]:
+        """The old-layout documents whose last change was this instance's commit, by
+        their old path, as documents of this instance."""
+        self._old_layout = self._git.last_changes(commit, old, previous=self._old_layout)
+        writers: dict[str, str | None] = {}
+        adopted = {}
+        for path, doc in old.items():
+            last = self._old_layout.by_path.get(path)
+            if last is None:
+                continue
+            if last not in writers:
+                writers[last] = trailers.parse(self._git.revision(last).message).instance
+            if writers[last] == self._instance:
+                adopted[path] = replace(doc, instance=self._instance)
+        return adopted
+
+    def _old_document(
+        self, blob: str, seen: dict[str, StatusDocument | None]
+    ) -> StatusDocument | None:
+        if blob not in self._old_blobs:
+            self._old_blobs[blob] = parse_document(self._git.read_blob(blob))
+        doc = seen[blob] = self._old_blobs[blob]
+        return doc if doc is not None and not doc.instance else None
+
+    def _overview(self, tree: str) -> dict[str, bytes | None]:
+        """``status/README.md`` for ``tree``: every instance's documents by phase."""
+        phases: dict[str, list[Phase]] = {}
+        old_layout = 0
+        summaries: dict[str, _Summary | None] = {}
+        for path, blob in self._git.files(tree, under=STATUS_ROOT).items():
+            parts = path.split("/")
+            if len(parts) == 3 and parts[2] == "README.md":
+                phases.setdefault(parts[1], [])
+            owner = instance_of_path(path)
+            if owner is None:
+                continue
+            summary = summaries[blob] = self._summary(blob)
+            if summary is None or summary[0] != owner:
+                continue  # not a document, or not the one of this folder's instance
+            if owner:
+                phases.setdefault(owner, []).append(summary[1])
+            else:
+                old_layout += 1
+        self._summaries = summaries
+        return {OVERVIEW_PATH: overview(phases, old_layout=old_layout)}
+
+    def _summary(self, blob: str) -> _Summary | None:
+        if blob in self._summaries:
+            return self._summaries[blob]
+        doc = parse_document(self._git.read_blob(blob))
+        return None if doc is None else (doc.instance, doc.phase)
 
     def _dump(self, path: str, doc: StatusDocument) -> bytes:
         cached = self._dumped.get(path)

@@ -61,5 +61,15 @@ class SpecRepo:
         names = git("ls-tree", "-r", "--name-only", branch, cwd=self.remote).splitlines()
         return {name: git("show", f"{branch}:{name}", cwd=self.remote) for name in names}
 
+    def status_document(self, namespace: str, kind: str, name: str) -> str:
+        """The one status document of a spec, in whichever instance's folder it lies."""
+        found = [
+            text
+            for path, text in self.status_files().items()
+            if path.endswith(f"/{namespace}/{kind}/{name}.yaml") and path.count("/") == 4
+        ]
+        assert len(found) == 1, f"{len(found)} documents of {kind} {namespace}/{name}"
+        return found[0]
+
     def log(self, branch: str) -> list[str]:
         return git("log", "--format=%H %s", branch, cwd=self.remote).splitlines()

@@ -198,7 +198,7 @@ def test_a_good_canary_is_promoted_through_every_step(
     assert told[2].startswith("fraud: canary 20% -> 60% (error-rate 0.00")
     assert told[2].endswith(f" <= 0.05) [source {source}]")
     assert told[3].startswith("fraud: canary 60% -> 100%: promoted (error-rate 0.00")
-    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/fraud.yaml"])
+    doc = yaml.safe_load(repo.status_document(namespace, "ModelDeployment", "fraud"))
     assert doc["rollout"]["phase"] == "Promoted"
     assert doc["phase"] in {"Healthy", "Progressing"}
 
@@ -229,7 +229,7 @@ def test_a_bad_canary_is_rolled_back_with_evidence_and_stays_rolled_back(
     elapsed = sum(rep.duration for rep in reports[ready_at:]) + 0.5 * (len(reports) - ready_at)
     assert elapsed < 2 * 3 + 4
     assert settles_to(kube, namespace, [("fraud-predictor-00001", 100)])
-    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/fraud.yaml"])
+    doc = yaml.safe_load(repo.status_document(namespace, "ModelDeployment", "fraud"))
     assert doc["phase"] == "RolledBack"
     assert doc["rollout"]["evidence"][0].startswith("error-rate 0.3")
     assert doc["rollout"]["evidence"][0].endswith("> 0.05")

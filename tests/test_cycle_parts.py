@@ -188,6 +188,7 @@ def test_a_model_serves_the_latest_succeeded_run(
         kind="TrainingRun",
         name="t",
         namespace="ml",
+        instance="i",
         source="specs.yaml",
         source_commit="c",
         now="t",
@@ -196,7 +197,7 @@ def test_a_model_serves_the_latest_succeeded_run(
     plan = plan_training(
         loaded.entries,
         live(*jobs),
-        inventory=Inventory(documents={doc.path: doc}),
+        inventory=Inventory(instance="i", documents={doc.path: doc}),
         default_namespace="ml",
         now=NOW,
     )
@@ -210,7 +211,11 @@ def test_finished_runs_beyond_the_history_limit_retire() -> None:
         job(f"t-{i}", "t", phase="Succeeded", created=f"2026-03-01T0{i}:00:00Z") for i in range(3)
     ]
     plan = plan_training(
-        loaded.entries, live(*jobs), inventory=Inventory(), default_namespace="ml", now=NOW
+        loaded.entries,
+        live(*jobs),
+        inventory=Inventory(instance="i"),
+        default_namespace="ml",
+        now=NOW,
     )
     assert {key.name: why for key, why in plan.retire.items()} == {
         "t-1": "beyond historyLimit 1",
@@ -226,13 +231,14 @@ def test_the_inventory_answers_from_typed_documents() -> None:
         kind="TrainingRun",
         name="t",
         namespace="ml",
+        instance="i",
         source="t.yaml",
         source_commit="c",
         now="t",
         resources=["kubeflow.org/v1 PyTorchJob ml/t-1"],
         runs=[RunRecord(name="t-1", phase="Failed"), RunRecord(name="t-2", phase="Running")],
     )
-    inventory = Inventory(documents={run_doc.path: run_doc})
+    inventory = Inventory(instance="i", documents={run_doc.path: run_doc})
     ref = ObjectRef.spec("TrainingRun", "ml", "t")
     assert [r.name for r in inventory.runs(ref)] == ["t-1", "t-2"]
     assert inventory.finished_runs() == {"t-1"}

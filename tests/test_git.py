@@ -720,6 +720,43 @@ def test_publish_retries_when_another_writer_lands_first(
     assert remote_files(remote, "status") == {"status/ours": "2", "other/1.txt": "1"}
 
 
+def test_publish_derives_files_from_the_tree_each_attempt_lands_on(
+    network_remote: Remote,
+    network_writer: Clone,
+    open_source: Callable[..., GitSource],
+    tmp_path: Path,
+) -> None:
+    """What ``derive`` computes is of the tree pushed: after a lost race it runs again,
+    on the other writer's head."""
+    remote = network_remote
+    source = open_source(remote)
+
+    def index(tree: str) -> dict[str, bytes | None]:
+        seen.append(tree)
+        listing = "".join(f"{path}\n" for path in sorted(source.files(tree)) if path != "INDEX")
+        return {"INDEX": listing.encode()}
+
+    seen: list[str] = []
+    first = source.publish(
+        {"status/ours": b"1"}, branch="status", message="m", author=STATUS, derive=index
+    )
+    assert remote_files(remote, "status")["INDEX"] == "status/ours"
+    racer = Clone(tmp_path / "racer", remote.bare)
+    install_racing_hook(remote.bare, racer, "status", once=True)
+    seen.clear()
+
+    ours = source.publish(
+        {"status/ours": b"2"}, branch="status", message="m", author=STATUS, derive=index
+    )
+
+    assert len(seen) == 2  # once per attempt, each on its own head
+    history = first_parents(remote, "status")
+    assert (history[0], history[2]) == (ours, first)
+    files = remote_files(remote, "status")
+    assert files["INDEX"] == "other/1.txt\nstatus/ours"  # the racer's file is in it
+    assert files["status/ours"] == "2"
+
+
 def test_publish_retries_after_libgit2_refuses_a_non_fast_forward(
     make_remote: Callable[[str], Remote],
     http_server: GitHttpServer,

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import yaml
 
-from gitsync.clients.git import GitSource
+from gitsync.clients.git import Author, GitSource
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
+from gitsync.health import Health, HealthReport
 from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.status import build_status
+from gitsync.status_store import StatusStore
 
 from .specrepo import SpecRepo, git
 
@@ -138,3 +141,47 @@ def test_before_any_status_history_shows_the_spec_commits_and_status_says_so(
         assert note in current.stderr
         assert "Traceback" not in current.stderr
         assert current.stdout == ("[]\n" if output == "json" else "")
+
+
+def test_status_and_history_read_every_instance_and_filter_one(tmp_path: Path) -> None:
+    repo = SpecRepo(tmp_path / "repo")
+    repo.write("prod/fraud.yaml", model("ml", "s3://m/v1"))
+    spec = repo.commit("fraud in prod and staging")
+    for instance, phase in (("prod", Health.HEALTHY), ("staging", Health.FAILED)):
+        source = GitSource(repo.url, branch="main", cache_dir=tmp_path / f"cache-{instance}")
+        store = StatusStore(source, author=Author("gitsync", "g@x"), instance=instance)
+        store.read("gitsync/status")
+        status = build_status(
+            kind="ModelDeployment",
+            name="fraud",
+            namespace="ml",
+            instance=instance,
+            source="prod/fraud.yaml",
+            source_commit=spec,
+            now="t",
+            health=HealthReport(phase, f"{instance} says"),
+        )
+        assert store.publish([status], branch="gitsync/status", source_commit=spec)
+        source.close()
+    git("fetch", "-q", "origin", "gitsync/status:refs/remotes/origin/gitsync/status", cwd=repo.work)
+
+    both = gitsync("status", cwd=repo.work)
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.splitlines() == [
+        "[prod] ModelDeployment ml/fraud: Healthy: prod says",
+        "[staging] ModelDeployment ml/fraud: Failed: staging says",
+    ]
+    one = gitsync("status", "--instance", "staging", "--format", "json", cwd=repo.work)
+    assert [(r["instance"], r["phase"]) for r in json.loads(one.stdout)] == [("staging", "Failed")]
+    alone = gitsync("status", "--instance", "prod", cwd=repo.work)
+    assert alone.stdout == "ModelDeployment ml/fraud: Healthy: prod says\n"
+
+    timelines = json.loads(gitsync("history", "--format", "json", cwd=repo.work).stdout)
+    assert [(t["instance"], len(t["events"])) for t in timelines] == [("prod", 2), ("staging", 2)]
+    labelled = gitsync("history", cwd=repo.work).stdout
+    assert "[prod] ModelDeployment ml/fraud (prod/fraud.yaml)\n" in labelled
+    assert "[staging] ModelDeployment ml/fraud (prod/fraud.yaml)\n" in labelled
+    table = gitsync("history", "--instance", "staging", cwd=repo.work).stdout
+    assert table.startswith("ModelDeployment ml/fraud (prod/fraud.yaml)\n")
+    assert "Failed: staging says" in table
+    assert "prod says" not in table

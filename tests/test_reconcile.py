@@ -68,12 +68,16 @@ def remote_url(request: pytest.FixtureRequest, repo: SpecRepo, tmp_path: Path) -
 
 
 @pytest.fixture
+def instance() -> str:
+    return f"test-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
 def reconciler(
-    remote_url: str, control_plane: ControlPlane, tmp_path: Path
+    remote_url: str, control_plane: ControlPlane, tmp_path: Path, instance: str
 ) -> Iterator[Reconciler]:
     git = GitSource(remote_url, branch="main", cache_dir=tmp_path / "cache")
     kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
-    instance = f"test-{uuid.uuid4().hex[:6]}"
     yield Reconciler(git=git, kube=kube, options=SyncOptions(path="specs", instance=instance))
     kube.close()
     git.close()
@@ -94,7 +98,7 @@ def actions(report: CycleReport) -> dict[str, str]:
 
 
 def test_first_sync_then_noop(
-    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+    reconciler: Reconciler, instance: str, repo: SpecRepo, kube: KubeClient, namespace: str
 ) -> None:
     first = reconciler.cycle()
 
@@ -107,10 +111,11 @@ def test_first_sync_then_noop(
     assert not first.failed
     assert names(kube, namespace) == {"alpha", "beta", "gamma"}
     files = repo.status_files()
-    assert f"status/{namespace}/ModelDeployment/alpha.yaml" in files
-    assert f"status/{namespace}/ServiceAccount/reader.yaml" in files
-    assert "status/README.md" in files
-    doc = yaml.safe_load(files[f"status/{namespace}/ModelDeployment/alpha.yaml"])
+    assert f"status/{instance}/{namespace}/ModelDeployment/alpha.yaml" in files
+    assert f"status/{instance}/{namespace}/ServiceAccount/reader.yaml" in files
+    assert f"status/{instance}/README.md" in files
+    assert f"[{instance}]({instance}/README.md)" in files["status/README.md"]
+    doc = yaml.safe_load(files[f"status/{instance}/{namespace}/ModelDeployment/alpha.yaml"])
     assert doc["source"] == "specs/models/alpha.yaml"
     assert doc["model"]["storageUri"] == "s3://models/m/v1"
     conditions = {c["type"]: c["status"] for c in doc["conditions"]}
@@ -183,7 +188,7 @@ def test_edit_applies_only_that_spec_and_records_its_commit(
 
 
 def test_deleted_spec_is_pruned(
-    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+    reconciler: Reconciler, instance: str, repo: SpecRepo, kube: KubeClient, namespace: str
 ) -> None:
     reconciler.cycle()
     repo.delete("specs/models/gamma.yaml")
@@ -193,11 +198,11 @@ def test_deleted_spec_is_pruned(
 
     assert actions(report)["gamma"] == "deleted"
     assert names(kube, namespace) == {"alpha", "beta"}
-    assert f"status/{namespace}/ModelDeployment/gamma.yaml" not in repo.status_files()
+    assert f"status/{instance}/{namespace}/ModelDeployment/gamma.yaml" not in repo.status_files()
 
 
 def test_corrupted_file_is_invalid_and_nothing_of_it_is_pruned(
-    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+    reconciler: Reconciler, instance: str, repo: SpecRepo, kube: KubeClient, namespace: str
 ) -> None:
     reconciler.cycle()
     repo.write("specs/models/alpha.yaml", "apiVersion: [unclosed\n")
@@ -220,9 +225,9 @@ def test_corrupted_file_is_invalid_and_nothing_of_it_is_pruned(
     assert names(kube, namespace) == {"alpha", "beta", "gamma", "delta"}
     files = repo.status_files()
     for name in ("alpha", "beta"):
-        doc = yaml.safe_load(files[f"status/{namespace}/ModelDeployment/{name}.yaml"])
+        doc = yaml.safe_load(files[f"status/{instance}/{namespace}/ModelDeployment/{name}.yaml"])
         assert doc["phase"] == "Invalid"
-    beta = yaml.safe_load(files[f"status/{namespace}/ModelDeployment/beta.yaml"])
+    beta = yaml.safe_load(files[f"status/{instance}/{namespace}/ModelDeployment/beta.yaml"])
     assert beta["errors"] == [
         "specs/models/beta.yaml:11:5: spec.model.storageURI: unknown field 'storageURI'; "
         "did you mean 'storageUri'?"
@@ -248,7 +253,7 @@ def test_duplicates_are_invalid_in_both_places_and_kept(
 
 
 def test_drift_is_reverted_and_reported(
-    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+    reconciler: Reconciler, instance: str, repo: SpecRepo, kube: KubeClient, namespace: str
 ) -> None:
     reconciler.cycle()
     # What `kubectl edit` does: an update by another field manager.
@@ -269,7 +274,9 @@ def test_drift_is_reverted_and_reported(
     reverted = kube.get(*ISVC, "alpha", namespace=namespace)
     assert reverted is not None
     assert reverted["spec"]["predictor"]["model"]["storageUri"] == "s3://models/m/v1"
-    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/alpha.yaml"])
+    doc = yaml.safe_load(
+        repo.status_files()[f"status/{instance}/{namespace}/ModelDeployment/alpha.yaml"]
+    )
     assert "drift reverted" in doc["message"]
 
 
@@ -356,7 +363,7 @@ def test_watching_skips_quiet_cycles_and_wakes_on_drift(
 
 
 def test_a_spec_denied_by_policy_is_not_applied_and_the_rest_go_on(
-    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+    reconciler: Reconciler, instance: str, repo: SpecRepo, kube: KubeClient, namespace: str
 ) -> None:
     reconciler.cycle()
     unowned = yaml.safe_load(model("delta", namespace))
@@ -374,6 +381,8 @@ def test_a_spec_denied_by_policy_is_not_applied_and_the_rest_go_on(
     assert actions(report)["beta"] == "configured"
     assert "delta" not in actions(report)
     assert "delta" not in names(kube, namespace)
-    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/delta.yaml"])
+    doc = yaml.safe_load(
+        repo.status_files()[f"status/{instance}/{namespace}/ModelDeployment/delta.yaml"]
+    )
     assert doc["phase"] == "Invalid"
     assert "require-team-label" in doc["errors"][0]

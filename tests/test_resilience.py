@@ -65,7 +65,7 @@ def test_api_server_restart_between_cycles_converges(tmp_path: Path) -> None:
         assert phases["a"] == before["a"]
         assert phases["b"] == ("Unknown", "not observed yet")
         assert down.status_commit is not None
-        assert "status/ml/ModelDeployment/b.yaml" in repo.status_files()
+        assert "status/restart/ml/ModelDeployment/b.yaml" in repo.status_files()
 
         controlplane.up(folder, crd_dirs=crds, controllers=False)
         report = reconciler.cycle()

@@ -72,6 +72,7 @@ def test_status_documents_have_a_schema_that_fits_what_gitsync_writes() -> None:
         kind="ModelDeployment",
         name="fraud",
         namespace="ml",
+        instance="prod",
         source="models/fraud.yaml",
         source_commit="c" * 40,
         now="2026-12-01T00:00:00Z",

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from gitsync.diff import Action, Change
-from gitsync.errors import Remedy
+from gitsync.errors import ConfigurationError, Remedy
 from gitsync.health import Health, HealthReport
 from gitsync.inventory import Inventory
 from gitsync.loading import Diagnostic
@@ -15,6 +15,7 @@ from gitsync.status import (
     build_status,
     commit_message,
     dump_document,
+    overview,
     parse_document,
     readme,
     status_path,
@@ -24,7 +25,9 @@ from gitsync.status_document import (
     RunRecord,
     StatusDocument,
     Traffic,
+    check_instance,
     document_from_data,
+    instance_of_path,
 )
 from gitsync.types import ObjectRef
 
@@ -33,6 +36,7 @@ BASE = {
     "kind": "ModelDeployment",
     "name": "fraud",
     "namespace": "ml",
+    "instance": "prod",
     "source": "models/fraud.yaml",
     "source_commit": "c" * 40,
 }
@@ -44,19 +48,37 @@ def document(**fields: object) -> StatusDocument:
         "kind": "ModelDeployment",
         "name": "fraud",
         "namespace": "ml",
+        "instance": "prod",
         "source": "models/fraud.yaml",
         "sourceCommit": "c" * 40,
         "phase": "Progressing",
         "message": "x",
         "conditions": [],
     }
-    parsed = document_from_data({**base, **fields})
+    # A field given as None is left out, as an older gitsync left it out.
+    parsed = document_from_data({k: v for k, v in {**base, **fields}.items() if v is not None})
     assert parsed is not None
     return parsed
 
 
 def test_path_layout() -> None:
-    assert status_path("ModelDeployment", "ml", "fraud") == "status/ml/ModelDeployment/fraud.yaml"
+    path = status_path("ModelDeployment", "ml", "fraud", instance="prod")
+    assert path == "status/prod/ml/ModelDeployment/fraud.yaml"
+    assert document().path == path
+    # Documents from before instances shared a branch name none and lie where they were.
+    old = status_path("ModelDeployment", "ml", "fraud", instance="")
+    assert old == "status/ml/ModelDeployment/fraud.yaml"
+    assert document(instance=None).path == old
+    assert instance_of_path(path) == "prod"
+    assert instance_of_path(old) == ""
+    assert instance_of_path("status/prod/README.md") is None
+    assert instance_of_path("status/prod/notes/a/b/c.yaml") is None
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "-x", "x-", "README.md", "a" * 64, ".."])
+def test_an_instance_needs_a_name_that_can_be_a_folder(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="instance name"):
+        check_instance(name)
 
 
 def test_invalid_spec_is_stalled_and_lists_errors() -> None:
@@ -133,12 +155,14 @@ def test_run_history_keeps_the_latest_runs_and_finished_names() -> None:
         run=RunRecord(name="t-2", phase="Failed"),
     )
     assert [r.name for r in status.runs] == ["t-2", "t-1"]
-    inventory = Inventory(documents={status.path: parse_document(dump_document(status))})
+    inventory = Inventory(
+        instance="prod", documents={status.path: parse_document(dump_document(status))}
+    )
     assert inventory.finished_runs() == {"t-1", "t-2"}
 
 
 def test_commit_message_tells_what_changed() -> None:
-    before = {"status/ml/ModelDeployment/fraud.yaml": document()}
+    before = {"status/prod/ml/ModelDeployment/fraud.yaml": document()}
     after = [build_status(**BASE, now="t", health=HealthReport(Health.HEALTHY, "serving r1"))]
     message = commit_message(
         before=before, after=after, removed=[], source_commit="c" * 40, instance="prod"
@@ -159,9 +183,21 @@ def test_readme_table() -> None:
             storage_uri="s3://m/v7", traffic=(Traffic(revision="r1", percent=100, latest=True),)
         ),
     )
-    text = readme([status]).decode()
+    text = readme([status], instance="prod").decode()
+    assert text.startswith("# gitsync status: prod\n")
     assert "| ml | ModelDeployment | [fraud](ml/ModelDeployment/fraud.yaml) | Healthy | " in text
     assert "s3://m/v7 | r1 100% |" in text
+
+
+def test_the_overview_counts_each_instance_by_phase() -> None:
+    text = overview(
+        {"prod": [Phase.HEALTHY, Phase.HEALTHY, Phase.FAILED], "staging": []}, old_layout=2
+    ).decode()
+    assert "| [prod](prod/README.md) | 3 | 1 Failed, 2 Healthy |" in text
+    assert "| [staging](staging/README.md) | 0 |  |" in text
+    assert text.index("[prod]") < text.index("[staging]")
+    assert "2 document(s) lie in the old layout" in text
+    assert "old layout" not in overview({"prod": []}).decode()
 
 
 def test_a_moved_traffic_split_is_the_subject() -> None:
@@ -170,7 +206,7 @@ def test_a_moved_traffic_split_is_the_subject() -> None:
         Traffic(revision="m-1", percent=80, latest=False),
     )
     before = {
-        "status/ml/ModelDeployment/fraud.yaml": document(
+        "status/prod/ml/ModelDeployment/fraud.yaml": document(
             message="canary 20%",
             model={"traffic": [{"revision": "m-1", "percent": 100, "latest": True}]},
         )
@@ -178,7 +214,7 @@ def test_a_moved_traffic_split_is_the_subject() -> None:
     after = build_status(
         **BASE,
         now="t",
-        previous=before["status/ml/ModelDeployment/fraud.yaml"],
+        previous=before["status/prod/ml/ModelDeployment/fraud.yaml"],
         health=HealthReport(Health.PROGRESSING, "canary 20%"),
         model=ModelInfo(storage_uri="s3://m/v2", traffic=traffic),
     )
@@ -197,7 +233,9 @@ def test_a_document_reads_back_as_it_was_written() -> None:
     )
     content = dump_document(written)
     assert parse_document(content) == written
-    assert content.startswith(b"kind: ModelDeployment\nname: fraud\nnamespace: ml\n")
+    assert content.startswith(
+        b"kind: ModelDeployment\nname: fraud\nnamespace: ml\ninstance: prod\n"
+    )
     assert b"storageUri: s3://m/v1" in content
 
 

@@ -323,7 +323,7 @@ def jobs(kube: KubeClient, namespace: str) -> dict[str, dict[str, Any]]:
 
 
 def status_doc(repo: SpecRepo, namespace: str, kind: str, name: str) -> dict[str, Any]:
-    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/{kind}/{name}.yaml"])
+    doc = yaml.safe_load(repo.status_document(namespace, kind, name))
     assert isinstance(doc, dict)
     return doc
 

@@ -36,7 +36,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -64,6 +64,7 @@ __all__ = [
     "Author",
     "CommitChanges",
     "Credentials",
+    "Derive",
     "GitSource",
     "LastChanges",
     "Listing",
@@ -213,6 +214,9 @@ class SshKeyCredentials:
 
 
 Credentials = PasswordCredentials | SshKeyCredentials
+
+#: Files computed from a tree about to be committed (its id) -> more changes to it.
+Derive = Callable[[str], Mapping[str, bytes | None]]
 
 
 # --- the mirror -----------------------------------------------------------------------
@@ -581,6 +585,7 @@ class GitSource(Repository):
         message: str,
         author: Author,
         start_from: str | None = None,
+        derive: Derive | None = None,
     ) -> str | None:
         """Commit ``files`` (path -> content; ``None`` deletes) on the remote ``branch``.
 
@@ -589,6 +594,12 @@ class GitSource(Repository):
         orphan branch. Returns its id, or ``None`` when the branch
         already has this content. The push never forces: when another writer got there
         first, the same file changes are applied on the new head and pushed again.
+
+        ``derive`` computes files that depend on the whole tree (an index of what every
+        writer of the branch wrote): it is given the id of the tree about to be
+        committed (the head with ``files`` applied) and returns more changes for the
+        same commit. It runs again for each attempt, on that attempt's head, so what it
+        computes is of the tree the push lands on.
 
         Raises :class:`PushRejectedError` when the remote refuses the update itself (a
         hook, a protected branch), :class:`PushConflictError` when every attempt lost
@@ -606,7 +617,7 @@ class GitSource(Repository):
         with self._lock:
             base = self._fetch_branch(branch) or start
             for attempt in range(1, self._push_attempts + 1):
-                commit = self._commit_on(base, edits, message=message, author=author)
+                commit = self._commit_on(base, edits, derive, message=message, author=author)
                 if commit is None:
                     return None
                 failure = self._push(commit, branch)
@@ -724,13 +735,23 @@ class GitSource(Repository):
             raise GitError(f"git mirror {self._path}: update {name}: {exc}") from exc
 
     def _commit_on(
-        self, base: pygit2.Oid | None, edits: _Edits, *, message: str, author: Author
+        self,
+        base: pygit2.Oid | None,
+        edits: _Edits,
+        derive: Derive | None,
+        *,
+        message: str,
+        author: Author,
     ) -> pygit2.Oid | None:
-        """A new commit of ``edits`` on ``base`` (None: an orphan); None if no change."""
+        """A new commit of ``edits`` (and what ``derive`` adds) on ``base`` (None: an
+        orphan); None if no change."""
         try:
             base_commit = None if base is None else self._commit(str(base))
             base_tree = None if base_commit is None else base_commit.tree
             tree = _apply(self._repo, base_tree, edits.root)
+            if tree is not None and derive is not None:
+                derived = _Edits.of(derive(str(tree)))
+                tree = _apply(self._repo, self._tree(str(tree)), derived.root)
             if tree is None or (base_tree is not None and tree == base_tree.id):
                 return None
             signature = pygit2.Signature(author.name, author.email, int(time.time()), 0)
