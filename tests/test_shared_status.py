@@ -227,8 +227,8 @@ def test_instances_and_a_person_share_the_status_branch(
     # The overview describes the tree it is in: every instance, each document counted.
     overview = git("show", f"{head}:status/README.md", cwd=repo.remote)
     for team, models in TEAMS.items():
-        alive = len([m for m in models if m != "a-two"])
-        assert f"| [{team}]({team}/README.md) | {alive} |" in overview
+        count = len([m for m in models if m != "a-two"])
+        assert f"| [{team}]({team}/README.md) | {count} |" in overview
     assert time.monotonic() - started < 60
 
 
