@@ -136,6 +136,7 @@ def test_a_change_pushed_during_an_outage_goes_live_within_an_interval_of_recove
     if failures:
         raise failures[0]
     # An interval, plus a cycle's own time and the informers' relist.
+    print(f"\nAPI outage of 20 s: the change was live {measured[0]:.1f} s after recovery")
     assert measured[0] < interval + 5
 
 
