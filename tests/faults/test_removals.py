@@ -57,7 +57,12 @@ def configmap_names(kube: KubeClient, namespace: str) -> set[str]:
 
 
 def status_phase(repo: SpecRepo, namespace: str, name: str) -> str:
-    doc = yaml.safe_load(repo.status_files()[f"status/{namespace}/ModelDeployment/{name}.yaml"])
+    """The phase in the spec's document, in whichever instance's folder it is."""
+    (doc,) = (
+        yaml.safe_load(content)
+        for path, content in repo.status_files().items()
+        if path.endswith(f"/{namespace}/ModelDeployment/{name}.yaml")
+    )
     return str(doc["phase"])
 
 
