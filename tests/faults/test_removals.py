@@ -4,6 +4,7 @@ alone. Against the real API server, through whole cycles."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,82 @@ def test_an_object_too_big_for_the_api_server_fails_alone(
     assert report.status_commit is not None
     assert status_phase(repo, namespace, "epsilon") != "Invalid"
     assert "big" not in configmap_names(kube, namespace)
+
+
+def test_an_object_admission_denies_fails_alone(
+    reconciler: Reconciler, repo: SpecRepo, kube: KubeClient, namespace: str
+) -> None:
+    """A real admission denial: a ValidatingAdmissionPolicy (built into the API server,
+    so no webhook server is needed) that refuses ConfigMaps labelled forbidden."""
+    policy = f"deny-forbidden-{uuid.uuid4().hex[:6]}"
+    kube.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["configmaps"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "!has(object.metadata.labels) || "
+                        "!('forbidden' in object.metadata.labels)",
+                        "message": "forbidden ConfigMaps are not admitted",
+                    }
+                ],
+            },
+        },
+        field_manager="test",
+    )
+    kube.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+        field_manager="test",
+    )
+    try:
+        reconciler.cycle()
+        repo.write(
+            "specs/platform/denied.yaml",
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: denied\n  namespace: "
+            f"{namespace}\n  labels: {{forbidden: 'yes'}}\ndata: {{a: b}}\n",
+        )
+        repo.write("specs/models/zeta.yaml", model("zeta", namespace))
+        repo.commit("a ConfigMap admission denies, and a new model")
+        # The policy is enforced once the API server has compiled it: a few seconds.
+        deadline = time.monotonic() + 30
+        while True:
+            report = reconciler.cycle()
+            if "denied" in actions(report) and "not admitted" in actions(report)["denied"]:
+                break
+            assert time.monotonic() < deadline, actions(report)
+            kube.delete("v1", "ConfigMap", "denied", namespace=namespace)
+            time.sleep(0.5)
+
+        assert report.error is None
+        assert "zeta" in names(kube, namespace)
+        assert "denied" not in configmap_names(kube, namespace)
+        assert {"one", "two"} <= configmap_names(kube, namespace)
+        assert status_phase(repo, namespace, "zeta") != "Invalid"
+        print(f"\nadmission denial: {actions(report)['denied']}")
+    finally:
+        kube.delete("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", policy)
+        kube.delete("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", policy)
