@@ -11,6 +11,7 @@ import io
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -804,3 +805,6 @@ def main() -> None:
     except GitsyncError as exc:
         fatal(str(exc))
         sys.exit(2)
+    except Exception:  # noqa: BLE001 - a bug: its traceback is worth showing, not a token in it
+        _echo_err(redact(traceback.format_exc().rstrip("\n")))
+        sys.exit(1)

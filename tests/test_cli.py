@@ -300,3 +300,23 @@ def test_the_example_ci_workflow_calls_real_commands_and_options() -> None:
         command = cli.commands[name]
         context = command.make_context(name, args)  # raises on an unknown option
         assert context.params
+
+
+def test_a_crash_shows_its_traceback_without_the_token() -> None:
+    """The last resort of main(): an exception no code expected (a bug) still prints
+    its traceback, redacted, and exits 1."""
+    program = (
+        "import click, gitsync.cli as cli\n"
+        "@click.command()\n"
+        "def boom():\n"
+        "    raise RuntimeError('cannot reach https://ghp_s3cr3t@git.example.com/x.git')\n"
+        "cli.cli = boom\n"
+        "cli.main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "RuntimeError: cannot reach https://***@git.example.com/x.git" in result.stderr
+    assert "ghp_s3cr3t" not in result.stderr + result.stdout
