@@ -316,7 +316,15 @@ def parse_yaml(path: str, content: bytes) -> Parsed | Diagnostic:
             nodes.append(node)
             # Constructing after the checks: an alias is then one shared value, which
             # only later code (rendering, policies) would have expanded.
-            documents.append(loader.construct_document(node))
+            try:
+                documents.append(loader.construct_document(node))
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                # libyaml's constructors raise these, not YAMLError, for a scalar that
+                # its tag cannot hold (2001-02-30, !!int 'x'): the file's fault.
+                mark = node.start_mark
+                return Diagnostic(
+                    path, mark.line + 1, mark.column + 1, f"a value YAML cannot read: {exc}"
+                )
     except yaml.YAMLError as exc:
         return _yaml_error(path, exc)
     except _Refused as refused:

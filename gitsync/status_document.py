@@ -259,7 +259,8 @@ def parse_document(content: bytes) -> StatusDocument | None:
     """A document as the status branch holds it; None when it is unreadable."""
     try:
         data = yaml.load(content, Loader=yaml.CSafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError):
+        # libyaml raises the latter for a scalar its tag cannot hold (2001-02-30).
         return None
     return document_from_data(data)
 

@@ -258,3 +258,7 @@ def test_fields_a_newer_gitsync_adds_are_ignored() -> None:
     parsed = parse_document(yaml.safe_dump(data).encode())
     assert parsed is not None
     assert parsed.name == "fraud"
+
+
+def test_a_document_with_an_impossible_date_counts_as_absent() -> None:
+    assert parse_document(b"kind: ModelDeployment\nname: 2001-02-30\n") is None

@@ -79,6 +79,16 @@ def only_error(result: FileResult) -> str:
         ),
         pytest.param(bomb(), "f.yaml:11:7: data.l6: aliases expand this beyond", id="alias-bomb"),
         pytest.param(
+            CONFIGMAP + b"data: {when: 2001-02-30}\n",
+            "f.yaml:1:1: a value YAML cannot read: day is out of range for month",
+            id="impossible-date",
+        ),
+        pytest.param(
+            CONFIGMAP + b"data: {n: !!int many}\n",
+            "f.yaml:1:1: a value YAML cannot read: invalid literal for int()",
+            id="tag-that-cannot-hold-its-value",
+        ),
+        pytest.param(
             CONFIGMAP + b"data: {a: " + b"x" * (2 << 20) + b"}\n",
             "f.yaml:1:1: file is 2097237 bytes; spec files are at most 1048576",
             id="too-big",
