@@ -200,7 +200,9 @@ def plan_changes(
     failed, runs_in_git = frozenset(failed_paths), frozenset(declared_runs)
     kept, deletions, retired = [], [], []
     for key, current in sorted(orphans.items()):
-        if key in retire:
+        # A run of a TrainingRun whose file failed (or a policy denied) stays: its
+        # schedule and historyLimit were read from a spec that is not in force.
+        if key in retire and _annotation(current, ANNOTATION_SOURCE_PATH) not in failed:
             retired.append(Change(key, Action.DELETED, retire[key], live=current))
             continue
         reason = held.get(key) or _keep_reason(

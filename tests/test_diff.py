@@ -135,7 +135,7 @@ def test_mass_deletion_is_refused() -> None:
 
 
 def test_training_runs_are_kept_and_never_restarted() -> None:
-    old_run = job("train-aaaa", run_of="train", finished=True)
+    old_run = job("train-aaaa", run_of="train", finished=False)  # still running
     running_orphan = job("gone-bbbb", run_of="gone", finished=False)
     finished_orphan = job("done-cccc", run_of="done", finished=True)
     new_run = {
@@ -147,7 +147,7 @@ def test_training_runs_are_kept_and_never_restarted() -> None:
         [new_run],
         by_key(old_run, running_orphan, finished_orphan),
         instance="i",
-        declared_runs=[("ml", "train")],
+        declared_runs=[ObjectRef.spec("TrainingRun", "ml", "train")],
         finished_runs=["train-dddd"],
         prune=PrunePolicy(max_ratio=1.0),
     )
@@ -157,6 +157,25 @@ def test_training_runs_are_kept_and_never_restarted() -> None:
         "done-cccc": "skipped",  # finished: kept until its TTL
         "gone-bbbb": "deleted",  # spec removed while running: stop it
     }
+
+
+@pytest.mark.parametrize(("failed", "expected"), [((), "deleted"), (("train.yaml",), "skipped")])
+def test_a_run_is_retired_only_while_its_spec_is_in_force(
+    failed: tuple[str, ...], expected: str
+) -> None:
+    """Replaced at a tick or beyond historyLimit: unless the TrainingRun's file failed
+    (or a policy denied it), whose schedule and limit are then not in force."""
+    old = job("train-aaaa", run_of="train", finished=True)
+    plan = plan_changes(
+        [],
+        by_key(old),
+        instance="i",
+        failed_paths=failed,
+        declared_runs=[ObjectRef.spec("TrainingRun", "ml", "train")],
+        retire={ObjectRef.of(old): "beyond historyLimit 1"},
+        prune=PrunePolicy(max_ratio=1.0),
+    )
+    assert actions(plan) == {"train-aaaa": expected}
 
 
 @pytest.mark.parametrize(
