@@ -50,7 +50,10 @@ def measure(
 ) -> Analysis:
     """Run every metric's queries once."""
     assert rollout.analysis is not None  # noqa: S101 - analysis_due checked it
-    source = sources(rollout.analysis.provider.prometheus.address)
+    try:
+        source = sources(rollout.analysis.provider.prometheus.address)
+    except GitsyncError as exc:  # an address no client can be made for: this spec's
+        return Analysis(errors=(f"analysis provider: {exc}",))
     measurements, errors = [], []
     for metric in rollout.analysis.metrics:
         values: list[float | None] = []

@@ -746,21 +746,21 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     finally:
         reconciler.close()
     for diagnostic in report.diagnostics:
-        click.echo(str(diagnostic), err=True)
+        click.echo(redact(str(diagnostic)), err=True)
     for change in report.changes.changes:
         if change.action is not Action.UNCHANGED or change.error:
             outcome = f"failed: {change.error}" if change.error else change.action.value
             reason = f" ({change.reason})" if change.reason and not change.error else ""
-            click.echo(f"{change.key}: {outcome}{reason}")
+            click.echo(redact(f"{change.key}: {outcome}{reason}"))
     if report.changes.prune_refused:
-        click.echo(f"prune refused: {report.changes.prune_refused}", err=True)
+        click.echo(redact(f"prune refused: {report.changes.prune_refused}"), err=True)
     for status in report.statuses:
         where = f"{status.namespace}/{status.name}"
         click.echo(f"{status.kind} {where}: {status.phase.value}: {status.message}")
     if report.status_commit:
         click.echo(f"status commit {report.status_commit}")
     if report.status_error:
-        click.echo(f"status not published: {report.status_error}", err=True)
+        click.echo(redact(f"status not published: {report.status_error}"), err=True)
     if report.error is not None:
         raise report.error  # could not run to the end: main() says why, exit 2
     sys.exit(1 if report.failed else 0)

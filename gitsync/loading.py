@@ -322,9 +322,10 @@ def parse_yaml(path: str, content: bytes) -> Parsed | Diagnostic:
                 # libyaml's constructors raise these, not YAMLError, for a scalar that
                 # its tag cannot hold (2001-02-30, !!int 'x'): the file's fault.
                 mark = node.start_mark
-                return Diagnostic(
-                    path, mark.line + 1, mark.column + 1, f"a value YAML cannot read: {exc}"
-                )
+                where = (mark.line + 1, mark.column + 1)
+                raise _Refused(
+                    Diagnostic(path, *where, f"a value YAML cannot read: {exc}")
+                ) from exc
     except yaml.YAMLError as exc:
         return _yaml_error(path, exc)
     except _Refused as refused:

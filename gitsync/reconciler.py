@@ -29,7 +29,8 @@ import structlog
 from gitsync.analysis import Analysis, MetricsSource, MetricsSources, measure
 from gitsync.apply import execute
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
-from gitsync.clients.kube import KubeClient
+from gitsync.clients.kube import KubeClient, resource_version
+from gitsync.clients.prometheus import PrometheusClient
 from gitsync.diff import ChangeSet, PrunePolicy, holds, plan_changes
 from gitsync.errors import GitError, GitsyncError, Remedy
 from gitsync.evaluation import Evaluation, Evaluator
@@ -172,12 +173,6 @@ class _Memo:
     kinds: frozenset[tuple[str, str]] = frozenset()
 
 
-def _default_metrics(address: str) -> MetricsSource:
-    from gitsync.clients.prometheus import PrometheusClient  # noqa: PLC0415 - only canaries
-
-    return PrometheusClient(address)
-
-
 class Reconciler:
     """Reconciles one spec folder of one Git branch into one cluster."""
 
@@ -197,7 +192,8 @@ class Reconciler:
         self._kube = kube
         self._options = options
         self._clock = clock
-        self._metrics = metrics or _default_metrics
+        self._metrics = metrics or self._prometheus
+        self._prometheus_clients: dict[str, PrometheusClient] = {}
         selector = f"{LABEL_INSTANCE}={options.instance}"
         self._live_source: LiveSource = (
             WatchedSource(kube, selector=selector)
@@ -210,8 +206,16 @@ class Reconciler:
         self._memo = _Memo()
 
     def close(self) -> None:
-        """Stop the informers, if any."""
+        """Stop the informers, if any, and close the metrics clients."""
         self._live_source.close()
+        for client in self._prometheus_clients.values():
+            client.close()
+
+    def _prometheus(self, address: str) -> MetricsSource:
+        """One client (one connection pool) per Prometheus address, for the process."""
+        if (client := self._prometheus_clients.get(address)) is None:
+            client = self._prometheus_clients[address] = PrometheusClient(address)
+        return client
 
     # --- the cycle ----------------------------------------------------------------------
 
@@ -280,9 +284,6 @@ class Reconciler:
             # Without a valid gitsync.yaml the defaults are unknown: apply nothing,
             # prune nothing, publish nothing, and say why.
             log.warning("invalid gitsync.yaml; nothing applied")
-            self._memo = replace(
-                self._memo, head=revision.commit, live_version=cycle.live_version, settled=True
-            )
             return Stop(
                 CycleResult.stalled(
                     str(snapshot.config_diagnostics[0]), remedy=Remedy.WAIT_FOR_COMMIT
@@ -475,7 +476,7 @@ class Reconciler:
                     waiting.discard(key)
                     continue
                 objects[key] = live
-                if _resource_version(live) != _resource_version(before):
+                if resource_version(live) != resource_version(before):
                     stale.discard(key)
                     if assess(live).health in _SETTLED:
                         waiting.discard(key)
@@ -532,7 +533,7 @@ class Reconciler:
             commit = self._store.publish(
                 statuses, branch=cycle.status_branch, source_commit=cycle.revision.commit
             )
-        except GitError as exc:
+        except GitsyncError as exc:  # a push refused, a remote away: said, never raised
             log.warning("status push failed", branch=cycle.status_branch, error=str(exc))
             self._store.forget()
             return statuses, None, exc
@@ -569,8 +570,13 @@ class Reconciler:
         if cycle.revision is None:
             return
         # A rollout in progress has timers and analyses to run even when nothing moves;
-        # a transient failure deserves another try.
-        settled = (
+        # a transient failure deserves another try; input that cannot be read (an
+        # invalid gitsync.yaml) waits for the next commit.
+        waits_for_commit = (
+            report.result.outcome is Outcome.STALLED
+            and report.result.remedy is Remedy.WAIT_FOR_COMMIT
+        )
+        settled = waits_for_commit or (
             report.result.outcome is Outcome.SUCCEEDED
             and report.status_error is None
             and cycle.observed_live
@@ -627,7 +633,3 @@ class Reconciler:
                 )
         if report.changes.prune_refused:
             bound.warning("prune refused", reason=report.changes.prune_refused)
-
-
-def _resource_version(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion", ""))

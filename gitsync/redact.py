@@ -50,11 +50,14 @@ _SENSITIVE_NAMES: Final = frozenset({"sig", "code"})
 _SSH_SCHEMES: Final = frozenset({"ssh", "git+ssh", "ssh+git"})
 """SSH never authenticates by the user name, so ``ssh://git@host`` keeps its ``git``."""
 _AUTH_HEADER: Final = re.compile(
-    r"(?P<head>\b(?:Bearer|Basic) +|\b(?i:authorization)[\"']?\s*[:=]\s*[\"']?)"
+    r"(?P<head>\b(?:Bearer|Basic|bearer|basic) +"
+    r"|\b(?i:authorization|private-token|x-gitlab-token|x-api-key)[\"']?\s*[:=]\s*[\"']?"
+    r"(?:(?i:bearer|basic|token) +)?)"
     r"(?P<secret>[A-Za-z0-9._~+/=-]{8,})"
 )
-"""``Authorization: Bearer <token>`` and its shapes, as an error may quote a header.
-Capitalised scheme names and 8 characters at least, so prose ("a bearer token") stays."""
+"""``Authorization: Bearer <token>`` and its shapes (GitHub's ``Authorization: token
+<t>``, GitLab's ``PRIVATE-TOKEN: <t>``), as an error may quote a header. A scheme name
+alone needs 8 characters after it, so prose ("a bearer token") stays."""
 
 
 def redact(text: str) -> str:
@@ -93,12 +96,13 @@ def _redact_url_match(match: re.Match[str]) -> str:
     userinfo, at, host = authority.rpartition("@")
     if at and not _keeps_user(scheme, userinfo):
         authority = f"{REDACTED}@{host}"
+    path, hash_, fragment = path.partition("#")
     base, question, query = path.partition("?")
     if question:
-        query, hash_, fragment = query.partition("#")
-        query = _QUERY_PARAM.sub(_redact_param_match, query)
-        path = f"{base}?{query}{hash_}{fragment}"
-    return f"{scheme}://{authority}{path}"
+        path = f"{base}?{_QUERY_PARAM.sub(_redact_param_match, query)}"
+    if hash_:  # OAuth's implicit flow puts access_token=... in the fragment
+        fragment = _QUERY_PARAM.sub(_redact_param_match, fragment)
+    return f"{scheme}://{authority}{path}{hash_}{fragment}"
 
 
 def _split_authority(rest: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ import difflib
 import re
 import types
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -241,8 +241,15 @@ class Metric(StrictModel):
         return self
 
 
+_PROMETHEUS_ADDRESS: Final = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+
+
 class PrometheusProvider(StrictModel):
-    address: str
+    address: Annotated[
+        str,
+        StringConstraints(pattern=_PROMETHEUS_ADDRESS),
+        Field(description="http(s)://host[:port][/path] of the Prometheus HTTP API"),
+    ]
 
 
 class Provider(StrictModel):

@@ -20,6 +20,7 @@ from gitsync.diff import Action, Change
 from gitsync.errors import Remedy
 from gitsync.health import Health, HealthReport
 from gitsync.loading import Diagnostic
+from gitsync.redact import redact
 from gitsync.render import ANNOTATION_SCHEDULED_AT, ANNOTATION_SOURCE_COMMIT, output_uri
 from gitsync.status_document import (
     OVERVIEW_PATH,
@@ -142,7 +143,8 @@ def build_status(
     last ``history_limit`` runs. ``errors`` are the spec's faults found beyond
     validation (an analysis query Prometheus rejects): they make it Invalid too.
     """
-    problems = (*(str(d) for d in diagnostics), *errors)
+    # Messages come from errors that may quote a URL: the status branch is public.
+    problems = tuple(redact(p) for p in (*(str(d) for d in diagnostics), *errors))
     if diagnostics:
         phase, message = (
             Phase.INVALID,
@@ -167,6 +169,7 @@ def build_status(
         phase, message = Phase.PENDING, waiting
     else:
         phase, message = Phase.UNKNOWN, "not observed yet"
+    message = redact(message)
     if change is not None and change.drift:
         message = f"{message} (drift {'reverted' if change.writes else 'detected'})"
     if schedule is not None and schedule.skipped:
@@ -341,7 +344,7 @@ def commit_message(
     elif stories:
         details = [*(f"- {story}" for story in stories), *details]
     trailers = Trailers(source_commit=source_commit, instance=instance).format()
-    return "\n".join([subject, "", *details, "", trailers])
+    return redact("\n".join([subject, "", *details, "", trailers]))
 
 
 def _traffic_of(doc: StatusDocument | None) -> tuple[Any, ...]:

@@ -323,6 +323,19 @@ def _rollout() -> Rollout:
     )
 
 
+def test_a_provider_no_client_can_be_made_for_is_this_specs_error() -> None:
+    state = RolloutState("b", "a", RolloutPhase.PROGRESSING)
+    key = ObjectRef("serving.kserve.io", "InferenceService", "ml", "fraud")
+
+    def refuse(address: str) -> Scripted:
+        raise ConfigurationError(f"Prometheus address {address!r}: expected http(s)://host")
+
+    analysis = measure(_rollout(), key=key, state=state, sources=refuse)
+    assert analysis.measurements == ()
+    (error,) = analysis.errors
+    assert error.startswith("analysis provider: Prometheus address")
+
+
 @pytest.mark.parametrize(
     ("errors", "latency", "verdicts", "problem"),
     [

@@ -11,6 +11,27 @@ from gitsync.redact import redact, url_secrets
     ("text", "expected", "secret"),
     [
         pytest.param(
+            "Authorization: token ghp_abcdefgh1234",
+            "Authorization: token ***",
+            "ghp_abcdefgh1234",
+            id="github-token-scheme",
+        ),
+        pytest.param(
+            "authorization: bearer abcdefghijk",
+            "authorization: bearer ***",
+            "abcdefghijk",
+            id="lower-case-bearer",
+        ),
+        pytest.param(
+            "PRIVATE-TOKEN: glpat-abcdefgh12", "PRIVATE-TOKEN: ***", "glpat-abcdefgh12", id="gitlab"
+        ),
+        pytest.param(
+            "https://h/cb#access_token=abcdefghij&x=1",
+            "https://h/cb#access_token=***&x=1",
+            "abcdefghij",
+            id="fragment-token",
+        ),
+        pytest.param(
             "https://user:tok@host/x.git", "https://***@host/x.git", "tok", id="user-password"
         ),
         pytest.param("https://:tok@host/x.git", "https://***@host/x.git", "tok", id="password"),
