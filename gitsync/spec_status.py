@@ -182,6 +182,13 @@ def _entry_status(
     key = subject[1] if subject is not None else None
     health = _health(live, stale=key in stale) if live is not None else None
     model = run = schedule_info = None
+    # A decision whose write failed did not happen: the live object keeps the journal
+    # it had, so neither its transitions nor its state are told.
+    if rollout is not None and change is not None and change.error is not None:
+        rollout = None
+        kept_rollout = before.rollout if before is not None else None
+    else:
+        kept_rollout = _rollout_info(rollout) if rollout is not None else None
     transitions = _untold(rollout, before)
     records: list[RunRecord] = []
     if isinstance(entry.spec, ModelDeployment):
@@ -223,7 +230,7 @@ def _entry_status(
         history_limit=entry.spec.spec.history_limit if isinstance(entry.spec, TrainingRun) else 10,
         schedule=schedule_info,
         waiting=waiting,
-        rollout=_rollout_info(rollout) if rollout is not None else None,
+        rollout=kept_rollout,
         transitions=transitions,
         errors=analysis.errors if analysis is not None else (),
     )
@@ -238,6 +245,9 @@ def _untold(rollout: Decision | None, before: StatusDocument | None) -> tuple[st
     told = before.rollout.told if before is not None and before.rollout is not None else None
     if told is None and before is not None:
         return (rollout.transition,) if rollout.transition else ()
+    newest = rollout.state.told_up_to
+    if told is not None and (newest is None or newest < told):
+        told = None  # the journal started again (the object was recreated): tell it all
     return rollout.state.untold(told)
 
 

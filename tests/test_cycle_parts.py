@@ -26,9 +26,10 @@ from gitsync.policy import load_library
 from gitsync.render import LABEL_TRAINING_RUN, RenderContext
 from gitsync.revert import revert_proposals
 from gitsync.rollout import Decision, RolloutPhase, RolloutState, Verdict
+from gitsync.spec_status import _untold
 from gitsync.specs import Rollout
 from gitsync.status import build_status
-from gitsync.status_document import RunRecord
+from gitsync.status_document import RolloutInfo, RunRecord, StatusDocument
 from gitsync.training import jobs_by_training_run, plan_training
 from gitsync.types import ObjectRef, format_resource, parse_resource
 
@@ -422,3 +423,41 @@ def test_the_evaluator_renders_again_only_what_changed_and_drops_the_denied() ->
     assert len(judged.desired) == 1
     assert "b.yaml" in judged.loaded.failed_paths
     assert any("require-team-label" in d.message for d in judged.loaded.diagnostics)
+
+
+# --- the rollout journal, as the status tells it ------------------------------------------
+
+
+def _journal(*numbers: int) -> Decision:
+    state = RolloutState(
+        "b", "a", RolloutPhase.PROGRESSING, journal=tuple((n, f"step {n}") for n in numbers)
+    )
+    return Decision(10, state, f"step {numbers[-1]}" if numbers else None)
+
+
+def _told(told: int | None) -> StatusDocument:
+    return build_status(
+        kind="ModelDeployment",
+        name="m",
+        namespace="ml",
+        instance="i",
+        source="m.yaml",
+        source_commit="c",
+        now="t",
+        rollout=RolloutInfo(phase="Progressing", traffic=10, step=1, told=told),
+    )
+
+
+@pytest.mark.parametrize(
+    ("journal", "told", "expected"),
+    [
+        pytest.param((1, 2, 3), 1, ["step 2", "step 3"], id="a-lost-push-is-told-next-time"),
+        pytest.param((1, 2, 3), 3, [], id="all-told"),
+        pytest.param((1,), 5, ["step 1"], id="journal-restarted-with-the-object"),
+        pytest.param((4, 5), None, ["step 5"], id="a-document-from-before-the-journal"),
+    ],
+)
+def test_the_status_tells_what_the_branch_has_not(
+    journal: tuple[int, ...], told: int | None, expected: list[str]
+) -> None:
+    assert list(_untold(_journal(*journal), _told(told))) == expected
