@@ -41,7 +41,14 @@ from gitsync.loading import Diagnostic, FileResult
 from gitsync.render import LABEL_INSTANCE, RenderContext, pending
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
-from gitsync.rollout import Decision, RolloutState, analysis_due, decide, predictor_hash
+from gitsync.rollout import (
+    Decision,
+    RolloutState,
+    analysis_due,
+    decide,
+    next_due,
+    predictor_hash,
+)
 from gitsync.rollout import with_decision as _with_decision
 from gitsync.schedule import format_time
 from gitsync.snapshot import Snapshot, read_snapshot
@@ -102,6 +109,8 @@ class Cycle:
     desired: tuple[dict[str, Any] | None, ...] = ()
     rollouts: Mapping[ObjectRef, Decision] = field(default_factory=dict)
     analyses: Mapping[ObjectRef, Analysis] = field(default_factory=dict)
+    #: Seconds until a rollout has timed work (an analysis, a pause ending).
+    requeue_after: float | None = None
     plan: ChangeSet | None = None
     changes: ChangeSet = field(default_factory=ChangeSet)
     written: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
@@ -353,6 +362,7 @@ class Reconciler:
         bodies: list[dict[str, Any] | None] = []
         decisions: dict[ObjectRef, Decision] = {}
         analyses: dict[ObjectRef, Analysis] = {}
+        soonest: float | None = None
         for entry, body in evaluation.pairs():
             spec = entry.spec
             if (
@@ -386,7 +396,15 @@ class Reconciler:
             )
             decisions[key] = decision
             bodies.append(_with_decision(body, decision))
-        return replace(cycle, desired=tuple(bodies), rollouts=decisions, analyses=analyses)
+            if (due := next_due(decision.state, rollout, cycle.now)) is not None:
+                soonest = due if soonest is None else min(soonest, due)
+        return replace(
+            cycle,
+            desired=tuple(bodies),
+            rollouts=decisions,
+            analyses=analyses,
+            requeue_after=soonest,
+        )
 
     def _plan_changes(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
@@ -559,7 +577,7 @@ class Reconciler:
             return CycleResult.stalled(f"{forbidden[0].key}: {forbidden[0].error}")
         if transient := [c for c in failures if c.error_remedy is Remedy.RETRY]:
             return CycleResult.requeue(f"{transient[0].key}: {transient[0].error}")
-        return CycleResult.succeeded()
+        return CycleResult.succeeded(requeue_after=cycle.requeue_after)
 
     def _diagnostics(self, cycle: Cycle) -> tuple[Diagnostic, ...]:
         if cycle.evaluation is not None:

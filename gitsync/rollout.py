@@ -49,6 +49,7 @@ __all__ = [
     "analysis_due",
     "decide",
     "judge",
+    "next_due",
     "predictor_hash",
     "render_query",
     "with_decision",
@@ -301,6 +302,30 @@ def analysis_due(state: RolloutState | None, rollout: Rollout, now: datetime) ->
     interval = parse_duration(rollout.analysis.interval)
     since = state.last_analysis_at or state.step_started_at
     return _since(since, now) >= interval
+
+
+#: How soon to look again at a canary waiting for its revision to become Ready: the
+#: controller's status is the only clock then.
+_READINESS_POLL_S: Final = 2.0
+
+
+def next_due(state: RolloutState, rollout: Rollout, now: datetime) -> float | None:
+    """Seconds until this rollout has something to do although nothing changes: its
+    next analysis, the end of its step's pause, or a look at whether its revision is
+    Ready yet. None when it waits on nothing timed (promoted, rolled back, paused)."""
+    if not state.phase.active or state.phase is RolloutPhase.PAUSED:
+        return None
+    if state.step_started_at is None:
+        deadline = parse_duration(rollout.progress_deadline) - _since(state.started_at, now)
+        return max(0.0, min(_READINESS_POLL_S, deadline))
+    due: list[float] = []
+    if rollout.analysis is not None:
+        since = state.last_analysis_at or state.step_started_at
+        due.append(parse_duration(rollout.analysis.interval) - _since(since, now))
+    pause = rollout.steps[min(state.step, len(rollout.steps) - 1)].pause
+    if pause != "indefinite":
+        due.append(parse_duration(pause) - _since(state.step_started_at, now))
+    return max(0.0, min(due)) if due else None
 
 
 def _traffic(state: RolloutState, rollout: Rollout) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +19,7 @@ from gitsync.rollout import (
     analysis_due,
     decide,
     judge,
+    next_due,
     predictor_hash,
     render_query,
 )
@@ -293,6 +295,27 @@ def test_the_journal_keeps_only_the_last_transitions() -> None:
     numbers = [n for n, _ in state.journal]
     assert numbers == list(range(numbers[0], numbers[0] + 8))
     assert numbers[-1] == 12
+
+
+def test_next_due_says_when_a_rollout_has_timed_work() -> None:
+    cluster = Cluster()
+    start_canary(cluster)
+    waiting = RolloutState.from_live(cluster.live)
+    assert waiting is not None
+    assert next_due(waiting, ROLLOUT, T0) == 2.0  # waiting for Ready: look again soon
+    cluster.ready()
+    stepping = step(cluster, "v2", T0 + timedelta(seconds=1)).state
+    # Analysis every 30 s, the step's pause 1 min: the analysis comes first.
+    assert next_due(stepping, ROLLOUT, T0 + timedelta(seconds=11)) == 20.0
+    measured = step(cluster, "v2", T0 + timedelta(seconds=31), measurements=GOOD).state
+    # After a good analysis: the next one in 30 s, the pause's end (1 min after the
+    # step began at 1 s) in 30 s too.
+    assert next_due(measured, ROLLOUT, T0 + timedelta(seconds=31)) == 30.0
+    assert next_due(measured, ROLLOUT, T0 + timedelta(seconds=50)) == 11.0
+    promoted = replace(measured, phase=RolloutPhase.PROMOTED)
+    assert next_due(promoted, ROLLOUT, T0) is None
+    paused = replace(measured, phase=RolloutPhase.PAUSED)
+    assert next_due(paused, ROLLOUT, T0) is None
 
 
 def test_state_survives_serialisation_exactly() -> None:
