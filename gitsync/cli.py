@@ -51,6 +51,7 @@ from gitsync.specs import json_schema
 from gitsync.status import STATUS_ROOT, parse_document, status_path
 from gitsync.status_document import StatusDocument, status_json_schema
 from gitsync.types import ObjectRef, parse_resource
+from gitsync.verdict_cache import DiskVerdictStore
 
 __all__ = ["main"]
 
@@ -649,7 +650,10 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             "--cache-dir",
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
-            help="gitsync's cache (the git mirror lives in its git/). Default: ~/.cache/gitsync.",
+            help=(
+                "gitsync's cache (the git mirror in its git/, policy verdicts in its eval/)."
+                " Default: ~/.cache/gitsync."
+            ),
         ),
         _option(
             "--git-username",
@@ -708,10 +712,11 @@ def _reconciler(
             public_key=public_key if public_key.exists() else None,
             passphrase=os.environ.get("GITSYNC_SSH_PASSPHRASE"),
         )
+    cache = cache_dir or cache_root()
     git = GitSource(
         repo,
         branch=branch,
-        cache_dir=(cache_dir or cache_root()) / "git",
+        cache_dir=cache / "git",
         credentials=credentials,
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
@@ -720,7 +725,13 @@ def _reconciler(
     options = SyncOptions(
         path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
     )
-    return Reconciler(git=git, kube=kube, options=options, watch=watch)
+    return Reconciler(
+        git=git,
+        kube=kube,
+        options=options,
+        watch=watch,
+        verdicts=DiskVerdictStore(cache / "eval"),
+    )
 
 
 @cli.command()

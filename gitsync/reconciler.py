@@ -37,6 +37,7 @@ from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
 from gitsync.loading import Diagnostic, FileResult
+from gitsync.policy import VerdictStore
 from gitsync.render import LABEL_INSTANCE, RenderContext, pending
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
@@ -190,9 +191,11 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         watch: bool = False,
         metrics: MetricsSources | None = None,
+        verdicts: VerdictStore | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
-        of listing them every cycle, and lets a cycle with nothing new end at once."""
+        of listing them every cycle, and lets a cycle with nothing new end at once;
+        ``verdicts`` remembers policy verdicts beyond this process."""
         self._git = git
         self._kube = kube
         self._options = options
@@ -204,7 +207,7 @@ class Reconciler:
             if watch
             else ListedSource(kube, selector=selector)
         )
-        self._evaluator = Evaluator()
+        self._evaluator = Evaluator(store=verdicts)
         self._store = StatusStore(git, author=options.status_author, instance=options.instance)
         self._namespaces: set[str] = set()
         self._memo = _Memo()

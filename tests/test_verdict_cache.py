@@ -1,0 +1,263 @@
+"""Policy verdicts remembered on disk: used when they are for the very same inputs and
+whole, never otherwise.
+
+Each test compares a run that reads the cache with a cold run (no cache at all): a
+stale, corrupted or foreign entry must leave the verdicts exactly as a cold run has
+them, because a wrong remembered verdict would apply a spec a policy denies.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import math
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gitsync.evaluation import Evaluation, Evaluator
+from gitsync.policy import PolicyResult, PolicySet, load_library
+from gitsync.render import RenderContext
+from gitsync.snapshot import Snapshot, read_folder
+from gitsync.verdict_cache import DiskVerdictStore
+from tests.examples import EXAMPLES
+
+#: A deny and a warn policy with a verdict that differs between specs, so that a
+#: verdict remembered for the wrong spec or the wrong policy would show.
+EXTRA = """\
+apiVersion: gitsync.io/v1alpha1
+kind: Policy
+metadata: {{name: name-rules}}
+spec:
+  severity: {severity}
+  match: {{kinds: ["*"]}}
+  validations:
+    - expression: "!object.metadata.name.contains('{letter}')"
+      message: "no '{letter}' in a name"
+"""
+
+
+def policies(letter: str = "a", severity: str = "deny") -> PolicySet:
+    extra = EXTRA.format(letter=letter, severity=severity).encode()
+    found, diagnostics = load_library(extra_sources=[("extra.yaml", extra)])
+    assert not [d for d in diagnostics if d.severity.value == "error"], diagnostics
+    return found
+
+
+class CountingStore(DiskVerdictStore):
+    """The disk store, counting the verdicts it hands back."""
+
+    hits = 0
+
+    def get(self, key: str) -> tuple[PolicyResult, ...] | None:
+        found = super().get(key)
+        self.hits += found is not None
+        return found
+
+
+@pytest.fixture(scope="module")
+def snap() -> Snapshot:
+    return read_folder(EXAMPLES)
+
+
+def evaluate(snap: Snapshot, library: PolicySet, store: DiskVerdictStore | None) -> Evaluation:
+    """A fresh evaluator each time, as each `gitsync sync` process has."""
+    context = RenderContext(instance="cache", default_namespace=snap.config.defaults.namespace)
+    return Evaluator(store=store).evaluate(
+        snap.loaded, policies=library, context=context, blobs=snap.blobs
+    )
+
+
+def outcome(evaluation: Evaluation) -> tuple[object, ...]:
+    verdicts = evaluation.verdicts
+    return (
+        [(e.path, e.document, r) for e, r in verdicts.results],
+        [(e.path, e.document) for e in verdicts.entries],
+        verdicts.diagnostics,
+        evaluation.loaded.rejected,
+    )
+
+
+def cache_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_a_warm_run_takes_every_verdict_from_the_cache_and_equals_a_cold_one(
+    snap: Snapshot, tmp_path: Path
+) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    denied = [r for _, _, r in cold[0] if r.denied]  # type: ignore[attr-defined]
+    assert denied, "the test's policy denies some example spec"
+
+    assert outcome(evaluate(snap, library, DiskVerdictStore(tmp_path))) == cold
+    files = cache_files(tmp_path)
+    assert len(files) == len(snap.loaded.entries)
+    assert not [p for p in files if p.name.startswith(".tmp-")]
+
+    warm = CountingStore(tmp_path)
+    assert outcome(evaluate(snap, library, warm)) == cold
+    assert warm.hits == len(snap.loaded.entries)
+
+
+@pytest.mark.parametrize("where", ["checksum", "payload", "last byte"])
+def test_a_flipped_byte_makes_an_entry_unused(snap: Snapshot, tmp_path: Path, where: str) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(tmp_path))
+    for path in cache_files(tmp_path):
+        data = bytearray(path.read_bytes())
+        index = {"checksum": 3, "payload": data.index(b"\n") + 10, "last byte": -1}[where]
+        data[index] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    store = CountingStore(tmp_path)
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+def test_a_truncated_or_emptied_entry_is_unused(snap: Snapshot, tmp_path: Path) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(tmp_path))
+    for number, path in enumerate(cache_files(tmp_path)):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if number % 2 else b"")
+
+    store = CountingStore(tmp_path)
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+def _rewrite(path: Path, document: object) -> None:
+    """An entry with a valid checksum over ``document``: as if a foreign writer (an
+    older gitsync, another tool) had put it there."""
+    payload = orjson.dumps(document)
+    path.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+
+
+def _key_of(path: Path) -> str:
+    return path.parent.name + path.name
+
+
+WRONG_SHAPES = {
+    "not an object": [],
+    "no results": {},
+    "results not a list": {"results": {"policy": "x"}},
+    "a result not an object": {"results": ["passed"]},
+    "a missing field": {"results": [{"policy": "p", "severity": "deny", "passed": True}]},
+    "an extra field": {
+        "results": [
+            {"policy": "p", "severity": "deny", "passed": True, "violations": [], "by": "me"}
+        ]
+    },
+    "an unknown severity": {
+        "results": [{"policy": "p", "severity": "fatal", "passed": True, "violations": []}]
+    },
+    "passed as a number": {
+        "results": [{"policy": "p", "severity": "deny", "passed": 1, "violations": []}]
+    },
+    "failed without a violation": {
+        "results": [{"policy": "p", "severity": "deny", "passed": False, "violations": []}]
+    },
+    "a violation with a wrong type": {
+        "results": [
+            {
+                "policy": "p",
+                "severity": "deny",
+                "passed": False,
+                "violations": [{"expression": "e", "message": 1, "reason": "r", "error": False}],
+            }
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("shape", sorted(WRONG_SHAPES))
+def test_a_wrong_shaped_entry_is_unused(snap: Snapshot, tmp_path: Path, shape: str) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(tmp_path))
+    for path in cache_files(tmp_path):
+        document = WRONG_SHAPES[shape]
+        if isinstance(document, dict):
+            document = {"key": _key_of(path), **document}
+        _rewrite(path, document)
+
+    store = CountingStore(tmp_path)
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+def test_an_entry_moved_to_another_key_is_unused(snap: Snapshot, tmp_path: Path) -> None:
+    """A whole, well-formed entry under the wrong name (a copy, a rename): its key
+    says whose verdict it is."""
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(tmp_path))
+    files = cache_files(tmp_path)
+    contents = [p.read_bytes() for p in files]
+    for path, data in zip(files, [*contents[1:], contents[0]], strict=True):
+        path.write_bytes(data)
+
+    store = CountingStore(tmp_path)
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+@pytest.mark.parametrize(
+    ("letter", "severity"), [("e", "deny"), ("a", "warn")], ids=["a rule", "a severity"]
+)
+def test_a_changed_policy_library_uses_no_verdict_of_the_old_one(
+    snap: Snapshot, tmp_path: Path, letter: str, severity: str
+) -> None:
+    evaluate(snap, policies(), DiskVerdictStore(tmp_path))
+    changed = policies(letter, severity)
+    cold = outcome(evaluate(snap, changed, None))
+    assert cold != outcome(evaluate(snap, policies(), None)), "the change changes verdicts"
+
+    store = CountingStore(tmp_path)
+    assert outcome(evaluate(snap, changed, store)) == cold
+    assert store.hits == 0
+
+
+def test_a_changed_render_context_uses_no_verdict_of_the_old_one(
+    snap: Snapshot, tmp_path: Path
+) -> None:
+    """The rendering is among a verdict's inputs: another instance renders other
+    labels on every object, so none of its verdicts comes from the first's."""
+    library = policies()
+    evaluate(snap, library, DiskVerdictStore(tmp_path))
+    context = RenderContext(instance="other", default_namespace=snap.config.defaults.namespace)
+
+    def other(store: DiskVerdictStore | None) -> Evaluation:
+        return Evaluator(store=store).evaluate(
+            snap.loaded, policies=library, context=context, blobs=snap.blobs
+        )
+
+    store = CountingStore(tmp_path)
+    assert outcome(other(store)) == outcome(other(None))
+    assert store.hits == 0
+    assert outcome(other(store)) == outcome(other(None))
+    assert store.hits == len(snap.loaded.entries)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [math.nan, math.inf, datetime.date(2026, 1, 1), b"bytes", {1: "an int key"}],
+    ids=["nan", "infinity", "date", "bytes", "int key"],
+)
+def test_inputs_json_cannot_tell_apart_are_not_keyed(value: object) -> None:
+    inputs = {"object": {"spec": {"x": value}}, "oldObject": None, "rendered": None}
+    assert policies().verdict_key(inputs) is None
+    assert policies().verdict_key({**inputs, "object": {"spec": {"x": "plain"}}}) is not None
+
+
+def test_an_unwritable_cache_only_costs_judging_again(snap: Snapshot, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    assert outcome(evaluate(snap, library, DiskVerdictStore(blocked))) == cold
+    assert blocked.read_text() == "not a folder"
