@@ -11,8 +11,8 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gitsync.clients.git import Repository
 from gitsync.loading import (
     CONFIG_FILE,
     Diagnostic,
@@ -27,6 +27,10 @@ from gitsync.loading import (
 )
 from gitsync.policy import PolicySet, load_library
 from gitsync.specs import Config
+
+if TYPE_CHECKING:
+    # Only its type: `gitsync validate` reads a folder, and needs no pygit2.
+    from gitsync.clients.git import Repository
 
 __all__ = ["Snapshot", "read_folder", "read_snapshot"]
 
