@@ -655,7 +655,8 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
             help=(
-                "gitsync's cache (the git mirror in its git/, policy verdicts in its eval/)."
+                "gitsync's cache (the git mirror in its git/; policy verdicts, parsed status"
+                " documents in its eval/, yaml/)."
                 " Default: ~/.cache/gitsync."
             ),
         ),
@@ -711,7 +712,6 @@ def _reconciler(
     from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.dev.binaries import cache_root  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
-    from gitsync.verdict_cache import DiskVerdictStore  # noqa: PLC0415 - see TYPE_CHECKING above
 
     credentials: Credentials | None = None
     if git_username:
@@ -745,7 +745,7 @@ def _reconciler(
         kube=kube,
         options=options,
         watch=watch,
-        verdicts=DiskVerdictStore(cache / "eval"),
+        cache_dir=cache,
     )
 
 

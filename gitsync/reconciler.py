@@ -22,12 +22,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import structlog
 
 from gitsync.analysis import Analysis, MetricsSource, MetricsSources, measure
 from gitsync.apply import execute
+from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import KubeClient
 from gitsync.diff import ChangeSet, PrunePolicy, holds, plan_changes
@@ -37,7 +39,6 @@ from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
 from gitsync.loading import Diagnostic, FileResult
-from gitsync.policy import VerdictStore
 from gitsync.render import LABEL_INSTANCE, RenderContext, pending
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
@@ -51,6 +52,7 @@ from gitsync.status import SpecStatus
 from gitsync.status_store import StatusStore
 from gitsync.training import TrainingPlan, plan_training, preview
 from gitsync.types import ObjectRef
+from gitsync.verdict_cache import DiskVerdictStore
 
 __all__ = ["Cycle", "CycleReport", "Reconciler", "Stop", "SyncOptions"]
 
@@ -191,11 +193,12 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         watch: bool = False,
         metrics: MetricsSources | None = None,
-        verdicts: VerdictStore | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
-        ``verdicts`` remembers policy verdicts beyond this process."""
+        ``cache_dir`` keeps policy verdicts and status documents' YAML beyond this
+        process (in its eval/ and yaml/)."""
         self._git = git
         self._kube = kube
         self._options = options
@@ -207,8 +210,15 @@ class Reconciler:
             if watch
             else ListedSource(kube, selector=selector)
         )
-        self._evaluator = Evaluator(store=verdicts)
-        self._store = StatusStore(git, author=options.status_author, instance=options.instance)
+        self._evaluator = Evaluator(
+            store=None if cache_dir is None else DiskVerdictStore(DiskCache(cache_dir / "eval"))
+        )
+        self._store = StatusStore(
+            git,
+            author=options.status_author,
+            instance=options.instance,
+            parsed=None if cache_dir is None else DiskCache(cache_dir / "yaml"),
+        )
         self._namespaces: set[str] = set()
         self._memo = _Memo()
 

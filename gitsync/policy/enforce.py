@@ -12,7 +12,6 @@ is never stale.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -20,6 +19,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from gitsync import __version__
+from gitsync.canonical import exact_json
 from gitsync.loading import Diagnostic, Entry, LoadResult, Rejected, Severity
 from gitsync.policy import cel
 from gitsync.policy.compile import Policy
@@ -30,14 +30,6 @@ __all__ = ["PolicySet", "VerdictMemo", "VerdictStore", "Verdicts", "enforce", "e
 
 #: Bumped when what a verdict key covers changes, so older stored verdicts go unused.
 _KEY_FORMAT: Final = 1
-#: Inputs orjson would encode like a string (a date, a str subclass) are not keyed:
-#: two inputs a policy tells apart must never share a key.
-_KEY_OPTIONS: Final = (
-    orjson.OPT_SORT_KEYS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
 
 
 class VerdictStore(Protocol):
@@ -132,11 +124,8 @@ class PolicySet:
     def verdict_key(self, inputs: Mapping[str, Any]) -> str | None:
         """A digest of the policies and of the exact inputs they judge (kind and
         namespace are in ``request``); None for inputs that are not plain JSON."""
-        if not _finite(inputs):
-            return None
-        try:
-            payload = orjson.dumps(inputs, option=_KEY_OPTIONS)
-        except TypeError:
+        payload = exact_json(inputs)
+        if payload is None:
             return None
         return hashlib.sha256(self.digest.encode() + b"\0" + payload).hexdigest()
 
@@ -160,17 +149,6 @@ class PolicySet:
         if store is not None and key is not None:
             store.put(key, results)
         return results
-
-
-def _finite(value: Any) -> bool:
-    """No NaN or infinity in ``value``: orjson writes them as null, like None."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
 
 
 def _inputs(
