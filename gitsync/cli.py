@@ -655,8 +655,8 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
             help=(
-                "gitsync's cache (the git mirror in its git/; policy verdicts, parsed status"
-                " documents in its eval/, yaml/)."
+                "gitsync's cache: the git mirror in its git/, policy verdicts in eval/, spec"
+                " and status YAML as data in specs/ and status/."
                 " Default: ~/.cache/gitsync."
             ),
         ),

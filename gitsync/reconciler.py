@@ -197,8 +197,8 @@ class Reconciler:
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
-        ``cache_dir`` keeps policy verdicts and status documents' YAML beyond this
-        process (in its eval/ and yaml/)."""
+        ``cache_dir`` keeps policy verdicts, and the YAML of spec files and status
+        documents, beyond this process (in its eval/, specs/ and status/)."""
         self._git = git
         self._kube = kube
         self._options = options
@@ -217,8 +217,9 @@ class Reconciler:
             git,
             author=options.status_author,
             instance=options.instance,
-            parsed=None if cache_dir is None else DiskCache(cache_dir / "yaml"),
+            parsed=None if cache_dir is None else DiskCache(cache_dir / "status"),
         )
+        self._documents = None if cache_dir is None else DiskCache(cache_dir / "specs")
         self._namespaces: set[str] = set()
         self._memo = _Memo()
 
@@ -286,7 +287,11 @@ class Reconciler:
     def _load_specs(self, cycle: Cycle) -> Cycle | Stop:
         revision = cycle.need(cycle.revision, "revision")
         snapshot = read_snapshot(
-            self._git, revision.commit, root=self._options.path, parsed=self._memo.parsed
+            self._git,
+            revision.commit,
+            root=self._options.path,
+            parsed=self._memo.parsed,
+            documents=self._documents,
         )
         self._memo = replace(self._memo, parsed=snapshot.parsed)
         if snapshot.config_diagnostics:

@@ -21,9 +21,10 @@ import yaml
 from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource
 from gitsync.evaluation import Evaluation, Evaluator
+from gitsync.loading import LoadResult
 from gitsync.policy import PolicyResult, PolicySet, load_library
 from gitsync.render import RenderContext
-from gitsync.snapshot import Snapshot, read_folder
+from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.status_store import StatusStore
 from gitsync.verdict_cache import DiskVerdictStore
 from tests.examples import EXAMPLES
@@ -347,3 +348,45 @@ def test_status_documents_read_through_a_damaged_cache_are_as_read_without_one(
         return {p.relative_to(root): p.read_bytes() for p in cache_files(root)}
 
     assert contents(cache) == contents(fresh)
+
+
+# --- spec files ------------------------------------------------------------------------
+
+
+def test_spec_files_read_through_a_damaged_cache_load_as_without_one(tmp_path: Path) -> None:
+    repo = SpecRepo(tmp_path / "repo")
+    for name in ("a", "b", "c", "d"):
+        repo.write(
+            f"models/{name}.yaml",
+            (EXAMPLES / "models" / "fraud-detector.yaml")
+            .read_text()
+            .replace("fraud-detector", f"model-{name}"),
+        )
+    commit = repo.commit("specs")
+    source = GitSource(repo.url, branch="main", cache_dir=tmp_path / "git")
+    source.fetch()
+
+    def load(documents: DiskCache | None) -> LoadResult:
+        return read_snapshot(source, commit, documents=documents).loaded
+
+    cold = load(None)
+    assert len(cold.entries) == 4
+    cache = tmp_path / "specs"
+    assert load(DiskCache(cache)) == cold
+    warm = CountingCache(cache)
+    assert load(warm) == cold
+    assert warm.hits == 4
+
+    # A flipped byte; a whole entry of another file (its spec named otherwise); data
+    # that is no spec; data that is no list of documents.
+    flipped, moved, invalid, foreign = cache_files(cache)
+    data = bytearray(flipped.read_bytes())
+    data[-2] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    moved.write_bytes(invalid.read_bytes())
+    for path, value in ((invalid, [{"kind": "ModelDeployment"}]), (foreign, {"a": 1})):
+        _rewrite(path, {"key": path.parent.name + path.name, "value": value})
+    moved_key = moved.parent.name + moved.name
+    assert DiskCache(cache).get(moved_key) is None
+
+    assert load(DiskCache(cache)) == cold
