@@ -9,6 +9,7 @@ it, because a wrong remembered verdict would apply a spec a policy denies.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import math
 from collections.abc import Callable
@@ -183,8 +184,10 @@ WRONG_VALUES: dict[str, object] = {
         }
     ],
 }
-for _name, _value in WRONG_VALUES.items():
-    WRONG_DOCUMENTS[_name] = lambda key, value=_value: {"key": key, "value": value}
+WRONG_DOCUMENTS.update(
+    (name, functools.partial(lambda value, key: {"key": key, "value": value}, value))
+    for name, value in WRONG_VALUES.items()
+)
 
 
 @pytest.mark.parametrize("shape", sorted(WRONG_DOCUMENTS))
