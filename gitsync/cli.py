@@ -15,34 +15,20 @@ import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from gitsync import __version__, trailers
-from gitsync.apply import dry_run_views
-from gitsync.clients.git import (
-    Credentials,
-    GitSource,
-    PasswordCredentials,
-    Repository,
-    SshKeyCredentials,
-)
-from gitsync.clients.kube import KubeClient
-from gitsync.daemon import Daemon
-from gitsync.dev.binaries import cache_root
 from gitsync.diff import Action
 from gitsync.errors import ConfigurationError, GitError, GitsyncError
 from gitsync.evaluation import Evaluation, Evaluator, spec_objects
 from gitsync.health import assess
 from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
 from gitsync.loading import Severity
-from gitsync.log import configure as configure_logging
-from gitsync.log import fatal
 from gitsync.plan import make_plan
 from gitsync.policy import PolicySet, verdict_lines
-from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.redact import redact
 from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
@@ -51,6 +37,13 @@ from gitsync.specs import json_schema
 from gitsync.status import STATUS_ROOT, parse_document, status_path
 from gitsync.status_document import StatusDocument, status_json_schema
 from gitsync.types import ObjectRef, parse_resource
+
+if TYPE_CHECKING:
+    # Imported where used: the Kubernetes client alone takes longer to import than
+    # `gitsync validate` takes to run, and pygit2 and structlog are not free either.
+    from gitsync.clients.git import Repository
+    from gitsync.clients.kube import KubeClient
+    from gitsync.reconciler import Reconciler
 
 __all__ = ["main"]
 
@@ -243,6 +236,8 @@ def plan(
     output: str,
 ) -> None:
     """Say what merging HEAD into BASE would do. Exit 0 no change, 2 changes, 1 errors."""
+    from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
+
     repository = Repository.open(repo)
     snapshots = [
         read_snapshot(repository, repository.resolve(rev), root=subdir) for rev in (base, head)
@@ -265,6 +260,9 @@ def plan(
     diagnostics = [*after.config_diagnostics, *loaded.diagnostics]
     live = None
     if kubeconfig is not None:
+        from gitsync.apply import dry_run_views  # noqa: PLC0415 - see TYPE_CHECKING above
+        from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+
         kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
         try:
             live = dry_run_views(kube, head_specs.pairs(), diagnostics)
@@ -333,6 +331,8 @@ def _rollout_command(verb: str) -> Callable[..., None]:
     def command(
         name: str, namespace: str, kubeconfig: Path | None, kube_context: str | None
     ) -> None:
+        from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+
         kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
         try:
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -477,6 +477,8 @@ def history(
     output: str,
 ) -> None:
     """One timeline per spec: its commits (who, when, which merge) and what gitsync did."""
+    from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
+
     repository = Repository.open(repo)
     since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     spec_head = _branch_head(repository, branch)
@@ -559,6 +561,9 @@ def status(
     output: str,
 ) -> None:
     """Current state of each spec, from the status branch (and the cluster, if given)."""
+    from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+
     repository = Repository.open(repo)
     status_head = _find_branch(repository, status_branch)
     if status_head is None:
@@ -649,7 +654,11 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             "--cache-dir",
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
-            help="gitsync's cache (the git mirror lives in its git/). Default: ~/.cache/gitsync.",
+            help=(
+                "gitsync's cache: the git mirror in its git/, policy verdicts in eval/, spec"
+                " and status YAML as data in specs/ and status/."
+                " Default: ~/.cache/gitsync."
+            ),
         ),
         _option(
             "--git-username",
@@ -694,6 +703,16 @@ def _reconciler(
     wait_timeout: float = 0.0,
     watch: bool = False,
 ) -> Reconciler:
+    from gitsync.clients.git import (  # noqa: PLC0415 - see TYPE_CHECKING above
+        Credentials,
+        GitSource,
+        PasswordCredentials,
+        SshKeyCredentials,
+    )
+    from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.dev.binaries import cache_root  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
+
     credentials: Credentials | None = None
     if git_username:
         password = os.environ.get("GITSYNC_GIT_PASSWORD")
@@ -708,10 +727,11 @@ def _reconciler(
             public_key=public_key if public_key.exists() else None,
             passphrase=os.environ.get("GITSYNC_SSH_PASSPHRASE"),
         )
+    cache = cache_dir or cache_root()
     git = GitSource(
         repo,
         branch=branch,
-        cache_dir=(cache_dir or cache_root()) / "git",
+        cache_dir=cache / "git",
         credentials=credentials,
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
@@ -720,7 +740,13 @@ def _reconciler(
     options = SyncOptions(
         path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
     )
-    return Reconciler(git=git, kube=kube, options=options, watch=watch)
+    return Reconciler(
+        git=git,
+        kube=kube,
+        options=options,
+        watch=watch,
+        cache_dir=cache,
+    )
 
 
 @cli.command()
@@ -739,6 +765,8 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     (each is reported), 2 when it could not run (git or cluster unreachable, bad
     configuration).
     """
+    from gitsync.log import configure as configure_logging  # noqa: PLC0415 - see TYPE_CHECKING above
+
     configure_logging(json=log_format == "json", level=log_level or "warning")
     reconciler = _reconciler(**options)
     try:
@@ -774,6 +802,9 @@ def run(
     log_format: str, log_level: str | None, interval: float, jitter: float | None, **options: Any
 ) -> None:
     """Reconcile every --interval seconds until SIGTERM."""
+    from gitsync.daemon import Daemon  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.log import configure as configure_logging  # noqa: PLC0415 - see TYPE_CHECKING above
+
     configure_logging(json=log_format == "json", level=log_level or "info")
     reconciler = _reconciler(**options, watch=True)
     try:
@@ -803,6 +834,8 @@ def main() -> None:
         _echo_err("aborted")
         sys.exit(130)
     except GitsyncError as exc:
+        from gitsync.log import fatal  # noqa: PLC0415 - see TYPE_CHECKING above
+
         fatal(str(exc))
         sys.exit(2)
     except Exception:  # noqa: BLE001 - a bug: its traceback is worth showing, not a token in it

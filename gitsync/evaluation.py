@@ -5,7 +5,9 @@ and the denied ones dropped as invalid.
 so a spec means the same to each of them. An :class:`Evaluator` kept from one call
 to the next (the daemon's) renders and judges again only what changed: renderings
 are remembered by blob id and document index (and what the rendering depends on
-beyond the file), policy results by the identity of their inputs.
+beyond the file), policy results by the identity of their inputs. Given a
+:class:`~gitsync.policy.VerdictStore`, it also remembers verdicts across processes
+(``gitsync sync`` starts afresh each cycle; judging is most of what it would redo).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitsync.loading import Entry, LoadResult
-from gitsync.policy import PolicySet, VerdictMemo, Verdicts, enforce, entry_object
+from gitsync.policy import (
+    PolicySet,
+    VerdictMemo,
+    Verdicts,
+    VerdictStore,
+    enforce,
+    entry_object,
+)
 from gitsync.render import RenderContext, pending, render
 from gitsync.training import resolution
 from gitsync.types import ObjectRef
@@ -48,7 +57,9 @@ def spec_objects(entries: Iterable[Entry], *, default_namespace: str) -> dict[Ob
 class Evaluator:
     """Evaluates snapshots; remembers what it can between calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, store: VerdictStore | None = None) -> None:
+        """``store`` remembers verdicts beyond this evaluator (a disk cache)."""
+        self._store = store
         self._rendered: dict[tuple[object, ...], dict[str, Any]] = {}
         self._objects: dict[tuple[str, int], tuple[Entry, dict[str, Any]]] = {}
         self._verdicts: VerdictMemo = {}
@@ -80,6 +91,7 @@ class Evaluator:
             default_namespace=namespace,
             old_objects=self._accepted if old_objects is None else old_objects,
             memo=self._verdicts,
+            store=self._store,
         )
         kept = {_entry_key(e) for e in verdicts.entries}
         desired = tuple(

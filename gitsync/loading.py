@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
@@ -62,7 +62,9 @@ __all__ = [
     "document_lines",
     "field_path",
     "load_config",
+    "load_documents",
     "load_file",
+    "load_parsed",
     "load_tree",
     "parse_yaml",
     "select_paths",
@@ -415,18 +417,39 @@ def unreadable(path: str, what: str) -> FileResult:
 
 def load_file(path: str, content: bytes) -> FileResult:
     """Every document of one YAML file, validated; never raises for bad input."""
-    parsed = parse_yaml(path, content)
+    return load_parsed(path, content, parse_yaml(path, content))
+
+
+def load_parsed(path: str, content: bytes, parsed: Parsed | Diagnostic) -> FileResult:
+    """:func:`load_file` of what :func:`parse_yaml` made of ``content``."""
     if isinstance(parsed, Diagnostic):
         return FileResult(path, diagnostics=(parsed,))
+    return _validate(path, content, parsed.documents, parsed.node)
+
+
+def load_documents(path: str, content: bytes, documents: Sequence[object]) -> FileResult:
+    """:func:`load_file` of documents parsed before (kept in a cache as data): the same
+    result. Validation runs again; a file with any problem is parsed again, for the
+    positions its diagnostics give."""
+    result = _validate(path, content, documents, lambda index: None)
+    return load_file(path, content) if result.diagnostics or result.rejected else result
+
+
+def _validate(
+    path: str,
+    content: bytes,
+    documents: Sequence[object],
+    node: Callable[[int], yaml.Node | None],
+) -> FileResult:
     starts = document_lines(content)
     entries: list[Entry] = []
     diagnostics: list[Diagnostic] = []
     rejected: list[Rejected] = []
-    for index, document in enumerate(parsed.documents):
+    for index, document in enumerate(documents):
         if document is None:
             continue
         line = starts[index] if index < len(starts) else 1
-        entry, problems = _load_document(path, index, line, document, parsed.node(index))
+        entry, problems = _load_document(path, index, line, document, node(index))
         diagnostics.extend(problems)
         if entry is not None:
             entries.append(entry)

@@ -22,12 +22,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import structlog
 
 from gitsync.analysis import Analysis, MetricsSource, MetricsSources, measure
 from gitsync.apply import execute
+from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import KubeClient, resource_version
 from gitsync.clients.prometheus import PrometheusClient
@@ -58,6 +60,7 @@ from gitsync.status import SpecStatus
 from gitsync.status_store import StatusStore
 from gitsync.training import TrainingPlan, plan_training, preview
 from gitsync.types import ObjectRef
+from gitsync.verdict_cache import DiskVerdictStore
 
 __all__ = ["Cycle", "CycleReport", "Reconciler", "Stop", "SyncOptions"]
 
@@ -194,9 +197,12 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         watch: bool = False,
         metrics: MetricsSources | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
-        of listing them every cycle, and lets a cycle with nothing new end at once."""
+        of listing them every cycle, and lets a cycle with nothing new end at once;
+        ``cache_dir`` keeps policy verdicts, and the YAML of spec files and status
+        documents, beyond this process (in its eval/, specs/ and status/)."""
         self._git = git
         self._kube = kube
         self._options = options
@@ -209,8 +215,16 @@ class Reconciler:
             if watch
             else ListedSource(kube, selector=selector)
         )
-        self._evaluator = Evaluator()
-        self._store = StatusStore(git, author=options.status_author, instance=options.instance)
+        self._evaluator = Evaluator(
+            store=None if cache_dir is None else DiskVerdictStore(DiskCache(cache_dir / "eval"))
+        )
+        self._store = StatusStore(
+            git,
+            author=options.status_author,
+            instance=options.instance,
+            parsed=None if cache_dir is None else DiskCache(cache_dir / "status"),
+        )
+        self._documents = None if cache_dir is None else DiskCache(cache_dir / "specs")
         self._namespaces: set[str] = set()
         self._memo = _Memo()
 
@@ -286,7 +300,11 @@ class Reconciler:
     def _load_specs(self, cycle: Cycle) -> Cycle | Stop:
         revision = cycle.need(cycle.revision, "revision")
         snapshot = read_snapshot(
-            self._git, revision.commit, root=self._options.path, parsed=self._memo.parsed
+            self._git,
+            revision.commit,
+            root=self._options.path,
+            parsed=self._memo.parsed,
+            documents=self._documents,
         )
         self._memo = replace(self._memo, parsed=snapshot.parsed)
         if snapshot.config_diagnostics:

@@ -11,22 +11,31 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gitsync.clients.git import Repository
+from gitsync.cache import DiskCache
 from gitsync.loading import (
     CONFIG_FILE,
     Diagnostic,
     FileResult,
     LoadResult,
+    Parsed,
     Severity,
     load_config,
+    load_documents,
     load_file,
+    load_parsed,
     load_tree,
+    parse_yaml,
     select_paths,
     unreadable,
 )
 from gitsync.policy import PolicySet, load_library
 from gitsync.specs import Config
+
+if TYPE_CHECKING:
+    # Only its type: `gitsync validate` reads a folder, and needs no pygit2.
+    from gitsync.clients.git import Repository
 
 __all__ = ["Snapshot", "read_folder", "read_snapshot"]
 
@@ -53,12 +62,20 @@ def read_snapshot(
     *,
     root: str = "",
     parsed: Mapping[str, FileResult] | None = None,
+    documents: DiskCache | None = None,
 ) -> Snapshot:
     """Load ``root`` of ``commit`` and its policies. With an invalid gitsync.yaml or
-    policy, nothing else is loaded."""
+    policy, nothing else is loaded. ``documents`` keeps each spec file's YAML as data
+    by blob id beyond this process (validated again each time it is used)."""
     listing = repo.listing(commit, under=root.strip("/"))
     return _read(
-        listing.files, listing.others, repo.read_blob, commit=commit, root=root, parsed=parsed
+        listing.files,
+        listing.others,
+        repo.read_blob,
+        commit=commit,
+        root=root,
+        parsed=parsed,
+        documents=documents,
     )
 
 
@@ -83,7 +100,25 @@ def read_folder(folder: Path) -> Snapshot:
         commit="",
         root="",
         parsed=None,
+        documents=None,
     )
+
+
+def _load(
+    path: str, blob: str, read: Callable[[str], bytes], documents: DiskCache | None
+) -> FileResult:
+    """One spec file, its YAML parsed at most once per cache."""
+    content = read(blob)
+    if documents is None:
+        return load_file(path, content)
+    cached = documents.get(blob)
+    if isinstance(cached, list):
+        return load_documents(path, content, cached)
+    parsed = parse_yaml(path, content)
+    result = load_parsed(path, content, parsed)
+    if isinstance(parsed, Parsed) and not result.diagnostics:
+        documents.put(blob, list(parsed.documents))
+    return result
 
 
 def _read(
@@ -94,6 +129,7 @@ def _read(
     commit: str,
     root: str,
     parsed: Mapping[str, FileResult] | None,
+    documents: DiskCache | None,
 ) -> Snapshot:
     """``files`` maps each path to what ``read`` takes to get its bytes (a blob id, a
     file name); that handle also keys the parse cache. ``others`` says what each path
@@ -116,7 +152,7 @@ def _read(
     paths = select_paths(files, root=root, config=config)
     for path in paths:
         key = f"{files[path]}:{path}"
-        result = known.get(key) or load_file(path, read(files[path]))
+        result = known.get(key) or _load(path, files[path], read, documents)
         fresh[key] = result
         results.append(result)
     results += [

@@ -257,12 +257,17 @@ def dump_document(doc: StatusDocument) -> bytes:
 
 def parse_document(content: bytes) -> StatusDocument | None:
     """A document as the status branch holds it; None when it is unreadable."""
+    return document_from_data(document_data(content))
+
+
+def document_data(content: bytes) -> object | None:
+    """A document's YAML as data (what :func:`document_from_data` validates)."""
     try:
-        data = yaml.load(content, Loader=yaml.CSafeLoader)
+        data: object = yaml.load(content, Loader=yaml.CSafeLoader)
     except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError):
         # libyaml raises the latter for a scalar its tag cannot hold (2001-02-30).
         return None
-    return document_from_data(data)
+    return data
 
 
 def document_from_data(data: object) -> StatusDocument | None:

@@ -15,6 +15,8 @@ whose last commit carries its own ``Gitsync-Instance`` trailer (moves them into 
 folder, which keeps its memory of runs and applied kinds) and leaves every other one
 alone for an operator to remove.
 
+Given gitsync's cache, it keeps each document's YAML there as JSON by blob id, so a
+``gitsync sync`` process parses only the documents that changed since the last.
 It remembers what it read and wrote, so a cycle in which no status changed reads no
 blob, dumps no YAML it dumped before, and commits nothing. Publishing never forces:
 :meth:`GitSource.publish` fetches and re-applies on a non-fast-forward.
@@ -26,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from gitsync import trailers
+from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource, LastChanges
 from gitsync.inventory import Inventory
 from gitsync.status import (
@@ -36,11 +39,16 @@ from gitsync.status import (
     commit_message,
     dump_document,
     overview,
-    parse_document,
     readme,
     readme_path,
 )
-from gitsync.status_document import StatusDocument, check_instance, instance_of_path
+from gitsync.status_document import (
+    StatusDocument,
+    check_instance,
+    document_data,
+    document_from_data,
+    instance_of_path,
+)
 
 __all__ = ["StatusStore"]
 
@@ -51,8 +59,12 @@ _Summary = tuple[str, Phase]
 class StatusStore:
     """One status branch of one remote, for one gitsync instance."""
 
-    def __init__(self, git: GitSource, *, author: Author, instance: str) -> None:
+    def __init__(
+        self, git: GitSource, *, author: Author, instance: str, parsed: DiskCache | None = None
+    ) -> None:
+        """``parsed`` keeps documents' YAML as data by blob id beyond this process."""
         self._git = git
+        self._parsed = parsed
         self._author = author
         self._instance = check_instance(instance)
         self._readme = readme_path(instance)
@@ -85,7 +97,7 @@ class StatusStore:
                     files[path] = self._git.read_blob(blob)
                 elif owner == self._instance:
                     content = self._git.read_blob(blob)
-                    doc = parse_document(content)
+                    doc = self._parse(blob, content)
                     if doc is not None and doc.instance == self._instance:
                         documents[path] = doc
                         files[path] = content
@@ -163,7 +175,7 @@ class StatusStore:
         self, blob: str, seen: dict[str, StatusDocument | None]
     ) -> StatusDocument | None:
         if blob not in self._old_blobs:
-            self._old_blobs[blob] = parse_document(self._git.read_blob(blob))
+            self._old_blobs[blob] = self._parse(blob, self._git.read_blob(blob))
         doc = seen[blob] = self._old_blobs[blob]
         return doc if doc is not None and not doc.instance else None
 
@@ -192,8 +204,20 @@ class StatusStore:
     def _summary(self, blob: str) -> _Summary | None:
         if blob in self._summaries:
             return self._summaries[blob]
-        doc = parse_document(self._git.read_blob(blob))
+        doc = self._parse(blob, self._git.read_blob(blob))
         return None if doc is None else (doc.instance, doc.phase)
+
+    def _parse(self, blob: str, content: bytes) -> StatusDocument | None:
+        """The document in ``content`` (blob ``blob``), its YAML parsed at most once
+        per cache; what the cache holds is used only if it validates as a document."""
+        if self._parsed is not None:
+            cached = self._parsed.get(blob)
+            if cached is not None and (doc := document_from_data(cached)) is not None:
+                return doc
+        data = document_data(content)
+        if self._parsed is not None and data is not None:
+            self._parsed.put(blob, data)
+        return document_from_data(data)
 
     def _dump(self, path: str, doc: StatusDocument) -> bytes:
         cached = self._dumped.get(path)

@@ -9,6 +9,8 @@ could start processes or open sockets unnoticed.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -31,3 +33,13 @@ def test_the_no_io_contract_covers_exactly_the_pure_core_layer() -> None:
     core = {f"{container}.{name}" for layer in names[clients + 1 :] for name in layer}
     no_io = _contract(config["contracts"], "forbidden")
     assert set(no_io["source_modules"]) == core
+
+
+def test_the_cli_imports_the_clients_only_in_the_commands_that_need_them() -> None:
+    """`gitsync validate` and `--help` start in a fraction of what importing the
+    Kubernetes client, pygit2 and the reconciler takes; a top-level import in cli.py
+    (or in a module it imports) would silently bring that back."""
+    heavy = ["kubernetes", "pygit2", "structlog", "gitsync.reconciler", "gitsync.apply"]
+    probe = f"import sys, gitsync.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -111,6 +111,7 @@ def test_public_api_of_gitsync_policy() -> None:
         "Validation",
         "Variable",
         "VerdictMemo",
+        "VerdictStore",
         "Verdicts",
         "Violation",
         "enforce",

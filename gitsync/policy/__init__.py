@@ -47,7 +47,14 @@ re-exported here because policies were their first user.
 """
 
 from gitsync.policy.compile import Policy
-from gitsync.policy.enforce import PolicySet, VerdictMemo, Verdicts, enforce, entry_object
+from gitsync.policy.enforce import (
+    PolicySet,
+    VerdictMemo,
+    Verdicts,
+    VerdictStore,
+    enforce,
+    entry_object,
+)
 from gitsync.policy.library import LIBRARY_DIR, load_library, load_policies, load_policy_dirs
 from gitsync.policy.models import (
     LabelSelector,
@@ -80,6 +87,7 @@ __all__ = [
     "Validation",
     "Variable",
     "VerdictMemo",
+    "VerdictStore",
     "Verdicts",
     "Violation",
     "enforce",

@@ -3,22 +3,45 @@
 Validation, plan and the daemon share this path, so that an entry denied by a policy
 is treated alike everywhere: dropped like an invalid spec, its file protected from
 pruning, its error reported at its line. :class:`VerdictMemo` lets the daemon
-re-judge only the entries that changed since its last cycle.
+re-judge only the entries that changed since its last cycle; a :class:`VerdictStore`
+lets a process remember what an earlier one judged (``gitsync sync`` is one process
+per cycle), by a digest of everything a verdict depends on, so a remembered verdict
+is never stale.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
+import orjson
+
+from gitsync import __version__
+from gitsync.canonical import exact_json
 from gitsync.loading import Diagnostic, Entry, LoadResult, Rejected, Severity
 from gitsync.policy import cel
 from gitsync.policy.compile import Policy
 from gitsync.policy.models import PolicyResult
 from gitsync.types import ObjectRef
 
-__all__ = ["PolicySet", "VerdictMemo", "Verdicts", "enforce", "entry_object"]
+__all__ = ["PolicySet", "VerdictMemo", "VerdictStore", "Verdicts", "enforce", "entry_object"]
+
+#: Bumped when what a verdict key covers changes, so older stored verdicts go unused.
+_KEY_FORMAT: Final = 1
+
+
+class VerdictStore(Protocol):
+    """Policy results remembered by key (see :meth:`PolicySet.verdict_key`).
+
+    A key is a digest of all a verdict depends on, so a store never needs to be
+    invalidated; one that cannot vouch for what it holds returns None.
+    """
+
+    def get(self, key: str) -> tuple[PolicyResult, ...] | None: ...
+
+    def put(self, key: str, results: Sequence[PolicyResult]) -> None: ...
 
 
 def entry_object(entry: Entry) -> dict[str, Any]:
@@ -38,6 +61,14 @@ class PolicySet:
     """Loaded policies, evaluated together against one object at a time."""
 
     policies: tuple[Policy, ...] = ()
+    #: What the policies' verdicts depend on: every document (params included) and
+    #: the gitsync that evaluates them.
+    digest: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        documents = [p.document.model_dump(mode="json", by_alias=True) for p in self.policies]
+        payload = orjson.dumps([_KEY_FORMAT, __version__, documents], option=orjson.OPT_SORT_KEYS)
+        object.__setattr__(self, "digest", hashlib.sha256(payload).hexdigest())
 
     def __iter__(self) -> Iterator[Policy]:
         return iter(self.policies)
@@ -67,23 +98,21 @@ class PolicySet:
         ``namespace`` is where the object lands (the repo default filled in; empty
         for cluster-scoped kinds); ``labels`` default to ``object.metadata.labels``.
         """
-        current = cel.plain(object)
+        inputs = _inputs(kind, object, rendered, old_object, namespace)
+        return self._run(inputs, kind=kind, namespace=namespace, labels=labels)
+
+    def _run(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        kind: str,
+        namespace: str,
+        labels: Mapping[str, str] | None,
+    ) -> list[PolicyResult]:
         if labels is None:
-            metadata = current.get("metadata")
+            metadata = inputs["object"].get("metadata")
             found = metadata.get("labels") if isinstance(metadata, dict) else None
             labels = found if isinstance(found, dict) else {}
-        inputs = {
-            "object": current,
-            "oldObject": cel.plain(old_object),
-            "rendered": cel.plain(rendered),
-            "request": cel.plain(
-                {
-                    "kind": kind,
-                    "namespace": namespace,
-                    "operation": "CREATE" if old_object is None else "UPDATE",
-                }
-            ),
-        }
         results = []
         for policy in self.policies:
             if not policy.matches(kind=kind, namespace=namespace, labels=labels):
@@ -92,6 +121,14 @@ class PolicySet:
                 results.append(result)
         return results
 
+    def verdict_key(self, inputs: Mapping[str, Any]) -> str | None:
+        """A digest of the policies and of the exact inputs they judge (kind and
+        namespace are in ``request``); None for inputs that are not plain JSON."""
+        payload = exact_json(inputs)
+        if payload is None:
+            return None
+        return hashlib.sha256(self.digest.encode() + b"\0" + payload).hexdigest()
+
     def evaluate_entry(
         self,
         entry: Entry,
@@ -99,15 +136,41 @@ class PolicySet:
         rendered: Mapping[str, Any] | None,
         default_namespace: str,
         old_object: Mapping[str, Any] | None = None,
+        store: VerdictStore | None = None,
     ) -> list[PolicyResult]:
-        """:meth:`evaluate` for a loaded entry and its rendering."""
-        return self.evaluate(
-            kind=entry.kind,
-            object=entry_object(entry),
-            rendered=rendered,
-            old_object=old_object,
-            namespace=entry.namespace(default_namespace),
-        )
+        """:meth:`evaluate` for a loaded entry and its rendering; with ``store``, the
+        results it remembers for these very inputs, else evaluated and remembered."""
+        kind, namespace = entry.kind, entry.namespace(default_namespace)
+        inputs = _inputs(kind, entry_object(entry), rendered, old_object, namespace)
+        key = None if store is None else self.verdict_key(inputs)
+        if store is not None and key is not None and (known := store.get(key)) is not None:
+            return list(known)
+        results = self._run(inputs, kind=kind, namespace=namespace, labels=None)
+        if store is not None and key is not None:
+            store.put(key, results)
+        return results
+
+
+def _inputs(
+    kind: str,
+    current: Mapping[str, Any],
+    rendered: Mapping[str, Any] | None,
+    old_object: Mapping[str, Any] | None,
+    namespace: str,
+) -> dict[str, Any]:
+    """What every policy sees, as plain data (one copy for all of them)."""
+    return {
+        "object": cel.plain(current),
+        "oldObject": cel.plain(old_object),
+        "rendered": cel.plain(rendered),
+        "request": cel.plain(
+            {
+                "kind": kind,
+                "namespace": namespace,
+                "operation": "CREATE" if old_object is None else "UPDATE",
+            }
+        ),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +218,14 @@ def enforce(
     default_namespace: str,
     old_objects: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
     memo: VerdictMemo | None = None,
+    store: VerdictStore | None = None,
 ) -> Verdicts:
     """Run the policies over each entry and its rendering.
 
     With ``memo`` (kept by the caller from one call to the next), an entry whose spec,
     rendering, old object and policies are the very same objects as last time is not
-    evaluated again: a daemon cycle re-judges only what changed.
+    evaluated again: a daemon cycle re-judges only what changed. With ``store``, an
+    entry judged before on the very same inputs (by any process) is not either.
 
     ``old_objects`` (by identity: the spec as it was at the base revision)
     feeds ``oldObject`` for transition rules. An entry failing a deny policy is
@@ -185,6 +250,7 @@ def enforce(
                 rendered=rendered,
                 default_namespace=default_namespace,
                 old_object=old_object,
+                store=store,
             )
         seen[where] = (inputs, outcome)
         denied = False

@@ -1,0 +1,395 @@
+"""gitsync's cache on disk (policy verdicts, status documents' YAML): an entry is used
+when it is whole and for the very same inputs, never otherwise.
+
+Each test compares a run that reads the cache with a cold run (no cache at all): a
+stale, corrupted or foreign entry must leave the outcome exactly as a cold run has
+it, because a wrong remembered verdict would apply a spec a policy denies.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from gitsync.cache import DiskCache
+from gitsync.clients.git import Author, GitSource
+from gitsync.evaluation import Evaluation, Evaluator
+from gitsync.loading import LoadResult
+from gitsync.policy import PolicyResult, PolicySet, load_library
+from gitsync.render import RenderContext
+from gitsync.snapshot import Snapshot, read_folder, read_snapshot
+from gitsync.status_store import StatusStore
+from gitsync.verdict_cache import DiskVerdictStore
+from tests.examples import EXAMPLES
+from tests.specrepo import SpecRepo, git
+
+#: A deny and a warn policy with a verdict that differs between specs, so that a
+#: verdict remembered for the wrong spec or the wrong policy would show.
+EXTRA = """\
+apiVersion: gitsync.io/v1alpha1
+kind: Policy
+metadata: {{name: name-rules}}
+spec:
+  severity: {severity}
+  match: {{kinds: ["*"]}}
+  validations:
+    - expression: "!object.metadata.name.contains('{letter}')"
+      message: "no '{letter}' in a name"
+"""
+
+
+def policies(letter: str = "a", severity: str = "deny") -> PolicySet:
+    extra = EXTRA.format(letter=letter, severity=severity).encode()
+    found, diagnostics = load_library(extra_sources=[("extra.yaml", extra)])
+    assert not [d for d in diagnostics if d.severity.value == "error"], diagnostics
+    return found
+
+
+class CountingStore(DiskVerdictStore):
+    """The disk store, counting the verdicts it hands back."""
+
+    hits = 0
+
+    def get(self, key: str) -> tuple[PolicyResult, ...] | None:
+        found = super().get(key)
+        self.hits += found is not None
+        return found
+
+
+class CountingCache(DiskCache):
+    """The disk cache, counting the values it hands back."""
+
+    hits = 0
+
+    def get(self, key: str) -> object | None:
+        found = super().get(key)
+        self.hits += found is not None
+        return found
+
+
+@pytest.fixture(scope="module")
+def snap() -> Snapshot:
+    return read_folder(EXAMPLES)
+
+
+def evaluate(snap: Snapshot, library: PolicySet, store: DiskVerdictStore | None) -> Evaluation:
+    """A fresh evaluator each time, as each `gitsync sync` process has."""
+    context = RenderContext(instance="cache", default_namespace=snap.config.defaults.namespace)
+    return Evaluator(store=store).evaluate(
+        snap.loaded, policies=library, context=context, blobs=snap.blobs
+    )
+
+
+def outcome(evaluation: Evaluation) -> tuple[object, ...]:
+    verdicts = evaluation.verdicts
+    return (
+        [(e.path, e.document, r) for e, r in verdicts.results],
+        [(e.path, e.document) for e in verdicts.entries],
+        verdicts.diagnostics,
+        evaluation.loaded.rejected,
+    )
+
+
+def cache_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_a_warm_run_takes_every_verdict_from_the_cache_and_equals_a_cold_one(
+    snap: Snapshot, tmp_path: Path
+) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    denied = [r for _, _, r in cold[0] if r.denied]  # type: ignore[attr-defined]
+    assert denied, "the test's policy denies some example spec"
+
+    assert outcome(evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))) == cold
+    files = cache_files(tmp_path)
+    assert len(files) == len(snap.loaded.entries)
+    assert not [p for p in files if p.name.startswith(".tmp-")]
+
+    warm = CountingStore(DiskCache(tmp_path))
+    assert outcome(evaluate(snap, library, warm)) == cold
+    assert warm.hits == len(snap.loaded.entries)
+
+
+@pytest.mark.parametrize("where", ["checksum", "payload", "last byte"])
+def test_a_flipped_byte_makes_an_entry_unused(snap: Snapshot, tmp_path: Path, where: str) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
+    for path in cache_files(tmp_path):
+        data = bytearray(path.read_bytes())
+        index = {"checksum": 3, "payload": data.index(b"\n") + 10, "last byte": -1}[where]
+        data[index] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    store = CountingStore(DiskCache(tmp_path))
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+def test_a_truncated_or_emptied_entry_is_unused(snap: Snapshot, tmp_path: Path) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
+    for number, path in enumerate(cache_files(tmp_path)):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2] if number % 2 else b"")
+
+    store = CountingStore(DiskCache(tmp_path))
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+def _rewrite(path: Path, document: object) -> None:
+    """An entry with a valid checksum over ``document``: as if a foreign writer (an
+    older gitsync, another tool) had put it there."""
+    payload = orjson.dumps(document)
+    path.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+
+
+#: Whole entries (their checksums hold) that this gitsync never writes.
+WRONG_DOCUMENTS: dict[str, Callable[[str], object]] = {
+    "not an object": lambda key: [],
+    "no value": lambda key: {"key": key},
+    "a field more": lambda key: {"key": key, "value": [], "by": "me"},
+}
+#: Values of the right key that are not a list of results.
+WRONG_VALUES: dict[str, object] = {
+    "results not a list": {"policy": "x"},
+    "a result not an object": ["passed"],
+    "a missing field": [{"policy": "p", "severity": "deny", "passed": True}],
+    "an extra field": [
+        {"policy": "p", "severity": "deny", "passed": True, "violations": [], "by": "me"}
+    ],
+    "an unknown severity": [{"policy": "p", "severity": "fatal", "passed": True, "violations": []}],
+    "passed as a number": [{"policy": "p", "severity": "deny", "passed": 1, "violations": []}],
+    "failed without a violation": [
+        {"policy": "p", "severity": "deny", "passed": False, "violations": []}
+    ],
+    "a violation with a wrong type": [
+        {
+            "policy": "p",
+            "severity": "deny",
+            "passed": False,
+            "violations": [{"expression": "e", "message": 1, "reason": "r", "error": False}],
+        }
+    ],
+}
+WRONG_DOCUMENTS.update(
+    (name, functools.partial(lambda value, key: {"key": key, "value": value}, value))
+    for name, value in WRONG_VALUES.items()
+)
+
+
+@pytest.mark.parametrize("shape", sorted(WRONG_DOCUMENTS))
+def test_a_wrong_shaped_entry_is_unused(snap: Snapshot, tmp_path: Path, shape: str) -> None:
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
+    for path in cache_files(tmp_path):
+        _rewrite(path, WRONG_DOCUMENTS[shape](path.parent.name + path.name))
+
+    store = CountingStore(DiskCache(tmp_path))
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+def test_an_entry_moved_to_another_key_is_unused(snap: Snapshot, tmp_path: Path) -> None:
+    """A whole, well-formed entry under the wrong name (a copy, a rename): its key
+    says whose verdict it is."""
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
+    files = cache_files(tmp_path)
+    contents = [p.read_bytes() for p in files]
+    for path, data in zip(files, [*contents[1:], contents[0]], strict=True):
+        path.write_bytes(data)
+
+    store = CountingStore(DiskCache(tmp_path))
+    assert outcome(evaluate(snap, library, store)) == cold
+    assert store.hits == 0
+
+
+@pytest.mark.parametrize(
+    ("letter", "severity"), [("e", "deny"), ("a", "warn")], ids=["a rule", "a severity"]
+)
+def test_a_changed_policy_library_uses_no_verdict_of_the_old_one(
+    snap: Snapshot, tmp_path: Path, letter: str, severity: str
+) -> None:
+    evaluate(snap, policies(), DiskVerdictStore(DiskCache(tmp_path)))
+    changed = policies(letter, severity)
+    cold = outcome(evaluate(snap, changed, None))
+    assert cold != outcome(evaluate(snap, policies(), None)), "the change changes verdicts"
+
+    store = CountingStore(DiskCache(tmp_path))
+    assert outcome(evaluate(snap, changed, store)) == cold
+    assert store.hits == 0
+
+
+def test_a_changed_render_context_uses_no_verdict_of_the_old_one(
+    snap: Snapshot, tmp_path: Path
+) -> None:
+    """The rendering is among a verdict's inputs: another instance renders other
+    labels on every object, so none of its verdicts comes from the first's."""
+    library = policies()
+    evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
+    context = RenderContext(instance="other", default_namespace=snap.config.defaults.namespace)
+
+    def other(store: DiskVerdictStore | None) -> Evaluation:
+        return Evaluator(store=store).evaluate(
+            snap.loaded, policies=library, context=context, blobs=snap.blobs
+        )
+
+    store = CountingStore(DiskCache(tmp_path))
+    assert outcome(other(store)) == outcome(other(None))
+    assert store.hits == 0
+    assert outcome(other(store)) == outcome(other(None))
+    assert store.hits == len(snap.loaded.entries)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [math.nan, math.inf, datetime.date(2026, 1, 1), b"bytes", {1: "an int key"}],
+    ids=["nan", "infinity", "date", "bytes", "int key"],
+)
+def test_values_json_cannot_tell_apart_are_neither_keyed_nor_stored(
+    value: object, tmp_path: Path
+) -> None:
+    inputs = {"object": {"spec": {"x": value}}, "oldObject": None, "rendered": None}
+    assert policies().verdict_key(inputs) is None
+    assert policies().verdict_key({**inputs, "object": {"spec": {"x": "plain"}}}) is not None
+    cache = DiskCache(tmp_path)
+    cache.put("ab" * 20, {"x": value})
+    assert cache_files(tmp_path) == []
+    cache.put("ab" * 20, {"x": "plain"})
+    assert cache.get("ab" * 20) == {"x": "plain"}
+
+
+def test_an_unwritable_cache_only_costs_judging_again(snap: Snapshot, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    library = policies()
+    cold = outcome(evaluate(snap, library, None))
+    assert outcome(evaluate(snap, library, DiskVerdictStore(DiskCache(blocked)))) == cold
+    assert blocked.read_text() == "not a folder"
+
+
+# --- status documents ------------------------------------------------------------------
+
+
+def _status_branch(tmp_path: Path, count: int) -> SpecRepo:
+    """A spec repo whose status branch holds ``count`` documents of instance prod."""
+    repo = SpecRepo(tmp_path / "repo")
+    repo.commit("specs")
+    git("checkout", "-q", "--orphan", "gitsync/status", cwd=repo.work)
+    git("rm", "-q", "-rf", "--ignore-unmatch", ".", cwd=repo.work)
+    for index in range(count):
+        document = {
+            "kind": "TrainingRun",
+            "name": f"run-{index}",
+            "namespace": "ml",
+            "instance": "prod",
+            "source": f"run-{index}.yaml",
+            "sourceCommit": "c" * 40,
+            "phase": "Succeeded",
+            "message": f"done {index}",
+            "conditions": [],
+            "runs": [{"name": f"run-{index}-1", "phase": "Succeeded"}],
+        }
+        repo.write(f"status/prod/ml/TrainingRun/run-{index}.yaml", yaml.safe_dump(document))
+    git("add", "-A", cwd=repo.work)
+    git("commit", "-q", "-m", "statuses", cwd=repo.work)
+    git("push", "-q", "origin", "gitsync/status", cwd=repo.work)
+    return repo
+
+
+def test_status_documents_read_through_a_damaged_cache_are_as_read_without_one(
+    tmp_path: Path,
+) -> None:
+    repo = _status_branch(tmp_path, 4)
+    source = GitSource(repo.url, branch="main", cache_dir=tmp_path / "git")
+
+    def read(parsed: DiskCache | None) -> dict[str, object]:
+        store = StatusStore(source, author=Author("g", "g@x"), instance="prod", parsed=parsed)
+        return dict(store.read("gitsync/status").documents)
+
+    cold = read(None)
+    assert len(cold) == 4
+    cache = tmp_path / "yaml"
+    assert read(DiskCache(cache)) == cold
+    files = cache_files(cache)
+    assert len(files) == 4
+    warm = CountingCache(cache)
+    assert read(warm) == cold
+    assert warm.hits == 4
+
+    # One entry each way a cache goes wrong: a flipped byte, a truncation, a whole
+    # entry of another blob, and a whole entry whose data is no status document.
+    flipped, truncated, moved, foreign = files
+    data = bytearray(flipped.read_bytes())
+    data[-2] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    truncated.write_bytes(truncated.read_bytes()[:20])
+    moved.write_bytes(foreign.read_bytes())
+    _rewrite(foreign, {"key": foreign.parent.name + foreign.name, "value": {"kind": 1}})
+
+    assert read(DiskCache(cache)) == cold
+    # Each was parsed again and stored whole: the cache is as a fresh one.
+    fresh = tmp_path / "fresh"
+    read(DiskCache(fresh))
+
+    def contents(root: Path) -> dict[Path, bytes]:
+        return {p.relative_to(root): p.read_bytes() for p in cache_files(root)}
+
+    assert contents(cache) == contents(fresh)
+
+
+# --- spec files ------------------------------------------------------------------------
+
+
+def test_spec_files_read_through_a_damaged_cache_load_as_without_one(tmp_path: Path) -> None:
+    repo = SpecRepo(tmp_path / "repo")
+    for name in ("a", "b", "c", "d"):
+        repo.write(
+            f"models/{name}.yaml",
+            (EXAMPLES / "models" / "fraud-detector.yaml")
+            .read_text()
+            .replace("fraud-detector", f"model-{name}"),
+        )
+    commit = repo.commit("specs")
+    source = GitSource(repo.url, branch="main", cache_dir=tmp_path / "git")
+    source.fetch()
+
+    def load(documents: DiskCache | None) -> LoadResult:
+        return read_snapshot(source, commit, documents=documents).loaded
+
+    cold = load(None)
+    assert len(cold.entries) == 4
+    cache = tmp_path / "specs"
+    assert load(DiskCache(cache)) == cold
+    warm = CountingCache(cache)
+    assert load(warm) == cold
+    assert warm.hits == 4
+
+    # A flipped byte; a whole entry of another file (its spec named otherwise); data
+    # that is no spec; data that is no list of documents.
+    flipped, moved, invalid, foreign = cache_files(cache)
+    data = bytearray(flipped.read_bytes())
+    data[-2] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    moved.write_bytes(invalid.read_bytes())
+    for path, value in ((invalid, [{"kind": "ModelDeployment"}]), (foreign, {"a": 1})):
+        _rewrite(path, {"key": path.parent.name + path.name, "value": value})
+    moved_key = moved.parent.name + moved.name
+    assert DiskCache(cache).get(moved_key) is None
+
+    assert load(DiskCache(cache)) == cold
