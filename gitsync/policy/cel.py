@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import importlib.metadata
 import itertools
 import re
 import secrets
@@ -32,7 +33,11 @@ from gitsync.errors import ConfigurationError
 from gitsync.quantity import Quantity, QuantityError
 from gitsync.specs import closest_name
 
+#: The CEL engine's release: a stored verdict is only as good as the engine that gave it.
+ENGINE_VERSION: Final = importlib.metadata.version("cel-expr-python")
+
 __all__ = [
+    "ENGINE_VERSION",
     "ERRORED",
     "INPUTS",
     "CompileError",

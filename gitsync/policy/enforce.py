@@ -67,7 +67,9 @@ class PolicySet:
 
     def __post_init__(self) -> None:
         documents = [p.document.model_dump(mode="json", by_alias=True) for p in self.policies]
-        payload = orjson.dumps([_KEY_FORMAT, __version__, documents], option=orjson.OPT_SORT_KEYS)
+        payload = orjson.dumps(
+            [_KEY_FORMAT, __version__, cel.ENGINE_VERSION, documents], option=orjson.OPT_SORT_KEYS
+        )
         object.__setattr__(self, "digest", hashlib.sha256(payload).hexdigest())
 
     def __iter__(self) -> Iterator[Policy]:
