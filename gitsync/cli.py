@@ -664,6 +664,24 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
         ),
         _option("--git-timeout", type=float, default=30.0, show_default=True),
         _option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Objects written at once. Default: 4.",
+        ),
+        _option(
+            "--kube-api-qps",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Requests a second to the API server, on average; 0: no limit. Default: 200.",
+        ),
+        _option(
+            "--kube-api-burst",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Requests to the API server at once, above the QPS. Default: 400.",
+        ),
+        _option(
             "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True
         ),
         _option(
@@ -691,9 +709,16 @@ def _reconciler(
     git_username: str | None,
     ssh_key: Path | None,
     git_timeout: float,
+    concurrency: int | None,
+    kube_api_qps: float | None,
+    kube_api_burst: int | None,
     wait_timeout: float = 0.0,
     watch: bool = False,
 ) -> Reconciler:
+    # Here, not at the top: the options' defaults live with the client, and importing
+    # it (and kubernetes) to build `gitsync --help` would slow every command down.
+    from gitsync.clients.kube import DEFAULT_BURST, DEFAULT_CONCURRENCY, DEFAULT_QPS  # noqa: PLC0415
+
     credentials: Credentials | None = None
     if git_username:
         password = os.environ.get("GITSYNC_GIT_PASSWORD")
@@ -716,7 +741,13 @@ def _reconciler(
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
     )
-    kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
+    kube = KubeClient.from_kubeconfig(
+        kubeconfig,
+        context=kube_context,
+        concurrency=DEFAULT_CONCURRENCY if concurrency is None else concurrency,
+        qps=DEFAULT_QPS if kube_api_qps is None else kube_api_qps,
+        burst=DEFAULT_BURST if kube_api_burst is None else kube_api_burst,
+    )
     options = SyncOptions(
         path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
     )

@@ -418,12 +418,18 @@ class Reconciler:
 
     def _apply_changes(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
-        changes, written = execute(
+        applied = execute(
             self._kube,
             cycle.need(cycle.plan, "plan"),
             create_namespaces=snapshot.config.create_namespaces,
             known_namespaces=self._namespaces,
         )
+        changes, written = applied.changes, applied.written
+        if applied.interrupted is not None:
+            # Not raised: what was written before the server went away is recorded,
+            # and its statuses published; the changes it cut short fail with a retry
+            # remedy, so the cycle requeues all the same.
+            log.warning("apply interrupted", error=str(applied.interrupted))
         # What a write returns carries the status from before it: until the controller
         # has written a newer one, that status says nothing about the new spec.
         stale = {key for key, obj in written.items() if obj.get("kind") in _CONTROLLED_KINDS}
