@@ -6,7 +6,16 @@ writes with field manager ``gitsync``, forcing ownership: Git is the source of t
 and a field someone took over with ``kubectl edit`` is drift to revert.
 
 An error on one object is recorded on its :class:`Change` and the others go on;
-only an unreachable API server stops the cycle (nothing else could succeed).
+only an unreachable API server stops the writes (nothing else could succeed). What was
+done before it went away is returned all the same: those objects are live, and their
+statuses must say so.
+
+Objects are written by a pool of workers: the API server handles requests on all its
+cores, and one writer waiting on each round trip leaves them idle. The client bounds
+the rate (:class:`gitsync.clients.kube.TokenBucket`); the order that matters is kept
+by running in steps, each after the one before has finished, and the results are
+returned in the plan's order whatever order the workers finished in, so reports and
+statuses do not depend on timing.
 
 Writes go before deletions, and an object is not deleted while another object of its
 source file failed to apply this cycle: that file did not go away, Git's content for
@@ -85,8 +94,8 @@ def execute(
     written: dict[ObjectRef, Mapping[str, Any]] = {}
     interruption = _Interruption()
     writes = [i for i, change in enumerate(changes) if change.action in _WRITES]
-    first = [i for i in writes if changes[i].key.kind in _DEFINITIONS]
-    then = [i for i in writes if changes[i].key.kind not in _DEFINITIONS]
+    definitions = [i for i in writes if changes[i].key.kind in _DEFINITIONS]
+    others = [i for i in writes if changes[i].key.kind not in _DEFINITIONS]
     deletions = [i for i, change in enumerate(changes) if change.action is Action.DELETED]
     with ThreadPoolExecutor(
         max_workers=concurrency or client.concurrency, thread_name_prefix="apply"
@@ -115,13 +124,13 @@ def execute(
 
         def write(change: Change) -> _Done:
             if (refusal := refusals.get(change.key.namespace)) is not None:
-                raise refusal
+                return _failed(change, refusal), None
             return _write(client, change)
 
-        run(first, write)
-        if any(results[i].key.kind == "CustomResourceDefinition" for i in first):
+        run(definitions, write)
+        if any(results[i].key.kind == "CustomResourceDefinition" for i in definitions):
             client.forget_discovery()  # the kinds those CRDs define are new
-        run(then, write)
+        run(others, write)
         unapplied = {
             results[i].source for i in writes if results[i].error and results[i].source is not None
         }
@@ -135,8 +144,8 @@ def execute(
 
 def _attempt(work: Callable[[Change], _Done], change: Change, interruption: _Interruption) -> _Done:
     """Carry out one change; a failure is recorded on it, not raised."""
-    if interruption.error is not None:
-        return _failed(change, interruption.error), None
+    if (cause := interruption.error) is not None:
+        return _failed(change, cause, prefix="not attempted: "), None
     try:
         return work(change)
     except ApiUnavailableError as exc:
@@ -146,8 +155,8 @@ def _attempt(work: Callable[[Change], _Done], change: Change, interruption: _Int
         return _failed(change, exc), None
 
 
-def _failed(change: Change, exc: GitsyncError) -> Change:
-    return dataclasses.replace(change, error=str(exc), error_remedy=exc.remedy)
+def _failed(change: Change, exc: GitsyncError, *, prefix: str = "") -> Change:
+    return dataclasses.replace(change, error=prefix + str(exc), error_remedy=exc.remedy)
 
 
 def _write(client: KubeClient, change: Change) -> _Done:
