@@ -667,19 +667,19 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             "--concurrency",
             type=click.IntRange(min=1),
             default=None,
-            help="Objects written at once. Default: 4.",
+            help="Objects written at once. Default: 8.",
         ),
         _option(
             "--kube-api-qps",
             type=click.FloatRange(min=0),
             default=None,
-            help="Requests a second to the API server, on average; 0: no limit. Default: 200.",
+            help="Requests a second to the API server, on average; 0: no limit. Default: 300.",
         ),
         _option(
             "--kube-api-burst",
             type=click.IntRange(min=1),
             default=None,
-            help="Requests to the API server at once, above the QPS. Default: 400.",
+            help="Requests to the API server at once, above the QPS. Default: 600.",
         ),
         _option(
             "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True

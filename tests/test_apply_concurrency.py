@@ -15,10 +15,18 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from kubernetes import client as k8s_client
 
 from gitsync.apply import execute
-from gitsync.clients.kube import KubeClient, TokenBucket
+from gitsync.cli import cli
+from gitsync.clients.kube import (
+    DEFAULT_BURST,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_QPS,
+    KubeClient,
+    TokenBucket,
+)
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.diff import Action, Change, ChangeSet
 from gitsync.errors import ApiUnavailableError, ConfigurationError, Remedy
@@ -201,3 +209,13 @@ def test_the_pool_holds_as_many_connections_as_writers(control_plane: ControlPla
     configuration.connection_pool_maxsize = 4
     with pytest.raises(ConfigurationError, match="need 1 to 4"):
         KubeClient(k8s_client.ApiClient(configuration), timeout=(1.0, 1.0), concurrency=5)
+
+
+def test_the_help_names_the_client_defaults() -> None:
+    # The CLI states them without importing the client: this keeps them in step.
+    result = CliRunner().invoke(cli, ["sync", "--help"], terminal_width=300)
+    text = " ".join(result.output.split())
+    assert f"Objects written at once. Default: {DEFAULT_CONCURRENCY}." in text
+    assert f"0: no limit. Default: {DEFAULT_QPS:g}." in text
+    assert f"above the QPS. Default: {DEFAULT_BURST}." in text
+    assert "GITSYNC_CONCURRENCY" in text
