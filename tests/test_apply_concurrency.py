@@ -219,3 +219,39 @@ def test_the_help_names_the_client_defaults() -> None:
     assert f"0: no limit. Default: {DEFAULT_QPS:g}." in text
     assert f"above the QPS. Default: {DEFAULT_BURST}." in text
     assert "GITSYNC_CONCURRENCY" in text
+
+
+class _Response:
+    """Just enough of a urllib3 response for KubeClient.request."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes = b"{}") -> None:
+        self.status, self.headers, self._body = status, headers, body
+
+    def read(self) -> bytes:
+        return self._body
+
+    def drain_conn(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_a_429_pauses_every_request_for_its_retry_after() -> None:
+    slept: list[float] = []
+    bucket = TokenBucket(0, 1, clock=lambda: 0.0, sleep=slept.append)
+    answers = [_Response(429, {"Retry-After": "1.5"}), _Response(200, {})]
+
+    class Throttled(KubeClient):
+        def _send(self, *args: Any, **kwargs: Any) -> Any:
+            bucket.acquire()  # what the real _send does first
+            return answers.pop(0)
+
+    client = Throttled(
+        k8s_client.ApiClient(k8s_client.Configuration()), timeout=(1.0, 1.0), limiter=bucket
+    )
+    assert client.request("GET", "/api/v1") == {}
+    # The retry waited out the Retry-After in the shared bucket: any other worker would.
+    assert slept == [1.5]
+    bucket.acquire()
+    assert slept == [1.5, 1.5]  # the clock did not move: still paused for everyone
