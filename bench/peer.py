@@ -92,7 +92,8 @@ def kubectl_run(
 def gitsync_run(
     kubeconfig: Path, remote: Path, work: Path, tmp: Path, *, instance: str, env: dict[str, str]
 ) -> list[float]:
-    command = [sys.executable, "-m", "gitsync", "sync", "--repo", remote.as_uri()]
+    # -P: not the current folder first on the path, so PYTHONPATH picks the tree.
+    command = [sys.executable, "-P", "-m", "gitsync", "sync", "--repo", remote.as_uri()]
     command += ["--instance", instance, "--cache-dir", str(tmp / f"cache-{instance}")]
     command += ["--kubeconfig", str(kubeconfig)]
     first = timed(command, env=env)
