@@ -96,12 +96,12 @@ def main() -> None:
             controlplane.down(tmp / "plane")
 
 
-def make_repo(tmp: Path, n: int) -> tuple[Path, Path]:
+def make_repo(tmp: Path, n: int, *, namespace: str = "bench") -> tuple[Path, Path]:
     """A bare remote holding n ModelDeployments, and its work tree."""
     remote, work = tmp / "remote.git", tmp / "work"
     git("init", "--bare", "--initial-branch=main", str(remote), cwd=tmp)
     git("init", "--initial-branch=main", str(work), cwd=tmp)
-    (work / "gitsync.yaml").write_text("defaults: {namespace: bench}\n")
+    (work / "gitsync.yaml").write_text(f"defaults: {{namespace: {namespace}}}\n")
     for index in range(n):
         folder = work / "models" / f"g{index // 100:03d}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,16 @@ writes with field manager ``gitsync``, forcing ownership: Git is the source of t
 and a field someone took over with ``kubectl edit`` is drift to revert.
 
 An error on one object is recorded on its :class:`Change` and the others go on;
-only an unreachable API server stops the cycle (nothing else could succeed).
+only an unreachable API server stops the writes (nothing else could succeed). What was
+done before it went away is returned all the same: those objects are live, and their
+statuses must say so.
+
+Objects are written by a pool of workers: the API server handles requests on all its
+cores, and one writer waiting on each round trip leaves them idle. The client bounds
+the rate (:class:`gitsync.clients.kube.TokenBucket`); the order that matters is kept
+by running in steps, each after the one before has finished, and the results are
+returned in the plan's order whatever order the workers finished in, so reports and
+statuses do not depend on timing.
 
 Writes go before deletions, and an object is not deleted while another object of its
 source file failed to apply this cycle: that file did not go away, Git's content for
@@ -19,8 +28,10 @@ load failure is guarded earlier, by the plan.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
 
 from gitsync.clients.kube import KubeClient
 from gitsync.diff import Action, Change, ChangeSet, normalize
@@ -30,7 +41,38 @@ from gitsync.plan import LiveView
 from gitsync.render import LABEL_MANAGED_BY, MANAGER
 from gitsync.types import ObjectRef
 
-__all__ = ["dry_run_views", "execute"]
+__all__ = ["Applied", "dry_run_views", "execute"]
+
+#: Kinds other objects of the plan may need to exist first: they are written, all of
+#: them, before anything else.
+_DEFINITIONS: Final = frozenset({"CustomResourceDefinition", "Namespace"})
+_WRITES: Final = frozenset({Action.CREATED, Action.CONFIGURED})
+
+_Done = tuple[Change, Mapping[str, Any] | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """What :func:`execute` did, change by change in the plan's order."""
+
+    changes: ChangeSet
+    #: The objects as the server stored them, by the writes that succeeded.
+    written: Mapping[ObjectRef, Mapping[str, Any]]
+    #: Why the API server stopped answering, if it did: the changes it cut short fail
+    #: with this error, and those done before are kept.
+    interrupted: ApiUnavailableError | None = None
+
+
+class _Interruption:
+    """The first ApiUnavailableError any worker met; after it nothing new starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.error: ApiUnavailableError | None = None
+
+    def record(self, exc: ApiUnavailableError) -> None:
+        with self._lock:
+            self.error = self.error or exc
 
 
 def execute(
@@ -39,53 +81,101 @@ def execute(
     *,
     create_namespaces: bool,
     known_namespaces: set[str] | None = None,
-) -> tuple[ChangeSet, dict[ObjectRef, Mapping[str, Any]]]:
-    """Apply the plan; return what happened and the live objects written."""
-    namespaces = known_namespaces if known_namespaces is not None else set()
+    concurrency: int | None = None,
+) -> Applied:
+    """Apply the plan with ``concurrency`` writers (default: the client's).
+
+    In turn, each step waiting for the one before: the namespaces written objects go
+    to, each once; CRDs and Namespaces of the plan; the other writes; the deletions.
+    """
+    known = known_namespaces if known_namespaces is not None else set()
+    changes = plan.changes
+    results = list(changes)
     written: dict[ObjectRef, Mapping[str, Any]] = {}
-    outcome = list(plan.changes)
-    unapplied: set[str] = set()
-    deletions_last = sorted(range(len(outcome)), key=lambda i: outcome[i].action is Action.DELETED)
-    for index in deletions_last:
-        change = outcome[index]
-        if change.action is Action.DELETED and change.source in unapplied:
-            outcome[index] = dataclasses.replace(
-                change,
-                action=Action.SKIPPED,
-                reason=f"kept: another object of {change.source} failed to apply",
+    interruption = _Interruption()
+    writes = [i for i, change in enumerate(changes) if change.action in _WRITES]
+    definitions = [i for i in writes if changes[i].key.kind in _DEFINITIONS]
+    others = [i for i in writes if changes[i].key.kind not in _DEFINITIONS]
+    deletions = [i for i, change in enumerate(changes) if change.action is Action.DELETED]
+    with ThreadPoolExecutor(
+        max_workers=concurrency or client.concurrency, thread_name_prefix="apply"
+    ) as pool:
+
+        def run(indices: Sequence[int], work: Callable[[Change], _Done]) -> None:
+            # map() yields in submission order: results stay in the plan's order.
+            done = pool.map(lambda i: _attempt(work, changes[i], interruption), indices)
+            for index, (change, stored) in zip(indices, done, strict=True):
+                results[index] = change
+                if stored is not None:
+                    written[change.key] = stored
+
+        names = sorted({changes[i].key.namespace for i in writes} - known - {""})
+        refusals = dict(
+            zip(
+                names,
+                pool.map(
+                    lambda name: _namespace_refusal(client, name, create_namespaces, interruption),
+                    names,
+                ),
+                strict=True,
             )
-            continue
-        try:
-            outcome[index] = _carry_out(client, change, written, namespaces, create_namespaces)
-        except ApiUnavailableError:
-            raise
-        except GitsyncError as exc:
-            outcome[index] = dataclasses.replace(change, error=str(exc), error_remedy=exc.remedy)
-            if change.desired is not None and change.source is not None:
-                unapplied.add(change.source)
-    return ChangeSet(tuple(outcome), prune_refused=plan.prune_refused), written
-
-
-def _carry_out(
-    client: KubeClient,
-    change: Change,
-    written: dict[ObjectRef, Mapping[str, Any]],
-    namespaces: set[str],
-    create_namespaces: bool,
-) -> Change:
-    if change.action in {Action.CREATED, Action.CONFIGURED}:
-        _ensure_namespace(client, change.key.namespace, namespaces, create=create_namespaces)
-        if change.action is Action.CONFIGURED:
-            return _configure(client, change, written)
-        written[change.key] = _apply(client, change)
-    elif change.action is Action.DELETED:
-        client.delete(
-            _api_version(change),
-            change.key.kind,
-            change.key.name,
-            namespace=change.key.namespace or None,
         )
-    return change
+        known.update(name for name, refusal in refusals.items() if refusal is None)
+
+        def write(change: Change) -> _Done:
+            if (refusal := refusals.get(change.key.namespace)) is not None:
+                return _failed(change, refusal), None
+            return _write(client, change)
+
+        run(definitions, write)
+        if any(results[i].key.kind == "CustomResourceDefinition" for i in definitions):
+            client.forget_discovery()  # the kinds those CRDs define are new
+        run(others, write)
+        unapplied = {
+            results[i].source for i in writes if results[i].error and results[i].source is not None
+        }
+        run(deletions, lambda change: _delete(client, change, unapplied))
+    return Applied(
+        ChangeSet(tuple(results), prune_refused=plan.prune_refused),
+        written,
+        interrupted=interruption.error,
+    )
+
+
+def _attempt(work: Callable[[Change], _Done], change: Change, interruption: _Interruption) -> _Done:
+    """Carry out one change; a failure is recorded on it, not raised."""
+    if (cause := interruption.error) is not None:
+        return _failed(change, cause, prefix="not attempted: "), None
+    try:
+        return work(change)
+    except ApiUnavailableError as exc:
+        interruption.record(exc)
+        return _failed(change, exc), None
+    except GitsyncError as exc:
+        return _failed(change, exc), None
+
+
+def _failed(change: Change, exc: GitsyncError, *, prefix: str = "") -> Change:
+    return dataclasses.replace(change, error=prefix + str(exc), error_remedy=exc.remedy)
+
+
+def _write(client: KubeClient, change: Change) -> _Done:
+    if change.action is Action.CONFIGURED:
+        return _configure(client, change)
+    return change, _apply(client, change)
+
+
+def _delete(client: KubeClient, change: Change, unapplied: Iterable[str | None]) -> _Done:
+    if change.source in unapplied:
+        kept = f"kept: another object of {change.source} failed to apply"
+        return dataclasses.replace(change, action=Action.SKIPPED, reason=kept), None
+    client.delete(
+        _api_version(change),
+        change.key.kind,
+        change.key.name,
+        namespace=change.key.namespace or None,
+    )
+    return change, None
 
 
 def _api_version(change: Change) -> str:
@@ -102,24 +192,29 @@ def _apply(client: KubeClient, change: Change, *, dry_run: bool = False) -> dict
     return stored
 
 
-def _configure(
-    client: KubeClient, change: Change, written: dict[ObjectRef, Mapping[str, Any]]
-) -> Change:
+def _configure(client: KubeClient, change: Change) -> _Done:
     preview = _apply(client, change, dry_run=True)
     if change.live is not None and normalize(preview) == normalize(change.live):
         # The server would store exactly what it has (values it normalises, such as
         # quantities, made the plan suspect a change): nothing to write.
-        return dataclasses.replace(change, action=Action.UNCHANGED, reason="no effective change")
-    written[change.key] = _apply(client, change)
-    return change
+        unchanged = dataclasses.replace(
+            change, action=Action.UNCHANGED, reason="no effective change"
+        )
+        return unchanged, None
+    return change, _apply(client, change)
 
 
-def _ensure_namespace(client: KubeClient, name: str, known: set[str], *, create: bool) -> None:
-    if not name or name in known:
-        return
-    if client.get("v1", "Namespace", name) is None:
+def _namespace_refusal(
+    client: KubeClient, name: str, create: bool, interruption: _Interruption
+) -> GitsyncError | None:
+    """Make sure namespace ``name`` exists; why not, if it cannot."""
+    if interruption.error is not None:
+        return interruption.error
+    try:
+        if client.get("v1", "Namespace", name) is not None:
+            return None
         if not create:
-            raise NotFoundError(f"namespace {name} does not exist and createNamespaces is off")
+            return NotFoundError(f"namespace {name} does not exist and createNamespaces is off")
         # Labelled as ours but without the instance label: a namespace is never
         # pruned, since deleting it would delete everything in it.
         client.apply(
@@ -130,7 +225,12 @@ def _ensure_namespace(client: KubeClient, name: str, known: set[str], *, create:
             },
             field_manager=MANAGER,
         )
-    known.add(name)
+    except ApiUnavailableError as exc:
+        interruption.record(exc)
+        return exc
+    except GitsyncError as exc:
+        return exc
+    return None
 
 
 def dry_run_views(

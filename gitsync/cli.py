@@ -673,6 +673,24 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
         ),
         _option("--git-timeout", type=float, default=30.0, show_default=True),
         _option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Objects written at once. Default: 8.",
+        ),
+        _option(
+            "--kube-api-qps",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Requests a second to the API server, on average; 0: no limit. Default: 300.",
+        ),
+        _option(
+            "--kube-api-burst",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Requests to the API server at once, above the QPS. Default: 600.",
+        ),
+        _option(
             "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True
         ),
         _option(
@@ -700,6 +718,9 @@ def _reconciler(
     git_username: str | None,
     ssh_key: Path | None,
     git_timeout: float,
+    concurrency: int | None,
+    kube_api_qps: float | None,
+    kube_api_burst: int | None,
     wait_timeout: float = 0.0,
     watch: bool = False,
 ) -> Reconciler:
@@ -709,7 +730,12 @@ def _reconciler(
         PasswordCredentials,
         SshKeyCredentials,
     )
-    from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.clients.kube import (  # noqa: PLC0415 - see TYPE_CHECKING above
+        DEFAULT_BURST,
+        DEFAULT_CONCURRENCY,
+        DEFAULT_QPS,
+        KubeClient,
+    )
     from gitsync.dev.binaries import cache_root  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
 
@@ -736,7 +762,13 @@ def _reconciler(
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
     )
-    kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
+    kube = KubeClient.from_kubeconfig(
+        kubeconfig,
+        context=kube_context,
+        concurrency=DEFAULT_CONCURRENCY if concurrency is None else concurrency,
+        qps=DEFAULT_QPS if kube_api_qps is None else kube_api_qps,
+        burst=DEFAULT_BURST if kube_api_burst is None else kube_api_burst,
+    )
     options = SyncOptions(
         path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
     )

@@ -117,6 +117,8 @@ class Cycle:
     plan: ChangeSet | None = None
     changes: ChangeSet = field(default_factory=ChangeSet)
     written: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
+    #: The API server went away during the writes: what was done is recorded above.
+    interrupted: GitsyncError | None = None
     observed: Observations = field(default_factory=lambda: Observations(complete=False))
 
     @staticmethod
@@ -260,6 +262,7 @@ class Reconciler:
         finally:
             # Also on an unexpected exception: what was applied gets its status.
             statuses, status_commit, status_error = self._publish(cycle, skip=stop is not None)
+        error = cycle.interrupted or error  # the first cause, when the writes were cut short
         if stop is not None and stop.skipped:
             return self._report(cycle, stop, started=started)
         result = self._result(cycle, stop=stop, error=error, status_error=status_error)
@@ -455,17 +458,26 @@ class Reconciler:
 
     def _apply_changes(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
-        changes, written = execute(
+        applied = execute(
             self._kube,
             cycle.need(cycle.plan, "plan"),
             create_namespaces=snapshot.config.create_namespaces,
             known_namespaces=self._namespaces,
         )
+        changes, written = applied.changes, applied.written
+        # Not raised here: what was written before the server went away is recorded and
+        # its statuses published; the cycle then ends cut short by that error.
         # What a write returns carries the status from before it: until the controller
         # has written a newer one, that status says nothing about the new spec.
         stale = {key for key, obj in written.items() if obj.get("kind") in _CONTROLLED_KINDS}
         observed = Observations(objects={**cycle.live, **written}, stale=frozenset(stale))
-        return replace(cycle, changes=changes, written=written, observed=observed)
+        return replace(
+            cycle,
+            changes=changes,
+            written=written,
+            observed=observed,
+            interrupted=applied.interrupted,
+        )
 
     def _propose_reverts(self, cycle: Cycle) -> Cycle | Stop:
         revision = cycle.need(cycle.revision, "revision")

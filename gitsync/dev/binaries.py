@@ -7,6 +7,11 @@ outside the repository, keyed by that release, and built only when missing.
 
 ``GITSYNC_KUBE_BIN`` or ``KUBEBUILDER_ASSETS`` (the envtest convention) may point to a
 folder that already holds ``kube-apiserver`` and ``etcd``; it is then used as is.
+
+kubectl is built only on request (:func:`ensure_kubectl`): nothing but the peer
+benchmark runs it, and the tests should not wait a minute more for it. It comes from
+the same tools module and ldflags, so the benchmark compares against the kubectl of
+the very release the API server is.
 """
 
 from __future__ import annotations
@@ -20,17 +25,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitsync.errors import BuildError, ConfigurationError
 
-__all__ = ["Binaries", "Release", "ensure_binaries", "pinned_release"]
+__all__ = ["Binaries", "Release", "ensure_binaries", "ensure_kubectl", "pinned_release"]
 
 TOOLS_MODULE = Path(__file__).with_name("kube")
 KUBE_PACKAGE = "k8s.io/kubernetes/cmd/kube-apiserver"
 ETCD_PACKAGE = "go.etcd.io/etcd/server/v3"
+KUBECTL_PACKAGE = "k8s.io/kubernetes/cmd/kubectl"
 BINARY_NAMES = ("kube-apiserver", "etcd")
 
 
@@ -102,11 +108,25 @@ def ensure_binaries(*, progress: Callable[[str], None] | None = None) -> Binarie
         # Another process may have finished the build while we waited for the lock.
         if (found := _binaries_in(target)) is not None:
             return found
-        _build(release, target, say)
+        _build(release, target, say, {"kube-apiserver": KUBE_PACKAGE, "etcd": ETCD_PACKAGE})
     found = _binaries_in(target)
     if found is None:  # pragma: no cover - _build either fills target or raises
         raise BuildError(f"build finished but {target} lacks the binaries")
     return found
+
+
+def ensure_kubectl(*, progress: Callable[[str], None] | None = None) -> Path:
+    """Return a kubectl of the pinned release, from the cache or freshly built."""
+    release = pinned_release()
+    # Its own folder, so the apiserver's folder stays complete-or-absent (see _build).
+    target = cache_root() / "kube" / f"{release.cache_key}-kubectl"
+    binary = target / "kubectl"
+    if not os.access(binary, os.X_OK):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(target.parent / f"{release.cache_key}-kubectl.lock"):
+            if not os.access(binary, os.X_OK):
+                _build(release, target, progress or _stderr_progress, {"kubectl": KUBECTL_PACKAGE})
+    return binary
 
 
 @contextlib.contextmanager
@@ -145,15 +165,19 @@ def _ldflags(release: Release) -> str:
     )
 
 
-def _build(release: Release, target: Path, say: Callable[[str], None]) -> None:
+def _build(
+    release: Release, target: Path, say: Callable[[str], None], packages: Mapping[str, str]
+) -> None:
+    """Build each program of ``packages`` (name: Go package) into ``target``."""
     if shutil.which("go") is None:
-        raise BuildError("the Go toolchain is needed to build kube-apiserver and etcd: install go")
+        names = " and ".join(packages)
+        raise BuildError(f"the Go toolchain is needed to build {names}: install go")
     env = _go_environment()
     # Build into a scratch folder and rename it into place, so an interrupted build
     # never leaves a half-written binary that a later run would take for a good one.
     scratch = Path(tempfile.mkdtemp(prefix=f".{release.cache_key}-", dir=target.parent))
     try:
-        for name, package in (("kube-apiserver", KUBE_PACKAGE), ("etcd", ETCD_PACKAGE)):
+        for name, package in packages.items():
             _build_one(
                 name=name,
                 package=package,

@@ -1,0 +1,181 @@
+"""Benchmark gitsync against its peer, `kubectl apply --server-side` (issue 13).
+
+The question a user asks is not how fast a cycle is in-process but whether gitsync is
+slower than the kubectl apply it replaces; so both run as whole processes, side by
+side on one API server (no controllers: only they talk to it), each in namespaces of
+its own, fresh for every run, with the same N objects:
+  * first apply of N ModelDeployments' InferenceServices (the namespace included),
+  * a no-op (the same again),
+  * one changed object among N.
+kubectl gets the objects gitsync itself renders (the snapshot and evaluation of the
+generated repo) in one YAML file; gitsync gets the repo. Figures are medians of
+--runs runs, and the table gives each gitsync figure's ratio kubectl / gitsync
+(above 1: gitsync is faster), for each --concurrency.
+
+Usage: .venv/bin/python bench/peer.py --n 1000 --runs 3 --concurrency 1 4 8
+  --before DIR also times the gitsync source tree in DIR (a `git archive` of an older
+  commit), at its own defaults, as the baseline of a change.
+It starts its own control plane in a temporary folder and stops it at the end;
+kubectl is built once from gitsync/dev/kube/go.mod (about a minute) and cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from reconcile import ROOT, git, make_repo, model
+
+from gitsync.dev import controlplane
+from gitsync.dev.binaries import ensure_kubectl
+from gitsync.evaluation import Evaluator
+from gitsync.render import RenderContext
+from gitsync.snapshot import read_folder
+
+PHASES = ("first apply", "no-op", "one change")
+CHANGED = 7  # the index of the model the "one change" phase edits
+
+
+def timed(command: list[str], *, env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{command[:4]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return seconds
+
+
+def rendered(work: Path, namespace: str) -> list[dict[str, Any]]:
+    """What gitsync would apply for the repo in ``work``, in ``namespace``."""
+    snapshot = read_folder(work)
+    context = RenderContext(instance="peer", default_namespace=namespace)
+    evaluation = Evaluator().evaluate(
+        snapshot.loaded, policies=snapshot.policies, context=context, blobs=snapshot.blobs
+    )
+    return [body for body in evaluation.desired if body is not None]
+
+
+def kubectl_run(
+    kubectl: Path, kubeconfig: Path, work: Path, tmp: Path, namespace: str
+) -> list[float]:
+    objects = rendered(work, namespace)
+    namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    manifest = tmp / f"{namespace}.yaml"
+    command = [str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side"]
+    command += ["-f", str(manifest)]
+
+    def write(documents: list[dict[str, Any]]) -> None:
+        manifest.write_text(
+            yaml.dump_all([namespace_doc, *documents], Dumper=yaml.CSafeDumper), encoding="utf-8"
+        )
+
+    write(objects)
+    first = timed(command)
+    noop = timed(command)
+    changed = copy.deepcopy(objects)
+    predictor = changed[CHANGED]["spec"]["predictor"]
+    model_spec = predictor.get("model") or predictor["sklearn"]
+    model_spec["storageUri"] += "-v2"
+    write(changed)
+    return [first, noop, timed(command)]
+
+
+def gitsync_run(
+    kubeconfig: Path, remote: Path, work: Path, tmp: Path, *, instance: str, env: dict[str, str]
+) -> list[float]:
+    # -P: not the current folder first on the path, so PYTHONPATH picks the tree.
+    command = [sys.executable, "-P", "-m", "gitsync", "sync", "--repo", remote.as_uri()]
+    command += ["--instance", instance, "--cache-dir", str(tmp / f"cache-{instance}")]
+    command += ["--kubeconfig", str(kubeconfig)]
+    first = timed(command, env=env)
+    # The first status said "applied, waiting for the controller"; this sync sees the
+    # live objects and records that once, so the next is a true no-op.
+    timed(command, env=env)
+    noop = timed(command, env=env)
+    path = work / "models" / "g000" / f"model-{CHANGED:05d}.yaml"
+    path.write_text(model(CHANGED, 2))
+    git("commit", "-qam", "one change", cwd=work)
+    git("push", "-q", str(remote), "main", cwd=work)
+    return [first, noop, timed(command, env=env)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--before", type=Path, default=None, help="an older gitsync source tree")
+    args = parser.parse_args()
+    kubectl = ensure_kubectl()
+
+    setups: dict[str, dict[str, str]] = {}
+    if args.before is not None:
+        setups["before"] = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
+    for workers in args.concurrency:
+        setups[f"c={workers}"] = {**os.environ, "GITSYNC_CONCURRENCY": str(workers)}
+
+    samples: dict[str, list[list[float]]] = {"kubectl": [], **{name: [] for name in setups}}
+    with tempfile.TemporaryDirectory(prefix="gitsync-peer-") as scratch:
+        tmp = Path(scratch)
+        crds = ROOT.parent / "shared" / "crds"
+        plane = controlplane.up(
+            tmp / "plane", crd_dirs=[crds / "kserve" / "full"], controllers=False
+        )
+        try:
+            for run in range(args.runs):
+                base = tmp / f"kubectl-{run}"
+                base.mkdir()
+                _, work = make_repo(base, args.n)
+                samples["kubectl"].append(
+                    kubectl_run(kubectl, plane.kubeconfig, work, tmp, f"kubectl-{run}")
+                )
+                # Each run starts with another setup: the server holds more objects
+                # as the runs go on, and no setup should always come first.
+                order = list(setups.items())
+                order = order[run % len(order) :] + order[: run % len(order)]
+                for index, (name, env) in enumerate(order):
+                    instance = f"g{run}-{index}"
+                    base = tmp / instance
+                    base.mkdir()
+                    remote, work = make_repo(base, args.n, namespace=instance)
+                    samples[name].append(
+                        gitsync_run(plane.kubeconfig, remote, work, tmp, instance=instance, env=env)
+                    )
+                print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
+        finally:
+            controlplane.down(tmp / "plane")
+    report(samples, n=args.n, runs=args.runs)
+
+
+def report(samples: dict[str, list[list[float]]], *, n: int, runs: int) -> None:
+    medians = {
+        name: [statistics.median(run[phase] for run in runs_) for phase in range(len(PHASES))]
+        for name, runs_ in samples.items()
+    }
+    gitsyncs = [name for name in medians if name != "kubectl"]
+    header = ["phase", "kubectl s"]
+    for name in gitsyncs:
+        header += [f"gitsync {name} s", "kubectl/gitsync"]
+    print(f"N={n}, medians of {runs} runs, each a whole process")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for phase, label in enumerate(PHASES):
+        kubectl = medians["kubectl"][phase]
+        row = [label, f"{kubectl:.2f}"]
+        for name in gitsyncs:
+            seconds = medians[name][phase]
+            row += [f"{seconds:.2f}", f"{kubectl / seconds:.2f}x"]
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
