@@ -27,23 +27,14 @@ from gitsync.status_store import StatusStore
 
 from .gitremotes import GitDaemon
 from .specrepo import SpecRepo, git
+from .test_reconcile import model as spec
 
 BRANCH = "gitsync/status"
 TEAMS = {"team-a": ("a-one", "a-two"), "team-b": ("b-one",), "team-c": ("c-one",)}
 
 
 def model(name: str, namespace: str, version: int) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "gitsync.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": {"team": "risk"}},
-            "spec": {
-                "model": {"format": "sklearn", "storageUri": f"s3://models/{name}/v{version}"},
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-            },
-        }
-    )
+    return spec(name, namespace, f"s3://models/{name}/v{version}")
 
 
 @pytest.fixture

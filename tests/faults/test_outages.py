@@ -15,8 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
-
 from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
@@ -26,22 +24,13 @@ from gitsync.result import Outcome
 
 from ..gitremotes import GitDaemon
 from ..specrepo import SpecRepo, git
+from ..test_reconcile import model as spec
 
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
 
 
 def model(name: str, namespace: str, version: int) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "gitsync.io/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": {"team": "risk"}},
-            "spec": {
-                "model": {"format": "sklearn", "storageUri": f"s3://models/{name}/v{version}"},
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-            },
-        }
-    )
+    return spec(name, namespace, f"s3://models/{name}/v{version}")
 
 
 def served(kube: KubeClient, namespace: str, instance: str) -> dict[str, str]:
