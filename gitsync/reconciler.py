@@ -54,7 +54,7 @@ from gitsync.rollout import (
 from gitsync.rollout import with_decision as _with_decision
 from gitsync.schedule import format_time
 from gitsync.snapshot import Snapshot, read_snapshot
-from gitsync.spec_status import Observations, inference_service_key, spec_statuses
+from gitsync.spec_status import ISVC_API, Observations, inference_service_key, spec_statuses
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus
 from gitsync.status_store import StatusStore
@@ -70,7 +70,7 @@ _T = TypeVar("_T")
 
 #: Kinds gitsync renders itself; listed every cycle so removed specs can be pruned.
 _RENDERED_KINDS: tuple[tuple[str, str], ...] = (
-    ("serving.kserve.io/v1beta1", "InferenceService"),
+    (ISVC_API, "InferenceService"),
     ("kubeflow.org/v1", "TFJob"),
     ("kubeflow.org/v1", "PyTorchJob"),
 )

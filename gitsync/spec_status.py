@@ -35,7 +35,7 @@ from gitsync.status_document import (
 from gitsync.training import TrainingPlan, jobs_by_training_run
 from gitsync.types import ObjectRef, format_resource
 
-__all__ = ["Observations", "inference_service_key", "spec_statuses"]
+__all__ = ["ISVC_API", "Observations", "inference_service_key", "spec_statuses"]
 
 ISVC_API = "serving.kserve.io/v1beta1"
 
@@ -202,10 +202,8 @@ def _entry_status(
             )
             transitions = (lineage, *transitions)
     elif isinstance(entry.spec, TrainingRun):
-        records = [
-            run_record(_name(job), _health(job, stale=ObjectRef.of(job) in stale), job)
-            for job in runs
-        ]
+        refs = [(ObjectRef.of(job), job) for job in runs]
+        records = [run_record(ref.name, _health(job, stale=ref in stale), job) for ref, job in refs]
         run = next((r for r in records if key is not None and r.name == key.name), None)
         if schedule is not None:
             schedule_info = _schedule_info(schedule, before.schedule if before else None)
@@ -328,7 +326,3 @@ def _schedule_info(decision: ScheduleDecision, previous: ScheduleInfo | None) ->
         next_tick=format_time(decision.next_tick) if decision.next_tick is not None else None,
         skipped=skipped or None,
     )
-
-
-def _name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("name", ""))

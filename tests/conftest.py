@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,33 @@ from gitsync.dev import prometheus as prom
 from gitsync.dev.controlplane import ControlPlane
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def daemon_argv(
+    *, repo_url: str, instance: str, kubeconfig: Path, cache: Path, interval: float, level: str
+) -> list[str]:
+    """``gitsync run`` as a process, polling fast and without jitter, for the tests
+    that kill it or load it."""
+    return [
+        sys.executable,
+        "-m",
+        "gitsync",
+        "run",
+        "--repo",
+        repo_url,
+        "--instance",
+        instance,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cache-dir",
+        str(cache),
+        "--interval",
+        str(interval),
+        "--jitter",
+        "0",
+        "--log-level",
+        level,
+    ]
 
 
 def crds_root() -> Path:

@@ -21,6 +21,7 @@ from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
 
+from .conftest import daemon_argv
 from .specrepo import SpecRepo, git
 
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
@@ -378,26 +379,14 @@ def test_a_daemon_killed_at_random_points_resumes_without_skipping(
     instance = f"kill-{uuid.uuid4().hex[:6]}"
     repo.write("models/fraud.yaml", canary_model(namespace, prometheus_url, version=1))
     repo.commit("fraud v1")
-    argv = [
-        sys.executable,
-        "-m",
-        "gitsync",
-        "run",
-        "--repo",
-        repo.url,
-        "--instance",
-        instance,
-        "--kubeconfig",
-        str(control_plane.kubeconfig),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--interval",
-        "0.5",
-        "--jitter",
-        "0",
-        "--log-level",
-        "warning",
-    ]
+    argv = daemon_argv(
+        repo_url=repo.url,
+        instance=instance,
+        kubeconfig=control_plane.kubeconfig,
+        cache=tmp_path / "cache",
+        interval=0.5,
+        level="warning",
+    )
 
     def run_for(seconds: float) -> None:
         daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -8,17 +8,14 @@ import os
 import random
 import shutil
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
-from gitsync.dev.controlplane import ControlPlane
-from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.reconciler import Reconciler
 from gitsync.render import LABEL_INSTANCE
 
 from ..specrepo import SpecRepo
@@ -107,16 +104,6 @@ def repo(tmp_path: Path, namespace: str) -> SpecRepo:
     )
     spec_repo.commit("initial specs")
     return spec_repo
-
-
-@pytest.fixture
-def reconciler(repo: SpecRepo, control_plane: ControlPlane, tmp_path: Path) -> Iterator[Reconciler]:
-    git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
-    kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
-    options = SyncOptions(path="specs", instance=f"test-{uuid.uuid4().hex[:6]}")
-    yield Reconciler(git=git, kube=kube, options=options)
-    kube.close()
-    git.close()
 
 
 def managed(kube: KubeClient, namespace: str, instance: str) -> set[tuple[str, str]]:

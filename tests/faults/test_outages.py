@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ from gitsync.errors import GitUnavailableError, Remedy
 from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.result import Outcome
 
+from ..conftest import daemon_argv
 from ..gitremotes import GitDaemon
 from ..specrepo import SpecRepo, git
 from ..test_reconcile import model as spec
@@ -99,26 +99,14 @@ def test_every_commit_pushed_under_load_is_reflected_live(
         repo.write(f"models/{name}.yaml", model(name, namespace, 1))
     repo.commit("five models")
     instance = f"load-{uuid.uuid4().hex[:6]}"
-    argv = [
-        sys.executable,
-        "-m",
-        "gitsync",
-        "run",
-        "--repo",
-        repo.url,
-        "--instance",
-        instance,
-        "--kubeconfig",
-        str(control_plane.kubeconfig),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--interval",
-        "0.3",
-        "--jitter",
-        "0",
-        "--log-level",
-        "error",
-    ]
+    argv = daemon_argv(
+        repo_url=repo.url,
+        instance=instance,
+        kubeconfig=control_plane.kubeconfig,
+        cache=tmp_path / "cache",
+        interval=0.3,
+        level="error",
+    )
     rng = random.Random(11)
     pushed = 0
     daemon = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -6,17 +6,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
-from gitsync.dev.controlplane import ControlPlane
 from gitsync.diff import Action
-from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.reconciler import Reconciler
 from gitsync.result import Outcome
 
 from ..specrepo import SpecRepo
@@ -40,16 +37,6 @@ def repo(tmp_path: Path, namespace: str) -> SpecRepo:
     spec_repo.write("specs/platform/config.yaml", configmaps(namespace, "one", "two"))
     spec_repo.commit("initial specs")
     return spec_repo
-
-
-@pytest.fixture
-def reconciler(repo: SpecRepo, control_plane: ControlPlane, tmp_path: Path) -> Iterator[Reconciler]:
-    git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
-    kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
-    options = SyncOptions(path="specs", instance=f"test-{uuid.uuid4().hex[:6]}")
-    yield Reconciler(git=git, kube=kube, options=options)
-    kube.close()
-    git.close()
 
 
 def configmap_names(kube: KubeClient, namespace: str) -> set[str]:
