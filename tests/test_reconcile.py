@@ -257,14 +257,14 @@ def test_drift_is_reverted_and_reported(
 ) -> None:
     reconciler.cycle()
     # What `kubectl edit` does: an update by another field manager.
-    live = kube.get(*ISVC, "alpha", namespace=namespace)
-    assert live is not None
-    live["spec"]["predictor"]["model"]["storageUri"] = "s3://hand/edited"
+    # A merge patch carries no resourceVersion, so the dev controller writing
+    # status meanwhile cannot turn the edit into a 409.
     kube.request(
-        "PUT",
+        "PATCH",
         f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/alpha",
         query={"fieldManager": "kubectl-edit"},
-        body=live,
+        body={"spec": {"predictor": {"model": {"storageUri": "s3://hand/edited"}}}},
+        content_type="application/merge-patch+json",
     )
 
     report = reconciler.cycle()
@@ -339,14 +339,12 @@ def test_watching_skips_quiet_cycles_and_wakes_on_drift(
             time.sleep(0.3)
         assert report.changes.changes == ()
 
-        live = kube.get(*ISVC, "beta", namespace=namespace)
-        assert live is not None
-        live["spec"]["predictor"]["minReplicas"] = 7
         kube.request(
-            "PUT",
+            "PATCH",
             f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/beta",
             query={"fieldManager": "kubectl-edit"},
-            body=live,
+            body={"spec": {"predictor": {"minReplicas": 7}}},
+            content_type="application/merge-patch+json",
         )
         deadline = time.monotonic() + 10
         while (report := reconciler.cycle()).skipped:
