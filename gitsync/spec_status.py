@@ -194,7 +194,7 @@ def _entry_status(
     if isinstance(entry.spec, ModelDeployment):
         ref = entry.spec.spec.model.training_run(namespace)
         trained = context.trained.get(ref) if ref is not None else None
-        model = _model_info(entry.spec, body, health, trained)
+        model = _model_info(entry.spec, body, health, trained, before=before, now=now)
         if trained is not None and trained.run != _served_run(before):
             lineage = (
                 f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
@@ -286,6 +286,9 @@ def _model_info(
     body: Mapping[str, Any] | None,
     health: HealthReport | None,
     trained: TrainedModel | None,
+    *,
+    before: StatusDocument | None,
+    now: str,
 ) -> ModelInfo:
     lineage = None
     if spec.spec.model.from_training_run is not None:
@@ -295,9 +298,18 @@ def _model_info(
             source_commit=trained.source_commit if trained else None,
             completion_time=trained.completion_time if trained else None,
         )
+    storage_uri = body["spec"]["predictor"]["model"]["storageUri"] if body else None
+    kept = before.model if before is not None else None
+    if storage_uri is None:
+        served_since = None
+    elif kept is not None and kept.storage_uri == storage_uri and kept.served_since:
+        served_since = kept.served_since
+    else:
+        served_since = now
     return ModelInfo(
         format=spec.spec.model.format,
-        storage_uri=body["spec"]["predictor"]["model"]["storageUri"] if body else None,
+        storage_uri=storage_uri,
+        served_since=served_since,
         from_training_run=lineage,
         url=(health.url or None) if health else None,
         traffic=tuple(

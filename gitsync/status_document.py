@@ -112,6 +112,9 @@ class Lineage:
 class ModelInfo:
     format: str | None = None
     storage_uri: str | None = None
+    #: When this storageUri was first rendered for the model: a model following
+    #: this one holds its promotion from then (see :mod:`gitsync.pipeline`).
+    served_since: str | None = None
     from_training_run: Lineage | None = None
     url: str | None = None
     traffic: tuple[Traffic, ...] = ()

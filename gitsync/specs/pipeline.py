@@ -1,0 +1,89 @@
+"""How a model chooses what to serve from upstream: which training run (``select``),
+what a run must show first (``gates``), and which model it follows between
+environments (``fromModelDeployment``).
+
+A gate is the quality bar between training and serving, the step a Kubeflow
+Pipeline writes as an "evaluate" component before its KServe component; here it is
+declared beside the model, so the bar is reviewed in the same pull request as the
+model it guards. Promotion follows Kargo's and GitOps Promoter's idea of a stage
+that takes what the previous stage verified, kept to what a model needs: serve what
+the upstream model serves once it has been healthy (and its analysis passing) for a
+declared time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from gitsync.specs.common import DNS1123_LABEL, DnsLabel, Duration, StrictModel
+
+__all__ = ["MetricGate", "RunSelection", "Upstream"]
+
+MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$")]
+
+
+class RunSelection(StrictModel):
+    """Which of the runs that pass every gate a model serves."""
+
+    by: Literal["latest", "best"] = Field(
+        default="latest", description="latest: the newest passing run; best: by `metric`"
+    )
+    metric: MetricName | None = Field(
+        default=None, description="With by: best, the metric that ranks the runs"
+    )
+    order: Literal["max", "min"] = Field(
+        default="max", description="With by: best, whether a higher or lower value is better"
+    )
+
+    @model_validator(mode="after")
+    def _best_names_a_metric(self) -> RunSelection:
+        if self.by == "best" and self.metric is None:
+            raise ValueError("select.by: best needs the metric that ranks the runs")
+        if self.by == "latest" and self.metric is not None:
+            raise ValueError("select.metric ranks runs only with by: best")
+        return self
+
+
+class MetricGate(StrictModel):
+    """A bound a run's metric must meet before the run is served.
+
+    The value is what the run reported (a TrainJob's ``trainerStatus.metrics``), or,
+    with ``query``, what Prometheus answers to it (``{run}`` is the run's name).
+    A metric that is missing or cannot be read fails the gate: no evidence is never
+    a pass.
+    """
+
+    metric: MetricName
+    min: float | None = None
+    max: float | None = None
+    query: str | None = Field(
+        default=None, description="PromQL answering the metric for one run; {run} is its name"
+    )
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> MetricGate:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class Upstream(StrictModel):
+    """The ModelDeployment (of this or another gitsync instance) whose model this one
+    takes once that one has proven itself."""
+
+    name: Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
+    namespace: DnsLabel | None = Field(default=None, description="Default: this model's")
+    instance: DnsLabel | None = Field(
+        default=None,
+        description="The gitsync instance that deploys it (its status documents are read "
+        "from the shared status branch); default: this one",
+    )
+    healthy_for: Duration = Field(
+        default="0s",
+        description="How long the upstream model must have been Ready, with no failing "
+        "analysis, before this one takes it",
+    )

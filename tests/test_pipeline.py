@@ -1,0 +1,265 @@
+"""The pipeline's decisions as tables: which run passes its gates, which is chosen,
+and when a model takes what its upstream serves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from gitsync.pipeline import Candidate, choose_run, decide_promotion, judge_run
+from gitsync.specs.pipeline import MetricGate, RunSelection, Upstream
+from gitsync.status_document import (
+    Condition,
+    ModelInfo,
+    Phase,
+    RolloutInfo,
+    StatusDocument,
+)
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def run(name: str, completed: str, **metrics: float) -> Candidate:
+    return Candidate(
+        run=name,
+        output_uri=f"s3://models/{name}",
+        completion_time=completed,
+        source_commit="c0ffee",
+        metrics=metrics,
+    )
+
+
+ACCURACY = MetricGate(metric="accuracy", min=0.92)
+LOSS = MetricGate(metric="loss", max=0.3)
+OLD = run("r-old", "2026-11-30T10:00:00Z", accuracy=0.95, loss=0.2)
+MID = run("r-mid", "2026-11-30T11:00:00Z", accuracy=0.97, loss=0.25)
+NEW = run("r-new", "2026-11-30T12:00:00Z", accuracy=0.90, loss=0.1)
+UNREPORTED = run("r-bare", "2026-11-30T13:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("candidate", "gates", "passed", "evidence"),
+    [
+        pytest.param(OLD, [], True, (), id="no-gates"),
+        pytest.param(OLD, [ACCURACY], True, ("accuracy 0.95 >= 0.92",), id="above-min"),
+        pytest.param(NEW, [ACCURACY], False, ("accuracy 0.9 < min 0.92",), id="below-min"),
+        pytest.param(
+            MID, [ACCURACY, LOSS], True, ("accuracy 0.97 >= 0.92", "loss 0.25 <= 0.3"), id="both"
+        ),
+        pytest.param(
+            run("r", "t", loss=0.5), [LOSS], False, ("loss 0.5 > max 0.3",), id="above-max"
+        ),
+        pytest.param(
+            UNREPORTED, [ACCURACY], False, ("accuracy not reported: fails",), id="missing"
+        ),
+        pytest.param(
+            run("r", "t", accuracy=0.92), [ACCURACY], True, ("accuracy 0.92 >= 0.92",), id="edge"
+        ),
+        pytest.param(
+            run("r", "t", accuracy=0.5),
+            [MetricGate(metric="accuracy", min=0.4, max=0.6)],
+            True,
+            ("accuracy 0.5 >= 0.4 and <= 0.6",),
+            id="band",
+        ),
+    ],
+)
+def test_judge_run(
+    candidate: Candidate, gates: list[MetricGate], passed: bool, evidence: tuple[str, ...]
+) -> None:
+    result = judge_run(candidate, gates)
+    assert (result.passed, result.evidence) == (passed, evidence)
+
+
+@pytest.mark.parametrize(
+    ("selection", "gates", "candidates", "chosen"),
+    [
+        pytest.param(RunSelection(), [], [OLD, NEW, MID], "r-new", id="latest"),
+        pytest.param(RunSelection(), [ACCURACY], [OLD, NEW, MID], "r-mid", id="latest-passing"),
+        pytest.param(
+            RunSelection(by="best", metric="accuracy"), [], [OLD, NEW, MID], "r-mid", id="best-max"
+        ),
+        pytest.param(
+            RunSelection(by="best", metric="loss", order="min"),
+            [],
+            [OLD, NEW, MID],
+            "r-new",
+            id="best-min",
+        ),
+        pytest.param(
+            RunSelection(by="best", metric="loss", order="min"),
+            [ACCURACY],
+            [OLD, NEW, MID],
+            "r-old",
+            id="best-among-passing",
+        ),
+        pytest.param(
+            RunSelection(by="best", metric="accuracy"),
+            [],
+            [UNREPORTED, OLD],
+            "r-old",
+            id="best-skips-unranked",
+        ),
+        pytest.param(
+            RunSelection(by="best", metric="accuracy"),
+            [],
+            [
+                run("a", "2026-01-01T00:00:00Z", accuracy=0.9),
+                run("b", "2026-01-02T00:00:00Z", accuracy=0.9),
+            ],
+            "b",
+            id="tie-goes-to-newer",
+        ),
+        pytest.param(RunSelection(), [ACCURACY], [NEW, UNREPORTED], None, id="none-passes"),
+        pytest.param(RunSelection(), [], [], None, id="no-runs"),
+    ],
+)
+def test_choose_run(
+    selection: RunSelection,
+    gates: list[MetricGate],
+    candidates: list[Candidate],
+    chosen: str | None,
+) -> None:
+    choice = choose_run(candidates, selection=selection, gates=gates)
+    assert (choice.chosen.run if choice.chosen else None) == chosen
+    assert [j.run for j in choice.judged] == [
+        c.run for c in sorted(candidates, key=lambda c: c.completion_time, reverse=True)
+    ]
+
+
+def test_a_failed_gate_says_why_with_the_newest_evidence() -> None:
+    choice = choose_run(
+        [OLD, NEW], selection=RunSelection(), gates=[MetricGate(metric="accuracy", min=0.99)]
+    )
+    assert choice.chosen is None
+    assert choice.reason == "no run passes its gates (newest, r-new: accuracy 0.9 < min 0.99)"
+    assert choose_run([], selection=RunSelection(), gates=[]).reason == (
+        "no Succeeded run with an output yet"
+    )
+    assert choose_run([OLD], selection=RunSelection(), gates=[ACCURACY]).reason == (
+        "run r-old passed: accuracy 0.95 >= 0.92"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param({"by": "best"}, "needs the metric", id="best-without-metric"),
+        pytest.param({"metric": "accuracy"}, "only with by: best", id="metric-without-best"),
+    ],
+)
+def test_selection_is_checked(data: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RunSelection.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param({"metric": "accuracy"}, "needs min or max", id="no-bound"),
+        pytest.param({"metric": "a", "min": 2, "max": 1}, "above max", id="inverted"),
+        pytest.param({"metric": "accuracy", "minimum": 1}, "Extra inputs", id="unknown-field"),
+    ],
+)
+def test_gate_is_checked(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        MetricGate.model_validate(data)
+
+
+def staging(
+    *,
+    phase: Phase = Phase.HEALTHY,
+    ready: str = "True",
+    ready_since: str = "2026-12-01T10:00:00Z",
+    served_since: str | None = "2026-12-01T10:30:00Z",
+    storage_uri: str | None = "s3://models/r-mid",
+    rollout: str | None = None,
+) -> StatusDocument:
+    return StatusDocument(
+        kind="ModelDeployment",
+        name="fraud",
+        namespace="ml-staging",
+        source="specs/staging/fraud.yaml",
+        source_commit="abc1234",
+        phase=phase,
+        message="",
+        conditions=(
+            Condition(
+                type="Ready",
+                status=ready,  # type: ignore[arg-type]
+                reason="Ready",
+                message="",
+                last_transition_time=ready_since,
+            ),
+        ),
+        model=ModelInfo(format="sklearn", storage_uri=storage_uri, served_since=served_since),
+        rollout=RolloutInfo(phase=rollout, traffic=10, step=1) if rollout else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "hold", "take", "waiting"),
+    [
+        pytest.param(staging(), "1h", "s3://models/r-mid", None, id="held-long-enough"),
+        pytest.param(
+            staging(),
+            "2h",
+            None,
+            "ModelDeployment ml-staging/fraud Ready since 2026-12-01T10:30:00Z; "
+            "healthyFor 2h ends 2026-12-01T12:30:00Z",
+            id="hold-counts-from-the-new-model",
+        ),
+        pytest.param(
+            staging(served_since=None), "2h", "s3://models/r-mid", None, id="ready-since-only"
+        ),
+        pytest.param(staging(), "0s", "s3://models/r-mid", None, id="no-hold"),
+        pytest.param(
+            staging(phase=Phase.DEGRADED),
+            "0s",
+            None,
+            "ModelDeployment ml-staging/fraud is Degraded, not Healthy",
+            id="degraded",
+        ),
+        pytest.param(
+            staging(ready="False"),
+            "0s",
+            None,
+            "ModelDeployment ml-staging/fraud is not Ready",
+            id="not-ready",
+        ),
+        pytest.param(
+            staging(rollout="Progressing"),
+            "0s",
+            None,
+            "ModelDeployment ml-staging/fraud is mid-rollout",
+            id="mid-rollout",
+        ),
+        pytest.param(
+            staging(rollout="RolledBack"),
+            "0s",
+            None,
+            "ModelDeployment ml-staging/fraud rolled back its last rollout",
+            id="failed-analysis-never-promotes",
+        ),
+        pytest.param(staging(rollout="Promoted"), "0s", "s3://models/r-mid", None, id="promoted"),
+        pytest.param(
+            staging(storage_uri=None),
+            "0s",
+            None,
+            "ModelDeployment ml-staging/fraud serves no model yet",
+            id="serves-nothing",
+        ),
+        pytest.param(None, "0s", None, "no status of fraud yet", id="no-document"),
+    ],
+)
+def test_decide_promotion(
+    document: StatusDocument | None, hold: str, take: str | None, waiting: str | None
+) -> None:
+    decision = decide_promotion(
+        Upstream.model_validate({"name": "fraud", "healthyFor": hold}), document, now=NOW
+    )
+    assert (decision.take, decision.waiting) == (take, waiting)
+    if waiting and "healthyFor" in waiting:
+        assert decision.due == datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
