@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
+import yaml
 
 from gitsync import __version__, trailers
 from gitsync.diff import Action
@@ -26,6 +27,7 @@ from gitsync.errors import ConfigurationError, GitError, GitsyncError
 from gitsync.evaluation import Evaluation, Evaluator, spec_objects
 from gitsync.health import assess
 from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
+from gitsync.importing import Refused, import_text
 from gitsync.loading import Severity
 from gitsync.plan import make_plan
 from gitsync.policy import PolicySet, verdict_lines
@@ -202,6 +204,68 @@ def validate(path: Path, output: str) -> None:
             f"{len(snap.policies.policies)} policies: {verdict}"
         )
     sys.exit(1 if diagnostics else 0)
+
+
+# --- import ---------------------------------------------------------------------------
+
+
+@cli.command("import")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file a spec under OUT/<namespace>/ instead of printing them",
+)
+@click.option(
+    "--namespace",
+    default="default",
+    show_default=True,
+    help="The namespace of objects that name none (the repo's defaults.namespace)",
+)
+def import_(files: tuple[Path, ...], out: Path | None, namespace: str) -> None:
+    """Turn Kubernetes manifests (InferenceServices, or anything else) into the specs
+    that render back to them exactly, apart from gitsync's own stamps.
+
+    Exit 1 when any object was refused (the others are still imported); existing
+    files under --out are never overwritten.
+    """
+    refused = 0
+    printed: list[str] = []
+    for file in files:
+        for result in import_text(str(file), file.read_bytes(), default_namespace=namespace):
+            if isinstance(result, Refused):
+                refused += 1
+                _echo_err(f"{result.source}: refused: {result.reason}")
+                continue
+            header = "".join(f"# {line}\n" for line in (f"from {result.source}", *result.notes))
+            text = header + yaml.dump(result.document, Dumper=yaml.CSafeDumper, sort_keys=False)
+            if out is None:
+                printed.append(text)
+                continue
+            metadata = result.document["metadata"]
+            target = (
+                out / str(metadata.get("namespace") or namespace) / _import_file(result.document)
+            )
+            if target.exists():
+                refused += 1
+                _echo_err(f"{result.source}: refused: {target} exists (never overwritten)")
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            _echo_err(f"{result.source}: wrote {target}")
+    if printed:
+        click.echo("---\n".join(printed), nl=False)
+    sys.exit(1 if refused else 0)
+
+
+def _import_file(document: Mapping[str, Any]) -> str:
+    """``<name>.yaml`` for a gitsync spec, ``<kind>-<name>.yaml`` for a kept object."""
+    name = str(document["metadata"]["name"])
+    if str(document.get("apiVersion", "")).startswith("gitsync.io/"):
+        return f"{name}.yaml"
+    return f"{str(document['kind']).lower()}-{name}.yaml"
 
 
 @cli.command()
