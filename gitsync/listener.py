@@ -135,7 +135,10 @@ class Listener:
             raise ConfigurationError(f"--listen {host}:{port}: {exc.strerror}") from exc
         self._server.listener = self
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="gitsync-listener", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},  # how soon close() returns
+            name="gitsync-listener",
+            daemon=True,
         )
 
     @property
