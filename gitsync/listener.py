@@ -16,10 +16,12 @@ no TLS (a Service and a NetworkPolicy front it in a cluster, as for Flux's and A
 CD's metrics ports), a scrape every few seconds and a hook per push. A framework
 (and an ASGI server) would bring more code than it saves; what the stdlib lacks for
 hostile input is added here: a cap on connections served at once (a flood is
-refused, not given a thread each), a socket timeout (a client that sends half a
-body is dropped), a strict Content-Length (no chunked bodies, no length over
-:data:`~gitsync.webhooks.MAX_BODY_BYTES`), and a request log that never holds a
-header, so neither the secret nor a signature is ever logged.
+refused, not given a thread each), a socket timeout and a deadline per request (a
+client that sends half a body, or trickles it, is dropped), a strict Content-Length
+(no chunked bodies, no length over :data:`~gitsync.webhooks.MAX_BODY_BYTES`), and a
+request log that never holds a header, so neither the secret nor a signature is
+ever logged. A flood can still fill the slots and fail the probes for as long as it
+lasts: the port belongs behind a NetworkPolicy, the hooks behind an Ingress.
 
 Status codes of the hooks: 202 for an authentic delivery (the body says whether it
 woke the daemon: a push to another branch, a ping, another event do not), 401 for a
@@ -32,6 +34,7 @@ fault of the server); the body says how to turn hooks on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -50,7 +53,7 @@ from gitsync.metrics import CONTENT_TYPE, Metrics
 from gitsync.telemetry import Progress, alive, ready
 from gitsync.webhooks import MAX_BODY_BYTES, Forge, HookVerdict, judge
 
-__all__ = ["SECRET_ENV", "Listener", "parse_address", "webhook_secret"]
+__all__ = ["REQUEST_DEADLINE", "SECRET_ENV", "Listener", "parse_address", "webhook_secret"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +62,9 @@ SECRET_ENV: Final = "GITSYNC_WEBHOOK_SECRET"  # noqa: S105 - its name, not its v
 _MAX_CONNECTIONS: Final = 32
 #: Seconds a connection may sit idle in a read (slow or half-sent bodies).
 _SOCKET_TIMEOUT: Final = 10.0
+#: Seconds a whole request may take, however it trickles in: a client sending a byte
+#: every few seconds would otherwise hold one of the connection slots for good.
+REQUEST_DEADLINE: Final = 15.0
 _CONTENT_LENGTH: Final = re.compile(r"[0-9]{1,16}")
 _ADDRESS: Final = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>[0-9]{1,5})$"
@@ -220,6 +226,11 @@ class _Server(ThreadingHTTPServer):
             self._slots.release()  # no thread was started to release it
             raise
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The stdlib prints a traceback to stderr: for a client that hung up or was
+        # cut off, one debug line is enough.
+        log.debug("http connection failed", client=str(client_address[0]))
+
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
@@ -234,8 +245,24 @@ class _Server6(_Server):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = _SOCKET_TIMEOUT
+    deadline = REQUEST_DEADLINE
     server_version = "gitsync"
     sys_version = ""
+
+    def handle(self) -> None:
+        # One timer per connection, so at most _MAX_CONNECTIONS of them.
+        timer = threading.Timer(self.deadline, self._cut)
+        timer.daemon = True
+        timer.start()
+        try:
+            super().handle()
+        finally:
+            timer.cancel()
+
+    def _cut(self) -> None:
+        """Past the deadline: end the connection, which ends the read it hangs in."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def do_GET(self) -> None:
         listener = self.server.listener

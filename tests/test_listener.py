@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import http.client
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,3 +275,27 @@ def test_the_secret_from_a_file_or_the_environment(tmp_path: Path) -> None:
         webhook_secret(None, {"GITSYNC_WEBHOOK_SECRET": ""})
     with pytest.raises(ConfigurationError, match="missing"):
         webhook_secret(tmp_path / "missing", {})
+
+
+def test_a_trickling_client_is_cut_off_at_the_deadline(
+    listener: Listener, loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitsync import listener as module  # noqa: PLC0415 - the handler class is private
+
+    monkeypatch.setattr(module._Handler, "deadline", 0.5)
+    started = time.monotonic()
+    closed = False
+    with socket.create_connection(listener.address, timeout=10) as sock:
+        sock.sendall(b"POST /hooks/github HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{")
+        while not closed and time.monotonic() - started < 5:
+            time.sleep(0.1)  # a byte at a time, each well within the socket timeout
+            try:
+                sock.sendall(b" ")
+                closed = sock.recv(1, socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                continue
+            except OSError:
+                closed = True
+    assert closed
+    assert time.monotonic() - started < 2.0
+    assert loop.wakes == 0
