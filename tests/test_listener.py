@@ -299,3 +299,22 @@ def test_a_trickling_client_is_cut_off_at_the_deadline(
     assert closed
     assert time.monotonic() - started < 2.0
     assert loop.wakes == 0
+
+
+def test_connections_over_the_cap_are_closed_unanswered(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitsync import listener as module  # noqa: PLC0415 - the cap is private
+
+    monkeypatch.setattr(module, "_MAX_CONNECTIONS", 2)
+    served = listening(loop, SECRET)
+    try:
+        idle = [socket.create_connection(served.address, timeout=5) for _ in range(2)]
+        time.sleep(0.2)  # both accepted and held by their handler threads
+        assert raw(served, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") == b""
+        for sock in idle:
+            sock.close()
+        time.sleep(0.2)
+        assert request(served, "GET", "/healthz")[0] == 200  # slots come back
+    finally:
+        served.close()
