@@ -7,6 +7,7 @@ loop state. tests/test_service.py runs the whole ``gitsync run`` process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -81,15 +82,17 @@ def request(
         connection.close()
 
 
-def raw(listener: Listener, data: bytes, *, half_close: bool = True) -> bytes:
-    """Send bytes as they are and read the answer (for what http.client won't send)."""
+def raw(listener: Listener, data: bytes) -> bytes:
+    """Send bytes as they are and read the answer (for what http.client won't send);
+    b"" when the server closed the connection unanswered."""
     with socket.create_connection(listener.address, timeout=15) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
         answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(data)
+            with contextlib.suppress(OSError):  # the server may have closed already
+                sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                answer += chunk
     return answer
 
 
