@@ -877,6 +877,8 @@ def run(
 
         address, secret = parse_address(listen), webhook_secret(webhook_secret_file)
         metrics = Metrics()
+    elif webhook_secret_file is not None:
+        raise ConfigurationError("--webhook-secret-file needs --listen: hooks arrive over it")
     reconciler = _reconciler(**options, watch=True, metrics=metrics)
 
     def cycle() -> CycleReport:
