@@ -7,6 +7,7 @@ Every option can also come from a ``GITSYNC_<OPTION>`` environment variable
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
     # `gitsync validate` takes to run, and pygit2 and structlog are not free either.
     from gitsync.clients.git import Repository
     from gitsync.clients.kube import KubeClient
-    from gitsync.reconciler import Reconciler
+    from gitsync.metrics import Metrics
+    from gitsync.reconciler import CycleReport, Reconciler
 
 __all__ = ["main"]
 
@@ -787,6 +789,7 @@ def _reconciler(
     kube_api_burst: int | None,
     wait_timeout: float = 0.0,
     watch: bool = False,
+    metrics: Metrics | None = None,
 ) -> Reconciler:
     from gitsync.clients.git import (  # noqa: PLC0415 - see TYPE_CHECKING above
         Credentials,
@@ -825,6 +828,7 @@ def _reconciler(
         credentials=credentials,
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
+        observer=metrics.record_git if metrics else None,
     )
     kube = KubeClient.from_kubeconfig(
         kubeconfig,
@@ -832,6 +836,7 @@ def _reconciler(
         concurrency=DEFAULT_CONCURRENCY if concurrency is None else concurrency,
         qps=DEFAULT_QPS if kube_api_qps is None else kube_api_qps,
         burst=DEFAULT_BURST if kube_api_burst is None else kube_api_burst,
+        observer=metrics.record_kube if metrics else None,
     )
     options = SyncOptions(
         path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
@@ -894,19 +899,80 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
 @_sync_options
 @_option("--interval", type=float, default=30.0, show_default=True, help="Seconds.")
 @_option("--jitter", type=float, default=None, help="Seconds. Default: interval / 10.")
+@_option(
+    "--listen",
+    default=None,
+    help="Serve /metrics, /healthz, /readyz and /hooks/{github,gitlab,generic} at"
+    " HOST:PORT (:PORT for every interface). Default: no listener.",
+)
+@_option(
+    "--webhook-secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The hooks' shared secret. Default: $GITSYNC_WEBHOOK_SECRET; neither: hooks off.",
+)
+@_option(
+    "--cycle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds a cycle may run before /healthz says the loop is stuck.",
+)
 def run(
-    log_format: str, log_level: str | None, interval: float, jitter: float | None, **options: Any
+    *,
+    log_format: str,
+    log_level: str | None,
+    interval: float,
+    jitter: float | None,
+    listen: str | None,
+    webhook_secret_file: Path | None,
+    cycle_timeout: float,
+    **options: Any,
 ) -> None:
-    """Reconcile every --interval seconds until SIGTERM."""
+    """Reconcile every --interval seconds until SIGTERM; a push webhook wakes it."""
     from gitsync.daemon import Daemon  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.log import configure as configure_logging  # noqa: PLC0415 - see TYPE_CHECKING above
 
     configure_logging(json=log_format == "json", level=log_level or "info")
-    reconciler = _reconciler(**options, watch=True)
+    metrics: Metrics | None = None
+    if listen is not None:
+        from gitsync.listener import parse_address, webhook_secret  # noqa: PLC0415 - see TYPE_CHECKING above
+        from gitsync.metrics import Metrics  # noqa: PLC0415 - see TYPE_CHECKING above
+
+        address, secret = parse_address(listen), webhook_secret(webhook_secret_file)
+        metrics = Metrics()
+    elif webhook_secret_file is not None:
+        raise ConfigurationError("--webhook-secret-file needs --listen: hooks arrive over it")
+    reconciler = _reconciler(**options, watch=True, metrics=metrics)
+
+    def cycle() -> CycleReport:
+        report = reconciler.cycle()
+        if metrics is not None:
+            metrics.record_cycle(report)
+        return report
+
+    daemon = Daemon(
+        cycle,
+        interval=interval,
+        jitter=interval / 10 if jitter is None else jitter,
+        cycle_timeout=cycle_timeout,
+    )
     try:
-        Daemon(
-            reconciler.cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter
-        ).run()
+        with contextlib.ExitStack() as stack:
+            if metrics is not None:
+                from gitsync.listener import Listener  # noqa: PLC0415 - see TYPE_CHECKING above
+
+                listener = Listener(
+                    address,
+                    metrics=metrics,
+                    progress=lambda: daemon.progress,
+                    wake=daemon.wake,
+                    branch=options["branch"],
+                    secret=secret,
+                    clock=time.monotonic,
+                ).start()
+                stack.callback(listener.close)
+            daemon.run()
     finally:
         reconciler.close()
 

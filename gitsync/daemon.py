@@ -35,6 +35,12 @@ calling the cycle then waiting on a :class:`threading.Event` gives the same
 guarantees by construction (never two cycles at once, nothing to catch up) and one
 dependency fewer. SIGTERM and SIGINT set the event: the running cycle finishes,
 then the daemon stops (and says so only then: a signal handler must not log).
+
+:meth:`Daemon.wake` (a push webhook) cuts the wait short through a second event.
+Wakes coalesce by construction: any number of them during a cycle leave the event
+set once, so one more cycle runs, and the loop is still the only caller of the
+cycle. The loop also keeps a :class:`~gitsync.telemetry.Progress` for the probes:
+it promises its next sign of life within the delay it chose plus ``cycle_timeout``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
@@ -51,6 +58,7 @@ import structlog
 from gitsync.backoff import Backoff
 from gitsync.errors import ConfigurationError, GitsyncError, Remedy
 from gitsync.result import CycleResult, Outcome
+from gitsync.telemetry import Progress
 
 __all__ = ["Cycled", "Daemon"]
 
@@ -81,10 +89,17 @@ class Daemon:
         interval: float,
         jitter: float,
         max_backoff: float = 600.0,
+        cycle_timeout: float = 300.0,
         rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if interval <= 0 or jitter < 0:
-            raise ConfigurationError("the interval must be positive and the jitter not negative")
+        """``cycle_timeout`` is how long a cycle may run before :attr:`progress` says
+        the loop is stuck (gitsync does not cut a cycle short: the liveness probe's
+        restart does)."""
+        if interval <= 0 or jitter < 0 or cycle_timeout <= 0:
+            raise ConfigurationError(
+                "the interval and cycle timeout must be positive and the jitter not negative"
+            )
         self._cycle = cycle
         self._interval = interval
         self._jitter = jitter
@@ -97,7 +112,12 @@ class Daemon:
         self._rand = rand
         self._failures = 0
         self._stop = threading.Event()
+        #: Set by stop() too, so one wait serves both.
+        self._wake = threading.Event()
         self._signal: signal.Signals | None = None
+        self._cycle_timeout = cycle_timeout
+        self._clock = clock
+        self._progress = Progress(cycles=0, due_by=clock() + cycle_timeout)
 
     def run(self) -> None:
         """Block until SIGTERM or SIGINT; the cycle in progress finishes first."""
@@ -107,7 +127,10 @@ class Daemon:
         log.info("daemon started", interval_s=self._interval, jitter_s=self._jitter)
         try:
             while not self._stop.is_set():
-                self._stop.wait(self.tick())
+                # Cleared before the cycle: a wake during it runs one more cycle.
+                self._wake.clear()
+                delay = self.tick()
+                self._wake.wait(delay)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -118,6 +141,16 @@ class Daemon:
     def stop(self) -> None:
         """Stop after the cycle in progress, if any."""
         self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Run a cycle now, or right after the one in progress; thread-safe."""
+        self._wake.set()
+
+    @property
+    def progress(self) -> Progress:
+        """Where the loop stands, for the probes; safe to read from any thread."""
+        return self._progress
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # No logging here: the handler runs on the main thread between two bytecodes,
@@ -128,6 +161,11 @@ class Daemon:
     def tick(self) -> float:
         """Run one cycle; the seconds to wait before the next."""
         cycle_id: str | None = None
+        started = self._clock()
+        cycles = self._progress.cycles
+        self._progress = Progress(
+            cycles=cycles, due_by=started + self._cycle_timeout, busy_since=started
+        )
         try:
             report = self._cycle()
         except GitsyncError as exc:
@@ -138,6 +176,9 @@ class Daemon:
         else:
             result, cycle_id = report.result, report.cycle_id
         delay = self._delay(result)
+        self._progress = Progress(
+            cycles=cycles + 1, due_by=self._clock() + delay + self._cycle_timeout
+        )
         if result.outcome is not Outcome.SUCCEEDED:
             log.warning(
                 "cycle did not succeed",

@@ -157,6 +157,8 @@ class CycleReport:
     status_error: str | None = None
     skipped: bool = False
     duration: float = 0.0
+    #: The canary analyses this cycle ran, by the InferenceService measured.
+    analyses: Mapping[ObjectRef, Analysis] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -277,6 +279,7 @@ class Reconciler:
             error=error,
             status_error=str(status_error) if status_error else None,
             duration=time.monotonic() - started,
+            analyses=cycle.analyses,
         )
         self._remember(cycle, report)
         self._log(cycle, report)

@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
+from gitsync.metrics import Metrics
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
 
 from .conftest import daemon_argv
@@ -465,3 +467,46 @@ def test_on_failure_revert_proposes_a_revert_branch(
     assert subject == f"Revert fraud to its spec before {offending[:7]}"
     assert parent == offending  # a branch off main, ready for a pull request
     assert git("rev-parse", "main", cwd=repo.remote) == offending  # main untouched
+
+
+def test_a_rollout_shows_in_the_metrics(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    """gitsync's own /metrics follow a rollout: its steps, the canary's traffic, and
+    every analysis measurement, recorded from the cycles' reports."""
+    r = reconciler()
+    deploy_v1(repo, r, namespace, prometheus_url)
+    repo.write("models/fraud.yaml", canary_model(namespace, prometheus_url, version=2))
+    repo.commit("fraud v2")
+    metrics = Metrics()
+    seen: list[tuple[float, float]] = []
+    model = (("name", "fraud"), ("namespace", namespace))
+
+    def recorded(report: CycleReport) -> bool:
+        metrics.record_cycle(report)
+        samples = scrape(metrics)
+        step = samples.get("gitsync_rollout_step", {}).get(model)
+        percent = samples.get("gitsync_rollout_canary_traffic_percent", {}).get(model)
+        if step is not None and percent is not None and (step, percent) not in seen:
+            seen.append((step, percent))
+        return rollout_phase(report) == "Promoted"
+
+    drive(r, recorded, timeout=90)
+
+    assert [percent for _, percent in seen][:2] == [20, 60]
+    assert [step for step, _ in seen][:2] == [1, 2]  # steps count from 1, as the status says
+    measured = scrape(metrics)["gitsync_analysis_measurements_total"]
+    passes = tuple(sorted((("metric", "error-rate"), *model, ("verdict", "pass"))))
+    assert measured[passes] >= 2  # one judged each step
+    assert all(dict(labels)["verdict"] == "pass" for labels in measured)
+
+
+def scrape(metrics: Metrics) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(metrics.exposition().decode()):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 from gitsync.daemon import Daemon
 from gitsync.errors import ApiUnavailableError, ConfigurationError, GitsyncError, SpecError
 from gitsync.result import CycleResult
+from gitsync.telemetry import Progress, alive, ready
 
 Step = CycleResult | Exception
 OK = CycleResult.succeeded()
@@ -158,3 +159,101 @@ def test_a_signal_cuts_the_wait_short() -> None:
 def test_nonsense_pacing_is_a_configuration_error() -> None:
     with pytest.raises(GitsyncError, match="interval"):
         Daemon(scripted([]), interval=0, jitter=1)
+
+
+def test_wakes_during_a_cycle_coalesce_into_one_more_cycle() -> None:
+    """Many pushes while a cycle runs give exactly one more cycle, never two at once."""
+    running = threading.Lock()
+    entered = threading.Event()
+    cycles: list[float] = []
+    daemon: Daemon
+
+    def cycle() -> Finished:
+        assert running.acquire(blocking=False), "two cycles at once"
+        try:
+            cycles.append(time.monotonic())
+            if len(cycles) == 1:
+                entered.set()
+                time.sleep(0.3)  # the pushes arrive while the first cycle runs
+            return Finished(f"c{len(cycles)}", OK)
+        finally:
+            running.release()
+
+    daemon = Daemon(cycle, interval=60.0, jitter=0.0)
+
+    def push_storm() -> None:
+        entered.wait(5)
+        for _ in range(50):
+            daemon.wake()
+        time.sleep(1.0)  # room for a wrongly queued third cycle to show
+        daemon.stop()
+
+    helper = threading.Thread(target=push_storm)
+    helper.start()
+    daemon.run()
+    helper.join()
+    assert len(cycles) == 2
+    assert cycles[1] - cycles[0] < 0.5  # the second ran at once, not after the interval
+
+
+def test_a_wake_cuts_the_wait_short() -> None:
+    cycles: list[float] = []
+    daemon: Daemon
+
+    def cycle() -> Finished:
+        cycles.append(time.monotonic())
+        if len(cycles) == 2:
+            daemon.stop()
+        return Finished(f"c{len(cycles)}", OK)
+
+    daemon = Daemon(cycle, interval=60.0, jitter=0.0)
+    timer = threading.Timer(0.2, daemon.wake)
+    timer.start()
+    daemon.run()
+    assert cycles[1] - cycles[0] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [(0.0, True), (10.0, True), (31.0, True), (10.0 + 30 + 20, True), (10.0 + 30 + 20.5, False)],
+    ids=["start", "cycle-done", "waiting", "wait-and-timeout", "past-the-promise"],
+)
+def test_progress_promises_the_next_sign_of_life(now: float, expected: bool) -> None:
+    """A cycle that ends at t=10 with a 30 s wait and a 20 s cycle timeout promises
+    its next sign of life by t=60."""
+    clock = iter([0.0, 9.0, 10.0])
+    daemon = Daemon(
+        scripted([OK]), interval=30.0, jitter=0.0, cycle_timeout=20.0, clock=lambda: next(clock)
+    )
+    assert daemon.progress.cycles == 0
+    daemon.tick()
+    progress = daemon.progress
+    assert progress.cycles == 1
+    assert progress.busy_since is None
+    assert alive(progress, now=now) is expected
+
+
+def test_a_cycle_running_past_its_timeout_is_not_alive() -> None:
+    seen = []
+    clock = iter([0.0, 5.0, 100.0])
+    daemon: Daemon
+
+    def cycle() -> Finished:
+        seen.append(daemon.progress)
+        return Finished("c1", OK)
+
+    daemon = Daemon(cycle, interval=30.0, jitter=0.0, cycle_timeout=20.0, clock=lambda: next(clock))
+    daemon.tick()
+    during = seen[0]
+    assert during.busy_since == 5.0
+    assert alive(during, now=24.0)
+    assert not alive(during, now=26.0)
+
+
+@pytest.mark.parametrize(
+    ("cycles", "standby", "expected"),
+    [(0, False, False), (1, False, True), (0, True, True), (3, True, True)],
+    ids=["starting", "cycled", "standby", "standby-that-cycled"],
+)
+def test_ready_after_a_cycle_or_as_a_standby(cycles: int, standby: bool, expected: bool) -> None:
+    assert ready(Progress(cycles=cycles, due_by=0.0), standby=standby) is expected

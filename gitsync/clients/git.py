@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Final, Literal, Self
+from typing import Final, Literal, Protocol, Self
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import pygit2
@@ -68,6 +68,7 @@ __all__ = [
     "GitSource",
     "LastChanges",
     "Listing",
+    "NetworkObserver",
     "PasswordCredentials",
     "Repository",
     "Revision",
@@ -76,6 +77,14 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+
+class NetworkObserver(Protocol):
+    """Told of every network operation (for metrics): ``"fetch"`` or ``"push"``, its
+    seconds, and whether it failed. Called on the calling thread; must be quick."""
+
+    def __call__(self, operation: str, seconds: float, *, failed: bool) -> None: ...
+
 
 _TRACKING: Final = "refs/remotes/origin/"
 """Where fetched remote branches are kept in the mirror."""
@@ -488,6 +497,7 @@ class GitSource(Repository):
         proxy: str | bool = False,
         push_attempts: int = 5,
         push_backoff: float = 0.5,
+        observer: NetworkObserver | None = None,
     ) -> None:
         """Open (or create) the mirror of ``url``; does not touch the network.
 
@@ -516,6 +526,7 @@ class GitSource(Repository):
         self._io_timeout_ms = max(1, round(io_timeout * 1000))
         self._proxy: str | Literal[True] | None = None if proxy is False else proxy
         self._push_attempts = push_attempts
+        self._observer = observer
         # No cap below the longest nominal wait: push_attempts already bounds the total.
         self._push_backoff = Backoff(
             base=push_backoff,
@@ -652,7 +663,7 @@ class GitSource(Repository):
         tracking = _TRACKING + branch
         remote = self._remote()
         callbacks = self._callbacks()
-        with self._network(f"fetch {branch!r} from"):
+        with self._network("fetch", f"fetch {branch!r} from"):
             remote.fetch(
                 [f"+refs/heads/{branch}:{tracking}"],
                 callbacks=callbacks,
@@ -678,7 +689,7 @@ class GitSource(Repository):
         remote = self._remote()
         callbacks = self._callbacks()
         try:
-            with self._network(f"push {branch!r} to"):
+            with self._network("push", f"push {branch!r} to"):
                 remote.push([refspec], callbacks=callbacks, proxy=self._proxy)
         except GitAuthError:
             raise
@@ -707,17 +718,23 @@ class GitSource(Repository):
             raise ConfigurationError(f"git remote {self.url}: {self._scrub(str(exc))}") from exc
 
     @contextmanager
-    def _network(self, what: str) -> Iterator[None]:
+    def _network(self, operation: Literal["fetch", "push"], what: str) -> Iterator[None]:
         pygit2.option(Option.SET_SERVER_CONNECT_TIMEOUT, self._connect_timeout_ms)
         pygit2.option(Option.SET_SERVER_TIMEOUT, self._io_timeout_ms)
+        started = time.monotonic()
+        failed = True
         try:
             yield
+            failed = False
         except GitError:
             raise  # ours, raised by a callback
         except (pygit2.AuthError, pygit2.CertificateError) as exc:
             raise GitAuthError(f"git {what} {self.url}: {self._scrub(str(exc))}") from exc
         except (pygit2.GitError, OSError) as exc:
             raise GitUnavailableError(f"git {what} {self.url}: {self._scrub(str(exc))}") from exc
+        finally:
+            if self._observer is not None:
+                self._observer(operation, time.monotonic() - started, failed=failed)
 
     def _sleep_before(self, attempt: int) -> None:
         time.sleep(self._push_backoff.delay(attempt, random.random()))  # noqa: S311 - jitter

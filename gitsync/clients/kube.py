@@ -57,6 +57,7 @@ __all__ = [
     "RETRY_BACKOFF",
     "Informer",
     "KubeClient",
+    "RequestObserver",
     "Resource",
     "TokenBucket",
     "WatchEvent",
@@ -66,6 +67,9 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 Object = dict[str, Any]
+#: Told of every request sent: its HTTP method, and the status code it got (None: no
+#: response). Called on the sending thread, so it must be quick and thread-safe.
+RequestObserver = Callable[[str, int | None], None]
 
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
@@ -210,6 +214,7 @@ class KubeClient:
         timeout: tuple[float, float],
         concurrency: int = DEFAULT_CONCURRENCY,
         limiter: TokenBucket | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         pool_size = int(api_client.configuration.connection_pool_maxsize)
         if not 1 <= concurrency <= pool_size:
@@ -223,6 +228,7 @@ class KubeClient:
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovery_lock = threading.Lock()
         self._limiter = limiter or TokenBucket(DEFAULT_QPS, DEFAULT_BURST)
+        self._observer = observer
         self._count_lock = threading.Lock()
         #: How many requests callers may have in flight at once.
         self.concurrency = concurrency
@@ -240,6 +246,7 @@ class KubeClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         qps: float = DEFAULT_QPS,
         burst: int = DEFAULT_BURST,
+        observer: RequestObserver | None = None,
     ) -> KubeClient:
         """Connect with a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
         limiter = TokenBucket(qps, burst)
@@ -263,6 +270,7 @@ class KubeClient:
             timeout=timeout,
             concurrency=concurrency,
             limiter=limiter,
+            observer=observer,
         )
 
     @property
@@ -354,7 +362,11 @@ class KubeClient:
                 retries=False,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if self._observer is not None:
+                self._observer(method, None)
             raise ApiUnavailableError(f"{method} {path}: {exc}") from exc
+        if self._observer is not None:
+            self._observer(method, response.status)
         return response
 
     # --- discovery ------------------------------------------------------------------

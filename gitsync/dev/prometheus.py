@@ -52,7 +52,7 @@ def find_binary() -> Path:
     return Path(found)
 
 
-def write_config(path: Path, *, metrics_url: str) -> bool:
+def write_config(path: Path, *, metrics_url: str, job: str = JOB) -> bool:
     """Write the scrape configuration for one metrics endpoint; True when it changed.
 
     ``honor_labels`` keeps the exposed ``namespace`` and ``revision`` labels as they
@@ -66,7 +66,7 @@ def write_config(path: Path, *, metrics_url: str) -> bool:
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [
             {
-                "job_name": JOB,
+                "job_name": job,
                 "honor_labels": True,
                 "scheme": url.scheme,
                 "metrics_path": url.path or "/metrics",

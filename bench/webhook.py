@@ -1,0 +1,147 @@
+"""Benchmark a push webhook: from the hook's POST to the pushed model applied.
+
+`gitsync run --interval 300 --listen` watches a repo of --n models on its own control
+plane (with the dev controllers). Each run commits one new model, pushes it, POSTs a
+signed GitHub push hook and times until the model's InferenceService exists: what a
+data scientist waits after `git push` with hooks set up, instead of up to an interval.
+Prints the median of --runs runs, and an excerpt of /metrics at the end (the one in
+README.md comes from here).
+
+Usage: .venv/bin/python bench/webhook.py --n 50 --runs 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from reconcile import ROOT, git, make_repo, model
+
+from gitsync.clients.kube import KubeClient
+from gitsync.dev import controlplane
+
+SECRET = "bench-secret"  # noqa: S105 - a throwaway for the bench
+ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
+EXCERPT = (
+    "gitsync_cycles_total",
+    "gitsync_cycle_duration_seconds_count",
+    "gitsync_objects_total",
+    'gitsync_specs{kind="ModelDeployment",phase="Healthy"}',
+    "gitsync_git_request_duration_seconds_count",
+    "gitsync_kube_requests_total",
+    "gitsync_last_applied_revision_info",
+    "gitsync_leader",
+    "gitsync_webhook_requests_total",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own listener
+            return response.status, response.read()
+    except OSError:
+        return 0, b""
+
+
+def hook(port: int) -> int:
+    body = orjson.dumps({"ref": "refs/heads/main"})
+    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/hooks/github",
+        data=body,
+        headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={digest}"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        return int(response.status)
+
+
+def until(condition: Callable[[], bool], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        time.sleep(0.005)
+
+
+def run(kubeconfig: Path, tmp: Path, *, n: int, runs: int) -> None:
+    remote, work = make_repo(tmp, n)
+    port = free_port()
+    argv = [
+        sys.executable, "-m", "gitsync", "run", "--repo", remote.as_uri(),
+        "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp / "cache"),
+        "--interval", "300", "--jitter", "0", "--log-level", "warning",
+        "--listen", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    daemon = subprocess.Popen(argv, env={**os.environ, "GITSYNC_WEBHOOK_SECRET": SECRET})
+    kube = KubeClient.from_kubeconfig(kubeconfig)
+    try:
+        until(lambda: get(f"http://127.0.0.1:{port}/readyz")[0] == 200, timeout=120)
+        latencies = []
+        for index in range(n, n + runs):
+            name = f"model-{index:05d}"
+            (work / "models" / f"{name}.yaml").write_text(model(index))
+            git("add", "-A", cwd=work)
+            git("commit", "-qm", name, cwd=work)
+            git("push", "-q", str(remote), "main", cwd=work)
+            started = time.perf_counter()
+            assert hook(port) == 202
+            until(lambda name=name: kube.get(*ISVC, name, namespace="bench") is not None,
+                  timeout=30)  # fmt: skip
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.5)  # let the dev controllers settle before the next
+        shown = ", ".join(f"{s * 1000:.0f}" for s in latencies)
+        print(f"{n} models: webhook to applied, median {statistics.median(latencies) * 1000:.0f}"
+              f" ms of {runs} runs ({shown} ms)")  # fmt: skip
+        time.sleep(2)  # a cycle after the last, so its model reads Healthy
+        hook(port)
+        time.sleep(2)
+        _, body = get(f"http://127.0.0.1:{port}/metrics")
+        print("--- /metrics excerpt")
+        for line in body.decode().splitlines():
+            if line.startswith(EXCERPT):
+                print(line)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+        kube.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gitsync-bench-") as scratch:
+        tmp = Path(scratch)
+        crds = ROOT.parent / "shared" / "crds"
+        plane = controlplane.up(
+            tmp / "plane", crd_dirs=[crds / "kserve" / "full", crds / "training-operator-v1"]
+        )
+        try:
+            run(plane.kubeconfig, tmp, n=args.n, runs=args.runs)
+        finally:
+            controlplane.down(tmp / "plane")
+
+
+if __name__ == "__main__":
+    main()
