@@ -37,13 +37,18 @@ import copy
 import enum
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
 
+from gitsync.dev.controllers.conditions import FALSE as _FALSE
+from gitsync.dev.controllers.conditions import READY as _READY
+from gitsync.dev.controllers.conditions import TRUE as _TRUE
+from gitsync.dev.controllers.conditions import UNKNOWN as _UNKNOWN
+from gitsync.dev.controllers.conditions import Conditions as _Conditions
 from gitsync.dev.controllers.metrics import REVISION_KNOBS, remember_profiles
 from gitsync.dev.controllers.runner import (
     Outcome,
@@ -93,8 +98,6 @@ _ANNOTATIONS_NOT_IN_TEMPLATE: Final = frozenset(
 )
 _LABELS_NOT_IN_TEMPLATE: Final = frozenset({"networking.knative.dev/visibility"})
 
-_TRUE, _FALSE, _UNKNOWN = "True", "False", "Unknown"
-_READY: Final = "Ready"
 _ISVC_DEPENDENTS: Final = ("PredictorReady", "IngressReady")
 _KSVC_CONFIGURATIONS: Final = "ConfigurationsReady"
 _KSVC_ROUTES: Final = "RoutesReady"
@@ -131,89 +134,6 @@ class _RevisionState(enum.Enum):
     PENDING = "pending"
     READY = "ready"
     FAILED = "failed"
-
-
-# --- knative condition sets -----------------------------------------------------------
-
-
-class _Conditions:
-    """knative.dev/pkg ``ConditionSet`` semantics, which KServe's conditions inherit.
-
-    A happy condition (``Ready``) follows its dependents; a condition keeps its
-    lastTransitionTime unless something other than the time changes; non-dependent
-    conditions carry severity ``Info``; the list is sorted by type.
-    """
-
-    def __init__(self, existing: Iterable[Any], *, dependents: tuple[str, ...], now: str) -> None:
-        self._dependents = dependents
-        self._now = now
-        self._items: dict[str, dict[str, Any]] = {}
-        for item in existing:
-            if isinstance(item, dict) and isinstance(item.get("type"), str):
-                self._items[item["type"]] = dict(item)
-
-    def get(self, kind: str) -> dict[str, Any] | None:
-        return self._items.get(kind)
-
-    def status(self, kind: str) -> str | None:
-        item = self._items.get(kind)
-        return None if item is None else str(item.get("status"))
-
-    def as_list(self) -> list[dict[str, Any]]:
-        return [self._items[kind] for kind in sorted(self._items)]
-
-    def _terminal(self, kind: str) -> bool:
-        return kind == _READY or kind in self._dependents
-
-    def _set(self, kind: str, status: str, reason: str = "", message: str = "") -> None:
-        item: dict[str, Any] = {"type": kind, "status": status}
-        if not self._terminal(kind):
-            item["severity"] = "Info"
-        if reason:
-            item["reason"] = reason
-        if message:
-            item["message"] = message
-        current = self._items.get(kind)
-        if current is not None:
-            unchanged = {k: v for k, v in current.items() if k != "lastTransitionTime"}
-            if unchanged == item:
-                return
-        item["lastTransitionTime"] = self._now
-        self._items[kind] = item
-
-    def mark_true(self, kind: str) -> None:
-        self._set(kind, _TRUE)
-        if all(self.status(dependent) == _TRUE for dependent in self._dependents):
-            self._set(_READY, _TRUE)
-
-    def mark_false(self, kind: str, reason: str, message: str) -> None:
-        self._set(kind, _FALSE, reason, message)
-        if kind in self._dependents:
-            self._set(_READY, _FALSE, reason, message)
-
-    def mark_unknown(self, kind: str, reason: str, message: str) -> None:
-        self._set(kind, _UNKNOWN, reason, message)
-        # A failed dependent trumps an unknown one, even for a non-dependent condition.
-        if any(self.status(dependent) == _FALSE for dependent in self._dependents):
-            if self.status(_READY) != _FALSE:
-                self._set(_READY, _FALSE, reason, message)
-            return
-        if kind in self._dependents:
-            self._set(_READY, _UNKNOWN, reason, message)
-
-    def propagate(self, kind: str, source: Mapping[str, Any] | None) -> None:
-        """KServe's ``SetCondition``: copy another object's condition onto ``kind``."""
-        if source is None:
-            return
-        status = source.get("status")
-        reason = str(source.get("reason") or "")
-        message = str(source.get("message") or "")
-        if status == _UNKNOWN:
-            self.mark_unknown(kind, reason, message)
-        elif status == _TRUE:
-            self.mark_true(kind)
-        elif status == _FALSE:
-            self.mark_false(kind, reason, message)
 
 
 # --- simulator memory -------------------------------------------------------------------
