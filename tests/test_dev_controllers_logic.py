@@ -614,7 +614,7 @@ def test_transformer_is_its_own_component_and_fronts_the_url() -> None:
     assert conditions(obj)["IngressReady"]["reason"] == "Transformer ingress not created"
 
 
-@pytest.mark.parametrize("mode", ["RawDeployment", "Standard", "ModelMesh"])
+@pytest.mark.parametrize("mode", ["ModelMesh", "Bogus"])
 def test_other_deployment_modes_are_left_alone(mode: str) -> None:
     outcome = isvc_reconcile(isvc(annotations={"serving.kserve.io/deploymentMode": mode}), at(0))
     assert outcome.status is None

@@ -63,10 +63,14 @@ class Conditions:
         item["lastTransitionTime"] = self._now
         self._items[kind] = item
 
-    def mark_true(self, kind: str) -> None:
-        self._set(kind, TRUE)
+    def mark_true(self, kind: str, reason: str = "", message: str = "") -> None:
+        self._set(kind, TRUE, reason, message)
         if all(self.status(dependent) == TRUE for dependent in self._dependents):
             self._set(READY, TRUE)
+
+    def clear(self, kind: str) -> None:
+        """KServe's ``ClearCondition``."""
+        self._items.pop(kind, None)
 
     def mark_false(self, kind: str, reason: str, message: str) -> None:
         self._set(kind, FALSE, reason, message)

@@ -1,4 +1,4 @@
-"""Simulate KServe's InferenceService controller (Serverless mode) for dev and tests.
+"""Simulate KServe's InferenceService controller for dev and tests.
 
 KServe cannot run in the local control plane (its predictors are Knative Services
 that need pods), yet gitsync must be developed and tested against InferenceServices
@@ -6,8 +6,12 @@ whose status moves the way KServe v0.20 moves it. This module is that stand-in: 
 pure function from an InferenceService (and the time) to its next status. Nothing
 here runs in production and nothing but ``status`` is ever written.
 
-What is simulated, following ``pkg/apis/serving/v1beta1/inference_service_status.go``
-and the knative reconciler of KServe, and Knative Serving's own lifecycle:
+The mode is KServe's (``status.deploymentMode`` once recorded, else the
+``serving.kserve.io/deploymentMode`` annotation, else ``Serverless``, the shipped
+default); Standard mode is simulated in :mod:`.standard`, ModelMesh not at all.
+What is simulated in Serverless mode, following
+``pkg/apis/serving/v1beta1/inference_service_status.go`` and the knative reconciler
+of KServe, and Knative Serving's own lifecycle:
 
 * Every change of a component's revision template (its spec without
   ``canaryTrafficPercent``, plus the InferenceService's labels and annotations, which
@@ -57,6 +61,7 @@ from gitsync.dev.controllers.runner import (
     parse_time,
     seconds_annotation,
 )
+from gitsync.dev.controllers.standard import StandardKnobs, reconcile_standard
 from gitsync.rollout import KSERVE_DISALLOWED_ANNOTATIONS
 
 __all__ = [
@@ -83,6 +88,9 @@ _DEFAULT_FAIL_MESSAGE: Final = (
 )
 
 _DEPLOYMENT_MODE_ANNOTATION: Final = "serving.kserve.io/deploymentMode"
+# v0.20's spellings of each mode, the deprecated one first (constants.go).
+_SERVERLESS: Final = frozenset({"Serverless", "Knative"})
+_STANDARD: Final = frozenset({"RawDeployment", "Standard"})
 _TAG_ROUTING_ANNOTATION: Final = "serving.kserve.io/enable-tag-routing"
 # KServe's ServiceAnnotationDisallowedList and RevisionTemplateLabelDisallowedList:
 # everything else on the InferenceService lands in the revision template.
@@ -241,9 +249,12 @@ def reconcile_inference_service(
     annotations = {str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()}
     if metadata.get("deletionTimestamp"):
         return Outcome()
-    mode = annotations.get(_DEPLOYMENT_MODE_ANNOTATION, "Serverless")
-    if mode != "Serverless":
-        return Outcome(note=f"deploymentMode {mode} is not simulated (only Serverless); left alone")
+    # KServe's GetDeploymentMode: the mode it recorded, else the annotation.
+    mode = (obj.get("status") or {}).get("deploymentMode") or annotations.get(
+        _DEPLOYMENT_MODE_ANNOTATION, "Serverless"
+    )
+    if mode not in _SERVERLESS | _STANDARD:
+        return Outcome(note=f"deploymentMode {mode} is not simulated; left alone")
     spec = obj.get("spec") or {}
     if not isinstance(spec.get("predictor"), dict):
         return Outcome(note="no spec.predictor; left alone")
@@ -260,6 +271,13 @@ def reconcile_inference_service(
         tag_routing=annotations.get(_TAG_ROUTING_ANNOTATION) == "true",
         domain=settings.domain,
     )
+    if mode in _STANDARD:
+        knobs = StandardKnobs(
+            delay=ctx.delay, fail=ctx.fail, fail_message=ctx.fail_message, domain=ctx.domain
+        )
+        return reconcile_standard(
+            obj, now, knobs=knobs, template_of=lambda spec: _template_hash(spec, ctx)
+        )
     old: dict[str, Any] = dict(obj.get("status") or {})
     status = copy.deepcopy(old)
     conditions = _Conditions(
