@@ -26,7 +26,8 @@ the only one that knows where (read from KServe v0.20.0, commit 1fb7810, and its
   ``{isvc}-{predictor.name}-predictor``), sizes it at
   ceil(stable minReplicas x trafficPercent / 100) unless it sets ``minReplicas`` (at
   most the stable's), and rejects ``maxReplicas``, ``scaleTarget``, ``scaleMetric``
-  and ``autoScaling`` on it. It reports ``status.canaryStatuses[]``
+  and ``autoScaling`` on it. The CRD requires a ``name`` on a canary's model container
+  (``kserve-container``, as KServe names it anyway). It reports ``status.canaryStatuses[]``
   (``name``, ``ready``: the Deployment has an available replica, ``trafficPercent``)
   and the condition ``CanaryPredictorReady`` (True ``AllCanariesReady`` / False
   ``CanariesNotReady``, outside the set ``Ready`` depends on). A Deployment whose
@@ -60,6 +61,25 @@ __all__ = [
 DEPLOYMENT_MODE_ANNOTATION: Final = "serving.kserve.io/deploymentMode"
 CANARY_READY_CONDITION: Final = "CanaryPredictorReady"
 
+#: The predictor fields that embed the model's container. The v0.20 CRD requires a
+#: ``name`` on it inside ``spec.canary[].predictor`` (not inside ``spec.predictor``);
+#: KServe names that container ``kserve-container`` in either case.
+_CONTAINER_FIELDS: Final = frozenset(
+    {
+        "model",
+        "sklearn",
+        "xgboost",
+        "tensorflow",
+        "pytorch",
+        "triton",
+        "onnx",
+        "huggingface",
+        "pmml",
+        "lightgbm",
+        "paddle",
+    }
+)
+_MODEL_CONTAINER: Final = "kserve-container"
 #: What ``validateCanarySpecs`` rejects on a canary predictor: it runs at fixed replicas.
 _CANARY_FORBIDDEN: Final = frozenset({"maxReplicas", "scaleTarget", "scaleMetric", "autoScaling"})
 _STANDARD_SPELLINGS: Final = frozenset({"Standard", "RawDeployment"})
@@ -211,6 +231,9 @@ def _standard(
     stable_min = stable.get("minReplicas", 1)
     if isinstance(canary.get("minReplicas"), int) and canary["minReplicas"] > stable_min:
         del canary["minReplicas"]  # KServe sizes it by its share of traffic instead
+    for field in _CONTAINER_FIELDS & canary.keys():
+        if isinstance(canary[field], Mapping) and "name" not in canary[field]:
+            canary[field] = {**canary[field], "name": _MODEL_CONTAINER}
     canary["name"] = name
     split = [{"predictor": canary, "trafficPercent": traffic}]
     return {**rest, "predictor": stable, "canary": split}
