@@ -473,10 +473,19 @@ STANDARD = {"serving.kserve.io/deploymentMode": "Standard"}
 
 
 def standard_model(
-    namespace: str, prometheus: str, *, version: int, annotations: dict[str, str] | None = None
+    namespace: str,
+    prometheus: str,
+    *,
+    version: int,
+    annotations: dict[str, str] | None = None,
+    deadline: str = "30s",
 ) -> str:
     return canary_model(
-        namespace, prometheus, version=version, annotations={**STANDARD, **(annotations or {})}
+        namespace,
+        prometheus,
+        version=version,
+        annotations={**STANDARD, **(annotations or {})},
+        deadline=deadline,
     )
 
 
@@ -611,3 +620,40 @@ def test_standard_mode_bad_canary_is_rolled_back_by_dropping_spec_canary(
     later = drive(r, lambda _: True, timeout=5)[-1]
     assert later.changes.writes == []
     assert later.statuses[0].phase.value == "RolledBack"
+
+
+def test_standard_mode_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    repo.write("models/fraud.yaml", standard_model(namespace, prometheus_url, version=1))
+    repo.commit("fraud v1, Standard mode")
+    drive(r, healthy, timeout=30)
+    broken = standard_model(
+        namespace,
+        prometheus_url,
+        version=2,
+        annotations={"dev.gitsync.io/fail": "true"},
+        deadline="5s",
+    )
+    repo.write("models/fraud.yaml", broken)
+    repo.commit("fraud v2: crashes at start")
+
+    seen: list[dict[str, Any]] = []
+    drive(
+        r,
+        watching(kube, namespace, seen, lambda rep: rollout_phase(rep) == "RolledBack"),
+        timeout=30,
+    )
+
+    (name,) = {s["canary"][0]["predictor"]["name"] for s in seen if s.get("canary")}
+    live = kube.get(*ISVC, "fraud", namespace=namespace)
+    assert live is not None
+    assert "canary" not in live["spec"]
+    doc = yaml.safe_load(repo.status_document(namespace, "ModelDeployment", "fraud"))
+    assert doc["phase"] == "RolledBack"
+    assert doc["rollout"]["reason"] == (f"deployment fraud-{name}-predictor not Ready within 5s")
