@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitsync.traffic import DeploymentMode, deployment_mode, predictor_workload
+
 __all__ = ["Health", "HealthReport", "TrafficTarget", "assess"]
 
 
@@ -89,6 +91,9 @@ def _inference_service(obj: Mapping[str, Any]) -> HealthReport:
         )
         for t in predictor.get("traffic") or []
     )
+    serving = None
+    if deployment_mode(obj) is DeploymentMode.STANDARD:
+        traffic, serving = _standard_traffic(obj), _stable_workload(obj)
     # Not observedGeneration: KServe copies the Knative Service's generation there, not
     # the InferenceService's (kserve/kserve#6081). A revision still rolling out shows
     # as a latest created revision that is not the latest ready one.
@@ -106,7 +111,7 @@ def _inference_service(obj: Mapping[str, Any]) -> HealthReport:
         )
         health, message = Health.DEGRADED, _message(failing, "not ready")
     elif ready is not None and ready.get("status") == "True" and current:
-        revision = predictor.get("latestReadyRevision")
+        revision = predictor.get("latestReadyRevision") or serving
         health, message = Health.HEALTHY, (f"serving {revision}" if revision else "ready")
     elif not current:
         health = Health.PROGRESSING
@@ -122,6 +127,32 @@ def _inference_service(obj: Mapping[str, Any]) -> HealthReport:
         traffic=traffic,
         details=details,
     )
+
+
+def _stable_workload(obj: Mapping[str, Any]) -> str:
+    """The Deployment of a Standard-mode InferenceService's stable predictor."""
+    name = str((obj.get("metadata") or {}).get("name"))
+    predictor = ((obj.get("spec") or {}).get("predictor") or {}).get("name")
+    return predictor_workload(name, predictor)
+
+
+def _standard_traffic(obj: Mapping[str, Any]) -> tuple[TrafficTarget, ...]:
+    """Standard mode's split: each canary its ``trafficPercent`` (v0.20 routes it
+    whether or not the canary is ready), the stable Deployment the rest."""
+    status = obj.get("status") or {}
+    if not ((status.get("components") or {}).get("predictor") or {}).get("url"):
+        return ()  # nothing serves yet
+    name = str((obj.get("metadata") or {}).get("name"))
+    canaries = tuple(
+        TrafficTarget(
+            revision=predictor_workload(name, str(c.get("name"))),
+            percent=int(c.get("trafficPercent") or 0),
+            latest=True,
+        )
+        for c in status.get("canaryStatuses") or []
+    )
+    rest = 100 - sum(c.percent for c in canaries)
+    return (TrafficTarget(_stable_workload(obj), max(0, rest), latest=not canaries), *canaries)
 
 
 def _training_job(obj: Mapping[str, Any]) -> HealthReport:

@@ -419,7 +419,7 @@ class Reconciler:
                 and holds((current.get("spec") or {}).get("predictor"), body["spec"]["predictor"]),
             )
             decisions[key] = decision
-            bodies.append(_with_decision(body, decision))
+            bodies.append(_with_decision(body, decision, live=current))
             if (due := next_due(decision.state, rollout, cycle.now)) is not None:
                 soonest = due if soonest is None else min(soonest, due)
         return replace(

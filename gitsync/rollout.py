@@ -1,9 +1,11 @@
 """Step a canary rollout of a model, one decision per cycle.
 
-KServe splits traffic (``canaryTrafficPercent``) but never decides to move it. This
-module decides: pure functions from the spec's rollout, the live InferenceService
-and the time (and, when an analysis was due, the measurements the caller took) to
-the traffic to apply next and the new rollout state.
+KServe splits traffic (``canaryTrafficPercent`` in Serverless mode, ``spec.canary[]``
+in Standard mode) but never decides to move it. This module decides: pure functions
+from the spec's rollout, the live InferenceService and the time (and, when an
+analysis was due, the measurements the caller took) to the share of traffic the new
+model gets next and the new rollout state, the same in both modes;
+:mod:`gitsync.traffic` writes that share where the mode keeps it.
 
 The state lives on the live InferenceService, in one annotation, so a restarted
 daemon continues exactly where the last one stopped: it never skips a pause or an
@@ -36,6 +38,7 @@ from gitsync.render import (
     applied_hash,
 )
 from gitsync.specs import Metric, Rollout, parse_duration
+from gitsync.traffic import observe, write_traffic
 
 __all__ = [
     "COMMAND_ANNOTATION",
@@ -225,7 +228,9 @@ class RolloutState:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to apply: ``traffic`` is canaryTrafficPercent (None: all to the latest)."""
+    """What to apply: ``traffic`` is the percent of requests for the new model (None:
+    all of them; 0: none, the stable model serves alone), in either deployment mode
+    (:func:`gitsync.traffic.write_traffic` writes it where the mode keeps it)."""
 
     traffic: int | None
     state: RolloutState
@@ -233,9 +238,11 @@ class Decision:
 
 
 def predictor_hash(body: Mapping[str, Any]) -> str:
-    """What identifies the model being served: the predictor without its traffic."""
+    """What identifies the model being served: the predictor without its traffic, and
+    without the name Standard mode gives the Deployment that serves it."""
     predictor = dict((body.get("spec") or {}).get("predictor") or {})
     predictor.pop("canaryTrafficPercent", None)
+    predictor.pop("name", None)
     return hashlib.sha256(orjson.dumps(predictor, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
@@ -252,10 +259,6 @@ def _since(stamp: str | None, now: datetime) -> float:
     if not stamp:
         return 0.0
     return (now - datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z")).total_seconds()
-
-
-def _predictor_status(live: Mapping[str, Any]) -> Mapping[str, Any]:
-    return ((live.get("status") or {}).get("components") or {}).get("predictor") or {}
 
 
 def render_query(query: str, *, namespace: str, name: str, state: RolloutState) -> str:
@@ -387,7 +390,7 @@ def decide(
         note = "first deployment: direct" if live is None else None
         return Decision(None, adopted, note)
 
-    current_revision = _predictor_status(live).get("latestRolledoutRevision")
+    current_revision = observe(live, target=desired_hash).stable
     if state is None or state.target != desired_hash:
         return _start_or_revert(state, desired_hash, rollout, stamp, current_revision)
     command = _command(live, state)
@@ -452,10 +455,7 @@ def _step(
     measurements: Sequence[Measurement],
 ) -> Decision:
     traffic = _traffic(state, rollout)
-    predictor = _predictor_status(live)
-    created = predictor.get("latestCreatedRevision")
-    ready = predictor.get("latestReadyRevision")
-    canary_ready = bool(created) and created == ready and created != state.stable_revision
+    canary = observe(live, target=state.target, stable_revision=state.stable_revision)
     transition = None
 
     paused = RolloutPhase.PAUSED if rollout.paused else RolloutPhase.PROGRESSING
@@ -464,17 +464,19 @@ def _step(
         transition = f"canary {'paused' if rollout.paused else 'resumed'} at {traffic}%"
 
     if state.step_started_at is None:
-        if not canary_ready:
+        if not canary.ready:
             deadline = parse_duration(rollout.progress_deadline)
             if _since(state.started_at, now) >= deadline:
                 reason = (
-                    f"revision {created or '(none)'} not Ready within {rollout.progress_deadline}"
+                    f"{canary.noun} {canary.canary or '(none)'} not Ready"
+                    f" within {rollout.progress_deadline}"
                 )
                 rolled = replace(state, phase=RolloutPhase.ROLLED_BACK, reason=reason)
                 return Decision(0, rolled, f"canary rolled back at {traffic}%: {reason}")
             return Decision(traffic, state, transition)
-        state = replace(state, step_started_at=stamp, canary_revision=created)
-        transition = transition or f"canary revision {created} ready: {traffic}% of traffic"
+        state = replace(state, step_started_at=stamp, canary_revision=canary.canary)
+        ready = f"canary {canary.noun} {canary.canary} ready: {traffic}% of traffic"
+        transition = transition or ready
 
     if measurements:
         state = _record(state, measurements, stamp)
@@ -546,17 +548,18 @@ def _advance(state: RolloutState, rollout: Rollout, stamp: str, *, why: str | No
     return Decision(after, following, f"canary {before}% -> {after}%{suffix}")
 
 
-def with_decision(body: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+def with_decision(
+    body: Mapping[str, Any], decision: Decision, *, live: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The body carrying the decided traffic split and rollout state, re-stamped so
-    that an unchanged rollout step still plans as unchanged."""
-    predictor = {k: v for k, v in body["spec"]["predictor"].items() if k != "canaryTrafficPercent"}
-    if decision.traffic is not None:
-        predictor["canaryTrafficPercent"] = decision.traffic
+    that an unchanged rollout step still plans as unchanged. ``live`` is the object
+    as it is now: in Standard mode its ``spec.predictor`` is the stable model."""
+    split = write_traffic(body, traffic=decision.traffic, target=decision.state.target, live=live)
     metadata = dict(body["metadata"])
     metadata["annotations"] = {
         **metadata.get("annotations", {}),
         STATE_ANNOTATION: decision.state.to_annotation(),
     }
-    stamped = {**body, "metadata": metadata, "spec": {**body["spec"], "predictor": predictor}}
+    stamped = {**split, "metadata": metadata}
     metadata["annotations"][ANNOTATION_APPLIED_HASH] = applied_hash(stamped)
     return stamped

@@ -510,3 +510,195 @@ def scrape(metrics: Metrics) -> dict[str, dict[tuple[tuple[str, str], ...], floa
         for sample in family.samples:
             found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return found
+
+
+# --- Standard (raw deployment) mode: the same rollout through spec.canary[] -----------
+
+STANDARD = {"serving.kserve.io/deploymentMode": "Standard"}
+
+
+def standard_model(
+    namespace: str,
+    prometheus: str,
+    *,
+    version: int,
+    annotations: dict[str, str] | None = None,
+    deadline: str = "30s",
+) -> str:
+    return canary_model(
+        namespace,
+        prometheus,
+        version=version,
+        annotations={**STANDARD, **(annotations or {})},
+        deadline=deadline,
+    )
+
+
+def watching(
+    kube: KubeClient,
+    namespace: str,
+    seen: list[dict[str, Any]],
+    until: Callable[[CycleReport], bool],
+) -> Callable[[CycleReport], bool]:
+    """``until``, recording the live spec after every cycle."""
+
+    def check(report: CycleReport) -> bool:
+        live = kube.get(*ISVC, "fraud", namespace=namespace)
+        assert live is not None
+        seen.append(live["spec"])
+        return until(report)
+
+    return check
+
+
+def standard_split(kube: KubeClient, namespace: str) -> list[tuple[str, int, bool]]:
+    """What the controller reports: the stable predictor, and each canary's share."""
+    live = kube.get(*ISVC, "fraud", namespace=namespace)
+    assert live is not None
+    assert live["status"]["deploymentMode"] == "Standard"
+    assert "traffic" not in live["status"]["components"]["predictor"]  # no Knative
+    return [
+        (c["name"], c["trafficPercent"], c["ready"])
+        for c in live["status"].get("canaryStatuses") or []
+    ]
+
+
+def test_standard_mode_canary_steps_through_spec_canary_and_is_promoted(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    repo.write("models/fraud.yaml", standard_model(namespace, prometheus_url, version=1))
+    repo.commit("fraud v1, Standard mode")
+    drive(r, healthy, timeout=30)
+    assert standard_split(kube, namespace) == []
+    repo.write("models/fraud.yaml", standard_model(namespace, prometheus_url, version=2))
+    source = repo.commit("fraud v2")[:7]
+
+    seen: list[dict[str, Any]] = []
+    drive(
+        r, watching(kube, namespace, seen, lambda rep: rollout_phase(rep) == "Promoted"), timeout=90
+    )
+
+    splits = [s for s in seen if s.get("canary")]
+    (name,) = {s["canary"][0]["predictor"]["name"] for s in splits}
+    assert next(s["canary"][0]["trafficPercent"] for s in splits) == 20
+    assert {s["canary"][0]["trafficPercent"] for s in splits} == {20, 60}
+    # The stable model stays in spec.predictor; the new one is the canary.
+    assert {s["predictor"]["model"]["storageUri"] for s in splits} == {"s3://models/fraud/v1"}
+    assert {s["canary"][0]["predictor"]["model"]["storageUri"] for s in splits} == {
+        "s3://models/fraud/v2"
+    }
+    # Promotion: the canary's predictor (and its Deployment's name) becomes the stable.
+    live = kube.get(*ISVC, "fraud", namespace=namespace)
+    assert live is not None
+    assert "canary" not in live["spec"]
+    assert live["spec"]["predictor"]["name"] == name
+    assert live["spec"]["predictor"]["model"]["storageUri"] == "s3://models/fraud/v2"
+    deadline = time.monotonic() + 15
+    while standard_split(kube, namespace) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert standard_split(kube, namespace) == []
+    assert "CanaryPredictorReady" not in {
+        c["type"] for c in kube.get(*ISVC, "fraud", namespace=namespace)["status"]["conditions"]
+    }
+    told = [s for s in stories(repo) if "canary" in s]
+    assert told[0] == f"fraud: canary started: 0% -> 20% [source {source}]"
+    assert told[1] == (
+        f"fraud: canary deployment fraud-{name}-predictor ready: 20% of traffic [source {source}]"
+    )
+    assert told[2].startswith("fraud: canary 20% -> 60% (error-rate 0.00")
+    assert told[3].startswith("fraud: canary 60% -> 100%: promoted (error-rate 0.00")
+    doc = yaml.safe_load(repo.status_document(namespace, "ModelDeployment", "fraud"))
+    assert doc["rollout"]["canaryRevision"] == f"fraud-{name}-predictor"
+    assert doc["rollout"]["stableRevision"] == "fraud-predictor"
+
+    # The next cycles keep the promoted Deployment's name: no restart, no drift.
+    later = drive(r, healthy, timeout=15)[-1]
+    assert later.changes.writes == []
+    (status,) = later.statuses
+    assert status.message == f"serving fraud-{name}-predictor"
+
+
+def test_standard_mode_bad_canary_is_rolled_back_by_dropping_spec_canary(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    repo.write("models/fraud.yaml", standard_model(namespace, prometheus_url, version=1))
+    repo.commit("fraud v1, Standard mode")
+    drive(r, healthy, timeout=30)
+    bad = standard_model(
+        namespace, prometheus_url, version=2, annotations={"dev.gitsync.io/error-rate": "0.3"}
+    )
+    repo.write("models/fraud.yaml", bad)
+    repo.commit("fraud v2: a bad model")
+
+    seen: list[dict[str, Any]] = []
+    drive(
+        r,
+        watching(kube, namespace, seen, lambda rep: rollout_phase(rep) == "RolledBack"),
+        timeout=60,
+    )
+
+    assert any(s.get("canary") for s in seen)  # it did take traffic first
+    live = kube.get(*ISVC, "fraud", namespace=namespace)
+    assert live is not None
+    assert "canary" not in live["spec"]
+    assert live["spec"]["predictor"]["model"]["storageUri"] == "s3://models/fraud/v1"
+    assert "name" not in live["spec"]["predictor"]  # still the first Deployment
+    deadline = time.monotonic() + 15
+    while standard_split(kube, namespace) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert standard_split(kube, namespace) == []
+    doc = yaml.safe_load(repo.status_document(namespace, "ModelDeployment", "fraud"))
+    assert doc["phase"] == "RolledBack"
+    assert doc["rollout"]["evidence"][0].startswith("error-rate 0.3")
+    assert any("canary rolled back at 20% (error-rate 0.3" in s for s in stories(repo))
+
+    later = drive(r, lambda _: True, timeout=5)[-1]
+    assert later.changes.writes == []
+    assert later.statuses[0].phase.value == "RolledBack"
+
+
+def test_standard_mode_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline(
+    repo: SpecRepo,
+    reconciler: Callable[[], Reconciler],
+    kube: KubeClient,
+    namespace: str,
+    prometheus_url: str,
+) -> None:
+    r = reconciler()
+    repo.write("models/fraud.yaml", standard_model(namespace, prometheus_url, version=1))
+    repo.commit("fraud v1, Standard mode")
+    drive(r, healthy, timeout=30)
+    broken = standard_model(
+        namespace,
+        prometheus_url,
+        version=2,
+        annotations={"dev.gitsync.io/fail": "true"},
+        deadline="5s",
+    )
+    repo.write("models/fraud.yaml", broken)
+    repo.commit("fraud v2: crashes at start")
+
+    seen: list[dict[str, Any]] = []
+    drive(
+        r,
+        watching(kube, namespace, seen, lambda rep: rollout_phase(rep) == "RolledBack"),
+        timeout=30,
+    )
+
+    (name,) = {s["canary"][0]["predictor"]["name"] for s in seen if s.get("canary")}
+    live = kube.get(*ISVC, "fraud", namespace=namespace)
+    assert live is not None
+    assert "canary" not in live["spec"]
+    doc = yaml.safe_load(repo.status_document(namespace, "ModelDeployment", "fraud"))
+    assert doc["phase"] == "RolledBack"
+    assert doc["rollout"]["reason"] == (f"deployment fraud-{name}-predictor not Ready within 5s")

@@ -25,7 +25,7 @@ import yaml
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controllers import FIELD_MANAGER
 from gitsync.dev.controlplane import ControlPlane
-from tests.objects import ISVC_API, isvc
+from tests.objects import FAST, ISVC_API, isvc
 
 JOB_API = "kubeflow.org/v1"
 FAST_JOB = {"dev.gitsync.io/start-delay": "0.3", "dev.gitsync.io/run-duration": "0.6"}
@@ -326,15 +326,22 @@ def test_fail_annotation_keeps_the_new_revision_from_ever_being_ready(
     assert is_ready(recovered)
 
 
-def test_other_deployment_modes_are_left_alone(kube: KubeClient, namespace: str) -> None:
-    raw = isvc(
-        namespace, name="raw", annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}
-    )
+def test_standard_mode_is_simulated_and_model_mesh_left_alone(
+    kube: KubeClient, namespace: str
+) -> None:
+    mode = "serving.kserve.io/deploymentMode"
+    raw = isvc(namespace, name="raw", annotations={**FAST, mode: "RawDeployment"})
     kube.apply(raw, field_manager="test", force=True)
-    serverless = isvc(namespace, name="serverless")
-    kube.apply(serverless, field_manager="test", force=True)
-    eventually(kube, serverless, is_ready, what="Ready")
-    live = kube.get(ISVC_API, "InferenceService", "raw", namespace=namespace)
+    mesh = isvc(namespace, name="mesh", annotations={mode: "ModelMesh"})
+    kube.apply(mesh, field_manager="test", force=True)
+    ready = eventually(kube, raw, is_ready, what="Ready")
+    # The real API server took the Standard-mode status: no Knative revisions in it.
+    assert ready["status"]["deploymentMode"] == "Standard"
+    assert ready["status"]["components"]["predictor"] == {
+        "url": f"http://raw-predictor-{namespace}.example.com"
+    }
+    assert condition(ready, "PredictorReady")["reason"] == "NewReplicaSetAvailable"
+    live = kube.get(ISVC_API, "InferenceService", "mesh", namespace=namespace)
     assert live is not None
     assert not live.get("status")
 

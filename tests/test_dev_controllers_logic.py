@@ -614,7 +614,7 @@ def test_transformer_is_its_own_component_and_fronts_the_url() -> None:
     assert conditions(obj)["IngressReady"]["reason"] == "Transformer ingress not created"
 
 
-@pytest.mark.parametrize("mode", ["RawDeployment", "Standard", "ModelMesh"])
+@pytest.mark.parametrize("mode", ["ModelMesh", "Bogus"])
 def test_other_deployment_modes_are_left_alone(mode: str) -> None:
     outcome = isvc_reconcile(isvc(annotations={"serving.kserve.io/deploymentMode": mode}), at(0))
     assert outcome.status is None
@@ -1115,3 +1115,177 @@ def test_runner_wakes_up_when_a_transition_is_due(
 
     start(delayed)
     until(lambda: kube.objects["a"]["status"] == {"due": "yes"})
+
+
+# --- InferenceService: Standard (raw deployment) mode ---------------------------------
+
+STANDARD = {"serving.kserve.io/deploymentMode": "Standard"}
+
+
+def standard(**kwargs: Any) -> Obj:
+    return isvc(annotations={**STANDARD, **kwargs.pop("annotations", {})}, **kwargs)
+
+
+def with_canary(obj: Obj, *, storage: str, percent: int, name: str = "v2") -> Obj:
+    updated = copy.deepcopy(obj)
+    canary = {"model": {"name": "kserve-container", "storageUri": storage}, "name": name}
+    updated["spec"]["canary"] = [{"predictor": canary, "trafficPercent": percent}]
+    return updated
+
+
+@pytest.mark.parametrize("mode", ["Standard", "RawDeployment"])
+def test_standard_mode_has_deployments_not_revisions(mode: str) -> None:
+    obj, outcome = step(isvc(annotations={"serving.kserve.io/deploymentMode": mode}), at(0))
+
+    assert outcome.wake_at == at(2)
+    assert obj["status"]["deploymentMode"] == "Standard"
+    assert predictor(obj) == {}  # no revisions, no traffic, no url yet
+    cond = conditions(obj)
+    assert (cond["PredictorReady"]["status"], cond["PredictorReady"]["reason"]) == (
+        "False",
+        "MinimumReplicasUnavailable",
+    )
+    assert cond["IngressReady"]["reason"] == "Predictor ingress not created"
+    assert cond["Ready"]["status"] == "False"
+    assert "url" not in obj["status"]
+
+    obj = settle(obj, at(2))
+    cond = conditions(obj)
+    assert (cond["PredictorReady"]["status"], cond["PredictorReady"]["reason"]) == (
+        "True",
+        "NewReplicaSetAvailable",
+    )
+    assert cond["Ready"]["status"] == "True"
+    assert predictor(obj) == {"url": "http://m-predictor-ns.example.com"}
+    assert obj["status"]["url"] == "http://m-ns.example.com"
+    assert obj["status"]["address"] == {"url": "http://m-predictor.ns.svc.cluster.local"}
+    assert obj["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
+    assert "canaryStatuses" not in obj["status"]
+    assert "CanaryPredictorReady" not in cond
+
+
+def test_the_recorded_mode_wins_over_the_annotation() -> None:
+    obj = settle(standard(), at(0), until=at(2))
+    obj["metadata"]["annotations"] = {}  # KServe's webhook would refuse this change
+    obj, _ = step(obj, at(3))
+    assert obj["status"]["deploymentMode"] == "Standard"
+    assert "latestCreatedRevision" not in predictor(obj)
+
+
+def test_a_canary_deployment_becomes_ready_and_reports_in_canary_statuses() -> None:
+    obj = settle(standard(), at(0), until=at(2))
+    obj, outcome = step(with_canary(obj, storage="s3://b/m/v2", percent=20), at(10))
+
+    assert outcome.wake_at == at(12)
+    assert obj["status"]["canaryStatuses"] == [
+        {
+            "name": "v2",
+            "ready": False,
+            "trafficPercent": 20,
+            "modelStatus": {"transitionStatus": ""},
+        }
+    ]
+    cond = conditions(obj)
+    assert (cond["CanaryPredictorReady"]["status"], cond["CanaryPredictorReady"]["reason"]) == (
+        "False",
+        "CanariesNotReady",
+    )
+    assert cond["CanaryPredictorReady"]["severity"] == "Info"  # Ready does not wait for it
+    assert cond["Ready"]["status"] == "True"
+
+    obj = settle(obj, at(12))
+    assert obj["status"]["canaryStatuses"][0]["ready"] is True
+    assert conditions(obj)["CanaryPredictorReady"]["reason"] == "AllCanariesReady"
+
+    # Promotion, KServe's way: the predictor takes the canary's name; the canary goes.
+    promoted = copy.deepcopy(obj)
+    promoted["spec"]["predictor"] = {
+        **obj["spec"]["canary"][0]["predictor"],
+        "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://b/m/v2"},
+    }
+    del promoted["spec"]["canary"]
+    obj, _ = step(promoted, at(13))
+    assert "canaryStatuses" not in obj["status"]
+    assert "CanaryPredictorReady" not in conditions(obj)
+    # m-v2-predictor existed as the canary: its pods were available all along.
+    assert conditions(obj)["PredictorReady"]["status"] == "True"
+    assert obj["status"]["address"] == {"url": "http://m-v2-predictor.ns.svc.cluster.local"}
+    assert not any("m-predictor-" in key for key in obj["status"]["annotations"])
+
+
+def test_a_failing_canary_never_becomes_ready_and_the_stable_keeps_serving() -> None:
+    obj = settle(standard(), at(0), until=at(2))
+    obj["metadata"]["annotations"]["dev.gitsync.io/fail"] = "true"
+    obj = settle(with_canary(obj, storage="s3://b/m/v2", percent=20), at(10), until=at(30))
+    assert obj["status"]["canaryStatuses"][0]["ready"] is False
+    cond = conditions(obj)
+    assert cond["CanaryPredictorReady"]["status"] == "False"
+    # The knob is no part of a pod template: the stable Deployment is untouched.
+    assert (cond["PredictorReady"]["status"], cond["PredictorReady"]["reason"]) == (
+        "True",
+        "NewReplicaSetAvailable",
+    )
+    assert cond["Ready"]["status"] == "True"
+
+
+def test_a_first_deployment_that_fails_is_not_ready() -> None:
+    obj = settle(standard(annotations={"dev.gitsync.io/fail": "true"}), at(0), until=at(5))
+    cond = conditions(obj)
+    assert (cond["PredictorReady"]["status"], cond["PredictorReady"]["reason"]) == (
+        "False",
+        "ProgressDeadlineExceeded",
+    )
+    assert obj["status"]["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
+
+
+def test_a_canary_at_zero_percent_without_min_replicas_has_no_pods() -> None:
+    obj = settle(standard(), at(0), until=at(2))
+    obj = settle(with_canary(obj, storage="s3://b/m/v2", percent=0), at(10), until=at(30))
+    assert obj["status"]["canaryStatuses"][0]["ready"] is False
+
+
+def test_standard_mode_explainer_becomes_ready() -> None:
+    obj = standard()
+    obj["spec"]["explainer"] = {"containers": [{"name": "kserve-container", "image": "e:1"}]}
+    obj, _ = step(obj, at(0))
+    cond = conditions(obj)
+    assert cond["ExplainerReady"]["status"] == "False"
+    assert cond["IngressReady"]["status"] == "False"
+    obj = settle(obj, at(2))
+    cond = conditions(obj)
+    assert cond["ExplainerReady"]["status"] == "True"
+    assert obj["status"]["components"]["explainer"] == {"url": "http://m-explainer-ns.example.com"}
+    assert cond["IngressReady"]["status"] == "True"
+
+
+def test_serverless_explainer_becomes_ready() -> None:
+    obj = isvc()
+    obj["spec"]["explainer"] = {"containers": [{"name": "kserve-container", "image": "e:1"}]}
+    obj = settle(obj, at(0), until=at(2))
+    assert conditions(obj)["ExplainerReady"]["status"] == "True"
+    explainer = obj["status"]["components"]["explainer"]
+    assert explainer["latestReadyRevision"] == "m-explainer-00001"
+    assert conditions(obj)["Ready"]["status"] == "True"
+
+
+def test_a_rolling_update_keeps_the_old_pods_serving() -> None:
+    obj = settle(standard(), at(0), until=at(2))
+    obj["metadata"]["annotations"]["dev.gitsync.io/latency-seconds"] = "0.2"  # in the template
+    obj, _ = step(obj, at(10))
+    cond = conditions(obj)
+    assert (cond["PredictorReady"]["status"], cond["PredictorReady"]["reason"]) == (
+        "True",
+        "MinimumReplicasAvailable",
+    )
+    assert obj["status"]["observedGeneration"] == 2  # the Deployment's generation
+    obj = settle(obj, at(12))
+    assert conditions(obj)["PredictorReady"]["reason"] == "NewReplicaSetAvailable"
+
+
+def test_a_settled_standard_isvc_is_never_rewritten() -> None:
+    obj = settle(
+        with_canary(settle(standard(), at(0), until=at(2)), storage="s", percent=20),
+        at(3),
+        until=at(6),
+    )
+    assert isvc_reconcile(obj, at(60)).status is None

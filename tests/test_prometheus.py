@@ -676,3 +676,39 @@ def test_up_and_down_with_prometheus_on_a_fresh_folder(tmp_path: Path) -> None:
     with pytest.raises(MetricsUnavailableError):
         PrometheusClient(plane.prometheus_url, timeout=2).query("vector(1)")
     assert all(not row.running for row in controlplane.status(folder))
+
+
+def test_standard_mode_series_are_per_deployment_and_a_canary_serves_once_ready() -> None:
+    """No revisions in Standard mode: the stable Deployment serves what the canaries do
+    not, a canary its trafficPercent once canaryStatuses calls it ready."""
+
+    def standard(canary_ready: bool) -> dict[str, Any]:
+        return {
+            "metadata": {"namespace": "ns", "name": "m"},
+            "spec": {"predictor": {"name": "v1"}},
+            "status": {
+                "deploymentMode": "Standard",
+                "conditions": [{"type": "PredictorReady", "status": "True"}],
+                "canaryStatuses": [{"name": "v2", "ready": canary_ready, "trafficPercent": 20}],
+                "annotations": {
+                    "dev.gitsync.io/deploy-m-v2-predictor-error-rate": "0.2",
+                    "dev.gitsync.io/deploy-m-v2-predictor-latency-seconds": "0.05",
+                },
+            },
+        }
+
+    traffic_ = SyntheticTraffic()
+    traffic_.advance([standard(canary_ready=False)], 0.0)
+    traffic_.advance([standard(canary_ready=False)], 10.0)
+    samples = parse(traffic_.exposition())
+    stable = {"revision": "m-v1-predictor"}
+    # Until the canary is ready its 20% reaches no pod.
+    assert value(samples, "revision_request_duration_seconds_count", **stable) == pytest.approx(160)
+    assert not any(("revision", "m-v2-predictor") in pairs for _, pairs in samples)
+
+    traffic_.advance([standard(canary_ready=True)], 20.0)
+    traffic_.advance([standard(canary_ready=True)], 30.0)
+    samples = parse(traffic_.exposition())
+    canary = {"revision": "m-v2-predictor"}
+    assert value(samples, "revision_request_duration_seconds_count", **canary) == pytest.approx(40)
+    assert value(samples, "revision_requests_total", code="500", **canary) == pytest.approx(8.0)

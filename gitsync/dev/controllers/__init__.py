@@ -9,7 +9,8 @@ the objects and write only their ``status`` subresource, moving it the way the r
 controllers document and implement it, on a configurable clock.
 
 They are for development and tests only. Each simulator is a pure function from an
-object and the time to its next status (:mod:`.inferenceservice`, :mod:`.jobs`); the
+object and the time to its next status (:mod:`.inferenceservice` and :mod:`.standard`
+for the two KServe modes, :mod:`.jobs`); the
 API-server side lives in :mod:`.runner`; ``python -m gitsync.dev.controllers`` runs
 them all in one process.
 """

@@ -1,4 +1,4 @@
-"""Simulate KServe's InferenceService controller (Serverless mode) for dev and tests.
+"""Simulate KServe's InferenceService controller for dev and tests.
 
 KServe cannot run in the local control plane (its predictors are Knative Services
 that need pods), yet gitsync must be developed and tested against InferenceServices
@@ -6,8 +6,12 @@ whose status moves the way KServe v0.20 moves it. This module is that stand-in: 
 pure function from an InferenceService (and the time) to its next status. Nothing
 here runs in production and nothing but ``status`` is ever written.
 
-What is simulated, following ``pkg/apis/serving/v1beta1/inference_service_status.go``
-and the knative reconciler of KServe, and Knative Serving's own lifecycle:
+The mode is KServe's (``status.deploymentMode`` once recorded, else the
+``serving.kserve.io/deploymentMode`` annotation, else ``Serverless``, the shipped
+default); Standard mode is simulated in :mod:`.standard`, ModelMesh not at all.
+What is simulated in Serverless mode, following
+``pkg/apis/serving/v1beta1/inference_service_status.go`` and the knative reconciler
+of KServe, and Knative Serving's own lifecycle:
 
 * Every change of a component's revision template (its spec without
   ``canaryTrafficPercent``, plus the InferenceService's labels and annotations, which
@@ -37,13 +41,18 @@ import copy
 import enum
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import orjson
 
+from gitsync.dev.controllers.conditions import FALSE as _FALSE
+from gitsync.dev.controllers.conditions import READY as _READY
+from gitsync.dev.controllers.conditions import TRUE as _TRUE
+from gitsync.dev.controllers.conditions import UNKNOWN as _UNKNOWN
+from gitsync.dev.controllers.conditions import Conditions as _Conditions
 from gitsync.dev.controllers.metrics import REVISION_KNOBS, remember_profiles
 from gitsync.dev.controllers.runner import (
     Outcome,
@@ -52,6 +61,7 @@ from gitsync.dev.controllers.runner import (
     parse_time,
     seconds_annotation,
 )
+from gitsync.dev.controllers.standard import StandardKnobs, reconcile_standard
 from gitsync.rollout import KSERVE_DISALLOWED_ANNOTATIONS
 
 __all__ = [
@@ -78,6 +88,9 @@ _DEFAULT_FAIL_MESSAGE: Final = (
 )
 
 _DEPLOYMENT_MODE_ANNOTATION: Final = "serving.kserve.io/deploymentMode"
+# v0.20's spellings of each mode, the deprecated one first (constants.go).
+_SERVERLESS: Final = frozenset({"Serverless", "Knative"})
+_STANDARD: Final = frozenset({"RawDeployment", "Standard"})
 _TAG_ROUTING_ANNOTATION: Final = "serving.kserve.io/enable-tag-routing"
 # KServe's ServiceAnnotationDisallowedList and RevisionTemplateLabelDisallowedList:
 # everything else on the InferenceService lands in the revision template.
@@ -93,8 +106,6 @@ _ANNOTATIONS_NOT_IN_TEMPLATE: Final = frozenset(
 )
 _LABELS_NOT_IN_TEMPLATE: Final = frozenset({"networking.knative.dev/visibility"})
 
-_TRUE, _FALSE, _UNKNOWN = "True", "False", "Unknown"
-_READY: Final = "Ready"
 _ISVC_DEPENDENTS: Final = ("PredictorReady", "IngressReady")
 _KSVC_CONFIGURATIONS: Final = "ConfigurationsReady"
 _KSVC_ROUTES: Final = "RoutesReady"
@@ -131,89 +142,6 @@ class _RevisionState(enum.Enum):
     PENDING = "pending"
     READY = "ready"
     FAILED = "failed"
-
-
-# --- knative condition sets -----------------------------------------------------------
-
-
-class _Conditions:
-    """knative.dev/pkg ``ConditionSet`` semantics, which KServe's conditions inherit.
-
-    A happy condition (``Ready``) follows its dependents; a condition keeps its
-    lastTransitionTime unless something other than the time changes; non-dependent
-    conditions carry severity ``Info``; the list is sorted by type.
-    """
-
-    def __init__(self, existing: Iterable[Any], *, dependents: tuple[str, ...], now: str) -> None:
-        self._dependents = dependents
-        self._now = now
-        self._items: dict[str, dict[str, Any]] = {}
-        for item in existing:
-            if isinstance(item, dict) and isinstance(item.get("type"), str):
-                self._items[item["type"]] = dict(item)
-
-    def get(self, kind: str) -> dict[str, Any] | None:
-        return self._items.get(kind)
-
-    def status(self, kind: str) -> str | None:
-        item = self._items.get(kind)
-        return None if item is None else str(item.get("status"))
-
-    def as_list(self) -> list[dict[str, Any]]:
-        return [self._items[kind] for kind in sorted(self._items)]
-
-    def _terminal(self, kind: str) -> bool:
-        return kind == _READY or kind in self._dependents
-
-    def _set(self, kind: str, status: str, reason: str = "", message: str = "") -> None:
-        item: dict[str, Any] = {"type": kind, "status": status}
-        if not self._terminal(kind):
-            item["severity"] = "Info"
-        if reason:
-            item["reason"] = reason
-        if message:
-            item["message"] = message
-        current = self._items.get(kind)
-        if current is not None:
-            unchanged = {k: v for k, v in current.items() if k != "lastTransitionTime"}
-            if unchanged == item:
-                return
-        item["lastTransitionTime"] = self._now
-        self._items[kind] = item
-
-    def mark_true(self, kind: str) -> None:
-        self._set(kind, _TRUE)
-        if all(self.status(dependent) == _TRUE for dependent in self._dependents):
-            self._set(_READY, _TRUE)
-
-    def mark_false(self, kind: str, reason: str, message: str) -> None:
-        self._set(kind, _FALSE, reason, message)
-        if kind in self._dependents:
-            self._set(_READY, _FALSE, reason, message)
-
-    def mark_unknown(self, kind: str, reason: str, message: str) -> None:
-        self._set(kind, _UNKNOWN, reason, message)
-        # A failed dependent trumps an unknown one, even for a non-dependent condition.
-        if any(self.status(dependent) == _FALSE for dependent in self._dependents):
-            if self.status(_READY) != _FALSE:
-                self._set(_READY, _FALSE, reason, message)
-            return
-        if kind in self._dependents:
-            self._set(_READY, _UNKNOWN, reason, message)
-
-    def propagate(self, kind: str, source: Mapping[str, Any] | None) -> None:
-        """KServe's ``SetCondition``: copy another object's condition onto ``kind``."""
-        if source is None:
-            return
-        status = source.get("status")
-        reason = str(source.get("reason") or "")
-        message = str(source.get("message") or "")
-        if status == _UNKNOWN:
-            self.mark_unknown(kind, reason, message)
-        elif status == _TRUE:
-            self.mark_true(kind)
-        elif status == _FALSE:
-            self.mark_false(kind, reason, message)
 
 
 # --- simulator memory -------------------------------------------------------------------
@@ -321,9 +249,12 @@ def reconcile_inference_service(
     annotations = {str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()}
     if metadata.get("deletionTimestamp"):
         return Outcome()
-    mode = annotations.get(_DEPLOYMENT_MODE_ANNOTATION, "Serverless")
-    if mode != "Serverless":
-        return Outcome(note=f"deploymentMode {mode} is not simulated (only Serverless); left alone")
+    # KServe's GetDeploymentMode: the mode it recorded, else the annotation.
+    mode = (obj.get("status") or {}).get("deploymentMode") or annotations.get(
+        _DEPLOYMENT_MODE_ANNOTATION, "Serverless"
+    )
+    if mode not in _SERVERLESS | _STANDARD:
+        return Outcome(note=f"deploymentMode {mode} is not simulated; left alone")
     spec = obj.get("spec") or {}
     if not isinstance(spec.get("predictor"), dict):
         return Outcome(note="no spec.predictor; left alone")
@@ -340,6 +271,13 @@ def reconcile_inference_service(
         tag_routing=annotations.get(_TAG_ROUTING_ANNOTATION) == "true",
         domain=settings.domain,
     )
+    if mode in _STANDARD:
+        knobs = StandardKnobs(
+            delay=ctx.delay, fail=ctx.fail, fail_message=ctx.fail_message, domain=ctx.domain
+        )
+        return reconcile_standard(
+            obj, now, knobs=knobs, template_of=lambda spec: _template_hash(spec, ctx)
+        )
     old: dict[str, Any] = dict(obj.get("status") or {})
     status = copy.deepcopy(old)
     conditions = _Conditions(

@@ -10,7 +10,12 @@ with, and the counters grow linearly with the time it has been receiving traffic
 
 Served in the Prometheus text format (``GET /metrics`` on 127.0.0.1), one series set
 per revision with a share of traffic above zero, labelled ``namespace``,
-``inferenceservice`` and ``revision``:
+``inferenceservice`` and ``revision``. Standard mode has no revisions: there each
+predictor Deployment (the stable ``{isvc}-predictor``, a canary's
+``{isvc}-{name}-predictor``) is a series set of its own, its name in ``revision``, so
+one analysis query (``revision="{{canary_revision}}"``) serves both modes; the
+stable Deployment serves what the canaries do not, a canary its ``trafficPercent``
+once ``canaryStatuses`` says it is ready:
 
 * ``revision_requests_total{..., code="200"|"500"}``, a counter;
 * ``revision_request_duration_seconds``, a histogram (``_bucket{le}``, ``_sum``,
@@ -24,7 +29,8 @@ Knobs, as annotations on the InferenceService: ``dev.gitsync.io/error-rate``
 ``dev.gitsync.io/latency-seconds`` (median latency, default 0.05) are read when a
 revision is created and stay fixed for it (the simulator remembers them in
 ``status.annotations``; like KServe, which copies annotations into the revision
-template, changing one creates a new revision). ``dev.gitsync.io/requests-per-second``
+template, changing one creates a new revision; in Standard mode they are read when a
+Deployment is created, and a rolling update keeps them). ``dev.gitsync.io/requests-per-second``
 (default 20, split by the traffic percentages) applies at once.
 
 Counts are fractional on purpose: a 0.1% error ratio at a few requests a second is
@@ -42,6 +48,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
+
+from gitsync.traffic import DeploymentMode, deployment_mode, predictor_workload
 
 __all__ = [
     "BUCKETS",
@@ -133,12 +141,14 @@ class RevisionProfile:
         return self.latency_seconds * math.exp(_SIGMA**2 / 2.0)
 
 
-def _memory_keys(revision: str) -> tuple[str, str] | None:
-    """Where the simulator remembers a predictor revision's profile, by its number."""
+def _memory_keys(revision: str) -> tuple[str, str]:
+    """Where the simulator remembers a profile: a predictor revision's by its number,
+    a Standard-mode Deployment's (``...-predictor``) by its name."""
     number = revision.rsplit("-", 1)[-1]
-    if not number.isdigit():
-        return None
-    prefix = f"{_MEMORY_PREFIX}{_COMPONENT}-{number}-"
+    if number.isdigit():
+        prefix = f"{_MEMORY_PREFIX}{_COMPONENT}-{number}-"
+    else:
+        prefix = f"{_MEMORY_PREFIX}deploy-{revision}-"
     return prefix + _MEMORY_FIELDS[0], prefix + _MEMORY_FIELDS[1]
 
 
@@ -158,8 +168,6 @@ def remember_profiles(
     kept: dict[str, str] = {}
     for revision in {*serving, latest}:
         keys = _memory_keys(revision)
-        if keys is None:
-            continue
         if all(key in memory for key in keys):
             kept.update({key: str(memory[key]) for key in keys})
         elif revision == latest:
@@ -173,7 +181,7 @@ def profile_of(status: Mapping[str, Any], revision: str) -> RevisionProfile:
     """A revision's profile from the simulator's memory (defaults when there is none)."""
     memory = status.get("annotations") or {}
     keys = _memory_keys(revision)
-    if keys is None or not all(key in memory for key in keys):
+    if not all(key in memory for key in keys):
         return RevisionProfile()
     return RevisionProfile.from_annotations(
         {ERROR_RATE_ANNOTATION: memory[keys[0]], LATENCY_ANNOTATION: memory[keys[1]]}
@@ -193,13 +201,41 @@ class _Series:
 
 
 def _shares(obj: Mapping[str, Any]) -> dict[str, float]:
-    """Each revision's fraction of the predictor's traffic (a revision may be listed twice)."""
-    predictor = ((obj.get("status") or {}).get("components") or {}).get(_COMPONENT) or {}
+    """Each revision's fraction of the predictor's traffic (a revision may be listed
+    twice); in Standard mode each predictor Deployment's."""
+    status = obj.get("status") or {}
+    if deployment_mode(obj) is DeploymentMode.STANDARD:
+        return _standard_shares(obj)
+    predictor = (status.get("components") or {}).get(_COMPONENT) or {}
     shares: dict[str, float] = defaultdict(float)
     for target in predictor.get("traffic") or []:
         name, percent = target.get("revisionName"), target.get("percent")
         if isinstance(name, str) and isinstance(percent, int | float) and percent > 0:
             shares[name] += float(percent) / 100.0
+    return shares
+
+
+def _standard_shares(obj: Mapping[str, Any]) -> dict[str, float]:
+    """The stable Deployment serves what the canaries do not; a canary serves its
+    ``trafficPercent`` once ready (until then its share reaches no pod)."""
+    status = obj.get("status") or {}
+    name = str((obj.get("metadata") or {}).get("name"))
+    shares: dict[str, float] = {}
+    rest = 100.0
+    for canary in status.get("canaryStatuses") or []:
+        percent = canary.get("trafficPercent")
+        if not isinstance(percent, int) or isinstance(percent, bool):
+            continue
+        rest -= percent
+        if canary.get("ready") is True and percent > 0:
+            shares[predictor_workload(name, str(canary.get("name")))] = percent / 100.0
+    ready = any(
+        c.get("type") == "PredictorReady" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    stable = ((obj.get("spec") or {}).get("predictor") or {}).get("name")
+    if ready and rest > 0:
+        shares[predictor_workload(name, stable)] = rest / 100.0
     return shares
 
 
