@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     # `gitsync validate` takes to run, and pygit2 and structlog are not free either.
     from gitsync.clients.git import Repository
     from gitsync.clients.kube import KubeClient
+    from gitsync.election import LeaderElector
     from gitsync.reconciler import Reconciler
 
 __all__ = ["main"]
@@ -643,6 +644,14 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             help="Default: $KUBECONFIG, then ~/.kube/config.",
         ),
         _option("--context", "kube_context", default=None, help="kubeconfig context."),
+        _option(
+            "--serviceaccount-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default="/var/run/secrets/kubernetes.io/serviceaccount",
+            show_default=True,
+            help="In a cluster without a kubeconfig: the ServiceAccount's token, ca.crt"
+            " and namespace.",
+        ),
         _option("--status-branch", default=None, help="Default: from gitsync.yaml."),
         _option(
             "--instance",
@@ -712,6 +721,7 @@ def _reconciler(
     subdir: str,
     kubeconfig: Path | None,
     kube_context: str | None,
+    serviceaccount_dir: Path,
     status_branch: str | None,
     instance: str,
     cache_dir: Path | None,
@@ -723,6 +733,7 @@ def _reconciler(
     kube_api_burst: int | None,
     wait_timeout: float = 0.0,
     watch: bool = False,
+    may_write: Callable[[], bool] = lambda: True,
 ) -> Reconciler:
     from gitsync.clients.git import (  # noqa: PLC0415 - see TYPE_CHECKING above
         Credentials,
@@ -762,9 +773,10 @@ def _reconciler(
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
     )
-    kube = KubeClient.from_kubeconfig(
+    kube = KubeClient.connect(
         kubeconfig,
         context=kube_context,
+        serviceaccount_dir=serviceaccount_dir,
         concurrency=DEFAULT_CONCURRENCY if concurrency is None else concurrency,
         qps=DEFAULT_QPS if kube_api_qps is None else kube_api_qps,
         burst=DEFAULT_BURST if kube_api_burst is None else kube_api_burst,
@@ -778,6 +790,7 @@ def _reconciler(
         options=options,
         watch=watch,
         cache_dir=cache,
+        may_write=may_write,
     )
 
 
@@ -826,25 +839,114 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     sys.exit(1 if report.failed else 0)
 
 
+def _leader_options(function: Callable[..., None]) -> Callable[..., None]:
+    """`run --leader-elect` and its Lease (client-go's defaults)."""
+    options = [
+        _option(
+            "--leader-elect",
+            is_flag=True,
+            default=False,
+            help="Run cycles only while holding a coordination.k8s.io Lease (run replicas).",
+        ),
+        _option(
+            "--lease-namespace",
+            default=None,
+            help="The Lease's namespace. Default in a cluster: the ServiceAccount's.",
+        ),
+        _option("--lease-name", default=None, help="Default: gitsync-<instance>."),
+        _option("--lease-duration", type=click.IntRange(min=1), default=15, show_default=True),
+        _option("--renew-deadline", type=float, default=10.0, show_default=True),
+        _option("--retry-period", type=float, default=2.0, show_default=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @cli.command()
 @_sync_options
 @_option("--interval", type=float, default=30.0, show_default=True, help="Seconds.")
 @_option("--jitter", type=float, default=None, help="Seconds. Default: interval / 10.")
+@_leader_options
 def run(
-    log_format: str, log_level: str | None, interval: float, jitter: float | None, **options: Any
+    *,
+    log_format: str,
+    log_level: str | None,
+    interval: float,
+    jitter: float | None,
+    leader_elect: bool,
+    lease_namespace: str | None,
+    lease_name: str | None,
+    lease_duration: int,
+    renew_deadline: float,
+    retry_period: float,
+    **options: Any,
 ) -> None:
     """Reconcile every --interval seconds until SIGTERM."""
     from gitsync.daemon import Daemon  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.log import configure as configure_logging  # noqa: PLC0415 - see TYPE_CHECKING above
 
     configure_logging(json=log_format == "json", level=log_level or "info")
-    reconciler = _reconciler(**options, watch=True)
+    elector = None
+    if leader_elect:
+        elector = _elector(
+            options,
+            namespace=lease_namespace,
+            name=lease_name or f"gitsync-{options['instance']}",
+            timings=(lease_duration, renew_deadline, retry_period),
+        )
+    reconciler = _reconciler(
+        **options, watch=True, may_write=elector.may_write if elector else lambda: True
+    )
     try:
+        if elector is not None:
+            elector.start()
         Daemon(
-            reconciler.cycle, interval=interval, jitter=interval / 10 if jitter is None else jitter
+            reconciler.cycle,
+            interval=interval,
+            jitter=interval / 10 if jitter is None else jitter,
+            leading=None if elector is None else elector.may_write,
         ).run()
     finally:
         reconciler.close()
+        if elector is not None:
+            # Only now, with no cycle running: a standby may start at once.
+            elector.stop(release=True)
+            elector.kube.close()
+
+
+def _elector(
+    options: Mapping[str, Any],
+    *,
+    namespace: str | None,
+    name: str,
+    timings: tuple[int, float, float],
+) -> LeaderElector:
+    from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.election import LeaderElector, default_identity  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.leader import Timings  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    lease_duration, renew_deadline, retry_period = timings
+    checked = Timings(lease_duration, renew_deadline, retry_period)
+    serviceaccount_dir: Path = options["serviceaccount_dir"]
+    if namespace is None:
+        try:
+            namespace = (serviceaccount_dir / "namespace").read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--leader-elect needs --lease-namespace (no {serviceaccount_dir}/namespace)"
+            ) from exc
+    # One connection of its own, timing out well within the renew deadline.
+    lease_client = KubeClient.connect(
+        options["kubeconfig"],
+        context=options["kube_context"],
+        serviceaccount_dir=serviceaccount_dir,
+        timeout=(retry_period, renew_deadline / 2),
+        concurrency=1,
+    )
+    return LeaderElector(
+        lease_client, namespace=namespace, name=name, identity=default_identity(), timings=checked
+    )
 
 
 def main() -> None:
