@@ -22,7 +22,7 @@ import orjson
 
 from gitsync import __version__, trailers
 from gitsync.diff import Action
-from gitsync.errors import ConfigurationError, GitError, GitsyncError
+from gitsync.errors import ConfigurationError, GitError, GitsyncError, LeadershipLostError
 from gitsync.evaluation import Evaluation, Evaluator, spec_objects
 from gitsync.health import assess
 from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
@@ -898,21 +898,27 @@ def run(
     reconciler = _reconciler(
         **options, watch=True, may_write=elector.may_write if elector else lambda: True
     )
+    daemon = Daemon(
+        reconciler.cycle,
+        interval=interval,
+        jitter=interval / 10 if jitter is None else jitter,
+        leading=None if elector is None else elector.may_write,
+    )
     try:
         if elector is not None:
+            elector.on_change(lambda leading: None if leading else daemon.stop())
             elector.start()
-        Daemon(
-            reconciler.cycle,
-            interval=interval,
-            jitter=interval / 10 if jitter is None else jitter,
-            leading=None if elector is None else elector.may_write,
-        ).run()
+        daemon.run()
     finally:
         reconciler.close()
         if elector is not None:
             # Only now, with no cycle running: a standby may start at once.
             elector.stop(release=True)
             elector.kube.close()
+    if elector is not None and elector.lost:
+        raise LeadershipLostError(
+            f"lost the lease {elector.namespace}/{elector.name}: exiting, to restart as a standby"
+        )
 
 
 def _elector(

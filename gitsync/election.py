@@ -10,6 +10,11 @@ loop's progress: a renewal hanging on a paused API server cannot extend them.
 Listeners (the HTTP listener's ``gitsync_leader`` gauge and its "healthy standby"
 readiness) register with :meth:`LeaderElector.on_change`.
 
+A replica that loses the Lease it held does not try to win it back: ``gitsync run``
+exits (as client-go's controllers do on ``OnStoppedLeading``), and its pod restarts as
+a standby with fresh state. Staying on could race the standby that is taking over,
+both judging the same record after an outage, with caches from before it.
+
 The Lease goes through a client of its own (one connection, short timeouts, its own
 rate limiter): renewals must not queue behind a thousand applies in the shared
 client's token bucket, nor wait out its 30 s read timeout.
@@ -85,6 +90,8 @@ class LeaderElector:
         #: When writing stops being allowed: renew_deadline after the last renewal's send.
         self._deadline = float("-inf")
         self._leading = False
+        #: Set once this replica led and then stopped leading other than by :meth:`stop`.
+        self.lost = False
 
     # --- what the daemon, the cycle and the listener read ------------------------------
 
@@ -131,7 +138,11 @@ class LeaderElector:
             lease=f"{self.namespace}/{self.name}",
             identity=self.identity,
         )
-        while not self._stop.is_set():
+        # After a loss the process exits (see above): it must not win the Lease back
+        # while the cycle it was running winds down.
+        while not self._stop.is_set() and not self.lost:
+            # Said on time even when the try before hung until its timeout.
+            self._expire()
             self.try_once()
             self._stop.wait(self._pause())
 
@@ -209,6 +220,8 @@ class LeaderElector:
         """Set whether we lead; what it was. Listeners hear of a change."""
         with self._lock:
             before, self._leading = self._leading, leading
+            if before and not leading and not self._stop.is_set():
+                self.lost = True
         if before != leading:
             for listener in self._listeners:
                 listener(leading)
