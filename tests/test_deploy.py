@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -54,6 +55,44 @@ def test_the_deployment_is_accepted_by_the_api_server(
     for document in _documents("gitsync.yaml"):
         accepted = kube.apply(document, field_manager="test", dry_run=True)
         assert accepted["kind"] == document["kind"]
+
+
+def _by_kind(name: str) -> dict[str, dict[str, Any]]:
+    return {str(d["kind"]): d for d in _documents(name)}
+
+
+def test_two_replicas_elect_a_leader_and_keep_one_through_a_drain() -> None:
+    manifests = _by_kind("gitsync.yaml")
+    deployment, service, budget = (
+        manifests["Deployment"],
+        manifests["Service"],
+        manifests["PodDisruptionBudget"],
+    )
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert "--leader-elect" in container["args"]
+    assert container["args"][container["args"].index("--listen") + 1] == ":8080"
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # The Lease the replicas share is the one rbac.yaml lets them renew.
+    instance = next(e["value"] for e in container["env"] if e["name"] == "GITSYNC_INSTANCE")
+    (role,) = [d for d in _documents("rbac.yaml") if d["kind"] == "Role"]
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named[0]["resourceNames"] == [f"gitsync-{instance}"]
+    labels = pod["metadata"]["labels"]
+    assert service["spec"]["selector"] == labels
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == labels
+    # The ServiceMonitor (Prometheus Operator CRD, not installed here) scrapes that port.
+    (monitor,) = _documents("servicemonitor.yaml")
+    assert monitor["spec"]["selector"]["matchLabels"] == service["metadata"]["labels"]
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
 
 
 def test_a_whole_cycle_runs_as_the_service_account(as_gitsync: KubeClient, tmp_path: Path) -> None:
