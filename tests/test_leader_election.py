@@ -235,7 +235,10 @@ def test_one_of_three_leads_and_a_standby_takes_over_from_a_killed_leader(
     for standby in standbys:
         assert standby.named("cycle finished") == [], "a standby ran a cycle"
     rss = [rss_kib(r.process.pid) for r in standbys]
-    print(f"\nidle standby RSS: {[round(k / 1024, 1) for k in rss]} MiB")
+    print(
+        f"\nidle standby RSS: {[round(k / 1024, 1) for k in rss]} MiB"
+        f" (the leader, one model: {rss_kib(leader.process.pid) / 1024:.1f} MiB)"
+    )
 
     hand_overs = []
     version = 1
