@@ -854,9 +854,27 @@ def _leader_options(function: Callable[..., None]) -> Callable[..., None]:
             help="The Lease's namespace. Default in a cluster: the ServiceAccount's.",
         ),
         _option("--lease-name", default=None, help="Default: gitsync-<instance>."),
-        _option("--lease-duration", type=click.IntRange(min=1), default=15, show_default=True),
-        _option("--renew-deadline", type=float, default=10.0, show_default=True),
-        _option("--retry-period", type=float, default=2.0, show_default=True),
+        _option(
+            "--lease-duration",
+            type=click.IntRange(min=1),
+            default=15,
+            show_default=True,
+            help="Seconds a standby waits, by its own clock, without seeing a renewal.",
+        ),
+        _option(
+            "--renew-deadline",
+            type=float,
+            default=10.0,
+            show_default=True,
+            help="Seconds after its last renewal until which the leader may write.",
+        ),
+        _option(
+            "--retry-period",
+            type=float,
+            default=2.0,
+            show_default=True,
+            help="Seconds between tries to renew or acquire.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)

@@ -158,3 +158,19 @@ def test_a_signal_cuts_the_wait_short() -> None:
 def test_nonsense_pacing_is_a_configuration_error() -> None:
     with pytest.raises(GitsyncError, match="interval"):
         Daemon(scripted([]), interval=0, jitter=1)
+
+
+def test_a_standby_runs_no_cycle_and_looks_again_soon() -> None:
+    leading = [False]
+    ran: list[str] = []
+
+    def cycle() -> Finished:
+        ran.append("cycle")
+        return Finished("c", OK)
+
+    daemon = Daemon(cycle, interval=30.0, jitter=0.0, rand=lambda: 0.5, leading=lambda: leading[0])
+    assert daemon.tick() == 0.25
+    assert ran == []
+    leading[0] = True
+    assert daemon.tick() == 30.0
+    assert ran == ["cycle"]
