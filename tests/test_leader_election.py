@@ -12,6 +12,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -384,3 +385,37 @@ def test_a_paused_api_server_stops_the_leader_before_its_lease_expires(
         if event.get("event") == "object configured":
             assert at(event) < paused, event
     assert_status_history_is_whole(cluster, [head])
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        pytest.param(
+            ["--lease-namespace", "ns", "--lease-duration", "3", "--renew-deadline", "5"],
+            "--lease-duration 3 must be greater than --renew-deadline 5",
+            id="renew-deadline-past-the-lease",
+        ),
+        pytest.param(
+            ["--lease-namespace", "ns", "--renew-deadline", "2", "--retry-period", "2"],
+            "--renew-deadline 2.0 must be greater than 1.2 x --retry-period 2.0",
+            id="no-second-try",
+        ),
+        pytest.param(
+            ["--serviceaccount-dir", "/nonexistent"],
+            "--leader-elect needs --lease-namespace (no /nonexistent/namespace)",
+            id="no-namespace",
+        ),
+    ],
+)
+def test_unusable_election_settings_are_refused_before_anything_runs(
+    tmp_path: Path, flags: list[str], says: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gitsync", "run", "--repo", str(tmp_path), "--leader-elect", *flags],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert says in result.stderr
