@@ -164,6 +164,11 @@ class LeaderElector:
             log.warning("lease not read", lease=self.name, error=str(exc))
             self._expire()
             return None
+        # A read that came back after the deadline must not renew: past it, this replica
+        # has stopped leading (and exits), as when the read had failed.
+        self._expire()
+        if self.lost:
+            return Action.LOST
         observed = None if current is None else LeaseRecord.of(current)
         with self._lock:
             if observed != self._record:
@@ -209,7 +214,7 @@ class LeaderElector:
         return verdict.action
 
     def _expire(self) -> None:
-        """After a failed round: lose the lead once the renew deadline has passed."""
+        """Lose the lead once the renew deadline has passed unrenewed."""
         with self._lock:
             over = self._leading and self._clock() >= self._deadline
         if over:

@@ -128,3 +128,19 @@ def test_a_release_lets_the_standby_take_over_at_its_next_try(
     assert not a.lost  # a clean stop is no loss
     assert b.try_once() is Action.ACQUIRE  # no waiting: the record says "free"
     assert lease(lease_client, namespace)["leaseTransitions"] == 1
+
+
+def test_a_leader_past_its_renew_deadline_does_not_renew_even_if_it_could(
+    lease_client: KubeClient, namespace: str
+) -> None:
+    # Its renewals hung (a paused server) until the deadline passed: the next read
+    # succeeds, and still it stops, as client-go's leader does when its renew times out.
+    clock = Clock()
+    a = elector(lease_client, namespace, "a", clock)
+    assert a.try_once() is Action.CREATE
+    renewed = lease(lease_client, namespace)["renewTime"]
+    clock.now += 10.0
+    assert a.try_once() is Action.LOST
+    assert a.lost
+    assert not a.may_write()
+    assert lease(lease_client, namespace)["renewTime"] == renewed
