@@ -35,7 +35,14 @@ from typing import Any, Final
 
 from gitsync.clients.kube import KubeClient
 from gitsync.diff import Action, Change, ChangeSet, normalize
-from gitsync.errors import ApiInvalidError, ApiUnavailableError, GitsyncError, NotFoundError
+from gitsync.errors import (
+    ApiInvalidError,
+    ApiUnavailableError,
+    GitsyncError,
+    LeadershipLostError,
+    NotFoundError,
+    TransientError,
+)
 from gitsync.loading import Diagnostic, Entry
 from gitsync.plan import LiveView
 from gitsync.render import LABEL_MANAGED_BY, MANAGER
@@ -58,21 +65,29 @@ class Applied:
     changes: ChangeSet
     #: The objects as the server stored them, by the writes that succeeded.
     written: Mapping[ObjectRef, Mapping[str, Any]]
-    #: Why the API server stopped answering, if it did: the changes it cut short fail
-    #: with this error, and those done before are kept.
-    interrupted: ApiUnavailableError | None = None
+    #: Why the API server stopped answering, or the leadership was lost, if either
+    #: happened: the changes it cut short fail with this error, those done before are kept.
+    interrupted: TransientError | None = None
 
 
 class _Interruption:
-    """The first ApiUnavailableError any worker met; after it nothing new starts."""
+    """The first ApiUnavailableError any worker met, or the leadership lost; after it
+    nothing new starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, may_write: Callable[[], bool]) -> None:
         self._lock = threading.Lock()
-        self.error: ApiUnavailableError | None = None
+        self._may_write = may_write
+        self.error: TransientError | None = None
 
-    def record(self, exc: ApiUnavailableError) -> None:
+    def record(self, exc: TransientError) -> None:
         with self._lock:
             self.error = self.error or exc
+
+    def cause(self) -> TransientError | None:
+        """Why no write may start now, if one may not (asked before every write)."""
+        if self.error is None and not self._may_write():
+            self.record(LeadershipLostError("this replica no longer holds the leader lease"))
+        return self.error
 
 
 def execute(
@@ -82,8 +97,12 @@ def execute(
     create_namespaces: bool,
     known_namespaces: set[str] | None = None,
     concurrency: int | None = None,
+    may_write: Callable[[], bool] = lambda: True,
 ) -> Applied:
     """Apply the plan with ``concurrency`` writers (default: the client's).
+
+    ``may_write`` is asked before each write starts; once it says no (this replica
+    lost the leader lease), nothing new is written, as when the API server went away.
 
     In turn, each step waiting for the one before: the namespaces written objects go
     to, each once; CRDs and Namespaces of the plan; the other writes; the deletions.
@@ -92,7 +111,7 @@ def execute(
     changes = plan.changes
     results = list(changes)
     written: dict[ObjectRef, Mapping[str, Any]] = {}
-    interruption = _Interruption()
+    interruption = _Interruption(may_write)
     writes = [i for i, change in enumerate(changes) if change.action in _WRITES]
     definitions = [i for i in writes if changes[i].key.kind in _DEFINITIONS]
     others = [i for i in writes if changes[i].key.kind not in _DEFINITIONS]
@@ -125,7 +144,7 @@ def execute(
         def write(change: Change) -> _Done:
             if (refusal := refusals.get(change.key.namespace)) is not None:
                 return _failed(change, refusal), None
-            return _write(client, change)
+            return _write(client, change, interruption)
 
         run(definitions, write)
         if any(results[i].key.kind == "CustomResourceDefinition" for i in definitions):
@@ -144,7 +163,7 @@ def execute(
 
 def _attempt(work: Callable[[Change], _Done], change: Change, interruption: _Interruption) -> _Done:
     """Carry out one change; a failure is recorded on it, not raised."""
-    if (cause := interruption.error) is not None:
+    if (cause := interruption.cause()) is not None:
         return _failed(change, cause, prefix="not attempted: "), None
     try:
         return work(change)
@@ -159,9 +178,9 @@ def _failed(change: Change, exc: GitsyncError, *, prefix: str = "") -> Change:
     return dataclasses.replace(change, error=prefix + str(exc), error_remedy=exc.remedy)
 
 
-def _write(client: KubeClient, change: Change) -> _Done:
+def _write(client: KubeClient, change: Change, interruption: _Interruption) -> _Done:
     if change.action is Action.CONFIGURED:
-        return _configure(client, change)
+        return _configure(client, change, interruption)
     return change, _apply(client, change)
 
 
@@ -192,7 +211,7 @@ def _apply(client: KubeClient, change: Change, *, dry_run: bool = False) -> dict
     return stored
 
 
-def _configure(client: KubeClient, change: Change) -> _Done:
+def _configure(client: KubeClient, change: Change, interruption: _Interruption) -> _Done:
     preview = _apply(client, change, dry_run=True)
     if change.live is not None and normalize(preview) == normalize(change.live):
         # The server would store exactly what it has (values it normalises, such as
@@ -201,6 +220,9 @@ def _configure(client: KubeClient, change: Change) -> _Done:
             change, action=Action.UNCHANGED, reason="no effective change"
         )
         return unchanged, None
+    # The dry-run may have waited long on a stalled server: ask again before writing.
+    if (cause := interruption.cause()) is not None:
+        return _failed(change, cause, prefix="not attempted: "), None
     return change, _apply(client, change)
 
 
@@ -208,8 +230,8 @@ def _namespace_refusal(
     client: KubeClient, name: str, create: bool, interruption: _Interruption
 ) -> GitsyncError | None:
     """Make sure namespace ``name`` exists; why not, if it cannot."""
-    if interruption.error is not None:
-        return interruption.error
+    if (cause := interruption.cause()) is not None:
+        return cause
     try:
         if client.get("v1", "Namespace", name) is not None:
             return None

@@ -24,7 +24,7 @@ import yaml
 
 from gitsync import __version__, trailers
 from gitsync.diff import Action
-from gitsync.errors import ConfigurationError, GitError, GitsyncError
+from gitsync.errors import ConfigurationError, GitError, GitsyncError, LeadershipLostError
 from gitsync.evaluation import Evaluation, Evaluator, spec_objects
 from gitsync.health import assess
 from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     # `gitsync validate` takes to run, and pygit2 and structlog are not free either.
     from gitsync.clients.git import Repository
     from gitsync.clients.kube import KubeClient
+    from gitsync.election import LeaderElector
     from gitsync.metrics import Metrics
     from gitsync.reconciler import CycleReport, Reconciler
 
@@ -709,6 +710,14 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             help="Default: $KUBECONFIG, then ~/.kube/config.",
         ),
         _option("--context", "kube_context", default=None, help="kubeconfig context."),
+        _option(
+            "--serviceaccount-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default="/var/run/secrets/kubernetes.io/serviceaccount",
+            show_default=True,
+            help="In a cluster without a kubeconfig: the ServiceAccount's token, ca.crt"
+            " and namespace.",
+        ),
         _option("--status-branch", default=None, help="Default: from gitsync.yaml."),
         _option(
             "--instance",
@@ -778,6 +787,7 @@ def _reconciler(
     subdir: str,
     kubeconfig: Path | None,
     kube_context: str | None,
+    serviceaccount_dir: Path,
     status_branch: str | None,
     instance: str,
     cache_dir: Path | None,
@@ -790,6 +800,7 @@ def _reconciler(
     wait_timeout: float = 0.0,
     watch: bool = False,
     metrics: Metrics | None = None,
+    may_write: Callable[[], bool] = lambda: True,
 ) -> Reconciler:
     from gitsync.clients.git import (  # noqa: PLC0415 - see TYPE_CHECKING above
         Credentials,
@@ -830,9 +841,10 @@ def _reconciler(
         io_timeout=git_timeout,
         observer=metrics.record_git if metrics else None,
     )
-    kube = KubeClient.from_kubeconfig(
+    kube = KubeClient.connect(
         kubeconfig,
         context=kube_context,
+        serviceaccount_dir=serviceaccount_dir,
         concurrency=DEFAULT_CONCURRENCY if concurrency is None else concurrency,
         qps=DEFAULT_QPS if kube_api_qps is None else kube_api_qps,
         burst=DEFAULT_BURST if kube_api_burst is None else kube_api_burst,
@@ -847,6 +859,7 @@ def _reconciler(
         options=options,
         watch=watch,
         cache_dir=cache,
+        may_write=may_write,
     )
 
 
@@ -895,6 +908,48 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     sys.exit(1 if report.failed else 0)
 
 
+def _leader_options(function: Callable[..., None]) -> Callable[..., None]:
+    """`run --leader-elect` and its Lease (client-go's defaults)."""
+    options = [
+        _option(
+            "--leader-elect",
+            is_flag=True,
+            default=False,
+            help="Run cycles only while holding a coordination.k8s.io Lease (run replicas).",
+        ),
+        _option(
+            "--lease-namespace",
+            default=None,
+            help="The Lease's namespace. Default in a cluster: the ServiceAccount's.",
+        ),
+        _option("--lease-name", default=None, help="Default: gitsync-<instance>."),
+        _option(
+            "--lease-duration",
+            type=click.IntRange(min=1),
+            default=15,
+            show_default=True,
+            help="Seconds a standby waits, by its own clock, without seeing a renewal.",
+        ),
+        _option(
+            "--renew-deadline",
+            type=float,
+            default=10.0,
+            show_default=True,
+            help="Seconds after its last renewal until which the leader may write.",
+        ),
+        _option(
+            "--retry-period",
+            type=float,
+            default=2.0,
+            show_default=True,
+            help="Seconds between tries to renew or acquire.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @cli.command()
 @_sync_options
 @_option("--interval", type=float, default=30.0, show_default=True, help="Seconds.")
@@ -918,6 +973,7 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     show_default=True,
     help="Seconds a cycle may run before /healthz says the loop is stuck.",
 )
+@_leader_options
 def run(
     *,
     log_format: str,
@@ -927,6 +983,12 @@ def run(
     listen: str | None,
     webhook_secret_file: Path | None,
     cycle_timeout: float,
+    leader_elect: bool,
+    lease_namespace: str | None,
+    lease_name: str | None,
+    lease_duration: int,
+    renew_deadline: float,
+    retry_period: float,
     **options: Any,
 ) -> None:
     """Reconcile every --interval seconds until SIGTERM; a push webhook wakes it."""
@@ -943,7 +1005,20 @@ def run(
         metrics = Metrics()
     elif webhook_secret_file is not None:
         raise ConfigurationError("--webhook-secret-file needs --listen: hooks arrive over it")
-    reconciler = _reconciler(**options, watch=True, metrics=metrics)
+    elector = None
+    if leader_elect:
+        elector = _elector(
+            options,
+            namespace=lease_namespace,
+            name=lease_name or f"gitsync-{options['instance']}",
+            timings=(lease_duration, renew_deadline, retry_period),
+        )
+    reconciler = _reconciler(
+        **options,
+        watch=True,
+        metrics=metrics,
+        may_write=elector.may_write if elector else lambda: True,
+    )
 
     def cycle() -> CycleReport:
         report = reconciler.cycle()
@@ -956,9 +1031,11 @@ def run(
         interval=interval,
         jitter=interval / 10 if jitter is None else jitter,
         cycle_timeout=cycle_timeout,
+        leading=None if elector is None else elector.may_write,
     )
     try:
         with contextlib.ExitStack() as stack:
+            listener = None
             if metrics is not None:
                 from gitsync.listener import Listener  # noqa: PLC0415 - see TYPE_CHECKING above
 
@@ -972,9 +1049,59 @@ def run(
                     clock=time.monotonic,
                 ).start()
                 stack.callback(listener.close)
+            if elector is not None:
+                if listener is not None:
+                    # A standby until the Lease says otherwise: gitsync_leader 0, and
+                    # ready as a healthy standby.
+                    listener.set_leader(False)
+                    elector.on_change(listener.set_leader)
+                elector.on_change(lambda leading: None if leading else daemon.stop())
+                elector.start()
             daemon.run()
     finally:
         reconciler.close()
+        if elector is not None:
+            # Only now, with no cycle running: a standby may start at once.
+            elector.stop(release=True)
+            elector.kube.close()
+    if elector is not None and elector.lost:
+        raise LeadershipLostError(
+            f"lost the lease {elector.namespace}/{elector.name}: exiting, to restart as a standby"
+        )
+
+
+def _elector(
+    options: Mapping[str, Any],
+    *,
+    namespace: str | None,
+    name: str,
+    timings: tuple[int, float, float],
+) -> LeaderElector:
+    from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.election import LeaderElector, default_identity  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.leader import Timings  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    lease_duration, renew_deadline, retry_period = timings
+    checked = Timings(lease_duration, renew_deadline, retry_period)
+    serviceaccount_dir: Path = options["serviceaccount_dir"]
+    if namespace is None:
+        try:
+            namespace = (serviceaccount_dir / "namespace").read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--leader-elect needs --lease-namespace (no {serviceaccount_dir}/namespace)"
+            ) from exc
+    # One connection of its own, timing out well within the renew deadline.
+    lease_client = KubeClient.connect(
+        options["kubeconfig"],
+        context=options["kube_context"],
+        serviceaccount_dir=serviceaccount_dir,
+        timeout=(retry_period, renew_deadline / 2),
+        concurrency=1,
+    )
+    return LeaderElector(
+        lease_client, namespace=namespace, name=name, identity=default_identity(), timings=checked
+    )
 
 
 def main() -> None:

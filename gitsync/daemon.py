@@ -36,11 +36,16 @@ guarantees by construction (never two cycles at once, nothing to catch up) and o
 dependency fewer. SIGTERM and SIGINT set the event: the running cycle finishes,
 then the daemon stops (and says so only then: a signal handler must not log).
 
+With leader election (``leading``), a replica that does not hold the Lease runs no
+cycle at all: it looks at the (local, free) answer every quarter of a second, so it
+starts its first cycle within that once it becomes the leader.
+
 :meth:`Daemon.wake` (a push webhook) cuts the wait short through a second event.
 Wakes coalesce by construction: any number of them during a cycle leave the event
 set once, so one more cycle runs, and the loop is still the only caller of the
 cycle. The loop also keeps a :class:`~gitsync.telemetry.Progress` for the probes:
-it promises its next sign of life within the delay it chose plus ``cycle_timeout``.
+it promises its next sign of life within the delay it chose plus ``cycle_timeout``
+(a standby's too, so its liveness probe passes while it waits).
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ log = structlog.get_logger(__name__)
 #: Retries run at most this much shorter than nominal, so instances that failed
 #: together (a remote outage) spread out when they retry.
 _BACKOFF_JITTER = 0.5
+#: How often a standby looks whether it has become the leader.
+_STANDBY_POLL = 0.25
 
 
 class Cycled(Protocol):
@@ -92,6 +99,7 @@ class Daemon:
         cycle_timeout: float = 300.0,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        leading: Callable[[], bool] | None = None,
     ) -> None:
         """``cycle_timeout`` is how long a cycle may run before :attr:`progress` says
         the loop is stuck (gitsync does not cut a cycle short: the liveness probe's
@@ -110,6 +118,7 @@ class Daemon:
             base=interval, factor=2.0, max=max(max_backoff, interval), jitter=_BACKOFF_JITTER
         )
         self._rand = rand
+        self._leading = leading
         self._failures = 0
         self._stop = threading.Event()
         #: Set by stop() too, so one wait serves both.
@@ -160,9 +169,15 @@ class Daemon:
 
     def tick(self) -> float:
         """Run one cycle; the seconds to wait before the next."""
+        cycles = self._progress.cycles
+        if self._leading is not None and not self._leading():
+            delay = min(_STANDBY_POLL, self._interval)
+            self._progress = Progress(
+                cycles=cycles, due_by=self._clock() + delay + self._cycle_timeout
+            )
+            return delay
         cycle_id: str | None = None
         started = self._clock()
-        cycles = self._progress.cycles
         self._progress = Progress(
             cycles=cycles, due_by=started + self._cycle_timeout, busy_since=started
         )

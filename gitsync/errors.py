@@ -24,6 +24,7 @@ __all__ = [
     "GitError",
     "GitUnavailableError",
     "GitsyncError",
+    "LeadershipLostError",
     "NotFoundError",
     "PushConflictError",
     "PushRejectedError",
@@ -85,6 +86,11 @@ class ApiThrottledError(ApiUnavailableError):
 
 class ApiConflictError(TransientError):
     """A write conflicted (stale resourceVersion, or a field owned by another manager)."""
+
+
+class LeadershipLostError(TransientError):
+    """This replica no longer holds the leader Lease (or could not renew it in time):
+    it must not start another write. Another replica carries on; this one waits."""
 
 
 class WatchExpiredError(TransientError):

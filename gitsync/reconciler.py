@@ -34,7 +34,7 @@ from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import KubeClient, resource_version
 from gitsync.clients.prometheus import PrometheusClient
 from gitsync.diff import ChangeSet, PrunePolicy, holds, plan_changes
-from gitsync.errors import GitError, GitsyncError, Remedy
+from gitsync.errors import GitError, GitsyncError, LeadershipLostError, Remedy
 from gitsync.evaluation import Evaluation, Evaluator
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
@@ -202,12 +202,16 @@ class Reconciler:
         watch: bool = False,
         metrics: MetricsSources | None = None,
         cache_dir: Path | None = None,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
         ``cache_dir`` keeps policy verdicts, and the YAML of spec files and status
-        documents, beyond this process (in its eval/, specs/ and status/)."""
+        documents, beyond this process (in its eval/, specs/ and status/).
+        ``may_write`` is asked before every apply, delete and push (the leader
+        election's guard): once it says no, the cycle writes nothing more."""
         self._git = git
+        self._may_write = may_write
         self._kube = kube
         self._options = options
         self._clock = clock
@@ -466,6 +470,7 @@ class Reconciler:
             cycle.need(cycle.plan, "plan"),
             create_namespaces=snapshot.config.create_namespaces,
             known_namespaces=self._namespaces,
+            may_write=self._may_write,
         )
         changes, written = applied.changes, applied.written
         # Not raised here: what was written before the server went away is recorded and
@@ -502,8 +507,9 @@ class Reconciler:
                     message=proposal.message(source_commit=revision.commit),
                     author=self._options.status_author,
                     start_from=revision.commit,
+                    may_push=self._may_write,
                 )
-            except GitError as exc:
+            except (GitError, LeadershipLostError) as exc:
                 # A proposal is a courtesy: the rollback itself has happened.
                 log.warning("revert branch not pushed", spec=proposal.name, error=str(exc))
         return cycle
@@ -582,7 +588,10 @@ class Reconciler:
         assert cycle.revision is not None  # noqa: S101 - a snapshot comes from a revision
         try:
             commit = self._store.publish(
-                statuses, branch=cycle.status_branch, source_commit=cycle.revision.commit
+                statuses,
+                branch=cycle.status_branch,
+                source_commit=cycle.revision.commit,
+                may_push=self._may_write,
             )
         except GitsyncError as exc:  # a push refused, a remote away: said, never raised
             log.warning("status push failed", branch=cycle.status_branch, error=str(exc))

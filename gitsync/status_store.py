@@ -24,7 +24,7 @@ blob, dumps no YAML it dumped before, and commits nothing. Publishing never forc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from gitsync import trailers
@@ -123,11 +123,17 @@ class StatusStore:
         self._inventory = replace(self._inventory, commit=None)
 
     def publish(
-        self, statuses: Sequence[SpecStatus], *, branch: str, source_commit: str
+        self,
+        statuses: Sequence[SpecStatus],
+        *,
+        branch: str,
+        source_commit: str,
+        may_push: Callable[[], bool] = lambda: True,
     ) -> str | None:
         """Commit the statuses that changed, and remove this instance's documents of
         specs that are gone (and the old-layout ones it adopted); the new commit, or
-        None when nothing changed. Raises GitError."""
+        None when nothing changed. Raises GitError, or LeadershipLostError when
+        ``may_push`` says no before a push."""
         strays = sorted(s.path for s in statuses if s.instance != self._instance)
         if strays:  # a bug: this instance would write into another's folder
             raise ValueError(f"statuses of another instance than {self._instance}: {strays}")
@@ -148,7 +154,12 @@ class StatusStore:
         )
         updates: dict[str, bytes | None] = {**changed, **dict.fromkeys(removed)}
         commit = self._git.publish(
-            updates, branch=branch, message=message, author=self._author, derive=self._overview
+            updates,
+            branch=branch,
+            message=message,
+            author=self._author,
+            derive=self._overview,
+            may_push=may_push,
         )
         self._inventory = Inventory(
             instance=self._instance, commit=commit, documents=docs, files=files

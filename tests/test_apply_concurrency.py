@@ -29,7 +29,7 @@ from gitsync.clients.kube import (
 )
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.diff import Action, Change, ChangeSet
-from gitsync.errors import ApiUnavailableError, ConfigurationError, Remedy
+from gitsync.errors import ApiUnavailableError, ConfigurationError, LeadershipLostError, Remedy
 from gitsync.render import ANNOTATION_SOURCE_PATH
 from gitsync.types import ObjectRef
 
@@ -179,6 +179,47 @@ def test_an_outage_keeps_what_was_applied(client: Recording, namespace: str) -> 
     client.outage_after = None  # the server is back
     live = client.get("v1", "ConfigMap", "doomed", namespace=namespace)
     assert live is not None
+
+
+def test_a_lost_leadership_starts_no_write_after_it(client: Recording, namespace: str) -> None:
+    bodies = [config_map(namespace, f"cm-{i:02d}", f"specs/{i}.yaml") for i in range(20)]
+    doomed = config_map(namespace, "doomed", "gone.yaml")
+    changed = config_map(namespace, "changed", "changed.yaml")
+    client.apply(doomed, field_manager="test")
+    client.apply(changed, field_manager="test")
+    client.log.clear()
+    configure = Change(
+        ObjectRef.of(changed),
+        Action.CONFIGURED,
+        desired={**changed, "data": {"key": "v2"}},
+        live=changed,
+    )
+    changes = (*map(created, bodies[:8]), configure, *map(created, bodies[8:]), deleted(doomed))
+    # Yes for the namespace, the eight creates and the change's dry-run; then no: the
+    # leadership is lost while the dry-run is in flight.
+    answers = iter([True] * 10)
+
+    applied = execute(
+        client,
+        ChangeSet(changes),
+        create_namespaces=True,
+        concurrency=1,  # one writer: the order of the questions is the plan's
+        may_write=lambda: next(answers, False),
+    )
+
+    assert isinstance(applied.interrupted, LeadershipLostError)
+    assert set(applied.written) == {ObjectRef.of(body) for body in bodies[:8]}
+    # The change was dry-run, then not written; nothing after it was tried.
+    paths = [p for m, p in client.log if m in ("PATCH", "DELETE")]
+    assert paths.count(f"/api/v1/namespaces/{namespace}/configmaps/changed") == 1
+    assert len(paths) == 9
+    refused = [c for c in applied.changes.changes if c.error is not None]
+    assert len(refused) == len(changes) - 8
+    assert all("leader lease" in str(c.error) and c.error_remedy is Remedy.RETRY for c in refused)
+    live = client.get("v1", "ConfigMap", "changed", namespace=namespace)
+    assert live is not None
+    assert live["data"] == changed["data"]
+    assert client.get("v1", "ConfigMap", "doomed", namespace=namespace) is not None
 
 
 def test_token_bucket_spends_its_burst_then_keeps_the_rate() -> None:

@@ -257,3 +257,19 @@ def test_a_cycle_running_past_its_timeout_is_not_alive() -> None:
 )
 def test_ready_after_a_cycle_or_as_a_standby(cycles: int, standby: bool, expected: bool) -> None:
     assert ready(Progress(cycles=cycles, due_by=0.0), standby=standby) is expected
+
+
+def test_a_standby_runs_no_cycle_and_looks_again_soon() -> None:
+    leading = [False]
+    ran: list[str] = []
+
+    def cycle() -> Finished:
+        ran.append("cycle")
+        return Finished("c", OK)
+
+    daemon = Daemon(cycle, interval=30.0, jitter=0.0, rand=lambda: 0.5, leading=lambda: leading[0])
+    assert daemon.tick() == 0.25
+    assert ran == []
+    leading[0] = True
+    assert daemon.tick() == 30.0
+    assert ran == ["cycle"]

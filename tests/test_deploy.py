@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -17,10 +25,12 @@ from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.rollout import KSERVE_DISALLOWED_ANNOTATIONS
 
 from .specrepo import SpecRepo
+from .test_reconcile import model
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "repo"
 SERVICE_ACCOUNT_USER = "system:serviceaccount:gitsync-system:gitsync"
+ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
 
 
 def _documents(name: str) -> list[dict[str, object]]:
@@ -47,6 +57,44 @@ def test_the_deployment_is_accepted_by_the_api_server(
         assert accepted["kind"] == document["kind"]
 
 
+def _by_kind(name: str) -> dict[str, dict[str, Any]]:
+    return {str(d["kind"]): d for d in _documents(name)}
+
+
+def test_two_replicas_elect_a_leader_and_keep_one_through_a_drain() -> None:
+    manifests = _by_kind("gitsync.yaml")
+    deployment, service, budget = (
+        manifests["Deployment"],
+        manifests["Service"],
+        manifests["PodDisruptionBudget"],
+    )
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert "--leader-elect" in container["args"]
+    assert container["args"][container["args"].index("--listen") + 1] == ":8080"
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # The Lease the replicas share is the one rbac.yaml lets them renew.
+    instance = next(e["value"] for e in container["env"] if e["name"] == "GITSYNC_INSTANCE")
+    (role,) = [d for d in _documents("rbac.yaml") if d["kind"] == "Role"]
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named[0]["resourceNames"] == [f"gitsync-{instance}"]
+    labels = pod["metadata"]["labels"]
+    assert service["spec"]["selector"] == labels
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == labels
+    # The ServiceMonitor (Prometheus Operator CRD, not installed here) scrapes that port.
+    (monitor,) = _documents("servicemonitor.yaml")
+    assert monitor["spec"]["selector"]["matchLabels"] == service["metadata"]["labels"]
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+
+
 def test_a_whole_cycle_runs_as_the_service_account(as_gitsync: KubeClient, tmp_path: Path) -> None:
     repo = SpecRepo(tmp_path / "repo")
     for path in sorted(EXAMPLES.rglob("*.yaml")):
@@ -68,6 +116,143 @@ def test_the_service_account_cannot_touch_what_it_does_not_manage(as_gitsync: Ku
         as_gitsync.request("GET", "/api/v1/namespaces/default/secrets")
     with pytest.raises(ApiForbiddenError):
         as_gitsync.delete("v1", "Namespace", "default")
+
+
+@pytest.fixture(scope="module")
+def pod_secrets(
+    control_plane: ControlPlane, as_gitsync: KubeClient, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """What a pod of the ServiceAccount finds in /var/run/secrets/kubernetes.io/
+    serviceaccount: a bound token from the TokenRequest API, the cluster CA and the
+    namespace."""
+    admin = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    issued = admin.request(
+        "POST",
+        "/api/v1/namespaces/gitsync-system/serviceaccounts/gitsync/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    admin.close()
+    folder = tmp_path_factory.mktemp("serviceaccount")
+    (folder / "token").write_text(issued["status"]["token"])
+    (folder / "ca.crt").write_bytes((control_plane.folder / "pki" / "ca.crt").read_bytes())
+    (folder / "namespace").write_text("gitsync-system")
+    return folder
+
+
+def _pod_environment(control_plane: ControlPlane, home: Path) -> dict[str, str]:
+    """Only what the kubelet sets: the API server's Service address, no kubeconfig."""
+    address = urlsplit(control_plane.server)
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "KUBERNETES_SERVICE_HOST": str(address.hostname),
+        "KUBERNETES_SERVICE_PORT": str(address.port),
+    }
+
+
+def test_in_a_pod_gitsync_runs_on_its_service_account_token_and_rbac_is_enough(
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    pod_secrets: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    namespace = "deploy-in-pod"
+    kube.apply(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        field_manager="test",
+    )
+    repo = SpecRepo(tmp_path / "repo")
+    repo.write("m.yaml", model("m", namespace, "s3://models/m/v1"))
+    repo.commit("m v1")
+    environment = _pod_environment(control_plane, tmp_path)
+    argv = [
+        sys.executable, "-m", "gitsync", "run", "--repo", repo.url, "--instance", "production",
+        "--cache-dir", str(tmp_path / "cache"), "--serviceaccount-dir", str(pod_secrets),
+        "--interval", "0.5", "--log-format", "json", "--leader-elect",
+    ]  # fmt: skip
+    log = tmp_path / "gitsync.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(argv, env=environment, stdout=subprocess.DEVNULL, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while not _reported(repo):
+            assert daemon.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert kube.get(*ISVC, "m", namespace=namespace) is not None
+        lease = kube.get(
+            "coordination.k8s.io/v1", "Lease", "gitsync-production", namespace="gitsync-system"
+        )
+        assert lease is not None
+        assert lease["spec"]["holderIdentity"].startswith(socket.gethostname() + "_")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(timeout=30)
+    assert code == 0, log.read_text()
+    assert "lease released" in log.read_text()  # update of the Lease allowed too
+    released = kube.get(
+        "coordination.k8s.io/v1", "Lease", "gitsync-production", namespace="gitsync-system"
+    )
+    assert released is not None
+    assert released["spec"]["holderIdentity"] == ""
+
+    # The same token, in this process: what it may do beyond a cycle, and what not.
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    as_pod = KubeClient.connect(serviceaccount_dir=pod_secrets)
+    try:
+        event = as_pod.create(
+            {
+                "apiVersion": "events.k8s.io/v1",
+                "kind": "Event",
+                "metadata": {"name": "m.1879a2b3c4d5e6f7", "namespace": namespace},
+                "eventTime": "2026-12-01T12:00:00.000000Z",
+                "reportingController": "gitsync.io/gitsync",
+                "reportingInstance": "gitsync-0",
+                "action": "Apply",
+                "reason": "Applied",
+                "type": "Normal",
+                "regarding": {"kind": "ModelDeployment", "namespace": namespace, "name": "m"},
+            }
+        )
+        assert event["metadata"]["name"].startswith("m.")
+        patched = as_pod.request(  # an event series is counted by patching it
+            "PATCH",
+            f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/{event['metadata']['name']}",
+            body={"series": {"count": 2, "lastObservedTime": "2026-12-01T12:00:01.000000Z"}},
+            content_type="application/merge-patch+json",
+        )
+        assert patched["series"]["count"] == 2
+        denied = [
+            lambda: as_pod.delete(
+                "coordination.k8s.io/v1", "Lease", "gitsync-production", namespace="gitsync-system"
+            ),
+            lambda: as_pod.get(
+                "coordination.k8s.io/v1", "Lease", "kube-scheduler", namespace="gitsync-system"
+            ),
+            lambda: as_pod.request("GET", "/api/v1/namespaces/gitsync-system/secrets"),
+            lambda: as_pod.request("GET", "/apis/events.k8s.io/v1/namespaces/default/events"),
+        ]
+        for attempt in denied:
+            with pytest.raises(ApiForbiddenError):
+                attempt()
+    finally:
+        as_pod.close()
+
+
+def _reported(repo: SpecRepo) -> bool:
+    """The remote has a status commit."""
+    found = subprocess.run(
+        ["git", "log", "--format=%s", "gitsync/status"],
+        cwd=repo.remote, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return found.returncode == 0 and "[source" in found.stdout
 
 
 def test_kserve_is_told_to_keep_gitsync_bookkeeping_out_of_revisions() -> None:

@@ -90,6 +90,38 @@ def test_the_installed_gitsync_validates_the_examples(installed: Path) -> None:
     assert f"replaces the shipped one from {installed.parent / 'lib'}" in output
 
 
+def test_the_installed_gitsync_writes_nothing_into_its_venv(
+    installed: Path, tmp_path: Path
+) -> None:
+    # The image runs it on a read-only root filesystem: every module was compiled at
+    # install time, and a run leaves the venv as it was, even when allowed bytecode.
+    venv_root = installed.parent
+    before = {p: p.stat().st_mtime_ns for p in venv_root.rglob("*")}
+    result = subprocess.run(
+        [str(installed / "gitsync"), "validate", str(ROOT / "examples" / "repo")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": str(installed), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = {p: p.stat().st_mtime_ns for p in venv_root.rglob("*")}
+    assert after == before, sorted(set(after) ^ set(before))[:10]
+
+
+def test_the_containerfile_installs_the_wheel_as_these_tests_do() -> None:
+    # The same two steps as the `installed` fixture, then a non-root user.
+    text = (ROOT / "Containerfile").read_text()
+    steps = " ".join(text.split())
+    assert "RUN python3 -m venv /opt/gitsync" in steps
+    assert "/opt/gitsync/bin/pip install --no-cache-dir --disable-pip-version-check" in steps
+    assert "/tmp/dist/gitsync-*.whl" in steps
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users, "the image must not run as root"
+    assert not users[-1].startswith(("0", "root"))
+
+
 def test_public_api_of_gitsync() -> None:
     assert gitsync.__all__ == ["__version__"]
 

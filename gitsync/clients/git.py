@@ -55,6 +55,7 @@ from gitsync.errors import (
     GitAuthError,
     GitError,
     GitUnavailableError,
+    LeadershipLostError,
     PushConflictError,
     PushRejectedError,
 )
@@ -597,6 +598,7 @@ class GitSource(Repository):
         author: Author,
         start_from: str | None = None,
         derive: Derive | None = None,
+        may_push: Callable[[], bool] = lambda: True,
     ) -> str | None:
         """Commit ``files`` (path -> content; ``None`` deletes) on the remote ``branch``.
 
@@ -614,7 +616,8 @@ class GitSource(Repository):
 
         Raises :class:`PushRejectedError` when the remote refuses the update itself (a
         hook, a protected branch), :class:`PushConflictError` when every attempt lost
-        a race.
+        a race, :class:`LeadershipLostError` when ``may_push``, asked before each
+        push, says this replica may no longer write.
 
         Over the network the server applies an update only if the branch is still where
         it was when the push began, so a racing writer is never overwritten. A local
@@ -631,6 +634,8 @@ class GitSource(Repository):
                 commit = self._commit_on(base, edits, derive, message=message, author=author)
                 if commit is None:
                     return None
+                if not may_push():
+                    raise LeadershipLostError(f"push to {branch}: no longer the leader")
                 failure = self._push(commit, branch)
                 if failure is None:
                     self._set_ref(_TRACKING + branch, commit, "gitsync: published")

@@ -19,6 +19,7 @@ bucket for the Retry-After it names, not only the request that got it.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -35,6 +36,7 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 from gitsync.backoff import Backoff
 from gitsync.errors import (
@@ -55,6 +57,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_QPS",
     "RETRY_BACKOFF",
+    "SERVICEACCOUNT_DIR",
     "Informer",
     "KubeClient",
     "RequestObserver",
@@ -86,6 +89,8 @@ DEFAULT_CONCURRENCY: Final = 8
 #: fairness to protect it: it answers 429, which pauses the bucket.
 DEFAULT_QPS: Final = 300.0
 DEFAULT_BURST: Final = 600
+#: Where a pod finds its ServiceAccount's token, CA and namespace.
+SERVICEACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def _retry_after(header: str | None) -> float:
@@ -249,7 +254,6 @@ class KubeClient:
         observer: RequestObserver | None = None,
     ) -> KubeClient:
         """Connect with a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
-        limiter = TokenBucket(qps, burst)
         configuration = k8s_client.Configuration()
         try:
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -259,6 +263,79 @@ class KubeClient:
             )
         except (ConfigException, OSError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"kubeconfig {path or '(default)'}: {exc}") from exc
+        return cls._from_configuration(
+            configuration,
+            timeout=timeout,
+            concurrency=concurrency,
+            qps=qps,
+            burst=burst,
+            observer=observer,
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        kubeconfig: Path | None = None,
+        *,
+        context: str | None = None,
+        serviceaccount_dir: Path = SERVICEACCOUNT_DIR,
+        timeout: tuple[float, float] = _DEFAULT_TIMEOUT,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        qps: float = DEFAULT_QPS,
+        burst: int = DEFAULT_BURST,
+        observer: RequestObserver | None = None,
+    ) -> KubeClient:
+        """A kubeconfig when there is one (given, $KUBECONFIG, ~/.kube/config), else the
+        pod's ServiceAccount when running in a cluster, as client-go decides."""
+        in_cluster = (
+            kubeconfig is None
+            and not os.environ.get("KUBECONFIG")
+            and not Path("~/.kube/config").expanduser().exists()
+            and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        )
+        if not in_cluster:
+            return cls.from_kubeconfig(
+                kubeconfig,
+                context=context,
+                timeout=timeout,
+                concurrency=concurrency,
+                qps=qps,
+                burst=burst,
+                observer=observer,
+            )
+        configuration = k8s_client.Configuration()
+        loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
+            token_filename=str(serviceaccount_dir / "token"),
+            cert_filename=str(serviceaccount_dir / "ca.crt"),
+            # Re-read the token file every minute: kubelet rotates projected tokens.
+            try_refresh_token=True,
+        )
+        try:
+            loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+        except (ConfigException, OSError) as exc:
+            raise ConfigurationError(
+                f"in-cluster configuration from {serviceaccount_dir}: {exc}"
+            ) from exc
+        return cls._from_configuration(
+            configuration,
+            timeout=timeout,
+            concurrency=concurrency,
+            qps=qps,
+            burst=burst,
+            observer=observer,
+        )
+
+    @classmethod
+    def _from_configuration(
+        cls,
+        configuration: k8s_client.Configuration,
+        *,
+        timeout: tuple[float, float],
+        concurrency: int,
+        qps: float,
+        burst: int,
+        observer: RequestObserver | None,
+    ) -> KubeClient:
         # The API server may be restarted between cycles; fail fast and let the
         # caller's retry policy decide, instead of the client's own silent retries.
         configuration.retries = False
@@ -269,7 +346,7 @@ class KubeClient:
             k8s_client.ApiClient(configuration),
             timeout=timeout,
             concurrency=concurrency,
-            limiter=limiter,
+            limiter=TokenBucket(qps, burst),
             observer=observer,
         )
 
@@ -471,6 +548,18 @@ class KubeClient:
             query=query,
             body=obj,
             what=f"create {obj.get('kind')} {metadata.get('namespace', '')}/{metadata.get('name')}",
+        )
+
+    def update(self, obj: Mapping[str, Any]) -> Object:
+        """Replace ``obj`` (PUT). With ``metadata.resourceVersion`` set the write is
+        conditional: :class:`ApiConflictError` (409) says someone changed it first."""
+        resource = self._resource_of(obj)
+        metadata = obj.get("metadata") or {}
+        return self.request(
+            "PUT",
+            resource.path(namespace=metadata.get("namespace"), name=metadata.get("name")),
+            body=obj,
+            what=f"update {obj.get('kind')} {metadata.get('namespace', '')}/{metadata.get('name')}",
         )
 
     def patch_status(

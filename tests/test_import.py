@@ -1,0 +1,219 @@
+"""``gitsync import``: the imported spec renders back to the original object exactly
+(apart from gitsync's stamps), and the API server accepts what it renders."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitsync.clients.kube import KubeClient
+from gitsync.importing import Imported, Refused, import_object, import_text, without_stamps
+from gitsync.loading import load_file
+from gitsync.render import RenderContext, render
+
+from .test_cli import gitsync
+
+
+def isvc(name: str, predictor: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": "ml", **metadata},
+        "spec": {"predictor": predictor},
+    }
+
+
+def model(fmt: str, uri: str, **fields: Any) -> dict[str, Any]:
+    return {"model": {"modelFormat": {"name": fmt}, "storageUri": uri, **fields}}
+
+
+#: From KServe's documented examples (docs/modelserving/v1beta1/*), written in the
+#: new schema (predictor.model), each one typed by gitsync in full.
+TYPED = [
+    isvc("sklearn-iris", model("sklearn", "gs://kfserving-examples/models/sklearn/1.0/model")),
+    isvc(
+        "xgboost-iris",
+        {
+            **model(
+                "xgboost", "gs://kfserving-examples/models/xgboost/iris", runtime="kserve-xgbserver"
+            ),
+            "minReplicas": 1,
+            "maxReplicas": 3,
+        },
+    ),
+    isvc(
+        "torchserve",
+        {
+            **model(
+                "pytorch",
+                "gs://kfserving-examples/models/torchserve/image_classifier/v1",
+                runtimeVersion="0.9.0",
+                resources={"limits": {"cpu": "1", "memory": "4Gi", "nvidia.com/gpu": "1"}},
+            ),
+            "serviceAccountName": "model-reader",
+        },
+        labels={"team": "vision"},
+        annotations={"serving.kserve.io/enable-prometheus-scraping": "true"},
+    ),
+    isvc("lgbm", model("lightgbm", "s3://models/lightgbm/iris"), labels={"team": "risk"}),
+]
+
+
+def roundtrip(document: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+    text = yaml.safe_dump(document).encode()
+    loaded = load_file("imported.yaml", text)
+    assert not loaded.diagnostics, loaded.diagnostics
+    (entry,) = loaded.entries
+    return without_stamps(render(entry, RenderContext(instance="t", default_namespace=namespace)))
+
+
+@pytest.mark.parametrize("original", TYPED, ids=lambda o: o["metadata"]["name"])
+def test_typed_inference_services_round_trip(original: dict[str, Any]) -> None:
+    result = import_object(original, source="in.yaml")
+    assert isinstance(result, Imported)
+    assert result.document["kind"] == "ModelDeployment"
+    assert "overrides" not in result.document["spec"]
+    assert roundtrip(result.document) == original
+
+
+def test_what_the_server_wrote_is_left_out() -> None:
+    live = copy.deepcopy(TYPED[0])
+    live["metadata"] |= {
+        "uid": "0d9c",
+        "resourceVersion": "42",
+        "generation": 3,
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+        "managedFields": [{"manager": "kubectl"}],
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        "labels": {"app.kubernetes.io/managed-by": "gitsync", "gitsync.io/instance": "prod"},
+    }
+    live["status"] = {"url": "http://sklearn-iris.ml.example.com"}
+    result = import_object(live, source="live.yaml")
+    assert isinstance(result, Imported)
+    assert result.document["metadata"] == {"name": "sklearn-iris", "namespace": "ml"}
+    assert roundtrip(result.document) == TYPED[0]
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        pytest.param(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "cfg-"}},
+            "named by generateName",
+            id="generate-name",
+        ),
+        pytest.param(
+            {"kind": "ConfigMap", "metadata": {"name": "x"}}, "no apiVersion", id="no-api"
+        ),
+        pytest.param({"apiVersion": "v1", "kind": "ConfigMap"}, "no metadata", id="no-metadata"),
+        pytest.param(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}},
+            "no metadata.name",
+            id="no-name",
+        ),
+    ],
+)
+def test_what_gitops_cannot_own_is_refused(document: dict[str, Any], reason: str) -> None:
+    result = import_object(document, source="in.yaml")
+    assert isinstance(result, Refused)
+    assert reason in result.reason
+
+
+def test_other_kinds_are_kept_as_they_are() -> None:
+    service_account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "model-reader", "namespace": "ml", "uid": "1"},
+    }
+    result = import_object(service_account, source="in.yaml")
+    assert isinstance(result, Imported)
+    assert result.document == {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "model-reader", "namespace": "ml"},
+    }
+
+
+def test_a_list_and_several_documents_are_all_imported() -> None:
+    listed = {"apiVersion": "v1", "kind": "List", "items": TYPED[:2]}
+    text = yaml.safe_dump_all([listed, TYPED[2], "not an object"]).encode()
+    results = import_text("all.yaml", text)
+    assert [type(r).__name__ for r in results] == ["Imported", "Imported", "Imported", "Refused"]
+    assert [r.source for r in results] == ["all.yaml#0", "all.yaml#0", "all.yaml#1", "all.yaml#2"]
+    assert isinstance(import_text("bad.yaml", b"a: [")[0], Refused)
+
+
+def test_an_object_without_namespace_is_imported_for_the_default_one() -> None:
+    original = copy.deepcopy(TYPED[0])
+    del original["metadata"]["namespace"]
+    result = import_object(original, source="in.yaml", default_namespace="ml")
+    assert isinstance(result, Imported)
+    assert "namespace" not in result.document["metadata"]
+    assert roundtrip(result.document, namespace="ml") == TYPED[0]
+
+
+@pytest.mark.parametrize("original", TYPED, ids=lambda o: o["metadata"]["name"])
+def test_what_an_import_renders_passes_a_server_side_dry_run(
+    original: dict[str, Any], kube: KubeClient, namespace: str
+) -> None:
+    moved = copy.deepcopy(original)
+    moved["metadata"]["namespace"] = namespace
+    result = import_object(moved, source="in.yaml")
+    assert isinstance(result, Imported)
+    stored = kube.apply(roundtrip(result.document), field_manager="gitsync-import", dry_run=True)
+    assert (
+        stored["spec"]["predictor"]["model"]["storageUri"]
+        == (original["spec"]["predictor"]["model"]["storageUri"])
+    )
+
+
+def test_the_command_prints_specs_and_writes_files(tmp_path: Path) -> None:
+    manifests = tmp_path / "isvcs.yaml"
+    manifests.write_text(yaml.safe_dump_all([*TYPED[:2], {"kind": "Broken"}]))
+
+    printed = gitsync("import", str(manifests))
+    assert printed.returncode == 1, printed.stderr
+    assert "isvcs.yaml#2: refused: not a Kubernetes object" in printed.stderr
+    documents = list(yaml.safe_load_all(printed.stdout))
+    assert [d["metadata"]["name"] for d in documents] == ["sklearn-iris", "xgboost-iris"]
+    assert "# predictor.model.storageUri -> spec.model.storageUri" in printed.stdout
+
+    out = tmp_path / "specs"
+    written = gitsync("import", str(manifests), "--out", str(out))
+    assert written.returncode == 1
+    target = out / "ml" / "sklearn-iris.yaml"
+    assert roundtrip(yaml.safe_load(target.read_text())) == TYPED[0]
+    again = gitsync("import", str(manifests), "--out", str(out))
+    assert f"refused: {target} exists (never overwritten)" in again.stderr
+    assert validate_ok(out)
+
+
+def validate_ok(folder: Path) -> bool:
+    result = gitsync("validate", str(folder))
+    return result.returncode == 0
+
+
+CORPUS = [
+    d
+    for d in yaml.safe_load_all(
+        (Path(__file__).parent / "data" / "inferenceservices.yaml").read_text()
+    )
+    if d
+]
+
+
+def _in(namespace: str, original: dict[str, Any]) -> dict[str, Any]:
+    moved = copy.deepcopy(original)
+    moved["metadata"]["namespace"] = namespace
+    return moved
+
+
+def test_the_corpus_is_what_kserve_accepts(kube: KubeClient, namespace: str) -> None:
+    assert len(CORPUS) >= 20
+    for original in CORPUS:
+        stored = kube.apply(_in(namespace, original), field_manager="corpus", dry_run=True)
+        assert stored["spec"]["predictor"], original["metadata"]["name"]
