@@ -8,6 +8,9 @@ takes seconds; the defaults are client-go's 15/10/2.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.client
 import os
 import signal
 import statistics
@@ -22,6 +25,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gitsync.clients.kube import KubeClient
 from gitsync.dev import controlplane
@@ -30,6 +34,7 @@ from gitsync.dev.controlplane import Component, ControlPlane
 from .conftest import crds_root, daemon_argv
 from .specrepo import SpecRepo, git
 from .test_reconcile import model as spec
+from .test_service import SECRET, free_port
 
 LEASE = ("coordination.k8s.io/v1", "Lease")
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
@@ -49,10 +54,51 @@ def model(name: str, namespace: str, version: int) -> str:
 class Replica:
     """One ``gitsync run --leader-elect`` process and its JSON log."""
 
-    def __init__(self, argv: list[str], log: Path) -> None:
+    def __init__(self, argv: list[str], log: Path, *, port: int | None = None) -> None:
         self.log = log
+        #: Where its listener is, if it has one.
+        self.port = port
+        env = {**os.environ, "GITSYNC_WEBHOOK_SECRET": SECRET}
         with log.open("wb") as out:
-            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=out)
+            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=out, env=env)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port or 0, timeout=5)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        except OSError:
+            return 0, b""
+        finally:
+            connection.close()
+
+    def gauge(self, name: str) -> float | None:
+        """A label-less sample of its /metrics, or None while it does not answer."""
+        status, body = self.get("/metrics")
+        if status != 200:
+            return None
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                if sample.name == name and not sample.labels:
+                    return float(sample.value)
+        return None
+
+    def push_hook(self, ref: str, *, secret: str = SECRET) -> int:
+        """A GitHub push delivery for ``ref``, signed with ``secret``; the status."""
+        body = orjson.dumps({"ref": ref, "after": "0" * 40})
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        connection = http.client.HTTPConnection("127.0.0.1", self.port or 0, timeout=5)
+        try:
+            connection.request(
+                "POST",
+                "/hooks/github",
+                body=body,
+                headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={digest}"},
+            )
+            return connection.getresponse().status
+        finally:
+            connection.close()
 
     def events(self) -> list[dict[str, Any]]:
         lines = self.log.read_bytes().splitlines()
@@ -102,16 +148,19 @@ class Cluster:
         self.lease = f"gitsync-{self.instance}"
         self.replicas: list[Replica] = []
 
-    def start(self) -> Replica:
+    def start(self, *, interval: float = 0.5, listen: bool = False) -> Replica:
         index = len(self.replicas)
         argv = daemon_argv(
             repo_url=self.repo.url,
             instance=self.instance,
             kubeconfig=self.kubeconfig,
             cache=self.tmp / f"cache-{index}",
-            interval=0.5,
+            interval=interval,
             level="info",
         )
+        port = free_port() if listen else None
+        if port is not None:
+            argv += ["--listen", f"127.0.0.1:{port}"]
         argv += [
             "--log-format",
             "json",
@@ -125,7 +174,7 @@ class Cluster:
             "--retry-period",
             str(RETRY_PERIOD),
         ]
-        replica = Replica(argv, self.tmp / f"replica-{index}.log")
+        replica = Replica(argv, self.tmp / f"replica-{index}.log", port=port)
         self.replicas.append(replica)
         until("its identity", lambda: replica.identity, 30)
         return replica
@@ -419,3 +468,55 @@ def test_unusable_election_settings_are_refused_before_anything_runs(
     )
     assert result.returncode == 2
     assert says in result.stderr
+
+
+def test_two_listening_replicas_one_leads_a_hook_applies_at_once_and_a_kill_hands_over(
+    cluster: Cluster,
+) -> None:
+    """Issue 12's acceptance: two replicas with --leader-elect and --listen, polling only
+    every 300 s, so only a push hook or a hand-over can make them apply."""
+    first = cluster.start(interval=300, listen=True)
+    cluster.leader()
+    second = cluster.start(interval=300, listen=True)
+    leader = cluster.leader()
+    standby = second if leader is first else first
+    until("v1 live", lambda: cluster.live(1), 30)
+    heads = [git("rev-parse", "main", cwd=cluster.repo.remote)]
+    until("v1 reported", lambda: cluster.reported(heads[0]), 30)
+
+    # Exactly one holds the Lease, and the gauges say which.
+    until("the leader's gauge", lambda: leader.gauge("gitsync_leader") == 1.0, 10)
+    assert standby.gauge("gitsync_leader") == 0.0
+    assert standby.get("/readyz")[0] == 200, "a healthy standby is ready"
+    assert standby.named("cycle finished") == []
+
+    # A wrongly signed push changes nothing; a signed one applies the change at once.
+    heads.append(cluster.push(2))
+    cycles = len(leader.named("cycle finished"))
+    assert leader.push_hook("refs/heads/main", secret="not-the-secret") == 401
+    time.sleep(1.0)
+    assert not cluster.live(2)
+    assert len(leader.named("cycle finished")) == cycles
+    sent = time.monotonic()
+    assert leader.push_hook("refs/heads/main") == 202
+    until("v2 live after the hook", lambda: cluster.live(2), 10, step=0.01)
+    latency = time.monotonic() - sent
+    print(f"\nsigned push hook to the leader, until live: {latency * 1000:.0f} ms")
+    # The issue asks for a second; the bound leaves room for a loaded CI machine.
+    assert latency < 2.0
+    until("v2 reported", lambda: cluster.reported(heads[-1]), 30)
+
+    # SIGKILL the leader: the standby takes the Lease and applies the next change,
+    # with no hook and no poll, within a lease duration (plus its retry and a cycle).
+    heads.append(cluster.push(3))
+    leader.process.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    leader.process.wait(timeout=10)
+    until("v3 live after the hand-over", lambda: cluster.live(3), EXPIRY + CYCLE + 10)
+    took = time.monotonic() - killed
+    print(f"SIGKILL of the leader until the standby applied the next change: {took:.2f} s")
+    assert took < EXPIRY + CYCLE
+    assert cluster.leader() is standby
+    until("the new leader's gauge", lambda: standby.gauge("gitsync_leader") == 1.0, 10)
+    until("v3 reported", lambda: cluster.reported(heads[-1]), 30)
+    assert_status_history_is_whole(cluster, heads)
