@@ -967,6 +967,13 @@ def _leader_options(function: Callable[..., None]) -> Callable[..., None]:
     help="The hooks' shared secret. Default: $GITSYNC_WEBHOOK_SECRET; neither: hooks off.",
 )
 @_option(
+    "--advertise-url",
+    default=None,
+    help="With --leader-elect and --listen: the URL other replicas reach this one's"
+    " listener at (e.g. http://$(POD_IP):8080), so a standby hands the hooks it gets"
+    " to the leader. Default: hooks a standby gets wait for the leader's next poll.",
+)
+@_option(
     "--cycle-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=300.0,
@@ -982,6 +989,7 @@ def run(
     jitter: float | None,
     listen: str | None,
     webhook_secret_file: Path | None,
+    advertise_url: str | None,
     cycle_timeout: float,
     leader_elect: bool,
     lease_namespace: str | None,
@@ -1012,6 +1020,7 @@ def run(
             namespace=lease_namespace,
             name=lease_name or f"gitsync-{options['instance']}",
             timings=(lease_duration, renew_deadline, retry_period),
+            leader_url=advertise_url if listen is not None else None,
         )
     reconciler = _reconciler(
         **options,
@@ -1047,6 +1056,7 @@ def run(
                     branch=options["branch"],
                     secret=secret,
                     clock=time.monotonic,
+                    forward=_forwarder(elector),
                 ).start()
                 stack.callback(listener.close)
             if elector is not None:
@@ -1070,12 +1080,29 @@ def run(
         )
 
 
+def _forwarder(
+    elector: LeaderElector | None,
+) -> Callable[[str, Mapping[str, str], bytes], bool] | None:
+    """How a standby hands a hook to the leader: to the URL the leader wrote on the
+    Lease, if it wrote one."""
+    if elector is None:
+        return None
+    from gitsync.clients.peer import forward_hook  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    def forward(path: str, headers: Mapping[str, str], body: bytes) -> bool:
+        url = elector.leader_url
+        return url is not None and forward_hook(url, path, headers=headers, body=body)
+
+    return forward
+
+
 def _elector(
     options: Mapping[str, Any],
     *,
     namespace: str | None,
     name: str,
     timings: tuple[int, float, float],
+    leader_url: str | None,
 ) -> LeaderElector:
     from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.election import LeaderElector, default_identity  # noqa: PLC0415 - see TYPE_CHECKING above
@@ -1100,7 +1127,12 @@ def _elector(
         concurrency=1,
     )
     return LeaderElector(
-        lease_client, namespace=namespace, name=name, identity=default_identity(), timings=checked
+        lease_client,
+        namespace=namespace,
+        name=name,
+        identity=default_identity(),
+        timings=checked,
+        leader_url=leader_url,
     )
 
 

@@ -36,6 +36,7 @@ import structlog
 from gitsync.clients.kube import KubeClient
 from gitsync.errors import ApiConflictError, GitsyncError
 from gitsync.leader import (
+    ANNOTATION_LEADER_URL,
     JITTER,
     LEASE_API,
     Action,
@@ -70,8 +71,12 @@ class LeaderElector:
         timings: Timings,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        leader_url: str | None = None,
     ) -> None:
+        """``leader_url`` is where this replica's listener answers: written on the
+        Lease while it leads, so standbys can hand it the push hooks they receive."""
         self.namespace = namespace
+        self._leader_url = leader_url
         self.name = name
         self.identity = identity
         self.timings = timings
@@ -109,6 +114,16 @@ class LeaderElector:
         """Who holds the Lease as last read ("" when nobody or unknown)."""
         with self._lock:
             return self._record.holder if self._record is not None else ""
+
+    @property
+    def leader_url(self) -> str | None:
+        """Where the holder (another replica) said its listener answers, if it did."""
+        with self._lock:
+            if self._record is None or self._record.holder in ("", self.identity):
+                return None
+            metadata = (self._lease or {}).get("metadata") or {}
+            url = (metadata.get("annotations") or {}).get(ANNOTATION_LEADER_URL)
+            return url if isinstance(url, str) else None
 
     def on_change(self, listener: Callable[[bool], None]) -> None:
         """Call ``listener(is_leader)`` on the election thread whenever that changes."""
@@ -191,7 +206,11 @@ class LeaderElector:
             return verdict.action
         sent = self._clock()
         body = lease_object(
-            verdict.record, name=self.name, namespace=self.namespace, current=current
+            verdict.record,
+            name=self.name,
+            namespace=self.namespace,
+            current=current,
+            leader_url=self._leader_url,
         )
         try:
             stored = self.kube.create(body) if current is None else self.kube.update(body)

@@ -38,6 +38,7 @@ from typing import Any, Final
 from gitsync.errors import ConfigurationError
 
 __all__ = [
+    "ANNOTATION_LEADER_URL",
     "LEASE_API",
     "Action",
     "LeaseRecord",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 LEASE_API: Final = "coordination.k8s.io/v1"
+#: Where the holder's listener answers, so a standby can hand it a push hook.
+ANNOTATION_LEADER_URL: Final = "gitsync.io/leader-url"
 #: client-go's JitterFactor: a candidate waits retry_period * (1 + up to 1.2) between
 #: tries, so candidates started together do not race in lockstep.
 JITTER: Final = 1.2
@@ -207,14 +210,26 @@ def lease_object(
     name: str,
     namespace: str,
     current: Mapping[str, Any] | None = None,
+    leader_url: str | None = None,
 ) -> dict[str, Any]:
     """The Lease to create (``current`` None) or to replace ``current`` with: its
-    metadata kept, ``resourceVersion`` included, so the replace is conditional."""
+    metadata kept, ``resourceVersion`` included, so the replace is conditional; and
+    the writer's ``leader_url`` on it (or none: a URL left by the previous holder
+    would send hooks to a replica that no longer leads)."""
     metadata: dict[str, Any] = {"name": name, "namespace": namespace}
     if current is not None:
         kept = current.get("metadata")
         if isinstance(kept, Mapping):
             metadata = {k: v for k, v in kept.items() if k != "managedFields"}
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k != ANNOTATION_LEADER_URL
+    }
+    if leader_url:
+        annotations[ANNOTATION_LEADER_URL] = leader_url
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
     return {
         "apiVersion": LEASE_API,
         "kind": "Lease",

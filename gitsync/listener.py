@@ -9,7 +9,9 @@
 * ``GET /readyz``: 200 once a cycle finished, or on a standby replica (see
   :meth:`Listener.set_leader`), else 503;
 * ``POST /hooks/github``, ``/hooks/gitlab``, ``/hooks/generic``: a push to the
-  watched branch wakes the daemon (:mod:`gitsync.webhooks` judges the delivery).
+  watched branch wakes the daemon (:mod:`gitsync.webhooks` judges the delivery); on a
+  standby, which runs no cycle, it is handed on to the leader
+  (:mod:`gitsync.clients.peer`) and the answer says ``forwarded``.
 
 Why the standard library's :class:`~http.server.ThreadingHTTPServer`: four routes,
 no TLS (a Service and a NetworkPolicy front it in a cluster, as for Flux's and Argo
@@ -48,6 +50,7 @@ from typing import Any, Final
 import orjson
 import structlog
 
+from gitsync.clients.peer import FORWARDED_HEADER
 from gitsync.errors import ConfigurationError
 from gitsync.metrics import CONTENT_TYPE, Metrics
 from gitsync.telemetry import Progress, alive, ready
@@ -70,6 +73,7 @@ _ADDRESS: Final = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>[0-9]{1,5})$"
 )
 _HOOKS: Final = {f"/hooks/{forge.value}": forge for forge in Forge}
+_HOOK_PATHS: Final = {forge: path for path, forge in _HOOKS.items()}
 _VERDICT_STATUS: Final = {
     HookVerdict.WAKE: HTTPStatus.ACCEPTED,
     HookVerdict.IGNORED: HTTPStatus.ACCEPTED,
@@ -124,9 +128,13 @@ class Listener:
         branch: str,
         secret: bytes | None,
         clock: Callable[[], float],
+        forward: Callable[[str, Mapping[str, str], bytes], bool] | None = None,
     ) -> None:
-        """``progress`` and ``wake`` are the daemon's; ``branch`` the watched one."""
+        """``progress`` and ``wake`` are the daemon's; ``branch`` the watched one;
+        ``forward(path, headers, body)`` hands a standby's hook to the leader
+        (:func:`gitsync.clients.peer.forward_hook`)."""
         self.metrics = metrics
+        self._forward = forward
         self._progress = progress
         self._wake = wake
         self._branch = branch
@@ -197,12 +205,22 @@ class Listener:
         )
         status = _VERDICT_STATUS[judgement.verdict]
         woke = judgement.verdict is HookVerdict.WAKE
-        if woke:
+        forwarded = False
+        if woke and self._standby:
+            # A standby runs no cycle: the leader must hear of the push, not this replica.
+            woke = False
+            if self._forward is not None and FORWARDED_HEADER not in headers:
+                forwarded = self._forward(_HOOK_PATHS[forge], headers, body)
+        elif woke:
             self._wake()
         log.info(
-            "webhook", forge=forge.value, verdict=judgement.verdict.value, reason=judgement.reason
+            "webhook",
+            forge=forge.value,
+            verdict=judgement.verdict.value,
+            reason=judgement.reason,
+            forwarded=forwarded,
         )
-        return status, {"wake": woke, "reason": judgement.reason}
+        return status, {"wake": woke, "forwarded": forwarded, "reason": judgement.reason}
 
     @property
     def hooks_enabled(self) -> bool:

@@ -73,7 +73,10 @@ def test_two_replicas_elect_a_leader_and_keep_one_through_a_drain() -> None:
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     assert "--leader-elect" in container["args"]
-    assert container["args"][container["args"].index("--listen") + 1] == ":8080"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GITSYNC_LISTEN"] == ":8080"
+    # The leader's address for standbys to hand hooks to: the pod's own IP.
+    assert env["GITSYNC_ADVERTISE_URL"] == "http://$(POD_IP):8080"
     assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

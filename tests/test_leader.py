@@ -8,6 +8,7 @@ import pytest
 
 from gitsync.errors import ConfigurationError
 from gitsync.leader import (
+    ANNOTATION_LEADER_URL,
     Action,
     LeaseRecord,
     Timings,
@@ -187,3 +188,32 @@ def test_timings_are_checked_as_client_go_does(lease: int, renew: float, retry: 
 
 def test_default_timings_are_client_go_s() -> None:
     assert Timings() == Timings(15, 10.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("before", "url", "after"),
+    [
+        pytest.param(
+            {}, "http://10.0.0.5:8080", {ANNOTATION_LEADER_URL: "http://10.0.0.5:8080"}, id="set"
+        ),
+        pytest.param(
+            {ANNOTATION_LEADER_URL: "http://10.0.0.4:8080", "team": "ml"},
+            None,
+            {"team": "ml"},
+            id="the-previous-holders-removed",
+        ),
+        pytest.param(
+            {ANNOTATION_LEADER_URL: "http://10.0.0.4:8080"},
+            "http://10.0.0.5:8080",
+            {ANNOTATION_LEADER_URL: "http://10.0.0.5:8080"},
+            id="replaced",
+        ),
+        pytest.param({ANNOTATION_LEADER_URL: "http://10.0.0.4:8080"}, None, None, id="emptied"),
+    ],
+)
+def test_the_writer_says_where_its_listener_is(
+    before: dict[str, str], url: str | None, after: dict[str, str] | None
+) -> None:
+    current = {"metadata": {"name": "l", "namespace": "ops", "annotations": before}}
+    body = lease_object(held(ME), name="l", namespace="ops", current=current, leader_url=url)
+    assert body["metadata"].get("annotations") == after

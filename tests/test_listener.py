@@ -13,7 +13,7 @@ import hmac
 import http.client
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import orjson
@@ -319,5 +319,44 @@ def test_connections_over_the_cap_are_closed_unanswered(
             sock.close()
         time.sleep(0.2)
         assert request(served, "GET", "/healthz")[0] == 200  # slots come back
+    finally:
+        served.close()
+
+
+def test_a_standby_hands_a_good_push_to_the_leader_and_wakes_nothing(loop: Loop) -> None:
+    handed: list[tuple[str, str, bytes]] = []
+
+    def forward(path: str, headers: Mapping[str, str], body: bytes) -> bool:
+        handed.append((path, headers["x-hub-signature-256"], body))
+        return True
+
+    served = Listener(
+        ("127.0.0.1", 0),
+        metrics=Metrics(),
+        progress=lambda: loop.progress,
+        wake=loop.wake,
+        branch="main",
+        secret=SECRET,
+        clock=lambda: loop.now,
+        forward=forward,
+    ).start()
+    try:
+        served.set_leader(False)
+        headers = github_headers(PUSH)
+        status, body = request(served, "POST", "/hooks/github", PUSH, headers)
+        assert (status, orjson.loads(body)["forwarded"]) == (202, True)
+        assert handed == [("/hooks/github", headers["X-Hub-Signature-256"], PUSH)]
+        # Once handed on, never again: two replicas that each think the other leads.
+        again = {**headers, "X-Gitsync-Forwarded": "1"}
+        status, body = request(served, "POST", "/hooks/github", PUSH, again)
+        assert (status, orjson.loads(body)["forwarded"]) == (202, False)
+        # A forged delivery is refused before anything is handed on.
+        forged = github_headers(PUSH, secret=b"wrong")
+        assert request(served, "POST", "/hooks/github", PUSH, forged)[0] == 401
+        assert len(handed) == 1
+        assert loop.wakes == 0
+        served.set_leader(True)
+        assert request(served, "POST", "/hooks/github", PUSH, headers)[0] == 202
+        assert (len(handed), loop.wakes) == (1, 1)
     finally:
         served.close()
