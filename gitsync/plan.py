@@ -312,16 +312,19 @@ def _summary(old: Entry | None, new: Entry | None) -> list[str]:
 def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> list[str]:
     if new is None:
         assert old is not None  # noqa: S101 - one side always exists
-        return [
-            f"model `{old.spec.model.storage_uri}` stops serving: the InferenceService is pruned"
-        ]
+        return [f"model {old.spec.serves()} stops serving: the InferenceService is pruned"]
     model = new.spec.model
     if old is None:
         words = [
-            f"new model `{model.storage_uri}` ({model.format}"
-            + (f" {model.runtime_version}" if model.runtime_version else "")
-            + ")",
-            f"replicas {new.spec.replicas.min}..{new.spec.replicas.max}",
+            f"new model {new.spec.serves()}"
+            + (
+                f" ({model.format}"
+                + (f" {model.runtime_version}" if model.runtime_version else "")
+                + ")"
+                if model is not None
+                else ""
+            ),
+            f"replicas {new.spec.replica_range()}",
         ]
         words += _resource_words(None, new.spec.resources)
         # A model's first deployment is always direct, whatever its strategy.
@@ -329,19 +332,17 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
         return words
     was = old.spec.model
     words = []
-    if _source(old) != _source(new):
-        words.append(f"model {_source(old)} → {_source(new)}")
+    if old.spec.serves() != new.spec.serves():
+        words.append(f"model {old.spec.serves()} → {new.spec.serves()}")
     for label, a, b in (
-        ("format", was.format, model.format),
-        ("runtime", was.runtime, model.runtime),
-        ("runtime version", was.runtime_version, model.runtime_version),
+        ("format", was and was.format, model and model.format),
+        ("runtime", was and was.runtime, model and model.runtime),
+        ("runtime version", was and was.runtime_version, model and model.runtime_version),
     ):
         if a != b:
             words.append(f"{label} {a or '(default)'} → {b or '(default)'}")
-    replicas_old, replicas_new = old.spec.replicas, new.spec.replicas
-    if (replicas_old.min, replicas_old.max) != (replicas_new.min, replicas_new.max):
-        was_range = f"{replicas_old.min}..{replicas_old.max}"
-        words.append(f"replicas {was_range} → {replicas_new.min}..{replicas_new.max}")
+    if old.spec.replica_range() != new.spec.replica_range():
+        words.append(f"replicas {old.spec.replica_range()} → {new.spec.replica_range()}")
     words += _resource_words(old.spec.resources, new.spec.resources)
     old_t, new_t = old.spec.transformer, new.spec.transformer
     if (old_t.image if old_t else None) != (new_t.image if new_t else None):
@@ -402,13 +403,6 @@ def _seconds(value: float) -> str:
         f"{seconds}s" if seconds else "",
     ]
     return "".join(parts) or "0s"
-
-
-def _source(spec: ModelDeployment) -> str:
-    model = spec.spec.model
-    if model.from_training_run is not None:
-        return f"from the latest Succeeded run of TrainingRun `{model.from_training_run}`"
-    return f"`{model.storage_uri}`"
 
 
 def _resource_words(old: Resources | None, new: Resources | None) -> list[str]:
