@@ -17,11 +17,17 @@ from gitsync.render.context import RenderContext
 from gitsync.render.pod import env_list, object_metadata, resource_requirements
 from gitsync.specs import ModelDeployment
 from gitsync.specs.pod import Container, PodSettings
-from gitsync.specs.serving import Art, Component, ModelSource, Replicas, Transformer
+from gitsync.specs.serving import (
+    DEPLOYMENT_MODE_ANNOTATION,
+    Art,
+    Component,
+    ModelSource,
+    Replicas,
+    Transformer,
+)
 
 __all__ = ["DEPLOYMENT_MODE_ANNOTATION", "V2_ONLY_FORMATS", "inference_service"]
 
-DEPLOYMENT_MODE_ANNOTATION: Final = "serving.kserve.io/deploymentMode"
 
 #: Formats whose ServingRuntimes in a default KServe v0.20 install serve the v2
 #: protocol only (Triton and MLServer). KServe's own default protocol is v1, for
@@ -37,8 +43,7 @@ def _dump(model: BaseModel, *, include: set[str] | None = None) -> dict[str, Any
 
 
 def _container(container: Container) -> dict[str, Any]:
-    rendered = _dump(container)
-    rendered["name"] = container.name
+    rendered = {"name": container.name, **_dump(container)}
     if container.env:
         rendered["env"] = env_list(container.env)
     if container.resources is not None:

@@ -142,7 +142,12 @@ def model_for_location(root: type[BaseModel], loc: tuple[str | int, ...]) -> typ
 
 
 def suggest_field(model: type[BaseModel], wrong: str) -> str | None:
-    """The wire name of ``model`` closest to a misspelt one, if any is close."""
+    """The wire name of ``model`` closest to a misspelt one, if any is close; a name
+    the model documents as another's spelling elsewhere (``other_names``: KServe's
+    ``maxReplicas`` for ``max``) suggests that one."""
+    other_names: dict[str, str] = getattr(model, "other_names", {})
+    if wrong in other_names:
+        return other_names[wrong]
     return closest_name(wrong, [f.alias or n for n, f in model.model_fields.items()])
 
 

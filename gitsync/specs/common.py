@@ -191,13 +191,19 @@ def _merge_pointers(patch: Any, prefix: str = "") -> list[str]:
 
 def _refuse_protected(pointers: Iterable[str]) -> None:
     for pointer in pointers:
-        if (protected := _protected(pointer)) is not None:
-            what = protected.replace("~1", "/").strip("/").replace("/", ".")
-            raise ValueError(
-                f"an override may not change {pointer!r} ({what}): gitsync keys its "
-                "inventory and pruning on the object's identity and stamps; "
-                "change the spec's own fields instead"
+        if (protected := _protected(pointer)) is None:
+            continue
+        if protected in PROTECTED_POINTERS[:4]:
+            why = (
+                "the object's apiVersion, kind, name and namespace are the spec's: gitsync "
+                "keys its inventory, pruning and status on them"
             )
+        else:
+            why = (
+                "gitsync's own labels and annotations say whose object it is and whether "
+                "it changed, so another instance could prune it"
+            )
+        raise ValueError(f"an override may not change {pointer!r}: {why}")
 
 
 JsonPointer = Annotated[str, StringConstraints(pattern=r"^(/([^~/]|~[01])*)+$")]

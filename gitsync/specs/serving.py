@@ -6,9 +6,9 @@ The fields mean what the InferenceService fields they render to mean in KServe
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from gitsync.specs.common import (
     DNS1123_LABEL,
@@ -23,6 +23,7 @@ from gitsync.specs.pod import Container, Env, PodSettings, Port, VolumeMount, ku
 from gitsync.types import ObjectRef
 
 __all__ = [
+    "DEPLOYMENT_MODE_ANNOTATION",
     "Analysis",
     "Art",
     "AutoScaling",
@@ -74,6 +75,22 @@ ProtocolVersion = Literal["v1", "v2", "grpc-v1", "grpc-v2"]
 #: Deployment with an HPA or KEDA. v0.20 calls them Knative and Standard and still
 #: reads the older names Serverless and RawDeployment.
 DeploymentMode = Literal["Serverless", "Standard"]
+_OTHER_MODE_NAMES: Final = {
+    "RawDeployment": "Standard",
+    "Knative": "Serverless",
+    "ModelMesh": None,
+}
+
+
+def _mode_named_as_gitsync_does(value: object) -> object:
+    if isinstance(value, str) and value in _OTHER_MODE_NAMES:
+        if (ours := _OTHER_MODE_NAMES[value]) is None:
+            raise ValueError("ModelMesh is not supported: its models are not InferenceServices")
+        raise ValueError(f"{value!r} is KServe's other name of {ours!r}: write {ours}")
+    return value
+
+
+DEPLOYMENT_MODE_ANNOTATION: Final = "serving.kserve.io/deploymentMode"
 
 ScaleMetric = Literal["cpu", "memory", "concurrency", "rps"]
 MetricTargetType = Literal["Utilization", "Value", "AverageValue"]
@@ -213,6 +230,15 @@ class AutoScaling(StrictModel):
 class Scaling(Replicas):
     """How a component scales; every field left out is KServe's default: at least one
     replica, and no upper bound in Serverless mode. ``min: 0`` scales to zero."""
+
+    #: KServe's names of these fields, for the "did you mean" of someone used to them.
+    other_names: ClassVar[dict[str, str]] = {
+        "minReplicas": "min",
+        "maxReplicas": "max",
+        "scaleMetric": "metric",
+        "scaleMetricType": "metricType",
+        "scaleTarget": "target",
+    }
 
     metric: ScaleMetric | None = None
     metric_type: MetricTargetType | None = None
@@ -376,9 +402,9 @@ class ModelDeploymentSpec(Component):
     )
     resources: Resources | None = None
     replicas: Replicas | None = None
-    deployment_mode: DeploymentMode | None = Field(
-        default=None, description="Default: the cluster's (KServe's defaultDeploymentMode)"
-    )
+    deployment_mode: Annotated[
+        DeploymentMode | None, BeforeValidator(_mode_named_as_gitsync_does)
+    ] = Field(default=None, description="Default: the cluster's (KServe's defaultDeploymentMode)")
     transformer: Transformer | None = None
     explainer: Explainer | None = None
     rollout: Rollout = Field(default_factory=Rollout)
@@ -434,3 +460,12 @@ class ModelDeployment(StrictModel):
     kind: Literal["ModelDeployment"]
     metadata: Metadata
     spec: ModelDeploymentSpec
+
+    @model_validator(mode="after")
+    def _mode_said_once(self) -> ModelDeployment:
+        if self.spec.deployment_mode and DEPLOYMENT_MODE_ANNOTATION in self.metadata.annotations:
+            raise ValueError(
+                f"spec.deploymentMode and the annotation {DEPLOYMENT_MODE_ANNOTATION} "
+                "say the same thing: give spec.deploymentMode only"
+            )
+        return self
