@@ -142,8 +142,9 @@ def closest_name(wrong: str, choices: Iterable[str]) -> str | None:
     lowered = {option.lower(): option for option in options}
     if wrong.lower() in lowered:
         return lowered[wrong.lower()]
-    matches = difflib.get_close_matches(wrong, options, n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    # Compared without case: storageURL is nearer storageUri than storage.
+    matches = difflib.get_close_matches(wrong.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[matches[0]] if matches else None
 
 
 # --- overrides ----------------------------------------------------------------------
