@@ -148,6 +148,31 @@ def test_render_refuses_bad_input_with_path_line_column(tmp_path: Path) -> None:
     )
 
 
+def test_a_plain_inference_service_meets_the_shipped_policies(tmp_path: Path) -> None:
+    """Committed as YAML instead of a ModelDeployment, a `:latest` image is denied all
+    the same."""
+    (tmp_path / "isvc.yaml").write_text(
+        """\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: plain, namespace: ml, labels: {team: risk}}
+spec:
+  predictor:
+    containers:
+      - name: kserve-container
+        image: ghcr.io/acme/custom-model:latest
+        resources: {requests: {cpu: "1", memory: 1Gi}}
+"""
+    )
+    for command in ("validate", "render"):
+        result = gitsync(command, str(tmp_path))
+        assert result.returncode == 1, command
+        assert (
+            "spec.predictor.containers[kserve-container].image "
+            "ghcr.io/acme/custom-model:latest: the latest tag moves"
+        ) in result.stdout + result.stderr
+
+
 @pytest.fixture
 def spec_repo(tmp_path: Path, namespace: str) -> SpecRepo:
     repo = SpecRepo(tmp_path / "repo")
