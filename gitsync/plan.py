@@ -24,7 +24,15 @@ from gitsync.render import (
     run_name,
     without_provenance,
 )
-from gitsync.specs import Metric, ModelDeployment, Resources, Rollout, TrainingRun, parse_duration
+from gitsync.specs import (
+    Metric,
+    ModelDeployment,
+    Resources,
+    Rollout,
+    TrainingRun,
+    Transformer,
+    parse_duration,
+)
 from gitsync.types import ObjectRef
 
 __all__ = ["LiveView", "Plan", "PlanAction", "SpecChange", "make_plan"]
@@ -344,10 +352,9 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
     if old.spec.replica_range() != new.spec.replica_range():
         words.append(f"replicas {old.spec.replica_range()} → {new.spec.replica_range()}")
     words += _resource_words(old.spec.resources, new.spec.resources)
-    old_t, new_t = old.spec.transformer, new.spec.transformer
-    if (old_t.image if old_t else None) != (new_t.image if new_t else None):
-        before_image = old_t.image if old_t else "(none)"
-        words.append(f"transformer {before_image} → {new_t.image if new_t else '(none)'}")
+    before_images, after_images = _images(old.spec.transformer), _images(new.spec.transformer)
+    if before_images != after_images:
+        words.append(f"transformer {before_images} → {after_images}")
     predictor_changed = bool(words)
     if predictor_changed:
         words.append(_rollout_words(new.spec.rollout))
@@ -403,6 +410,14 @@ def _seconds(value: float) -> str:
         f"{seconds}s" if seconds else "",
     ]
     return "".join(parts) or "0s"
+
+
+def _images(transformer: Transformer | None) -> str:
+    if transformer is None:
+        return "(none)"
+    if transformer.image is not None:
+        return transformer.image
+    return ", ".join(container.image for container in transformer.containers)
 
 
 def _resource_words(old: Resources | None, new: Resources | None) -> list[str]:
