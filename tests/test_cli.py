@@ -144,7 +144,8 @@ def test_render_refuses_bad_input_with_path_line_column(tmp_path: Path) -> None:
         "a.yaml:11:5: spec.model.storageURL: unknown field 'storageURL'; did you mean 'storageUri'?"
     )
     assert errors[1].startswith(
-        "c.yaml:9:15: spec.overrides[0]: does not apply to the rendered object: "
+        "c.yaml:9:15: spec.overrides[0]: jsonPatch[0] (remove /spec/nothing) does not apply "
+        "to the rendered object: "
     )
 
 

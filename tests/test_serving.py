@@ -323,7 +323,8 @@ def test_an_override_that_does_not_apply_is_that_specs_error_only() -> None:
     evaluation = _evaluate({"bad.yaml": BROKEN, "other.yaml": other})
     (diagnostic,) = evaluation.loaded.diagnostics
     assert str(diagnostic).startswith(
-        "bad.yaml:8:7: spec.overrides[1]: does not apply to the rendered object: "
+        "bad.yaml:8:7: spec.overrides[1]: jsonPatch[0] (replace /spec/predictor/nope/x) "
+        "does not apply to the rendered object: "
     )
     assert "bad.yaml" in evaluation.loaded.failed_paths
     assert [e.name for e in evaluation.loaded.entries] == ["other"]
@@ -335,13 +336,16 @@ def test_an_override_that_does_not_apply_is_that_specs_error_only() -> None:
 
 def test_a_failed_test_operation_is_an_error_too() -> None:
     content = _spec(
-        "  overrides: [{jsonPatch: [{op: test, path: /spec/predictor/model/modelFormat/name,"
-        " value: onnx}]}]\n"
+        "  overrides: [{jsonPatch: [{op: add, path: /spec/predictor/timeout, value: 9},"
+        " {op: test, path: /spec/predictor/model/modelFormat/name, value: onnx}]}]\n"
     )
     (diagnostic,) = _evaluate({"m.yaml": content}).loaded.diagnostics
     assert diagnostic.field == "spec.overrides[0]"
     assert (diagnostic.line, diagnostic.column) == (6, 15)
-    assert "does not apply to the rendered object" in diagnostic.message
+    assert diagnostic.message.startswith(
+        "jsonPatch[1] (test /spec/predictor/model/modelFormat/name) does not apply to the "
+        "rendered object: sklearn (<class 'str'>) is not equal to tested value onnx"
+    )
 
 
 def test_overrides_apply_before_the_stamps_and_the_hash() -> None:

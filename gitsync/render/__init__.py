@@ -201,18 +201,22 @@ def apply_overrides(body: dict[str, Any], overrides: Sequence[Override]) -> dict
     """
     identity = _identity(body)
     for index, override in enumerate(overrides):
-        try:
-            if override.merge is not None:
-                body = merge_patch(body, override.merge)
-            else:
-                operations = [
-                    op.model_dump(mode="json", by_alias=True, exclude_unset=True)
-                    for op in override.json_patch or ()
-                ]
-                body = jsonpatch.apply_patch(body, operations)
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-            message = f"does not apply to the rendered object: {exc}"
-            raise OverrideError(message, index=index) from exc
+        if override.merge is not None:
+            body = merge_patch(body, override.merge)
+        for number, operation in enumerate(override.json_patch or ()):
+            # One operation at a time, so the message says which one failed; the
+            # patch as a whole is still all or nothing (the spec fails).
+            raw = operation.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            try:
+                body = jsonpatch.apply_patch(body, [raw])
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                where = f"{operation.op} {operation.path}" + (
+                    f" from {operation.from_}" if operation.from_ else ""
+                )
+                message = (
+                    f"jsonPatch[{number}] ({where}) does not apply to the rendered object: {exc}"
+                )
+                raise OverrideError(message, index=index) from exc
         if not isinstance(body, dict) or _identity(body) != identity:
             raise OverrideError(
                 "changes the object's apiVersion, kind, name or namespace, which gitsync "
