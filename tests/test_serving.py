@@ -249,6 +249,59 @@ def _errors(content: bytes) -> list[str]:
             id="model-and-containers",
         ),
         pytest.param(
+            _spec(model="{format: sklearn, storageUri: s3://m, ports: [{containerPort: 0}]}"),
+            "m.yaml:5:72: spec.model.ports[0].containerPort: Input should be greater than or "
+            "equal to 1",
+            id="port",
+        ),
+        pytest.param(
+            _spec(model="{format: sklearn, storageUri: s3://m, volumeMounts: [{name: c}]}"),
+            "m.yaml:5:63: spec.model.volumeMounts[0].mountPath: required field is missing",
+            id="volume-mount",
+        ),
+        pytest.param(
+            _spec("  scaling: {autoScaling: {metrics: [{resource: {name: cpu}}]}}\n"),
+            "m.yaml:6:37: spec.scaling.autoScaling.metrics[0]: a Kubernetes MetricsSpec "
+            "needs 'type'",
+            id="auto-scaling-metric",
+        ),
+        pytest.param(
+            _spec("  scaling: {containerConcurrency: -1}\n"),
+            "m.yaml:6:35: spec.scaling.containerConcurrency: Input should be greater than or "
+            "equal to 0",
+            id="container-concurrency",
+        ),
+        pytest.param(
+            _spec("  podAnnotation: {a: b}\n"),
+            "m.yaml:6:3: spec.podAnnotation: unknown field 'podAnnotation'; "
+            "did you mean 'podAnnotations'?",
+            id="pod-annotations",
+        ),
+        pytest.param(
+            _spec("  logger: {storage: {key: k, path: p}}\n"),
+            "m.yaml:6:21: spec.logger.storage.parameters: required field is missing",
+            id="logger-storage",
+        ),
+        pytest.param(
+            _spec("  explainer: {art: {type: SquareAttack}, containers: [{image: e:1}]}\n"),
+            "m.yaml:6:14: spec.explainer: give one of art or containers",
+            id="explainer-both",
+        ),
+        pytest.param(
+            _spec(
+                "  containers: [{image: c:1, readinessProbe: {periodSeconds: 5}}]\n",
+                model="{format: sklearn, storageUri: s3://m}",
+            ).replace(b"  model: {format: sklearn, storageUri: s3://m}\n", b""),
+            "m.yaml:5:45: spec.containers[0].readinessProbe: a Kubernetes Probe needs exactly "
+            "one of exec, grpc, httpGet, tcpSocket",
+            id="probe",
+        ),
+        pytest.param(
+            _spec("  transformer: {image: t:1, containers: [{image: t:2}]}\n"),
+            "m.yaml:6:16: spec.transformer: give one of image (one container) or containers",
+            id="transformer-both",
+        ),
+        pytest.param(
             _spec("  overrides: [{merge: {kind: Deployment}}]\n"),
             "m.yaml:6:15: spec.overrides[0]: an override may not change '/kind': the object's "
             "apiVersion, kind, name and namespace are the spec's: gitsync keys its inventory, "
