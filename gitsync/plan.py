@@ -334,6 +334,8 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
             ),
             f"replicas {new.spec.replica_range()}",
         ]
+        if new.spec.overrides:
+            words.append(f"{len(new.spec.overrides)} override(s) applied to the object")
         words += _resource_words(None, new.spec.resources)
         # A model's first deployment is always direct, whatever its strategy.
         words.append("rollout: direct (first deployment), all traffic once Ready")
@@ -355,6 +357,13 @@ def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> li
     before_images, after_images = _images(old.spec.transformer), _images(new.spec.transformer)
     if before_images != after_images:
         words.append(f"transformer {before_images} → {after_images}")
+    if old.spec.overrides != new.spec.overrides:
+        words.append(
+            f"overrides: {len(old.spec.overrides)} → {len(new.spec.overrides)} patch(es), "
+            "applied as the object diff shows"
+        )
+    if not words and old.spec.model_copy(update={"rollout": new.spec.rollout}) != new.spec:
+        words.append("other settings (pods, scaling, explainer, ...) change as the diff shows")
     predictor_changed = bool(words)
     if predictor_changed:
         words.append(_rollout_words(new.spec.rollout))
