@@ -319,6 +319,13 @@ def _errors(content: bytes) -> list[str]:
             id="override-stamp",
         ),
         pytest.param(
+            _spec("  overrides: [{merge: {spec: {predictor: {canaryTrafficPercent: 10}}}}]\n"),
+            "m.yaml:6:15: spec.overrides[0]: an override may not change "
+            "'/spec/predictor/canaryTrafficPercent': gitsync's rollout sets the traffic split "
+            "(spec.rollout)",
+            id="override-traffic",
+        ),
+        pytest.param(
             _spec("  overrides: [{jsonPatch: [{op: ad, path: /spec}]}]\n"),
             "m.yaml:6:33: spec.overrides[0].jsonPatch[0].op: 'ad' is not one of 'add', "
             "'remove', 'replace', 'move', 'copy' or 'test'; did you mean 'add'?",

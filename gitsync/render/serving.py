@@ -9,6 +9,7 @@ no shipped v1 runtime serves (see :data:`V2_ONLY_FORMATS`).
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Final
 
 from pydantic import BaseModel
@@ -88,6 +89,8 @@ def _component(component: Component, *, scaling: Replicas | None) -> dict[str, A
         rendered["logger"] = _dump(component.logger)
     if component.batcher is not None:
         rendered["batcher"] = _dump(component.batcher)
+    if component.deployment_strategy is not None:
+        rendered["deploymentStrategy"] = copy.deepcopy(component.deployment_strategy)
     return rendered
 
 

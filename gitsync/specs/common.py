@@ -161,6 +161,10 @@ PROTECTED_POINTERS: Final = (
     "/metadata/labels/app.kubernetes.io~1managed-by",
     "/metadata/labels/gitsync.io~1",
     "/metadata/annotations/gitsync.io~1",
+    # An InferenceService's traffic split, which a rollout sets step by step (a patch
+    # would be overwritten at the next step, or fight it).
+    "/spec/predictor/canaryTrafficPercent",
+    "/spec/canary",
 )
 
 
@@ -199,6 +203,8 @@ def _refuse_protected(pointers: Iterable[str]) -> None:
                 "the object's apiVersion, kind, name and namespace are the spec's: gitsync "
                 "keys its inventory, pruning and status on them"
             )
+        elif protected.startswith("/spec/"):
+            why = "gitsync's rollout sets the traffic split (spec.rollout)"
         else:
             why = (
                 "gitsync's own labels and annotations say whose object it is and whether "

@@ -220,6 +220,12 @@ AutoScalingBehavior = Annotated[
 ]
 
 
+DeploymentStrategy = Annotated[
+    dict[str, Any],
+    AfterValidator(kube_keys("DeploymentStrategy", ["type", "rollingUpdate"])),
+]
+
+
 class AutoScaling(StrictModel):
     """KServe's HPA / KEDA block (Standard mode): metrics and behaviour as v0.20 has them."""
 
@@ -281,6 +287,9 @@ class Component(PodSettings):
     scaling: Scaling | None = None
     logger: Logger | None = None
     batcher: Batcher | None = None
+    deployment_strategy: DeploymentStrategy | None = Field(
+        default=None, description="Standard mode: the Deployment's rollout strategy"
+    )
 
 
 class Transformer(Component):
