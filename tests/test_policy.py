@@ -247,6 +247,9 @@ def test_examples_pass_every_shipped_policy(library: PolicySet) -> None:
     assert evaluated == {
         "models/churn-predictor.yaml": model_policies,
         "models/fraud-detector.yaml": model_policies,
+        "models/income-explainer.yaml": model_policies,
+        "models/review-sentiment.yaml": model_policies,
+        "models/search-ranker.yaml": model_policies,
         "models/support-intent.yaml": model_policies,
         "platform/service-accounts.yaml": [],
         "training/fraud-train.yaml": training_policies,
