@@ -302,6 +302,24 @@ def _errors(content: bytes) -> list[str]:
             id="transformer-both",
         ),
         pytest.param(
+            _spec(model="{format: sklearn, storageUri: s3://m, env: {K: {secretKeyRf: {}}}}"),
+            "m.yaml:5:57: spec.model.env.K.valueFrom.secretKeyRf: unknown field 'secretKeyRf'; "
+            "did you mean 'secretKeyRef'?",
+            id="env-source-typo",
+        ),
+        pytest.param(
+            _spec(
+                model="{format: sklearn, storageUri: s3://m, env: {K: {secretKeyRef: {name: s}}}}"
+            ),
+            "m.yaml:5:57: spec.model.env.K.valueFrom.secretKeyRef.key: required field is missing",
+            id="env-secret-key",
+        ),
+        pytest.param(
+            _spec(model="{format: sklearn, storageUri: s3://m, env: {K: 3}}"),
+            "m.yaml:5:57: spec.model.env.K.value: Input should be a valid string",
+            id="env-value",
+        ),
+        pytest.param(
             _spec("  overrides: [{merge: {kind: Deployment}}]\n"),
             "m.yaml:6:15: spec.overrides[0]: an override may not change '/kind': the object's "
             "apiVersion, kind, name and namespace are the spec's: gitsync keys its inventory, "

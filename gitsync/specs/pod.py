@@ -18,7 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 from gitsync.specs.common import DNS1123_LABEL, Resources, StrictModel, closest_name
 
@@ -28,6 +35,7 @@ __all__ = [
     "Container",
     "ContainerSecurityContext",
     "Env",
+    "EnvSource",
     "LabelSelector",
     "PodSecurityContext",
     "PodSettings",
@@ -192,9 +200,54 @@ Volume = Annotated[
     ),
 ]
 
-#: Environment variables by name, as values (the common case, written as a mapping).
-#: ``valueFrom`` (secret and config map references) goes through ``overrides``.
-Env = dict[Annotated[str, StringConstraints(min_length=1)], str]
+
+class KeyRef(StrictModel):
+    name: _Subdomain
+    key: Annotated[str, StringConstraints(min_length=1)]
+    optional: bool | None = None
+
+
+class FieldRef(StrictModel):
+    field_path: str
+    api_version: str | None = None
+
+
+class ResourceFieldRef(StrictModel):
+    resource: str
+    container_name: str | None = None
+    divisor: str | None = None
+
+
+class EnvSource(StrictModel):
+    """Where a variable's value comes from (Kubernetes' ``valueFrom``): a key of a
+    secret or config map, a field of the pod, or a container's resource."""
+
+    secret_key_ref: KeyRef | None = None
+    config_map_key_ref: KeyRef | None = None
+    field_ref: FieldRef | None = None
+    resource_field_ref: ResourceFieldRef | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvSource:
+        if len(self.model_fields_set) != 1:
+            raise ValueError(
+                "give one of secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"
+            )
+        return self
+
+
+def _env_kind(value: Any) -> str:
+    return "valueFrom" if isinstance(value, dict) else "value"
+
+
+#: Environment variables by name: a value (``LOG_LEVEL: info``), or where it comes
+#: from (``HF_TOKEN: {secretKeyRef: {name: hf, key: token}}``). The discriminator
+#: tries only the form written, so a mistake is reported once, in that form's terms.
+EnvValue = Annotated[
+    Annotated[str, Tag("value")] | Annotated[EnvSource, Tag("valueFrom")],
+    Discriminator(_env_kind),
+]
+Env = dict[Annotated[str, StringConstraints(min_length=1)], EnvValue]
 
 
 class Toleration(StrictModel):
