@@ -126,6 +126,26 @@ def test_render_takes_the_default_namespace(tmp_path: Path) -> None:
     assert "'Team_A' is not a namespace name" in wrong.stderr
 
 
+def test_render_notes_a_model_that_waits_for_its_training_run(tmp_path: Path) -> None:
+    """Outside a cycle nothing is known of runs: the model is named on stderr, the run's
+    job is printed, and that is no error."""
+    spec = yaml.safe_load(model("a", "ml"))
+    spec["spec"]["model"] = {"format": "onnx", "fromTrainingRun": "train"}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "t.yaml").write_text(
+        "apiVersion: gitsync.io/v1alpha1\nkind: TrainingRun\n"
+        "metadata: {name: train, namespace: ml, labels: {team: risk}}\n"
+        "spec: {framework: pytorch, image: ghcr.io/acme/t:1, replicas: {master: 1},"
+        " resources: {requests: {cpu: '1', memory: 1Gi}}, output: 's3://m/{run}'}\n"
+    )
+
+    result = gitsync("render", str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert [o["kind"] for o in yaml.safe_load_all(result.stdout)] == ["PyTorchJob"]
+    assert "# ModelDeployment ml/a: renders in a sync cycle only" in result.stderr
+
+
 def test_render_refuses_bad_input_with_path_line_column(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(model("a", "ml").replace("storageUri", "storageURL"))
     (tmp_path / "b.yaml").write_text(model("b", "ml"))
