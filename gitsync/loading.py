@@ -635,6 +635,13 @@ def _locate(node: yaml.Node | None, loc: Sequence[str | int], *, at_key: bool) -
         last = position == len(loc) - 1
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
             found = next(((k, v) for k, v in node.value if k.value == part), None)
+            if (
+                found is None
+                and not last
+                and any(k.value == loc[position + 1] for k, _ in node.value)
+            ):
+                # A union's tag (env's valueFrom): a step of the model, not of the YAML.
+                continue
             if found is None:
                 break
             key_node, node = found

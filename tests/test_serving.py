@@ -303,7 +303,7 @@ def _errors(content: bytes) -> list[str]:
         ),
         pytest.param(
             _spec(model="{format: sklearn, storageUri: s3://m, env: {K: {secretKeyRf: {}}}}"),
-            "m.yaml:5:57: spec.model.env.K.valueFrom.secretKeyRf: unknown field 'secretKeyRf'; "
+            "m.yaml:5:58: spec.model.env.K.valueFrom.secretKeyRf: unknown field 'secretKeyRf'; "
             "did you mean 'secretKeyRef'?",
             id="env-source-typo",
         ),
@@ -311,7 +311,7 @@ def _errors(content: bytes) -> list[str]:
             _spec(
                 model="{format: sklearn, storageUri: s3://m, env: {K: {secretKeyRef: {name: s}}}}"
             ),
-            "m.yaml:5:57: spec.model.env.K.valueFrom.secretKeyRef.key: required field is missing",
+            "m.yaml:5:72: spec.model.env.K.valueFrom.secretKeyRef.key: required field is missing",
             id="env-secret-key",
         ),
         pytest.param(
