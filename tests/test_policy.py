@@ -637,6 +637,15 @@ SHIPPED_CASES = [
         "spec.model.storageUris oci://r/b:1 uses a storage scheme outside the allowlist "
         "(s3://, gs://, pvc://, hf://)",
     ),
+    (
+        "allowed-storage-schemes",
+        spec(
+            MODEL,
+            ("spec.transformer", {"image": "t:1", "storageUris": [{"uri": "http://x/enc"}]}),
+        ),
+        "spec.transformer.storageUris http://x/enc uses a storage scheme outside the allowlist "
+        "(s3://, gs://, pvc://, hf://)",
+    ),
     # Overrides cannot slip past: what they change is judged in the rendered object.
     (
         "require-pinned-images",

@@ -164,6 +164,8 @@ def _transformer(transformer: Transformer) -> dict[str, Any]:
         rendered["containers"] = [_container(single)]
     else:
         rendered["containers"] = [_container(container) for container in transformer.containers]
+    if transformer.storage_uris:
+        rendered["storageUris"] = [_dump(location) for location in transformer.storage_uris]
     return rendered
 
 
@@ -187,6 +189,8 @@ def inference_service(spec: ModelDeployment, context: RenderContext) -> dict[str
             rendered["art"] = _art(explainer.art)
         else:
             rendered["containers"] = [_container(c) for c in explainer.containers]
+        if explainer.storage_uris:
+            rendered["storageUris"] = [_dump(location) for location in explainer.storage_uris]
         body_spec["explainer"] = rendered
     metadata = object_metadata(spec, name=spec.metadata.name, namespace=namespace)
     if spec.spec.deployment_mode is not None:

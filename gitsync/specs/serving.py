@@ -301,6 +301,9 @@ class Transformer(Component):
     env: Env = Field(default_factory=dict)
     resources: Resources | None = None
     containers: list[Container] = Field(default_factory=list)
+    storage_uris: list[StorageLocation] = Field(
+        default_factory=list, description="Artifacts downloaded for the transformer"
+    )
 
     @model_validator(mode="after")
     def _image_or_containers(self) -> Transformer:
@@ -327,6 +330,9 @@ class Art(StrictModel):
 class Explainer(Component):
     art: Art | None = None
     containers: list[Container] = Field(default_factory=list)
+    storage_uris: list[StorageLocation] = Field(
+        default_factory=list, description="Artifacts downloaded for the explainer"
+    )
 
     @model_validator(mode="after")
     def _art_or_containers(self) -> Explainer:
