@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import time
 import traceback
@@ -37,6 +38,7 @@ from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
+from gitsync.specs.common import DNS1123_LABEL
 from gitsync.status import STATUS_ROOT, parse_document, status_path
 from gitsync.status_document import StatusDocument, status_json_schema
 from gitsync.types import ObjectRef, parse_resource
@@ -269,6 +271,81 @@ def _import_file(document: Mapping[str, Any]) -> str:
     if str(document.get("apiVersion", "")).startswith("gitsync.io/"):
         return f"{name}.yaml"
     return f"{str(document['kind']).lower()}-{name}.yaml"
+
+
+# --- render ---------------------------------------------------------------------------
+
+
+_DNS_LABEL = re.compile(DNS1123_LABEL)
+
+
+def _namespace(_context: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and (len(value) > 63 or not _DNS_LABEL.match(value)):
+        raise click.BadParameter(f"{value!r} is not a namespace name (a DNS-1123 label)")
+    return value
+
+
+@cli.command("render")
+@click.argument(
+    "path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path(".")
+)
+@_option(
+    "--instance",
+    default="default",
+    show_default=True,
+    help="The gitsync instance whose label the objects carry, as sync's --instance.",
+)
+@_option(
+    "--namespace",
+    "default_namespace",
+    default=None,
+    callback=_namespace,
+    help="Namespace of specs that name none. Default: gitsync.yaml's defaults.namespace.",
+)
+def render_command(path: Path, instance: str, default_namespace: str | None) -> None:
+    """Print the Kubernetes objects the specs in PATH render to, as multi-document YAML.
+
+    The objects are what sync would apply (rendered, overrides applied, judged by the
+    policies), namespaces first, then by kind, namespace and name; no cluster is
+    needed. A model served from a TrainingRun's output, or a scheduled run, renders
+    only in a cycle and is noted on stderr. Exit 1, with path:line:col diagnostics
+    on stderr and nothing on stdout, when any spec is invalid or denied.
+    """
+    snap = read_folder(path, default_namespace=default_namespace)
+    evaluation = _evaluate(snap, instance=instance, source_commits={})
+    diagnostics = [*snap.config_diagnostics, *evaluation.loaded.diagnostics]
+    warnings = [
+        *snap.policy_warnings,
+        *(d for d in evaluation.verdicts.diagnostics if d.severity is Severity.WARNING),
+    ]
+    for diagnostic in [*diagnostics, *warnings]:
+        _echo_err(str(diagnostic))
+    if diagnostics:
+        # Nothing on stdout: `gitsync render | kubectl apply -f -` must not apply a part.
+        sys.exit(1)
+    objects = []
+    for entry, body in evaluation.pairs():
+        if body is None:
+            ref = entry.key(snap.config.defaults.namespace)
+            _echo_err(f"# {ref.kind} {ref.namespace}/{ref.name}: renders in a sync cycle only")
+        else:
+            objects.append(body)
+    objects.sort(key=_object_order)
+    click.echo(yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True), nl=False)
+
+
+def _object_order(obj: Mapping[str, Any]) -> tuple[bool, str, str, str, str]:
+    """Namespaces and definitions first (what the rest needs to apply), then by kind,
+    namespace and name."""
+    metadata = obj.get("metadata") or {}
+    kind = str(obj.get("kind", ""))
+    return (
+        kind not in ("Namespace", "CustomResourceDefinition"),
+        kind,
+        str(metadata.get("namespace") or ""),
+        str(metadata.get("name", "")),
+        str(obj.get("apiVersion", "")),
+    )
 
 
 @cli.command()

@@ -26,6 +26,7 @@ __all__ = [
     "GitsyncError",
     "LeadershipLostError",
     "NotFoundError",
+    "OverrideError",
     "PushConflictError",
     "PushRejectedError",
     "QuantityError",
@@ -143,6 +144,16 @@ class SpecError(GitsyncError):
     """A spec file cannot be loaded or validated; only a new commit can fix it."""
 
     remedy = Remedy.WAIT_FOR_COMMIT
+
+
+class OverrideError(SpecError):
+    """One of a spec's ``overrides`` cannot be applied to its rendered object (a path
+    that is not there, a failed ``test``, a change of the object's identity)."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        #: Which override of ``spec.overrides`` failed.
+        self.index = index
 
 
 class QuantityError(SpecError, ValueError):

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitsync.loading import Entry, LoadResult
+from gitsync.errors import OverrideError
+from gitsync.loading import Diagnostic, Entry, LoadResult, Rejected
 from gitsync.policy import (
     PolicySet,
     VerdictMemo,
@@ -26,6 +27,7 @@ from gitsync.policy import (
     entry_object,
 )
 from gitsync.render import RenderContext, pending, render
+from gitsync.specs import API_VERSION
 from gitsync.training import resolution
 from gitsync.types import ObjectRef
 
@@ -80,8 +82,13 @@ class Evaluator:
         """``old_objects`` default to the specs this evaluator accepted last time."""
         namespace = context.default_namespace
         rendered: dict[tuple[object, ...], dict[str, Any]] = {}
-        bodies = [self._render(entry, context, blobs, rendered) for entry in loaded.entries]
+        failures: dict[tuple[str, int], Diagnostic] = {}
+        bodies = [
+            self._render(entry, context, blobs, rendered, failures) for entry in loaded.entries
+        ]
         self._rendered = rendered
+        if failures:
+            loaded, bodies = _without_unrenderable(loaded, bodies, failures)
         verdicts = enforce(
             policies,
             [
@@ -126,9 +133,11 @@ class Evaluator:
         context: RenderContext,
         blobs: Mapping[str, str],
         rendered: dict[tuple[object, ...], dict[str, Any]],
+        failures: dict[tuple[str, int], Diagnostic],
     ) -> dict[str, Any] | None:
         """The entry's body, the one rendered last time while its inputs are the same;
-        ``rendered`` collects this call's bodies (what is kept for the next)."""
+        ``rendered`` collects this call's bodies (what is kept for the next), and
+        ``failures`` the error of each entry whose overrides do not apply."""
         if pending(entry, context) is not None:
             return None
         key = (
@@ -140,9 +149,45 @@ class Evaluator:
             context.default_namespace,
             resolution(entry, context),
         )
-        body = self._rendered.get(key) or render(entry, context)
+        body = self._rendered.get(key)
+        if body is None:
+            try:
+                body = render(entry, context)
+            except OverrideError as exc:
+                line, column = entry.override_position(exc.index)
+                failures[_entry_key(entry)] = Diagnostic(
+                    entry.path, line, column, str(exc), field=f"spec.overrides[{exc.index}]"
+                )
+                return None
         rendered[key] = body
         return body
+
+
+def _without_unrenderable(
+    loaded: LoadResult,
+    bodies: list[dict[str, Any] | None],
+    failures: Mapping[tuple[str, int], Diagnostic],
+) -> tuple[LoadResult, list[dict[str, Any] | None]]:
+    """``loaded`` without the entries that failed to render, which are invalid as if
+    they had failed to load: their objects kept, never pruned, their status Invalid."""
+    pairs = list(zip(loaded.entries, bodies, strict=True))
+    kept = [(entry, body) for entry, body in pairs if _entry_key(entry) not in failures]
+    dropped = [entry for entry, _ in pairs if _entry_key(entry) in failures]
+    result = LoadResult(
+        entries=tuple(entry for entry, _ in kept),
+        diagnostics=tuple(
+            sorted(
+                [*loaded.diagnostics, *failures.values()],
+                key=lambda d: (d.path, d.line, d.column),
+            )
+        ),
+        failed_paths=loaded.failed_paths | {entry.path for entry in dropped},
+        rejected=(
+            *loaded.rejected,
+            *(Rejected(e.path, e.kind, e.name, e.namespace(""), API_VERSION) for e in dropped),
+        ),
+    )
+    return result, [body for _, body in kept]
 
 
 def _entry_key(entry: Entry) -> tuple[str, int]:

@@ -133,6 +133,15 @@ class Entry:
     line: int
     spec: Spec | None = None
     manifest: Mapping[str, Any] | None = None
+    #: Line and column of each of the spec's ``overrides``, which only rendering can
+    #: find wrong (a patch path that is not in the rendered object).
+    override_positions: tuple[tuple[int, int], ...] = ()
+
+    def override_position(self, index: int) -> tuple[int, int]:
+        """Where override ``index`` is written (the document's start if not known)."""
+        if index < len(self.override_positions):
+            return self.override_positions[index]
+        return self.line, 1
 
     @property
     def kind(self) -> str:
@@ -429,10 +438,15 @@ def load_parsed(path: str, content: bytes, parsed: Parsed | Diagnostic) -> FileR
 
 def load_documents(path: str, content: bytes, documents: Sequence[object]) -> FileResult:
     """:func:`load_file` of documents parsed before (kept in a cache as data): the same
-    result. Validation runs again; a file with any problem is parsed again, for the
-    positions its diagnostics give."""
+    result. Validation runs again; a file with any problem, or with overrides, is parsed
+    again, for the positions its diagnostics give."""
     result = _validate(path, content, documents, lambda index: None)
-    return load_file(path, content) if result.diagnostics or result.rejected else result
+    overridden = any(
+        entry.spec is not None and entry.spec.spec.overrides for entry in result.entries
+    )
+    if result.diagnostics or result.rejected or overridden:
+        return load_file(path, content)
+    return result
 
 
 def _validate(
@@ -539,7 +553,11 @@ def _load_spec(
         spec = model.model_validate(document)
     except pydantic.ValidationError as exc:
         return None, validation_diagnostics(exc, model, node=node, path=path)
-    return Entry(path, index, line, spec=spec), []
+    positions = tuple(
+        _locate(node, ("spec", "overrides", position), at_key=False)
+        for position in range(len(spec.spec.overrides) if node is not None else 0)
+    )
+    return Entry(path, index, line, spec=spec, override_positions=positions), []
 
 
 # --- validation errors with positions ---------------------------------------------
@@ -617,6 +635,13 @@ def _locate(node: yaml.Node | None, loc: Sequence[str | int], *, at_key: bool) -
         last = position == len(loc) - 1
         if isinstance(node, yaml.MappingNode) and isinstance(part, str):
             found = next(((k, v) for k, v in node.value if k.value == part), None)
+            if (
+                found is None
+                and not last
+                and any(k.value == loc[position + 1] for k, _ in node.value)
+            ):
+                # A union's tag (env's valueFrom): a step of the model, not of the YAML.
+                continue
             if found is None:
                 break
             key_node, node = found

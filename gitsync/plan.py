@@ -24,7 +24,15 @@ from gitsync.render import (
     run_name,
     without_provenance,
 )
-from gitsync.specs import Metric, ModelDeployment, Resources, Rollout, TrainingRun, parse_duration
+from gitsync.specs import (
+    Metric,
+    ModelDeployment,
+    Resources,
+    Rollout,
+    TrainingRun,
+    Transformer,
+    parse_duration,
+)
 from gitsync.types import ObjectRef
 
 __all__ = ["LiveView", "Plan", "PlanAction", "SpecChange", "make_plan"]
@@ -312,41 +320,50 @@ def _summary(old: Entry | None, new: Entry | None) -> list[str]:
 def _model_words(old: ModelDeployment | None, new: ModelDeployment | None) -> list[str]:
     if new is None:
         assert old is not None  # noqa: S101 - one side always exists
-        return [
-            f"model `{old.spec.model.storage_uri}` stops serving: the InferenceService is pruned"
-        ]
+        return [f"model {old.spec.serves()} stops serving: the InferenceService is pruned"]
     model = new.spec.model
     if old is None:
         words = [
-            f"new model `{model.storage_uri}` ({model.format}"
-            + (f" {model.runtime_version}" if model.runtime_version else "")
-            + ")",
-            f"replicas {new.spec.replicas.min}..{new.spec.replicas.max}",
+            f"new model {new.spec.serves()}"
+            + (
+                f" ({model.format}"
+                + (f" {model.runtime_version}" if model.runtime_version else "")
+                + ")"
+                if model is not None
+                else ""
+            ),
+            f"replicas {new.spec.replica_range()}",
         ]
+        if new.spec.overrides:
+            words.append(f"{len(new.spec.overrides)} override(s) applied to the object")
         words += _resource_words(None, new.spec.resources)
         # A model's first deployment is always direct, whatever its strategy.
         words.append("rollout: direct (first deployment), all traffic once Ready")
         return words
     was = old.spec.model
     words = []
-    if _source(old) != _source(new):
-        words.append(f"model {_source(old)} → {_source(new)}")
+    if old.spec.serves() != new.spec.serves():
+        words.append(f"model {old.spec.serves()} → {new.spec.serves()}")
     for label, a, b in (
-        ("format", was.format, model.format),
-        ("runtime", was.runtime, model.runtime),
-        ("runtime version", was.runtime_version, model.runtime_version),
+        ("format", was and was.format, model and model.format),
+        ("runtime", was and was.runtime, model and model.runtime),
+        ("runtime version", was and was.runtime_version, model and model.runtime_version),
     ):
         if a != b:
             words.append(f"{label} {a or '(default)'} → {b or '(default)'}")
-    replicas_old, replicas_new = old.spec.replicas, new.spec.replicas
-    if (replicas_old.min, replicas_old.max) != (replicas_new.min, replicas_new.max):
-        was_range = f"{replicas_old.min}..{replicas_old.max}"
-        words.append(f"replicas {was_range} → {replicas_new.min}..{replicas_new.max}")
+    if old.spec.replica_range() != new.spec.replica_range():
+        words.append(f"replicas {old.spec.replica_range()} → {new.spec.replica_range()}")
     words += _resource_words(old.spec.resources, new.spec.resources)
-    old_t, new_t = old.spec.transformer, new.spec.transformer
-    if (old_t.image if old_t else None) != (new_t.image if new_t else None):
-        before_image = old_t.image if old_t else "(none)"
-        words.append(f"transformer {before_image} → {new_t.image if new_t else '(none)'}")
+    before_images, after_images = _images(old.spec.transformer), _images(new.spec.transformer)
+    if before_images != after_images:
+        words.append(f"transformer {before_images} → {after_images}")
+    if old.spec.overrides != new.spec.overrides:
+        words.append(
+            f"overrides: {len(old.spec.overrides)} → {len(new.spec.overrides)} patch(es), "
+            "applied as the object diff shows"
+        )
+    if not words and old.spec.model_copy(update={"rollout": new.spec.rollout}) != new.spec:
+        words.append("other settings (pods, scaling, explainer, ...) change as the diff shows")
     predictor_changed = bool(words)
     if predictor_changed:
         words.append(_rollout_words(new.spec.rollout))
@@ -404,11 +421,12 @@ def _seconds(value: float) -> str:
     return "".join(parts) or "0s"
 
 
-def _source(spec: ModelDeployment) -> str:
-    model = spec.spec.model
-    if model.from_training_run is not None:
-        return f"from the latest Succeeded run of TrainingRun `{model.from_training_run}`"
-    return f"`{model.storage_uri}`"
+def _images(transformer: Transformer | None) -> str:
+    if transformer is None:
+        return "(none)"
+    if transformer.image is not None:
+        return transformer.image
+    return ", ".join(container.image for container in transformer.containers)
 
 
 def _resource_words(old: Resources | None, new: Resources | None) -> list[str]:

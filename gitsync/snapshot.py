@@ -31,7 +31,7 @@ from gitsync.loading import (
     unreadable,
 )
 from gitsync.policy import PolicySet, load_library
-from gitsync.specs import Config
+from gitsync.specs import Config, Defaults
 
 if TYPE_CHECKING:
     # Only its type: `gitsync validate` reads a folder, and needs no pygit2.
@@ -79,8 +79,9 @@ def read_snapshot(
     )
 
 
-def read_folder(folder: Path) -> Snapshot:
-    """The same for a folder on disk (``gitsync validate`` of uncommitted work)."""
+def read_folder(folder: Path, *, default_namespace: str | None = None) -> Snapshot:
+    """The same for a folder on disk (``gitsync validate`` of uncommitted work);
+    ``default_namespace`` replaces gitsync.yaml's ``defaults.namespace``."""
     files: dict[str, str] = {}
     others: dict[str, str] = {}
     for path in sorted(folder.rglob("*")):
@@ -101,6 +102,7 @@ def read_folder(folder: Path) -> Snapshot:
         root="",
         parsed=None,
         documents=None,
+        default_namespace=default_namespace,
     )
 
 
@@ -130,6 +132,7 @@ def _read(
     root: str,
     parsed: Mapping[str, FileResult] | None,
     documents: DiskCache | None,
+    default_namespace: str | None = None,
 ) -> Snapshot:
     """``files`` maps each path to what ``read`` takes to get its bytes (a blob id, a
     file name); that handle also keys the parse cache. ``others`` says what each path
@@ -139,6 +142,8 @@ def _read(
     config, problems = Config(), list[Diagnostic]()
     if (config_blob := files.get(config_path)) is not None:
         config, problems = load_config(read(config_blob), path=config_path)
+    if default_namespace is not None:
+        config = config.model_copy(update={"defaults": Defaults(namespace=default_namespace)})
     policies, policy_problems = _library(
         tuple(_policy_sources(files, read, root=root, folders=config.policies))
     )

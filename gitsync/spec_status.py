@@ -192,13 +192,13 @@ def _entry_status(
     transitions = _untold(rollout, before)
     records: list[RunRecord] = []
     if isinstance(entry.spec, ModelDeployment):
-        ref = entry.spec.spec.model.training_run(namespace)
+        ref = entry.spec.spec.training_run(namespace)
         trained = context.trained.get(ref) if ref is not None else None
         model = _model_info(entry.spec, body, health, trained, before=before, now=now)
         if trained is not None and trained.run != _served_run(before):
             lineage = (
                 f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
-                f"{entry.spec.spec.model.from_training_run} (spec {trained.source_commit[:7]})"
+                f"{entry.spec.spec.from_training_run} (spec {trained.source_commit[:7]})"
             )
             transitions = (lineage, *transitions)
     elif isinstance(entry.spec, TrainingRun):
@@ -291,14 +291,16 @@ def _model_info(
     now: str,
 ) -> ModelInfo:
     lineage = None
-    if spec.spec.model.from_training_run is not None:
+    if spec.spec.from_training_run is not None:
         lineage = Lineage(
-            name=spec.spec.model.from_training_run,
+            name=spec.spec.from_training_run,
             run=trained.run if trained else None,
             source_commit=trained.source_commit if trained else None,
             completion_time=trained.completion_time if trained else None,
         )
-    storage_uri = body["spec"]["predictor"]["model"]["storageUri"] if body else None
+    storage_uri = ((body or {}).get("spec", {}).get("predictor", {}).get("model") or {}).get(
+        "storageUri"
+    )
     kept = before.model if before is not None else None
     if storage_uri is None:
         served_since = None
@@ -307,7 +309,7 @@ def _model_info(
     else:
         served_since = now
     return ModelInfo(
-        format=spec.spec.model.format,
+        format=spec.spec.model.format if spec.spec.model is not None else None,
         storage_uri=storage_uri,
         served_since=served_since,
         from_training_run=lineage,

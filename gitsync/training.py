@@ -79,7 +79,7 @@ def plan_training(
         spec = entry.spec
         namespace = entry.namespace(default_namespace)
         if isinstance(spec, ModelDeployment):
-            ref = spec.spec.model.training_run(namespace)
+            ref = spec.spec.training_run(namespace)
             if ref is not None and (
                 found := _latest_success(jobs.get(ref, ()), inventory.runs(ref))
             ):
@@ -198,7 +198,7 @@ def resolution(entry: Entry, context: RenderContext) -> TrainedModel | datetime 
     """What of the context's resolved data an entry's rendering depends on."""
     namespace = entry.namespace(context.default_namespace)
     spec = entry.spec
-    if isinstance(spec, ModelDeployment) and (ref := spec.spec.model.training_run(namespace)):
+    if isinstance(spec, ModelDeployment) and (ref := spec.spec.training_run(namespace)):
         return context.trained.get(ref)
     if isinstance(spec, TrainingRun):
         return context.ticks.get(entry.key(context.default_namespace))

@@ -85,6 +85,115 @@ def test_validate_reports_errors_as_path_line_column(tmp_path: Path) -> None:
     ]
 
 
+def test_render_prints_what_sync_applies_as_multi_document_yaml() -> None:
+    """The same objects the examples render to in a cycle (no source commit outside
+    Git), namespaces first, then sorted by kind, namespace and name."""
+    from .examples import rendered_examples  # noqa: PLC0415 - examples load the repo
+
+    result = gitsync("render", str(EXAMPLES), "--instance", "examples")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("---\n")
+    printed = list(yaml.safe_load_all(result.stdout))
+    expected = rendered_examples()
+    for obj in expected:
+        del obj["metadata"]["annotations"]["gitsync.io/source-commit"]
+    keys = [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in printed]
+    assert keys == sorted(keys)
+    assert sorted(printed, key=str) == sorted(expected, key=str)
+    assert {o["metadata"]["labels"]["gitsync.io/instance"] for o in printed} == {"examples"}
+
+
+def test_render_takes_the_default_namespace(tmp_path: Path) -> None:
+    spec = yaml.safe_load(model("a", "ml"))
+    del spec["metadata"]["namespace"]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+
+    from_repo = gitsync("render", str(tmp_path))
+    given = gitsync("render", str(tmp_path), "--namespace", "team-a")
+    wrong = gitsync("render", str(tmp_path), "--namespace", "Team_A")
+
+    assert [o["metadata"]["namespace"] for o in yaml.safe_load_all(from_repo.stdout)] == [
+        "default",
+        "default",
+    ]
+    assert [o["metadata"]["namespace"] for o in yaml.safe_load_all(given.stdout)] == [
+        "team-a",
+        "team-a",
+    ]
+    assert wrong.returncode == 2
+    assert "'Team_A' is not a namespace name" in wrong.stderr
+
+
+def test_render_notes_a_model_that_waits_for_its_training_run(tmp_path: Path) -> None:
+    """Outside a cycle nothing is known of runs: the model is named on stderr, the run's
+    job is printed, and that is no error."""
+    spec = yaml.safe_load(model("a", "ml"))
+    spec["spec"]["model"] = {"format": "onnx", "fromTrainingRun": "train"}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "t.yaml").write_text(
+        "apiVersion: gitsync.io/v1alpha1\nkind: TrainingRun\n"
+        "metadata: {name: train, namespace: ml, labels: {team: risk}}\n"
+        "spec: {framework: pytorch, image: ghcr.io/acme/t:1, replicas: {master: 1},"
+        " resources: {requests: {cpu: '1', memory: 1Gi}}, output: 's3://m/{run}'}\n"
+    )
+
+    result = gitsync("render", str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    assert [o["kind"] for o in yaml.safe_load_all(result.stdout)] == ["PyTorchJob"]
+    assert "# ModelDeployment ml/a: renders in a sync cycle only" in result.stderr
+
+
+def test_render_refuses_bad_input_with_path_line_column(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(model("a", "ml").replace("storageUri", "storageURL"))
+    (tmp_path / "b.yaml").write_text(model("b", "ml"))
+    (tmp_path / "c.yaml").write_text(
+        model("c", "ml").replace(
+            "spec:\n", "spec:\n  overrides: [{jsonPatch: [{op: remove, path: /spec/nothing}]}]\n"
+        )
+    )
+
+    result = gitsync("render", str(tmp_path))
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = result.stderr.splitlines()
+    assert errors[0] == (
+        "a.yaml:11:5: spec.model.storageURL: unknown field 'storageURL'; did you mean 'storageUri'?"
+    )
+    assert errors[1].startswith(
+        "c.yaml:9:15: spec.overrides[0]: jsonPatch[0] (remove /spec/nothing) does not apply "
+        "to the rendered object: "
+    )
+
+
+def test_a_plain_inference_service_meets_the_shipped_policies(tmp_path: Path) -> None:
+    """Committed as YAML instead of a ModelDeployment, a `:latest` image is denied all
+    the same."""
+    (tmp_path / "isvc.yaml").write_text(
+        """\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata: {name: plain, namespace: ml, labels: {team: risk}}
+spec:
+  predictor:
+    containers:
+      - name: kserve-container
+        image: ghcr.io/acme/custom-model:latest
+        resources: {requests: {cpu: "1", memory: 1Gi}}
+"""
+    )
+    for command in ("validate", "render"):
+        result = gitsync(command, str(tmp_path))
+        assert result.returncode == 1, command
+        assert (
+            "spec.predictor.containers[kserve-container].image "
+            "ghcr.io/acme/custom-model:latest: the latest tag moves"
+        ) in result.stdout + result.stderr
+
+
 @pytest.fixture
 def spec_repo(tmp_path: Path, namespace: str) -> SpecRepo:
     repo = SpecRepo(tmp_path / "repo")

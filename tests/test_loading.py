@@ -38,16 +38,18 @@ def _errors(content: bytes, path: str = "models/m.yaml") -> list[str]:
             MODEL.replace(b"sklearn", b"skleran"),
             [
                 "models/m.yaml:7:13: spec.model.format: 'skleran' is not one of 'sklearn', "
-                "'xgboost', 'lightgbm', 'tensorflow', 'pytorch', 'onnx', 'triton', 'huggingface', "
-                "'pmml', 'paddle' or 'mlflow'; did you mean 'sklearn'?"
+                "'xgboost', 'lightgbm', 'tensorflow', 'pytorch', 'onnx', 'triton', 'tensorrt', "
+                "'huggingface', 'pmml', 'paddle', 'mlflow', 'openvino' or 'autogluon'; "
+                "did you mean 'sklearn'?"
             ],
             id="enum-typo-suggests-value",
         ),
         pytest.param(
             MODEL.replace(b"s3://models/fraud/v1", b"ftp://x"),
             [
-                "models/m.yaml:8:17: spec.model.storageUri: 'ftp://x' has no supported scheme "
-                "(s3://, gs://, pvc://, hf://, oci://, https://, http://, azure://)"
+                "models/m.yaml:8:17: spec.model.storageUri: 'ftp://x' has no scheme KServe v0.20 "
+                "reads (gs://, s3://, pvc://, file://, https://, http://, hdfs://, webhdfs://, "
+                "oci://, oci+native://, hf://)"
             ],
             id="storage-scheme",
         ),

@@ -87,6 +87,17 @@ SCENARIOS = {
         ),
     },
     "removal": {"models/churn-predictor.yaml": None},
+    "settings-and-overrides": {
+        "models/search-ranker.yaml": lambda t: t.replace(
+            "  imagePullSecrets: [ghcr-pull]\n",
+            "  imagePullSecrets: [ghcr-pull]\n  nodeSelector: {pool: serving}\n",
+        ),
+        "models/income-explainer.yaml": lambda t: (
+            t
+            + "  overrides:\n"
+            + "    - merge: {spec: {predictor: {terminationGracePeriodSeconds: 45}}}\n"
+        ),
+    },
     "invalid-file": {
         "models/support-intent.yaml": lambda t: t.replace("storageUri", "storageURI"),
     },
@@ -101,6 +112,7 @@ EXIT_CODES = {
     "canary-model-change": 2,
     "new-training-run": 2,
     "removal": 2,
+    "settings-and-overrides": 2,
     "invalid-file": 1,
     "policy-failure": 1,
 }

@@ -116,6 +116,31 @@ MODEL: dict[str, Any] = {
     },
 }
 
+ISVC: dict[str, Any] = {
+    "apiVersion": "serving.kserve.io/v1beta1",
+    "kind": "InferenceService",
+    "metadata": {"name": "plain", "labels": {"team": "risk"}},
+    "spec": {
+        "predictor": {
+            "model": {
+                "modelFormat": {"name": "sklearn"},
+                "storageUri": "s3://models/plain/v1",
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+            }
+        },
+        "transformer": {
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": "ghcr.io/acme/features:1.0",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }
+            ]
+        },
+    },
+}
+CUSTOM_LATEST = {"name": "kserve-container", "image": "ghcr.io/acme/custom:latest"}
+
 TRAINING: dict[str, Any] = {
     "apiVersion": "gitsync.io/v1alpha1",
     "kind": "TrainingRun",
@@ -152,13 +177,15 @@ def spec(base: dict[str, Any], *edits: tuple[str | tuple[str, ...], Any]) -> dic
 def rendered_for(document: dict[str, Any]) -> dict[str, Any] | None:
     """The rendering gitsync would apply, or None for a spec its schema rejects (a
     field the model does not know yet, such as canary steps)."""
-    model = SPEC_MODELS[document["kind"]]
+    context = RenderContext(instance="test", default_namespace=DEFAULT_NAMESPACE)
+    model = SPEC_MODELS.get(document["kind"])
+    if model is None:
+        return render(Entry("specs/x.yaml", 0, 1, manifest=document), context)
     try:
         validated = model.model_validate(document)
     except ValueError:
         return None
-    entry = Entry("specs/x.yaml", 0, 1, spec=validated)
-    return render(entry, RenderContext(instance="test", default_namespace=DEFAULT_NAMESPACE))
+    return render(Entry("specs/x.yaml", 0, 1, spec=validated), context)
 
 
 def verdict(
@@ -220,6 +247,9 @@ def test_examples_pass_every_shipped_policy(library: PolicySet) -> None:
     assert evaluated == {
         "models/churn-predictor.yaml": model_policies,
         "models/fraud-detector.yaml": model_policies,
+        "models/income-explainer.yaml": model_policies,
+        "models/review-sentiment.yaml": model_policies,
+        "models/search-ranker.yaml": model_policies,
         "models/support-intent.yaml": model_policies,
         "platform/service-accounts.yaml": [],
         "training/fraud-train.yaml": training_policies,
@@ -526,6 +556,120 @@ SHIPPED_CASES = [
         spec(MODEL, ("metadata.labels", ...)),
         "without a team label no namespace is allowed (see require-team-label)",
     ),
+    # An InferenceService written as YAML meets the same policies as a ModelDeployment.
+    ("require-pinned-images", ISVC, None),
+    ("require-resource-requests", ISVC, None),
+    ("allowed-storage-schemes", ISVC, None),
+    ("require-team-label", ISVC, None),
+    (
+        "require-pinned-images",
+        spec(ISVC, ("spec.predictor", {"containers": [CUSTOM_LATEST]})),
+        "spec.predictor.containers[kserve-container].image ghcr.io/acme/custom:latest: "
+        "the latest tag moves; pin a version or a digest",
+    ),
+    (
+        "require-pinned-images",
+        spec(ISVC, ("spec.explainer", {"art": {"type": "SquareAttack", "image": "art"}})),
+        "spec.explainer.art.image art: pin the image to a tag (name:1.2.3) or a digest "
+        "(name@sha256:...)",
+    ),
+    (
+        "require-resource-requests",
+        spec(ISVC, ("spec.predictor.model.resources", ...)),
+        "spec.predictor.model.resources.requests must set cpu and memory",
+    ),
+    (
+        "require-resource-requests",
+        spec(ISVC, ("spec.transformer.containers", [{"name": "t", "image": "t:1"}])),
+        "spec.transformer.containers[t].resources.requests must set cpu and memory",
+    ),
+    (
+        "allowed-storage-schemes",
+        spec(ISVC, ("spec.predictor.model.storageUri", "https://example.com/m.bin")),
+        "spec.predictor.model.storageUri https://example.com/m.bin uses a storage scheme "
+        "outside the allowlist (s3://, gs://, pvc://, hf://)",
+    ),
+    (
+        "allowed-storage-schemes",
+        spec(ISVC, ("spec.predictor.storageUris", [{"uri": "oci://registry/m:1"}])),
+        "spec.predictor.storageUris oci://registry/m:1 uses a storage scheme outside the "
+        "allowlist (s3://, gs://, pvc://, hf://)",
+    ),
+    (
+        "require-team-label",
+        spec(ISVC, ("metadata.labels", ...)),
+        "metadata.labels.team is required: name the team that owns this object",
+    ),
+    # The ModelDeployment fields that name images, requests and storage.
+    (
+        "require-pinned-images",
+        spec(
+            MODEL,
+            ("spec.model", ...),
+            ("spec.resources", ...),
+            ("spec.containers", [{**CUSTOM_LATEST, "resources": {"requests": {"cpu": "1"}}}]),
+        ),
+        "spec.containers[kserve-container].image ghcr.io/acme/custom:latest: the latest tag "
+        "moves; pin a version or a digest",
+    ),
+    (
+        "require-resource-requests",
+        spec(
+            MODEL,
+            ("spec.model", ...),
+            ("spec.resources", ...),
+            ("spec.containers", [{"image": "c:1", "resources": {"requests": {"cpu": "1"}}}]),
+        ),
+        "spec.containers[kserve-container].resources.requests must set memory",
+    ),
+    (
+        "require-resource-requests",
+        spec(MODEL, ("spec.explainer", {"art": {"type": "SquareAttack"}})),
+        "spec.explainer.art.resources.requests must set cpu and memory",
+    ),
+    (
+        "allowed-storage-schemes",
+        spec(
+            MODEL,
+            ("spec.model.storageUri", ...),
+            ("spec.model.storageUris", [{"uri": "s3://a"}, {"uri": "oci://r/b:1"}]),
+        ),
+        "spec.model.storageUris oci://r/b:1 uses a storage scheme outside the allowlist "
+        "(s3://, gs://, pvc://, hf://)",
+    ),
+    (
+        "allowed-storage-schemes",
+        spec(
+            MODEL,
+            ("spec.transformer", {"image": "t:1", "storageUris": [{"uri": "http://x/enc"}]}),
+        ),
+        "spec.transformer.storageUris http://x/enc uses a storage scheme outside the allowlist "
+        "(s3://, gs://, pvc://, hf://)",
+    ),
+    # Overrides cannot slip past: what they change is judged in the rendered object.
+    (
+        "require-pinned-images",
+        spec(
+            MODEL,
+            (
+                "spec.overrides",
+                [{"merge": {"spec": {"predictor": {"model": {"image": "srv:latest"}}}}}],
+            ),
+        ),
+        "spec.predictor.model.image srv:latest: the latest tag moves; pin a version or a digest",
+    ),
+    (
+        "allowed-storage-schemes",
+        spec(
+            MODEL,
+            (
+                "spec.overrides",
+                [{"merge": {"spec": {"predictor": {"model": {"storageUri": "ftp://x/m"}}}}}],
+            ),
+        ),
+        "spec.predictor.model.storageUri ftp://x/m uses a storage scheme outside the "
+        "allowlist (s3://, gs://, pvc://, hf://)",
+    ),
 ]
 
 
@@ -547,6 +691,27 @@ def test_shipped_policy(
         assert not result.passed
         assert result.denied
         assert result.message == expected
+
+
+def test_a_policy_matches_by_the_kind_an_object_renders_to() -> None:
+    """A platform team's policy for InferenceServices judges ModelDeployments too (they
+    become one), and plain ones; not a TrainingRun, which renders to a job."""
+    policies = compile_one(
+        policy_yaml(
+            '{expression: "rendered.spec.predictor.?minReplicas.orValue(1) >= 1", '
+            "message: no scale to zero}",
+            kinds="[InferenceService]",
+        )
+    )
+    zero = spec(MODEL, ("spec.scaling", {"min": 0}))
+    assert verdict(policies, "test-policy", MODEL) is not None
+    denied = verdict(policies, "test-policy", zero)
+    assert denied is not None
+    assert denied.denied
+    plain = verdict(policies, "test-policy", spec(ISVC, ("spec.predictor.minReplicas", 0)))
+    assert plain is not None
+    assert plain.denied
+    assert verdict(policies, "test-policy", TRAINING) is None
 
 
 def test_canary_steps_only_judge_canary_rollouts(library: PolicySet) -> None:

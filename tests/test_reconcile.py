@@ -343,7 +343,9 @@ def test_watching_skips_quiet_cycles_and_wakes_on_drift(
             "PATCH",
             f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/beta",
             query={"fieldManager": "kubectl-edit"},
-            body={"spec": {"predictor": {"minReplicas": 7}}},
+            # A field gitsync renders (one it leaves to KServe, such as minReplicas, is
+            # not gitsync's to revert).
+            body={"spec": {"predictor": {"model": {"resources": {"requests": {"cpu": "7"}}}}}},
             content_type="application/merge-patch+json",
         )
         deadline = time.monotonic() + 10
@@ -354,7 +356,7 @@ def test_watching_skips_quiet_cycles_and_wakes_on_drift(
         assert [(c.key.name, c.drift) for c in report.changes.writes] == [("beta", True)]
         reverted = kube.get(*ISVC, "beta", namespace=namespace)
         assert reverted is not None
-        assert reverted["spec"]["predictor"]["minReplicas"] == 1
+        assert reverted["spec"]["predictor"]["model"]["resources"]["requests"]["cpu"] == "100m"
     finally:
         reconciler.close()
         git.close()

@@ -203,12 +203,18 @@ spec:
         ),
         pytest.param(
             MODEL + "    fromTrainingRun: fraud-train\n",
-            ["t.yaml:6:5: spec.model: give exactly one of storageUri or fromTrainingRun"],
+            [
+                "t.yaml:6:5: spec.model: give exactly one of storageUri, storage, storageUris "
+                "or fromTrainingRun (not storageUri and fromTrainingRun)"
+            ],
             id="both-sources",
         ),
         pytest.param(
             MODEL.replace("    storageUri: s3://models/v1\n", ""),
-            ["t.yaml:6:5: spec.model: give exactly one of storageUri or fromTrainingRun"],
+            [
+                "t.yaml:6:5: spec.model: give exactly one of storageUri, storage, storageUris "
+                "or fromTrainingRun"
+            ],
             id="no-source",
         ),
         pytest.param(

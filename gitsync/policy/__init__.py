@@ -21,6 +21,10 @@ A policy reads like a Kubernetes ValidatingAdmissionPolicy::
           reason: Forbidden                         # optional
       params: {...}                  # optional static data, ``params`` in CEL
 
+``kinds`` selects by the object's own kind or by the kind it renders to: a policy
+for ``InferenceService`` judges plain InferenceServices and ModelDeployments alike
+(read ``rendered`` for what they have in common).
+
 Expressions see ``object`` (the spec as the user wrote it, a plain dict),
 ``rendered`` (the Kubernetes object it renders to), ``oldObject`` (the object at
 the base revision, or null), ``request`` (``kind``, ``namespace``, ``operation``:

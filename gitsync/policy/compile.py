@@ -56,11 +56,20 @@ class Policy:
     def params(self) -> Mapping[str, Any]:
         return self.document.spec.params
 
-    def matches(self, *, kind: str, namespace: str, labels: Mapping[str, str]) -> bool:
-        """Whether ``match`` selects an object (``matchConditions`` aside)."""
+    def matches(
+        self,
+        *,
+        kind: str,
+        namespace: str,
+        labels: Mapping[str, str],
+        rendered_kind: str | None = None,
+    ) -> bool:
+        """Whether ``match`` selects an object (``matchConditions`` aside): by its own
+        kind, or by the kind it renders to, so a policy for InferenceServices judges
+        the ModelDeployments that become one as well as those written as YAML."""
         match = self.document.spec.match
         return (
-            (kind in match.kinds or "*" in match.kinds)
+            (kind in match.kinds or rendered_kind in match.kinds or "*" in match.kinds)
             and (not match.namespaces or namespace in match.namespaces)
             and match.label_selector.matches(labels)
         )

@@ -115,9 +115,16 @@ class PolicySet:
             metadata = inputs["object"].get("metadata")
             found = metadata.get("labels") if isinstance(metadata, dict) else None
             labels = found if isinstance(found, dict) else {}
+        rendered = inputs["rendered"]
+        rendered_kind = rendered.get("kind") if isinstance(rendered, dict) else None
         results = []
         for policy in self.policies:
-            if not policy.matches(kind=kind, namespace=namespace, labels=labels):
+            if not policy.matches(
+                kind=kind,
+                namespace=namespace,
+                labels=labels,
+                rendered_kind=rendered_kind if isinstance(rendered_kind, str) else None,
+            ):
                 continue
             if (result := policy.evaluate(inputs)) is not None:
                 results.append(result)

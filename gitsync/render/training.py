@@ -36,8 +36,10 @@ def run_name(run: TrainingRun, *, tick: datetime | None = None) -> str:
     A scheduled run hashes its tick in too, so each tick names its own run and a
     restarted daemon names it again the same way.
     """
+    # No overrides hash as before the field existed, so existing runs keep their names.
+    unhashed = {*_WHEN_FIELDS, *(() if run.spec.overrides else ("overrides",))}
     digest = hashlib.sha256(
-        canonical(run.spec.model_dump(mode="json", exclude=set(_WHEN_FIELDS)))
+        canonical(run.spec.model_dump(mode="json", exclude=unhashed))
     ).hexdigest()
     if tick is not None:
         digest = hashlib.sha256(f"{digest}{format_time(tick)}".encode()).hexdigest()

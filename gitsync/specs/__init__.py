@@ -13,9 +13,7 @@ what they share in :mod:`~gitsync.specs.common`; this module holds ``gitsync.yam
 
 from __future__ import annotations
 
-import difflib
 import types
-from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field
@@ -27,6 +25,7 @@ from gitsync.specs.common import (
     Metadata,
     Resources,
     StrictModel,
+    closest_name,
     parse_duration,
 )
 from gitsync.specs.serving import (
@@ -142,18 +141,13 @@ def model_for_location(root: type[BaseModel], loc: tuple[str | int, ...]) -> typ
     return current
 
 
-def closest_name(wrong: str, choices: Iterable[str]) -> str | None:
-    """The choice a misspelling most likely meant: same letters in another case first."""
-    options = list(choices)
-    lowered = {option.lower(): option for option in options}
-    if wrong.lower() in lowered:
-        return lowered[wrong.lower()]
-    matches = difflib.get_close_matches(wrong, options, n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
 def suggest_field(model: type[BaseModel], wrong: str) -> str | None:
-    """The wire name of ``model`` closest to a misspelt one, if any is close."""
+    """The wire name of ``model`` closest to a misspelt one, if any is close; a name
+    the model documents as another's spelling elsewhere (``other_names``: KServe's
+    ``maxReplicas`` for ``max``) suggests that one."""
+    other_names: dict[str, str] = getattr(model, "other_names", {})
+    if wrong in other_names:
+        return other_names[wrong]
     return closest_name(wrong, [f.alias or n for n, f in model.model_fields.items()])
 
 

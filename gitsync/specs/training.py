@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
 
 from gitsync.schedule import ConcurrencyPolicy, check_crontab
-from gitsync.specs.common import DNS1123_LABEL, Metadata, Resources, StrictModel
+from gitsync.specs.common import DNS1123_LABEL, Metadata, Override, Resources, StrictModel
 
 __all__ = ["RunPolicy", "TrainingMetadata", "TrainingRun", "TrainingRunSpec"]
 
@@ -49,6 +49,7 @@ class TrainingRunSpec(StrictModel):
     history_limit: int = Field(
         default=10, ge=1, description="Finished runs kept, in the cluster and the status"
     )
+    overrides: list[Override] = Field(default_factory=list)
 
     @field_validator("replicas")
     @classmethod
