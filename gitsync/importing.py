@@ -23,6 +23,7 @@ it again to compare or prune it.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -30,7 +31,7 @@ from typing import Any, Final
 import jsonpatch
 import yaml
 
-from gitsync.loading import Entry, load_file
+from gitsync.loading import Diagnostic, Entry, load_file
 from gitsync.render import (
     ANNOTATION_APPLIED_HASH,
     ANNOTATION_SOURCE_COMMIT,
@@ -118,48 +119,167 @@ def _cleaned(obj: Mapping[str, Any]) -> Object:
     return body
 
 
+#: PodSpec fields a component spells as KServe does.
+_POD_FIELDS: Final = (
+    "serviceAccountName",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "priorityClassName",
+    "runtimeClassName",
+    "volumes",
+    "securityContext",
+    "topologySpreadConstraints",
+    "logger",
+    "batcher",
+    "deploymentStrategy",
+    "storageUris",
+)
+#: A component's scaling fields, by the name ``scaling`` gives them.
+_SCALING: Final = {
+    "minReplicas": "min",
+    "maxReplicas": "max",
+    "scaleMetric": "metric",
+    "scaleMetricType": "metricType",
+    "scaleTarget": "target",
+    "containerConcurrency": "containerConcurrency",
+    "timeout": "timeout",
+    "autoScaling": "autoScaling",
+}
+#: Container fields typed under the same name.
+_CONTAINER_FIELDS: Final = (
+    "name",
+    "image",
+    "command",
+    "args",
+    "ports",
+    "resources",
+    "volumeMounts",
+    "workingDir",
+    "imagePullPolicy",
+    "securityContext",
+    "readinessProbe",
+    "livenessProbe",
+    "startupProbe",
+)
+_MODE_ANNOTATION: Final = "serving.kserve.io/deploymentMode"
+
+
+def _env(items: object) -> dict[str, Any] | None:
+    """A container's env list as a spec's map (name: value, or name: its valueFrom)."""
+    if not isinstance(items, list):
+        return None
+    env: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            return None
+        if set(item) == {"name", "value"} and isinstance(item["value"], str):
+            env[item["name"]] = item["value"]
+        elif set(item) == {"name", "valueFrom"} and isinstance(item["valueFrom"], dict):
+            env[item["name"]] = item["valueFrom"]
+        else:
+            return None
+    return env
+
+
+def _container(container: Mapping[str, Any]) -> dict[str, Any]:
+    typed = {k: container[k] for k in _CONTAINER_FIELDS if k in container}
+    if (env := _env(container.get("env"))) is not None:
+        typed["env"] = env
+    return typed
+
+
+def _component(part: Mapping[str, Any], notes: list[str], where: str) -> dict[str, Any]:
+    """The typed fields of a predictor, transformer or explainer."""
+    typed: dict[str, Any] = {k: part[k] for k in _POD_FIELDS if k in part}
+    if isinstance(part.get("imagePullSecrets"), list):
+        names = [s.get("name") for s in part["imagePullSecrets"] if isinstance(s, dict)]
+        typed["imagePullSecrets"] = names
+    for field, wire in (("labels", "podLabels"), ("annotations", "podAnnotations")):
+        if field in part:
+            typed[wire] = part[field]
+    scaling = {wire: part[field] for field, wire in _SCALING.items() if field in part}
+    if scaling:
+        typed["scaling"] = scaling
+    if isinstance(part.get("containers"), list):
+        typed["containers"] = [_container(c) for c in part["containers"] if isinstance(c, dict)]
+    if typed:
+        notes.append(f"{where}: {', '.join(sorted(typed))}")
+    return typed
+
+
 def _lift_inference_service(obj: Object) -> tuple[Object, list[str]] | str:
     """The typed ModelDeployment fields of an InferenceService, or why it has none."""
     metadata = obj["metadata"]
     spec = obj.get("spec") or {}
     predictor = spec.get("predictor") or {}
+    notes: list[str] = []
+    body = _component(predictor, notes, "predictor")
     model = predictor.get("model")
-    if not isinstance(model, dict):
-        return "its predictor has no model (custom containers are not typed yet)"
-    model_format = (model.get("modelFormat") or {}).get("name")
-    storage_uri = model.get("storageUri")
-    if model_format not in _MODEL_FORMATS or not isinstance(storage_uri, str):
-        return "its model has no known modelFormat and storageUri"
-    typed_model: Object = {"format": model_format, "storageUri": storage_uri}
-    notes = ["predictor.model.modelFormat.name -> spec.model.format"]
-    notes.append("predictor.model.storageUri -> spec.model.storageUri")
-    for field in ("runtime", "runtimeVersion"):
-        if isinstance(model.get(field), str):
-            typed_model[field] = model[field]
-            notes.append(f"predictor.model.{field} -> spec.model.{field}")
-    body: Object = {"model": typed_model}
-    if isinstance(model.get("resources"), dict):
-        body["resources"] = model["resources"]
-        notes.append("predictor.model.resources -> spec.resources")
-    replicas = {
-        wire: predictor[field]
-        for field, wire in (("minReplicas", "min"), ("maxReplicas", "max"))
-        if isinstance(predictor.get(field), int)
-    }
-    if replicas:
-        body["replicas"] = replicas
-        notes.append("predictor.min/maxReplicas -> spec.replicas")
-    if isinstance(predictor.get("serviceAccountName"), str):
-        body["serviceAccountName"] = predictor["serviceAccountName"]
-        notes.append("predictor.serviceAccountName -> spec.serviceAccountName")
+    if isinstance(model, dict):
+        model_format = model.get("modelFormat") or {}
+        typed_model: Object = {"format": model_format.get("name")}
+        if "version" in model_format:
+            typed_model["formatVersion"] = model_format["version"]
+        typed_model |= {
+            k: model[k]
+            for k in (
+                "storageUri",
+                "storage",
+                "runtime",
+                "runtimeVersion",
+                "protocolVersion",
+                "command",
+                "args",
+                "ports",
+                "volumeMounts",
+            )
+            if k in model
+        }
+        if (env := _env(model.get("env"))) is not None:
+            typed_model["env"] = env
+        # The predictor's storageUris are its model's in a ModelDeployment.
+        if "storageUris" in body:
+            typed_model["storageUris"] = body.pop("storageUris")
+        body["model"] = typed_model
+        if "resources" in model:
+            body["resources"] = model["resources"]
+        notes.append(f"predictor.model: {', '.join(typed_model)}")
+    elif "containers" not in predictor:
+        return "its predictor has neither a model nor containers"
+    for name in ("transformer", "explainer"):
+        if isinstance(spec.get(name), dict):
+            part = spec[name]
+            body[name] = _component(part, notes, name)
+            if name == "explainer" and isinstance(part.get("art"), dict):
+                art = part["art"]
+                typed_art = {
+                    k: art[k]
+                    for k in (
+                        "type",
+                        "config",
+                        "storageUri",
+                        "runtimeVersion",
+                        "image",
+                        "args",
+                        "resources",
+                    )
+                    if k in art
+                }
+                if (env := _env(art.get("env"))) is not None:
+                    typed_art["env"] = env
+                body[name]["art"] = typed_art
+    annotations = dict(metadata.get("annotations") or {})
+    if annotations.get(_MODE_ANNOTATION) in ("Serverless", "Standard"):
+        body["deploymentMode"] = annotations.pop(_MODE_ANNOTATION)
+        notes.append(f"metadata.annotations[{_MODE_ANNOTATION}] -> spec.deploymentMode")
+    typed_metadata = {k: metadata[k] for k in ("name", "namespace", "labels") if metadata.get(k)}
+    if annotations:
+        typed_metadata["annotations"] = annotations
     return {
         "apiVersion": API_VERSION,
         "kind": "ModelDeployment",
-        "metadata": {
-            key: metadata[key]
-            for key in ("name", "namespace", "labels", "annotations")
-            if metadata.get(key)
-        },
+        "metadata": typed_metadata,
         "spec": body,
     }, notes
 
@@ -204,7 +324,7 @@ def import_object(
     spec, notes = lifted
     context = RenderContext(instance=_INSTANCE, default_namespace=default_namespace)
     original["metadata"].setdefault("namespace", default_namespace)
-    rendered = _render(spec, source=source, context=context)
+    rendered = _typed_rendering(spec, notes, source=source, context=context)
     if isinstance(rendered, str):
         return Imported(source=source, document=original, notes=(f"kept as it is: {rendered}",))
     patch = jsonpatch.make_patch(rendered, original).patch
@@ -217,22 +337,76 @@ def import_object(
         if again != original:
             # The patch was computed against this very rendering: a mismatch is a bug in
             # the lift or the renderer, and the safe output is the object as it is.
-            return Imported(
-                source=source,
-                document=original,
-                notes=("kept as it is: its spec did not render back to it exactly",),
-            )
+            reason = again if isinstance(again, str) else "it did not render back exactly"
+            return Imported(source=source, document=original, notes=(f"kept as it is: {reason}",))
     return Imported(source=source, document=spec, notes=tuple(notes))
+
+
+#: How many typed fields an import may give up before keeping the object as it is.
+_MAX_DROPS: Final = 32
+
+
+def _typed_rendering(
+    spec: Object, notes: list[str], *, source: str, context: RenderContext
+) -> Object | str:
+    """What ``spec`` renders to, after leaving out (to the overrides) each typed field
+    the spec does not accept as it was written; or why it does not load at all."""
+    for _ in range(_MAX_DROPS):
+        loaded = _load(spec, source=source)
+        if isinstance(loaded, Entry):
+            return without_stamps(render(loaded, context))
+        fields = [d.field for d in loaded if d.field]
+        if not fields or len(fields) < len(loaded):
+            return "; ".join(d.message for d in loaded) or "it does not load"
+        for field in fields:
+            if not _drop(spec, field):
+                return f"{field}: {_message(loaded, field)}"
+            notes.append(f"left to overrides: {field} ({_message(loaded, field)})")
+    return "too many fields gitsync does not accept as written"
+
+
+def _message(diagnostics: Sequence[Diagnostic], field: str) -> str:
+    return next(d.message for d in diagnostics if d.field == field)
+
+
+_PART: Final = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _drop(document: Object, field: str) -> bool:
+    """Remove the value at ``field`` (``spec.containers[0].ports``) from ``document``:
+    the deepest map key on the way, so a list loses its element's field, not itself."""
+    parts: list[str | int] = [name if name else int(index) for name, index in _PART.findall(field)]
+    node: Any = document
+    last_map: tuple[dict[str, Any], str] | None = None
+    for part in parts:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            last_map = (node, part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            break
+    if last_map is None:
+        return False
+    owner, key = last_map
+    del owner[key]
+    return True
+
+
+def _load(spec: Object, *, source: str) -> Entry | Sequence[Diagnostic]:
+    text = yaml.dump(spec, Dumper=yaml.CSafeDumper, sort_keys=False).encode()
+    loaded = load_file(source, text)
+    if loaded.diagnostics or not loaded.entries:
+        return loaded.diagnostics
+    return loaded.entries[0]
 
 
 def _render(spec: Object, *, source: str, context: RenderContext) -> Object | str:
     """The object ``spec`` renders to, without stamps; or why it does not load."""
-    text = yaml.dump(spec, Dumper=yaml.CSafeDumper, sort_keys=False).encode()
-    loaded = load_file(source, text)
-    if loaded.diagnostics or not loaded.entries:
-        return "; ".join(d.message for d in loaded.diagnostics) or "it does not load"
-    entry: Entry = loaded.entries[0]
-    return without_stamps(render(entry, context))
+    loaded = _load(spec, source=source)
+    if not isinstance(loaded, Entry):
+        return "; ".join(d.message for d in loaded) or "it does not load"
+    return without_stamps(render(loaded, context))
 
 
 def import_text(
