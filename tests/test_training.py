@@ -531,3 +531,244 @@ def test_a_model_serves_the_latest_successful_run_of_its_training_run(
     )
     lineage = status_doc(repo, namespace, "ModelDeployment", "scorer")["model"]["fromTrainingRun"]
     assert (lineage["run"], lineage["sourceCommit"]) == (second, second_commit)
+
+
+# --- the operators' surface: each field's mistakes, located and explained ------------
+
+SURFACE = """\
+apiVersion: gitsync.io/v1alpha1
+kind: TrainingRun
+metadata: {name: t, namespace: ml}
+spec:
+  framework: tensorflow
+  image: ghcr.io/acme/train:1
+  replicas: {chief: 1, worker: 2}
+"""
+TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            SURFACE + "  roles:\n    cheif: {image: x}\n",
+            "t.yaml:9:5: spec.roles.cheif: unknown field 'cheif'; did you mean 'chief'?",
+            id="role-typo",
+        ),
+        pytest.param(
+            SURFACE + "  roles:\n    ps: {image: x}\n",
+            "t.yaml:9:5: spec.roles: role ps has overrides but no replicas; add it to replicas",
+            id="role-without-replicas",
+        ),
+        pytest.param(
+            TORCH + "  roles:\n    ps: {image: x}\n",
+            "t.yaml:9:5: spec.roles: role ps is not a pytorch role",
+            id="role-of-the-other-framework",
+        ),
+        pytest.param(
+            SURFACE + "  roles:\n    worker: {resource: {}}\n",
+            "t.yaml:9:14: spec.roles.worker.resource: unknown field 'resource'; "
+            "did you mean 'resources'?",
+            id="role-field-typo",
+        ),
+        pytest.param(
+            SURFACE + "  roles: {worker: {workDir: /x}}\n",
+            "t.yaml:8:20: spec.roles.worker.workDir: unknown field 'workDir'; "
+            "did you mean 'workingDir'?",
+            id="working-dir-typo",
+        ),
+        pytest.param(
+            SURFACE.replace("replicas: {chief: 1, worker: 2}", "replicas: {cheif: 1}"),
+            "t.yaml:7:13: spec.replicas: replica role(s) cheif unknown for tensorflow; "
+            "use chief, evaluator, ps, worker (did you mean 'chief'?)",
+            id="replica-role-typo",
+        ),
+        pytest.param(
+            SURFACE + "  restartPolicy: OnFailur\n",
+            "t.yaml:8:18: spec.restartPolicy: 'OnFailur' is not one of 'Always', 'OnFailure', "
+            "'Never' or 'ExitCode'; did you mean 'OnFailure'?",
+            id="restart-policy",
+        ),
+        pytest.param(
+            SURFACE + "  imagePullPolicy: IfNotPresnt\n",
+            "t.yaml:8:20: spec.imagePullPolicy: 'IfNotPresnt' is not one of 'Always', "
+            "'IfNotPresent' or 'Never'; did you mean 'IfNotPresent'?",
+            id="image-pull-policy",
+        ),
+        pytest.param(
+            SURFACE + "  roles: {chief: {image: ''}}\n",
+            "t.yaml:5:3: spec: role chief has no image; set spec.image or its own",
+            id="role-without-image",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, persistentVolumeClame: {claimName: x}}]\n",
+            "t.yaml:8:26: spec.volumes[0].persistentVolumeClame: unknown field "
+            "'persistentVolumeClame'; did you mean 'persistentVolumeClaim'?",
+            id="volume-source-typo",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, persistentVolumeClaim: {claimname: x}}]\n",
+            "t.yaml:8:50: spec.volumes[0].persistentVolumeClaim.claimname: unknown field "
+            "'claimname'; did you mean 'claimName'?",
+            id="pvc-field-typo",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, emptyDir: {}, secret: {secretName: s}}]\n",
+            "t.yaml:8:13: spec.volumes[0]: volume data needs exactly one source",
+            id="volume-two-sources",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data}]\n",
+            "t.yaml:8:13: spec.volumes[0]: volume data needs exactly one source",
+            id="volume-no-source",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, gcePersistentDisk: {pdName: x}}]\n",
+            "t.yaml:8:13: spec.volumes[0]: volume source gcePersistentDisk is a deprecated "
+            "in-tree plugin; use a persistentVolumeClaim or csi volume",
+            id="volume-deprecated-plugin",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, emptyDir: {}}, {name: d, emptyDir: {}}]\n",
+            "t.yaml:8:12: spec.volumes: volume d is declared twice",
+            id="volume-twice",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, emptyDir: {sizeLimit: huge}}]\n",
+            "t.yaml:8:45: spec.volumes[0].emptyDir.sizeLimit: 'huge' is not a Kubernetes quantity",
+            id="empty-dir-size",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, emptyDir: {}}]\n"
+            "  volumeMounts: [{name: dat, mountPath: /data}]\n",
+            "t.yaml:9:17: spec.volumeMounts: every role mounts volume dat, which is not among "
+            "its volumes; did you mean 'data'?",
+            id="mount-of-no-volume",
+        ),
+        pytest.param(
+            SURFACE + "  roles:\n    chief: {volumeMounts: [{name: ckpt, mountPath: /c}]}\n",
+            "t.yaml:9:5: spec.roles: role chief mounts volume ckpt, which is not among its volumes",
+            id="role-mount-of-no-volume",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, emptyDir: {}}]\n"
+            "  volumeMounts: [{name: d, mountPath: data}]\n",
+            "t.yaml:9:39: spec.volumeMounts[0].mountPath: String should match pattern '^/'",
+            id="mount-path-relative",
+        ),
+        pytest.param(
+            SURFACE + "  tolerations: [{key: a, effect: NoScedule}]\n",
+            "t.yaml:8:34: spec.tolerations[0].effect: 'NoScedule' is not one of 'NoSchedule', "
+            "'PreferNoSchedule' or 'NoExecute'; did you mean 'NoSchedule'?",
+            id="toleration-effect",
+        ),
+        pytest.param(
+            SURFACE + "  affinity: {nodeAfinity: {}}\n",
+            "t.yaml:8:14: spec.affinity.nodeAfinity: unknown field 'nodeAfinity'; "
+            "did you mean 'nodeAffinity'?",
+            id="affinity-kind-typo",
+        ),
+        pytest.param(
+            SURFACE + "  nodeSelector: {gpu: true}\n",
+            "t.yaml:8:23: spec.nodeSelector.gpu: Input should be a valid string",
+            id="node-selector-value",
+        ),
+        pytest.param(
+            SURFACE + "  priorityClassName: [high]\n",
+            "t.yaml:8:22: spec.priorityClassName: Input should be a valid string",
+            id="priority-class-name",
+        ),
+        pytest.param(
+            SURFACE + "  podAnnotation: {sidecar.istio.io/inject: 'false'}\n",
+            "t.yaml:8:3: spec.podAnnotation: unknown field 'podAnnotation'; "
+            "did you mean 'podAnnotations'?",
+            id="pod-annotations-typo",
+        ),
+        pytest.param(
+            SURFACE + "  podLabels: {team: 7}\n",
+            "t.yaml:8:21: spec.podLabels.team: Input should be a valid string",
+            id="pod-label-value",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {cleanPodPolicy: none}\n",
+            "t.yaml:8:31: spec.runPolicy.cleanPodPolicy: 'none' is not one of 'None', "
+            "'Running' or 'All'; did you mean 'None'?",
+            id="clean-pod-policy",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {suspend: maybe}\n",
+            "t.yaml:8:24: spec.runPolicy.suspend: Input should be a valid boolean",
+            id="suspend",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {schedulingPolicy: {minAvaliable: 2}}\n",
+            "t.yaml:8:34: spec.runPolicy.schedulingPolicy.minAvaliable: unknown field "
+            "'minAvaliable'; did you mean 'minAvailable'?",
+            id="scheduling-policy-typo",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {schedulingPolicy: {minResources: {cpu: lots}}}\n",
+            "t.yaml:8:54: spec.runPolicy.schedulingPolicy.minResources.cpu: 'lots' is not a "
+            "Kubernetes quantity",
+            id="scheduling-min-resources",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {managedBy: kueue}\n",
+            "t.yaml:8:26: spec.runPolicy.managedBy: 'kueue' is not one of",
+            id="managed-by",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {ttlSecondsAfterFinshed: 60}\n",
+            "t.yaml:8:15: spec.runPolicy.ttlSecondsAfterFinshed: unknown field "
+            "'ttlSecondsAfterFinshed'; did you mean 'ttlSecondsAfterFinished'?",
+            id="ttl-typo",
+        ),
+        pytest.param(
+            SURFACE + "  successPolicy: AllWorker\n",
+            "t.yaml:8:18: spec.successPolicy: 'AllWorker' is not one of 'AllWorkers'; "
+            "did you mean 'AllWorkers'?",
+            id="success-policy",
+        ),
+        pytest.param(
+            TORCH + "  successPolicy: AllWorkers\n",
+            "t.yaml:8:18: spec.successPolicy: successPolicy is a TFJob field, not pytorch's",
+            id="success-policy-on-pytorch",
+        ),
+        pytest.param(
+            SURFACE + "  elasticPolicy: {minReplicas: 1}\n",
+            "t.yaml:8:18: spec.elasticPolicy: elasticPolicy is a PyTorchJob field, "
+            "not tensorflow's",
+            id="elastic-policy-on-tensorflow",
+        ),
+        pytest.param(
+            TORCH + "  elasticPolicy: {minReplicas: 4, maxReplicas: 2}\n",
+            "t.yaml:8:18: spec.elasticPolicy: minReplicas (4) is above maxReplicas (2)",
+            id="elastic-bounds",
+        ),
+        pytest.param(
+            TORCH + "  elasticPolicy: {rdzvBackend: c10}\n",
+            "t.yaml:8:32: spec.elasticPolicy.rdzvBackend: 'c10' is not one of 'c10d', 'etcd' "
+            "or 'etcd-v2'; did you mean 'c10d'?",
+            id="rendezvous-backend",
+        ),
+        pytest.param(
+            TORCH + "  elasticPolicy: {nProcPerNode: 2}\n",
+            "t.yaml:8:19: spec.elasticPolicy.nProcPerNode: unknown field 'nProcPerNode'",
+            id="elastic-nproc-deprecated",
+        ),
+        pytest.param(
+            TORCH.replace("{worker: 2}", "{master: 1}") + "  elasticPolicy: {maxReplicas: 2}\n",
+            "t.yaml:8:18: spec.elasticPolicy: elasticPolicy needs worker replicas",
+            id="elastic-without-workers",
+        ),
+        pytest.param(
+            TORCH + "  nprocPerNode: many\n",
+            "t.yaml:8:17: spec.nprocPerNode: 'many' is not auto, cpu, gpu or a number",
+            id="nproc-per-node",
+        ),
+    ],
+)
+def test_surface_mistakes_are_located_and_explained(content: str, expected: str) -> None:
+    found = [str(d) for d in load_file("t.yaml", content.encode()).diagnostics]
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found[0]

@@ -6,16 +6,18 @@ new run; a scheduled run adds its tick to the hash).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import BaseModel
+
 from gitsync.render.context import ANNOTATION_SCHEDULED_AT, LABEL_TRAINING_RUN, RenderContext
 from gitsync.render.pod import canonical, container_spec, object_metadata
 from gitsync.schedule import format_time
 from gitsync.specs import TrainingRun
+from gitsync.specs.training import Workload
 from gitsync.types import ObjectRef
 
 __all__ = ["output_uri", "run_name", "training_job"]
@@ -30,18 +32,97 @@ _REPLICA_FIELD: Final = {"TFJob": "tfReplicaSpecs", "PyTorchJob": "pytorchReplic
 _WHEN_FIELDS: Final = frozenset({"schedule", "concurrency_policy", "history_limit"})
 
 
+#: Fields added after run names were first hashed: hashed only when set, so that a
+#: gitsync upgrade names (and so keeps) every existing run as before.
+_ADDED_FIELDS: Final = (
+    ("roles",),
+    ("workingDir",),
+    ("imagePullPolicy",),
+    ("volumeMounts",),
+    ("restartPolicy",),
+    ("volumes",),
+    ("nodeSelector",),
+    ("tolerations",),
+    ("affinity",),
+    ("priorityClassName",),
+    ("serviceAccountName",),
+    ("podLabels",),
+    ("podAnnotations",),
+    ("successPolicy",),
+    ("enableDynamicWorker",),
+    ("elasticPolicy",),
+    ("nprocPerNode",),
+    ("runPolicy", "cleanPodPolicy"),
+    ("runPolicy", "suspend"),
+    ("runPolicy", "schedulingPolicy"),
+    ("runPolicy", "managedBy"),
+)
+
+
+def _hashed_view(run: TrainingRun) -> dict[str, Any]:
+    view = run.spec.model_dump(mode="json", exclude=set(_WHEN_FIELDS))
+    for *parents, field in _ADDED_FIELDS:
+        holder = view
+        for parent in parents:
+            holder = holder[parent]
+        if holder.get(field) is None:
+            holder.pop(field, None)
+    return view
+
+
 def run_name(run: TrainingRun, *, tick: datetime | None = None) -> str:
     """``<name>-<8 hex of the spec hash>``: the same spec always names the same run.
 
     A scheduled run hashes its tick in too, so each tick names its own run and a
     restarted daemon names it again the same way.
     """
-    digest = hashlib.sha256(
-        canonical(run.spec.model_dump(mode="json", exclude=set(_WHEN_FIELDS)))
-    ).hexdigest()
+    digest = hashlib.sha256(canonical(_hashed_view(run))).hexdigest()
     if tick is not None:
         digest = hashlib.sha256(f"{digest}{format_time(tick)}".encode()).hexdigest()
     return f"{run.metadata.name}-{digest[:8]}"
+
+
+def _dumped(value: BaseModel | None) -> Any:
+    return None if value is None else value.model_dump(mode="json", exclude_none=True)
+
+
+def _pod_template(workload: Workload, *, container_name: str, output: str | None) -> dict[str, Any]:
+    env = dict(workload.env or {})
+    if output:
+        env["OUTPUT_URI"] = output
+    container = container_spec(
+        name=container_name,
+        image=workload.image or "",
+        command=workload.command or [],
+        args=workload.args or [],
+        env=env,
+        resources=workload.resources,
+    )
+    container.update(
+        _present(
+            workingDir=workload.working_dir,
+            imagePullPolicy=workload.image_pull_policy,
+            volumeMounts=[_dumped(mount) for mount in workload.volume_mounts or []],
+        )
+    )
+    pod_spec = {
+        "containers": [container],
+        **_present(
+            volumes=[_dumped(volume) for volume in workload.volumes or []],
+            nodeSelector=workload.node_selector,
+            tolerations=[_dumped(toleration) for toleration in workload.tolerations or []],
+            affinity=_dumped(workload.affinity),
+            priorityClassName=workload.priority_class_name,
+            serviceAccountName=workload.service_account_name,
+        ),
+    }
+    metadata = _present(labels=workload.pod_labels, annotations=workload.pod_annotations)
+    return {**({"metadata": metadata} if metadata else {}), "spec": pod_spec}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that are set: left out, the API's (or the operator's) default applies."""
+    return {key: value for key, value in fields.items() if value not in (None, [], {})}
 
 
 def training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
@@ -57,35 +138,26 @@ def training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
         kind, container_name, roles = "TFJob", "tensorflow", _TF_ROLES
     else:
         kind, container_name, roles = "PyTorchJob", "pytorch", _TORCH_ROLES
-    replica_field = _REPLICA_FIELD[kind]
-    env = dict(spec.env)
-    if spec.output:
-        env["OUTPUT_URI"] = spec.output.replace("{run}", name)
-    container = container_spec(
-        name=container_name,
-        image=spec.image,
-        command=spec.command,
-        args=spec.args,
-        env=env,
-        resources=spec.resources,
-    )
+    output = spec.output.replace("{run}", name) if spec.output else None
     replica_specs = {
         roles[role]: {
-            "replicas": count,
-            "restartPolicy": "OnFailure",
-            "template": {"spec": {"containers": [copy.deepcopy(container)]}},
+            "replicas": spec.replicas[role],
+            **_present(restartPolicy=workload.restart_policy),
+            "template": _pod_template(workload, container_name=container_name, output=output),
         }
-        for role, count in sorted(spec.replicas.items())
-        if count > 0
+        for role, workload in spec.workloads().items()
     }
-    run_policy: dict[str, Any] = {"cleanPodPolicy": "None"}
-    policy = spec.run_policy
-    if policy.backoff_limit is not None:
-        run_policy["backoffLimit"] = policy.backoff_limit
-    if policy.active_deadline_seconds is not None:
-        run_policy["activeDeadlineSeconds"] = policy.active_deadline_seconds
-    if policy.ttl_seconds_after_finished is not None:
-        run_policy["ttlSecondsAfterFinished"] = policy.ttl_seconds_after_finished
+    job_spec: dict[str, Any] = {
+        **_present(runPolicy=_dumped(spec.run_policy)),
+        _REPLICA_FIELD[kind]: replica_specs,
+        **_present(
+            successPolicy=spec.success_policy,
+            enableDynamicWorker=spec.enable_dynamic_worker,
+            elasticPolicy=_dumped(spec.elastic_policy),
+            # The CRD's type is a string ("auto", "gpu", "4").
+            nprocPerNode=None if spec.nproc_per_node is None else str(spec.nproc_per_node),
+        ),
+    }
     metadata = object_metadata(run, name=name, namespace=namespace)
     metadata["labels"] = {**metadata.get("labels", {}), LABEL_TRAINING_RUN: run.metadata.name}
     if tick is not None:
@@ -93,12 +165,7 @@ def training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
             **metadata.get("annotations", {}),
             ANNOTATION_SCHEDULED_AT: format_time(tick),
         }
-    return {
-        "apiVersion": "kubeflow.org/v1",
-        "kind": kind,
-        "metadata": metadata,
-        "spec": {"runPolicy": run_policy, replica_field: replica_specs},
-    }
+    return {"apiVersion": "kubeflow.org/v1", "kind": kind, "metadata": metadata, "spec": job_spec}
 
 
 def output_uri(job: Mapping[str, Any]) -> str | None:

@@ -13,9 +13,7 @@ what they share in :mod:`~gitsync.specs.common`; this module holds ``gitsync.yam
 
 from __future__ import annotations
 
-import difflib
 import types
-from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field
@@ -27,6 +25,7 @@ from gitsync.specs.common import (
     Metadata,
     Resources,
     StrictModel,
+    closest_name,
     parse_duration,
 )
 from gitsync.specs.serving import (
@@ -140,16 +139,6 @@ def model_for_location(root: type[BaseModel], loc: tuple[str | int, ...]) -> typ
         candidates = _unwrap(field.annotation)
         current = candidates[0] if candidates else None
     return current
-
-
-def closest_name(wrong: str, choices: Iterable[str]) -> str | None:
-    """The choice a misspelling most likely meant: same letters in another case first."""
-    options = list(choices)
-    lowered = {option.lower(): option for option in options}
-    if wrong.lower() in lowered:
-        return lowered[wrong.lower()]
-    matches = difflib.get_close_matches(wrong, options, n=1, cutoff=0.6)
-    return matches[0] if matches else None
 
 
 def suggest_field(model: type[BaseModel], wrong: str) -> str | None:

@@ -5,7 +5,9 @@ and KServe check them, so a mistake is reported at its line and not by the API s
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -24,6 +26,7 @@ __all__ = [
     "StorageUri",
     "StrictModel",
     "TrainingRunRef",
+    "closest_name",
     "parse_duration",
 ]
 
@@ -121,3 +124,13 @@ def _check_duration(value: str | int | float) -> str | int | float:
 
 
 Duration = Annotated[str | int | float, AfterValidator(_check_duration)]
+
+
+def closest_name(wrong: str, choices: Iterable[str]) -> str | None:
+    """The choice a misspelling most likely meant: same letters in another case first."""
+    options = list(choices)
+    lowered = {option.lower(): option for option in options}
+    if wrong.lower() in lowered:
+        return lowered[wrong.lower()]
+    matches = difflib.get_close_matches(wrong, options, n=1, cutoff=0.6)
+    return matches[0] if matches else None

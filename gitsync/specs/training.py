@@ -1,19 +1,60 @@
 """``TrainingRun``: a distributed training job (a Kubeflow TFJob or PyTorchJob).
 
+A run's pods are written once as shared defaults at ``spec`` level and adjusted per
+replica role under ``spec.roles`` (a parameter server without the workers' GPU, a
+chief that alone mounts a volume), so the common case stays a few lines. Every field
+left out renders nothing and the Training Operator's own default applies (see
+``pkg/apis/kubeflow.org/v1/*_defaults.go`` in v1.9).
+
+The large core/v1 types (affinity, most volume sources) are checked at their top
+level only and passed through as data: their inner shapes are big, change with each
+Kubernetes release, and the API server checks them against the CRD's own schema at
+apply (and at ``gitsync plan``'s dry-run); typing the first level catches the common
+mistake, a misspelt or misplaced key, with a "did you mean".
+
 A changed spec starts a new run (runs are immutable); :mod:`gitsync.training` decides
 schedules and which run a model serves, :mod:`gitsync.render` writes the job.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 
 from gitsync.schedule import ConcurrencyPolicy, check_crontab
-from gitsync.specs.common import DNS1123_LABEL, Metadata, Resources, StrictModel
+from gitsync.specs.common import (
+    DNS1123_LABEL,
+    DnsLabel,
+    Metadata,
+    QuantityValue,
+    Resources,
+    StrictModel,
+    closest_name,
+)
 
-__all__ = ["RunPolicy", "TrainingMetadata", "TrainingRun", "TrainingRunSpec"]
+__all__ = [
+    "Affinity",
+    "ElasticPolicy",
+    "RoleOverrides",
+    "RunPolicy",
+    "SchedulingPolicy",
+    "Toleration",
+    "TrainingMetadata",
+    "TrainingRun",
+    "TrainingRunSpec",
+    "Volume",
+    "VolumeMount",
+    "Workload",
+]
 
 
 _REPLICA_ROLES: dict[str, frozenset[str]] = {
@@ -21,25 +62,279 @@ _REPLICA_ROLES: dict[str, frozenset[str]] = {
     "pytorch": frozenset({"master", "worker"}),
 }
 
+RestartPolicy = Literal["Always", "OnFailure", "Never", "ExitCode"]
+
+#: A path inside a container, as core/v1 requires for mountPath.
+_ABSOLUTE_PATH = r"^/"
+
+
+class VolumeMount(StrictModel):
+    name: DnsLabel
+    mount_path: Annotated[str, StringConstraints(pattern=_ABSOLUTE_PATH)]
+    sub_path: str | None = None
+    sub_path_expr: str | None = None
+    read_only: bool | None = None
+    mount_propagation: Literal["None", "HostToContainer", "Bidirectional"] | None = None
+    recursive_read_only: Literal["Disabled", "IfPossible", "Enabled"] | None = None
+
+
+class KeyToPath(StrictModel):
+    key: str
+    path: str
+    mode: int | None = Field(default=None, ge=0, le=0o777)
+
+
+class PersistentVolumeClaimSource(StrictModel):
+    claim_name: DnsLabel | Annotated[str, StringConstraints(max_length=253)]
+    read_only: bool | None = None
+
+
+class SecretSource(StrictModel):
+    secret_name: str
+    items: list[KeyToPath] | None = None
+    default_mode: int | None = Field(default=None, ge=0, le=0o777)
+    optional: bool | None = None
+
+
+class ConfigMapSource(StrictModel):
+    name: str
+    items: list[KeyToPath] | None = None
+    default_mode: int | None = Field(default=None, ge=0, le=0o777)
+    optional: bool | None = None
+
+
+class EmptyDirSource(StrictModel):
+    medium: Literal["", "Memory", "HugePages"] | None = None
+    size_limit: QuantityValue | None = None
+
+
+#: In-tree volume plugins Kubernetes has deprecated or removed in favour of CSI
+#: drivers: refused here rather than passed on to a cluster that may not have them.
+_DEPRECATED_SOURCES = frozenset(
+    {
+        "awsElasticBlockStore",
+        "azureDisk",
+        "azureFile",
+        "cephfs",
+        "cinder",
+        "flexVolume",
+        "flocker",
+        "gcePersistentDisk",
+        "gitRepo",
+        "glusterfs",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "quobyte",
+        "rbd",
+        "scaleIO",
+        "storageos",
+        "vsphereVolume",
+    }
+)
+
+
+class Volume(StrictModel):
+    """A pod volume: a name and exactly one source. The everyday sources are typed;
+    the rest (csi, projected, ephemeral, ...) pass through as the core/v1 data."""
+
+    name: DnsLabel
+    persistent_volume_claim: PersistentVolumeClaimSource | None = None
+    secret: SecretSource | None = None
+    config_map: ConfigMapSource | None = None
+    empty_dir: EmptyDirSource | None = None
+    host_path: dict[str, Any] | None = None
+    nfs: dict[str, Any] | None = None
+    csi: dict[str, Any] | None = None
+    projected: dict[str, Any] | None = None
+    downward_api: dict[str, Any] | None = Field(default=None, alias="downwardAPI")
+    ephemeral: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    iscsi: dict[str, Any] | None = None
+    fc: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_deprecated_plugin(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = sorted(_DEPRECATED_SOURCES & set(data))
+            if old:
+                raise ValueError(
+                    f"volume source {old[0]} is a deprecated in-tree plugin; "
+                    "use a persistentVolumeClaim or csi volume"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Volume:
+        given = [
+            name
+            for name in type(self).model_fields
+            if name != "name" and getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"volume {self.name} needs exactly one source (e.g. persistentVolumeClaim, "
+                f"secret, configMap, emptyDir), not {len(given)}"
+            )
+        return self
+
+
+class Toleration(StrictModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Affinity(StrictModel):
+    """core/v1 Affinity; each kind's terms pass through as data (see module doc)."""
+
+    node_affinity: dict[str, Any] | None = None
+    pod_affinity: dict[str, Any] | None = None
+    pod_anti_affinity: dict[str, Any] | None = None
+
+
+class Workload(StrictModel):
+    """What a role's pods may set: the container (image to volumeMounts) and the pod.
+
+    At ``spec`` level these are the defaults of every role; under ``spec.roles.<role>``
+    they override them: scalars and lists replace, while env, nodeSelector and the pod
+    labels and annotations merge key by key, volumes by name and volumeMounts by
+    mountPath (the role's entry wins), and tolerations add up.
+    """
+
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[str, str] | None = None
+    resources: Resources | None = None
+    working_dir: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    restart_policy: RestartPolicy | None = Field(
+        default=None, description="Unset: Never for TFJob, OnFailure for PyTorchJob"
+    )
+    # Before volumeMounts, so that a mount's check sees the volumes.
+    volumes: list[Volume] | None = None
+    volume_mounts: list[VolumeMount] | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
+    affinity: Affinity | None = None
+    priority_class_name: str | None = None
+    service_account_name: DnsLabel | None = None
+    pod_labels: dict[str, str] | None = None
+    pod_annotations: dict[str, str] | None = Field(
+        default=None, description="e.g. sidecar.istio.io/inject: 'false'"
+    )
+
+    @field_validator("volumes")
+    @classmethod
+    def _unique_volumes(cls, volumes: list[Volume] | None) -> list[Volume] | None:
+        names = [volume.name for volume in volumes or []]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"volume {twice[0]} is declared twice")
+        return volumes
+
+
+class RoleOverrides(StrictModel):
+    """Per-role changes to the shared defaults; roles not named use them as they are."""
+
+    chief: Workload | None = None
+    worker: Workload | None = None
+    ps: Workload | None = None
+    evaluator: Workload | None = None
+    master: Workload | None = None
+
+    def named(self) -> dict[str, Workload]:
+        return {
+            role: getattr(self, role) for role in type(self).model_fields if getattr(self, role)
+        }
+
+
+class SchedulingPolicy(StrictModel):
+    """Gang scheduling (Volcano, scheduler-plugins) and queues."""
+
+    min_available: int | None = Field(default=None, ge=1)
+    queue: str | None = None
+    min_resources: dict[str, QuantityValue] | None = None
+    priority_class: str | None = None
+    schedule_timeout_seconds: int | None = Field(default=None, ge=1)
+
 
 class RunPolicy(StrictModel):
     backoff_limit: int | None = Field(default=None, ge=0)
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    clean_pod_policy: Literal["None", "Running", "All"] | None = Field(
+        default=None, description="Unset: None (the operator's default)"
+    )
+    suspend: bool | None = None
+    scheduling_policy: SchedulingPolicy | None = None
+    managed_by: Literal["kubeflow.org/training-operator", "kueue.x-k8s.io/multikueue"] | None = None
 
 
-class TrainingRunSpec(StrictModel):
+class RendezvousConf(StrictModel):
+    key: str
+    value: str
+
+
+class ElasticPolicy(StrictModel):
+    """PyTorch elastic training (torchrun's rendezvous). ``nProcPerNode`` is not here:
+    the operator deprecated it for ``spec.nprocPerNode``."""
+
+    min_replicas: int | None = Field(default=None, ge=1)
+    max_replicas: int | None = Field(default=None, ge=1)
+    rdzv_backend: Literal["c10d", "etcd", "etcd-v2"] | None = None
+    rdzv_port: int | None = Field(default=None, ge=1, le=65535)
+    rdzv_host: str | None = None
+    rdzv_id: str | None = None
+    rdzv_conf: list[RendezvousConf] | None = None
+    standalone: bool | None = None
+    max_restarts: int | None = Field(default=None, ge=0)
+    metrics: list[dict[str, Any]] | None = Field(
+        default=None, description="autoscaling/v2 MetricSpecs for the operator's HPA"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ElasticPolicy:
+        low, high = self.min_replicas, self.max_replicas
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"minReplicas ({low}) is above maxReplicas ({high})")
+        return self
+
+
+def _check_nproc(value: str | int) -> str | int:
+    if isinstance(value, int) and value < 1:
+        raise ValueError("nprocPerNode must be at least 1")
+    if isinstance(value, str) and value not in {"auto", "cpu", "gpu"} and not value.isdigit():
+        raise ValueError(f"{value!r} is not auto, cpu, gpu or a number of processes")
+    return value
+
+
+class TrainingRunSpec(Workload):
     framework: Literal["tensorflow", "pytorch"]
-    image: str
+    # The shared defaults that existed before roles keep their old defaults: a run's
+    # name hashes the spec, and an upgrade must not rename (restart) existing runs.
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     replicas: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: {"worker": 1})
-    resources: Resources | None = None
+    roles: RoleOverrides | None = Field(
+        default=None, description="Per-role overrides of the fields above, by role"
+    )
     output: str | None = Field(
         default=None, description="Where the run writes its model; {run} is the run's name"
     )
     run_policy: RunPolicy = Field(default_factory=RunPolicy)
+    success_policy: Literal["AllWorkers"] | None = Field(
+        default=None, description="TensorFlow; unset: the chief (else worker 0) decides"
+    )
+    enable_dynamic_worker: bool | None = Field(default=None, description="TensorFlow")
+    elastic_policy: ElasticPolicy | None = Field(default=None, description="PyTorch")
+    nproc_per_node: Annotated[str | int, AfterValidator(_check_nproc)] | None = Field(
+        default=None, description="PyTorch: processes per pod; unset: auto"
+    )
     schedule: Annotated[str, AfterValidator(check_crontab)] | None = Field(
         default=None, description="5-field cron (UTC): start a new run at every tick"
     )
@@ -59,15 +354,123 @@ class TrainingRunSpec(StrictModel):
         allowed = _REPLICA_ROLES[framework]
         unknown = sorted(set(replicas) - allowed)
         if unknown:
+            hint = closest_name(unknown[0], allowed)
             raise ValueError(
                 f"replica role(s) {', '.join(unknown)} unknown for {framework}; "
-                f"use {', '.join(sorted(allowed))}"
+                f"use {', '.join(sorted(allowed))}" + (f" (did you mean {hint!r}?)" if hint else "")
             )
         if framework == "pytorch" and replicas.get("master", 0) > 1:
             raise ValueError("pytorch runs have at most one master")
         if not any(replicas.values()):
             raise ValueError("a run needs at least one replica")
         return replicas
+
+    @field_validator("roles")
+    @classmethod
+    def _overrides_name_running_roles(
+        cls, roles: RoleOverrides | None, info: ValidationInfo
+    ) -> RoleOverrides | None:
+        framework, replicas = info.data.get("framework"), info.data.get("replicas")
+        if roles is None or framework is None or replicas is None:
+            return roles
+        shared_volumes = [volume.name for volume in info.data.get("volumes") or []]
+        for role, workload in roles.named().items():
+            if role not in _REPLICA_ROLES[framework]:
+                raise ValueError(f"role {role} is not a {framework} role")
+            if not replicas.get(role):
+                raise ValueError(f"role {role} has overrides but no replicas; add it to replicas")
+            own = [volume.name for volume in workload.volumes or []]
+            _check_mounts(workload.volume_mounts, [*shared_volumes, *own], who=f"role {role}")
+        return roles
+
+    @field_validator("volume_mounts")
+    @classmethod
+    def _mounts_name_volumes(
+        cls, mounts: list[VolumeMount] | None, info: ValidationInfo
+    ) -> list[VolumeMount] | None:
+        # A shared mount needs a shared volume: a role's own volume is not in the others.
+        _check_mounts(mounts, [v.name for v in info.data.get("volumes") or []], who="every role")
+        return mounts
+
+    @field_validator("success_policy", "enable_dynamic_worker")
+    @classmethod
+    def _tensorflow_only(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None and info.data.get("framework") == "pytorch":
+            raise ValueError(f"{to_camel(info.field_name or '')} is a TFJob field, not pytorch's")
+        return value
+
+    @field_validator("elastic_policy", "nproc_per_node")
+    @classmethod
+    def _pytorch_only(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None and info.data.get("framework") == "tensorflow":
+            raise ValueError(
+                f"{to_camel(info.field_name or '')} is a PyTorchJob field, not tensorflow's"
+            )
+        return value
+
+    @field_validator("elastic_policy")
+    @classmethod
+    def _elastic_workers(cls, value: ElasticPolicy | None, info: ValidationInfo) -> object:
+        # The operator's webhook: elastic training scales the Worker replicas.
+        if value is not None and not (info.data.get("replicas") or {}).get("worker"):
+            raise ValueError("elasticPolicy needs worker replicas")
+        return value
+
+    @model_validator(mode="after")
+    def _every_role_has_an_image(self) -> TrainingRunSpec:
+        # The operator's webhook rejects a container without one.
+        for role, workload in self.workloads().items():
+            if not workload.image:
+                raise ValueError(f"role {role} has no image; set spec.image or its own")
+        return self
+
+    def workloads(self) -> dict[str, Workload]:
+        """Each running role (sorted) and what its pods are: the defaults with its
+        overrides applied as :class:`Workload` says."""
+        overrides = self.roles.named() if self.roles else {}
+        return {
+            role: _overlay(self, overrides.get(role))
+            for role, count in sorted(self.replicas.items())
+            if count > 0
+        }
+
+
+def _check_mounts(mounts: list[VolumeMount] | None, volumes: list[str], *, who: str) -> None:
+    for mount in mounts or []:
+        if mount.name not in volumes:
+            hint = closest_name(mount.name, volumes)
+            raise ValueError(
+                f"{who} mounts volume {mount.name}, which is not among its volumes"
+                + (f"; did you mean {hint!r}?" if hint else "")
+            )
+
+
+#: How a role's value combines with the shared one; any other field is replaced.
+_MERGED_BY_KEY: Final = frozenset({"env", "node_selector", "pod_labels", "pod_annotations"})
+_MERGED_BY_ITEM: Final = {"volumes": "name", "volume_mounts": "mount_path"}
+_ADDED: Final = frozenset({"tolerations"})
+
+
+def _overlay(shared: Workload, role: Workload | None) -> Workload:
+    values: dict[str, Any] = {}
+    for field in Workload.model_fields:
+        base, own = getattr(shared, field), getattr(role, field) if role else None
+        if own is None:
+            values[field] = base
+        elif base is None:
+            values[field] = own
+        elif field in _MERGED_BY_KEY:
+            values[field] = {**base, **own}
+        elif field in _MERGED_BY_ITEM:
+            key = _MERGED_BY_ITEM[field]
+            merged = {getattr(item, key): item for item in [*base, *own]}
+            values[field] = list(merged.values())
+        elif field in _ADDED:
+            values[field] = [*base, *(item for item in own if item not in base)]
+        else:
+            values[field] = own
+    # Every part was validated where it was written; the combination needs no more.
+    return Workload.model_construct(**values)
 
 
 class TrainingMetadata(Metadata):
