@@ -597,7 +597,7 @@ TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
         ),
         pytest.param(
             SURFACE + "  roles: {chief: {image: ''}}\n",
-            "t.yaml:5:3: spec: role chief has no image; set spec.image or its own",
+            "t.yaml:8:26: spec.roles.chief.image: role chief has no image",
             id="role-without-image",
         ),
         pytest.param(
@@ -772,3 +772,123 @@ def test_surface_mistakes_are_located_and_explained(content: str, expected: str)
     found = [str(d) for d in load_file("t.yaml", content.encode()).diagnostics]
     assert len(found) == 1, found
     assert found[0].startswith(expected), found[0]
+
+
+TRAINJOB = """\
+apiVersion: gitsync.io/v1alpha1
+kind: TrainingRun
+metadata: {name: t, namespace: ml}
+spec:
+  runtimeRef: {name: torch-distributed}
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            TRAINJOB + "  framework: pytorch\n",
+            [
+                "t.yaml:5:15: spec.runtimeRef: give framework (TFJob, PyTorchJob) or runtimeRef "
+                "(TrainJob), not both"
+            ],
+            id="framework-and-runtime",
+        ),
+        pytest.param(
+            TRAINJOB.replace("  runtimeRef: {name: torch-distributed}\n", "  image: x\n"),
+            [
+                "t.yaml:5:3: spec.framework: give framework (TFJob, PyTorchJob) or runtimeRef "
+                "(TrainJob)"
+            ],
+            id="neither",
+        ),
+        pytest.param(
+            TRAINJOB.replace("{name: torch-distributed}", "{name: x, kind: ClusterRuntime}"),
+            [
+                "t.yaml:5:31: spec.runtimeRef.kind: 'ClusterRuntime' is not one of "
+                "'ClusterTrainingRuntime' or 'TrainingRuntime'; did you mean "
+                "'ClusterTrainingRuntime'?"
+            ],
+            id="runtime-kind",
+        ),
+        pytest.param(
+            TRAINJOB + "  replicas: {worker: 2}\n",
+            [
+                "t.yaml:6:13: spec.replicas: replicas is not for a TrainJob: the runtime's "
+                "replicated jobs run it; give numNodes"
+            ],
+            id="replicas",
+        ),
+        pytest.param(
+            TRAINJOB + "  roles: {worker: {image: x}}\n",
+            ["t.yaml:6:10: spec.roles: roles is not for a TrainJob"],
+            id="roles",
+        ),
+        pytest.param(
+            TRAINJOB + "  restartPolicy: Never\n",
+            ["t.yaml:6:18: spec.restartPolicy: restartPolicy is not for a TrainJob"],
+            id="restart-policy",
+        ),
+        pytest.param(
+            TRAINJOB + "  runPolicy: {backoffLimit: 2}\n",
+            [
+                "t.yaml:6:29: spec.runPolicy.backoffLimit: runPolicy.backoffLimit is not for a "
+                "TrainJob"
+            ],
+            id="run-policy-field",
+        ),
+        pytest.param(
+            TRAINJOB + "  nprocPerNode: gpu\n",
+            ["t.yaml:6:17: spec.nprocPerNode: a TrainJob's nprocPerNode is a number"],
+            id="nproc-per-node",
+        ),
+        pytest.param(
+            TRAINJOB + "  elasticPolicy: {maxReplicas: 2}\n",
+            [
+                "t.yaml:6:18: spec.elasticPolicy: elasticPolicy is not for a TrainJob: it is a "
+                "PyTorchJob field"
+            ],
+            id="elastic-policy",
+        ),
+        pytest.param(
+            TRAINJOB + "  initializer: {dataset: {storageUri: alpaca}}\n",
+            ["t.yaml:6:39: spec.initializer.dataset.storageUri: 'alpaca' is not a URI"],
+            id="initializer-uri",
+        ),
+        pytest.param(
+            TRAINJOB + "  initializer: {datset: {storageUri: hf://a}}\n",
+            [
+                "t.yaml:6:17: spec.initializer.datset: unknown field 'datset'; "
+                "did you mean 'dataset'?"
+            ],
+            id="initializer-typo",
+        ),
+        pytest.param(
+            TRAINJOB + "  numNodes: 0\n",
+            ["t.yaml:6:13: spec.numNodes: Input should be greater than or equal to 1"],
+            id="num-nodes",
+        ),
+        pytest.param(
+            TRAINJOB.replace(
+                "  runtimeRef: {name: torch-distributed}\n",
+                "  framework: pytorch\n  image: x\n  numNodes: 2\n"
+                "  initializer: {model: {storageUri: hf://m}}\n",
+            ),
+            [
+                "t.yaml:7:13: spec.numNodes: numNodes is for a TrainJob (runtimeRef)",
+                "t.yaml:8:16: spec.initializer: initializer is for a TrainJob (runtimeRef)",
+            ],
+            id="trainjob-fields-on-a-pytorchjob",
+        ),
+        pytest.param(
+            TRAINJOB.replace("name: t,", "name: 7t,"),
+            ["t.yaml:3:18: metadata.name: String should match pattern '^[a-z]"],
+            id="name-starts-with-a-digit",
+        ),
+    ],
+)
+def test_trainjob_mistakes_are_located_and_explained(content: str, expected: list[str]) -> None:
+    found = [str(d) for d in load_file("t.yaml", content.encode()).diagnostics]
+    assert len(found) == len(expected), found
+    for message, prefix in zip(found, expected, strict=True):
+        assert message.startswith(prefix), message

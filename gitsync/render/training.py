@@ -14,13 +14,27 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from gitsync.render.context import ANNOTATION_SCHEDULED_AT, LABEL_TRAINING_RUN, RenderContext
-from gitsync.render.pod import canonical, container_spec, object_metadata
+from gitsync.render.pod import (
+    canonical,
+    container_spec,
+    env_list,
+    object_metadata,
+    resource_requirements,
+)
 from gitsync.schedule import format_time
 from gitsync.specs import TrainingRun
-from gitsync.specs.training import Workload
+from gitsync.specs.training import InitializerStep, TrainingRunSpec, Workload
 from gitsync.types import ObjectRef
 
-__all__ = ["output_uri", "run_name", "training_job"]
+__all__ = ["JOB_KINDS", "TRAINJOB_API", "output_uri", "run_name", "training_job"]
+
+TRAINJOB_API: Final = "trainer.kubeflow.org/v1alpha1"
+#: The kinds a TrainingRun renders to: its runs.
+JOB_KINDS: Final = frozenset({"TFJob", "PyTorchJob", "TrainJob"})
+#: The trainer step's replicated job and container in Kubeflow's runtimes.
+TRAINER_NODE: Final = "node"
+#: Who owns gitsync's entry in a TrainJob's runtimePatches (they are keyed by manager).
+RUNTIME_PATCH_MANAGER: Final = "gitsync.io/gitsync"
 
 _TF_ROLES: Final = {"chief": "Chief", "worker": "Worker", "ps": "PS", "evaluator": "Evaluator"}
 _TORCH_ROLES: Final = {"master": "Master", "worker": "Worker"}
@@ -52,6 +66,9 @@ _ADDED_FIELDS: Final = (
     ("enableDynamicWorker",),
     ("elasticPolicy",),
     ("nprocPerNode",),
+    ("runtimeRef",),
+    ("numNodes",),
+    ("initializer",),
     ("runPolicy", "cleanPodPolicy"),
     ("runPolicy", "suspend"),
     ("runPolicy", "schedulingPolicy"),
@@ -134,11 +151,25 @@ def training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
     )
     name = run_name(run, tick=tick)
     spec = run.spec
+    metadata = object_metadata(run, name=name, namespace=namespace)
+    metadata["labels"] = {**metadata.get("labels", {}), LABEL_TRAINING_RUN: run.metadata.name}
+    if tick is not None:
+        metadata["annotations"] = {
+            **metadata.get("annotations", {}),
+            ANNOTATION_SCHEDULED_AT: format_time(tick),
+        }
+    output = spec.output.replace("{run}", name) if spec.output else None
+    if spec.runtime_ref is not None:
+        return {
+            "apiVersion": TRAINJOB_API,
+            "kind": "TrainJob",
+            "metadata": metadata,
+            "spec": _train_job_spec(spec, output=output),
+        }
     if spec.framework == "tensorflow":
         kind, container_name, roles = "TFJob", "tensorflow", _TF_ROLES
     else:
         kind, container_name, roles = "PyTorchJob", "pytorch", _TORCH_ROLES
-    output = spec.output.replace("{run}", name) if spec.output else None
     replica_specs = {
         roles[role]: {
             "replicas": spec.replicas[role],
@@ -158,25 +189,110 @@ def training_job(run: TrainingRun, context: RenderContext) -> dict[str, Any]:
             nprocPerNode=None if spec.nproc_per_node is None else str(spec.nproc_per_node),
         ),
     }
-    metadata = object_metadata(run, name=name, namespace=namespace)
-    metadata["labels"] = {**metadata.get("labels", {}), LABEL_TRAINING_RUN: run.metadata.name}
-    if tick is not None:
-        metadata["annotations"] = {
-            **metadata.get("annotations", {}),
-            ANNOTATION_SCHEDULED_AT: format_time(tick),
-        }
     return {"apiVersion": "kubeflow.org/v1", "kind": kind, "metadata": metadata, "spec": job_spec}
+
+
+def _train_job_spec(spec: TrainingRunSpec, *, output: str | None) -> dict[str, Any]:
+    """A Kubeflow Trainer v2 TrainJob: the trainer's container and size, the
+    initializers' sources, and the pod fields the runtime lets a job patch."""
+    assert spec.runtime_ref is not None  # noqa: S101 - the caller checked
+    env = dict(spec.env)
+    if output:
+        env["OUTPUT_URI"] = output
+    trainer = _present(
+        image=spec.image,
+        command=spec.command,
+        args=spec.args,
+        env=env_list(env),
+        numNodes=spec.num_nodes,
+        resourcesPerNode=resource_requirements(spec.resources),
+        numProcPerNode=None if spec.nproc_per_node is None else int(spec.nproc_per_node),
+    )
+    initializer = _present(
+        **{
+            step: _initializer_step(source)
+            for step, source in (
+                ("dataset", spec.initializer.dataset if spec.initializer else None),
+                ("model", spec.initializer.model if spec.initializer else None),
+            )
+        }
+    )
+    policy = spec.run_policy
+    return {
+        "runtimeRef": {
+            "name": spec.runtime_ref.name,
+            "apiGroup": "trainer.kubeflow.org",
+            "kind": spec.runtime_ref.kind,
+        },
+        **_present(
+            trainer=trainer,
+            initializer=initializer,
+            runtimePatches=_runtime_patches(spec),
+            suspend=policy.suspend,
+            activeDeadlineSeconds=policy.active_deadline_seconds,
+        ),
+    }
+
+
+def _initializer_step(source: InitializerStep | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    return {
+        "storageUri": source.storage_uri,
+        **_present(
+            env=env_list(source.env or {}),
+            secretRef={"name": source.secret_ref} if source.secret_ref else None,
+        ),
+    }
+
+
+def _runtime_patches(spec: TrainingRunSpec) -> list[dict[str, Any]]:
+    """The pod fields, as one patch of the runtime's trainer job (``node``, the name
+    every runtime Kubeflow ships gives its trainer step and container)."""
+    pod_spec = _present(
+        serviceAccountName=spec.service_account_name,
+        volumes=[_dumped(volume) for volume in spec.volumes or []],
+        containers=[
+            {
+                "name": TRAINER_NODE,
+                "volumeMounts": [_dumped(mount) for mount in spec.volume_mounts],
+            }
+        ]
+        if spec.volume_mounts
+        else None,
+        nodeSelector=spec.node_selector,
+        affinity=_dumped(spec.affinity),
+        tolerations=[_dumped(toleration) for toleration in spec.tolerations or []],
+    )
+    pod = _present(
+        metadata=_present(labels=spec.pod_labels, annotations=spec.pod_annotations),
+        spec=pod_spec,
+    )
+    if not pod:
+        return []
+    job = {"name": TRAINER_NODE, "template": {"spec": {"template": pod}}}
+    return [
+        {
+            "manager": RUNTIME_PATCH_MANAGER,
+            "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [job]}}},
+        }
+    ]
 
 
 def output_uri(job: Mapping[str, Any]) -> str | None:
     """The ``OUTPUT_URI`` a rendered (or live) training job was given, if any."""
-    for replica in (
-        (job.get("spec") or {}).get(_REPLICA_FIELD.get(str(job.get("kind")), "")) or {}
-    ).values():
-        for container in ((replica.get("template") or {}).get("spec") or {}).get(
-            "containers"
-        ) or []:
-            for variable in container.get("env") or []:
-                if variable.get("name") == "OUTPUT_URI":
-                    return str(variable.get("value"))
+    spec = job.get("spec") or {}
+    if job.get("kind") == "TrainJob":
+        containers = [spec.get("trainer") or {}]
+    else:
+        containers = [
+            container
+            for replica in (spec.get(_REPLICA_FIELD.get(str(job.get("kind")), "")) or {}).values()
+            for container in ((replica.get("template") or {}).get("spec") or {}).get("containers")
+            or []
+        ]
+    for container in containers:
+        for variable in container.get("env") or []:
+            if variable.get("name") == "OUTPUT_URI":
+                return str(variable.get("value"))
     return None

@@ -18,21 +18,23 @@ schedules and which run a model serves, :mod:`gitsync.render` writes the job.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
     Field,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gitsync.schedule import ConcurrencyPolicy, check_crontab
 from gitsync.specs.common import (
-    DNS1123_LABEL,
     DnsLabel,
     Metadata,
     QuantityValue,
@@ -44,8 +46,11 @@ from gitsync.specs.common import (
 __all__ = [
     "Affinity",
     "ElasticPolicy",
+    "Initializer",
+    "InitializerStep",
     "RoleOverrides",
     "RunPolicy",
+    "RuntimeRef",
     "SchedulingPolicy",
     "Toleration",
     "TrainingMetadata",
@@ -56,6 +61,8 @@ __all__ = [
     "Workload",
 ]
 
+
+RFC1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 _REPLICA_ROLES: dict[str, frozenset[str]] = {
     "tensorflow": frozenset({"chief", "worker", "ps", "evaluator"}),
@@ -312,8 +319,86 @@ def _check_nproc(value: str | int) -> str | int:
     return value
 
 
+class RuntimeRef(StrictModel):
+    """The Kubeflow Trainer runtime a TrainJob runs on (e.g. ``torch-distributed``)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = Field(
+        default="ClusterTrainingRuntime",
+        description="A TrainingRuntime must be in the run's namespace",
+    )
+
+
+#: What the TrainJob CRD accepts as a storageUri (any scheme; the initializer decides).
+_ANY_URI: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://.+$")
+
+
+def _check_uri(value: str) -> str:
+    if not _ANY_URI.match(value):
+        raise ValueError(f"{value!r} is not a URI (e.g. hf://org/dataset, s3://bucket/path)")
+    return value
+
+
+class InitializerStep(StrictModel):
+    storage_uri: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_check_uri)]
+    env: dict[str, str] | None = None
+    secret_ref: DnsLabel | None = Field(
+        default=None, description="A Secret in the run's namespace with the credentials"
+    )
+
+
+class Initializer(StrictModel):
+    """What the runtime's initializer steps download before training (hf://, s3://)."""
+
+    dataset: InitializerStep | None = None
+    model: InitializerStep | None = None
+
+
+#: Fields a TrainJob has no place for: the runtime decides them. Each is refused by
+#: name, so a TFJob spec given a runtimeRef says what to drop.
+_NOT_FOR_TRAINJOB: Final = (
+    ("replicas", "the runtime's replicated jobs run it; give numNodes"),
+    ("roles", "a TrainJob has one trainer; its pods are the runtime's"),
+    ("restart_policy", "the runtime's Job template sets it"),
+    ("working_dir", "the runtime's container sets it"),
+    ("image_pull_policy", "the runtime's container sets it"),
+    ("priority_class_name", "the runtime sets it (runtimePatches cannot)"),
+    ("success_policy", "it is a TFJob field"),
+    ("enable_dynamic_worker", "it is a TFJob field"),
+    ("elastic_policy", "it is a PyTorchJob field"),
+)
+_RUN_POLICY_NOT_FOR_TRAINJOB: Final = (
+    "backoff_limit",
+    "ttl_seconds_after_finished",
+    "clean_pod_policy",
+    "scheduling_policy",
+    "managed_by",
+)
+
+
+def _field_errors(errors: list[tuple[tuple[str | int, ...], str, object]]) -> ValidationError:
+    """Errors at the fields they are about (wire names), not at the spec that holds
+    them: a check across fields still points at the line to change."""
+    return ValidationError.from_exception_data(
+        "TrainingRunSpec",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{message}", {"message": message}),
+                loc=loc,
+                input=value,
+            )
+            for loc, message, value in errors
+        ],
+    )
+
+
 class TrainingRunSpec(Workload):
-    framework: Literal["tensorflow", "pytorch"]
+    framework: Literal["tensorflow", "pytorch"] | None = Field(
+        default=None, description="tensorflow -> TFJob, pytorch -> PyTorchJob"
+    )
+    runtime_ref: RuntimeRef | None = Field(
+        default=None, description="Instead of framework: a Kubeflow Trainer v2 TrainJob"
+    )
     # The shared defaults that existed before roles keep their old defaults: a run's
     # name hashes the spec, and an upgrade must not rename (restart) existing runs.
     command: list[str] = Field(default_factory=list)
@@ -333,8 +418,10 @@ class TrainingRunSpec(Workload):
     enable_dynamic_worker: bool | None = Field(default=None, description="TensorFlow")
     elastic_policy: ElasticPolicy | None = Field(default=None, description="PyTorch")
     nproc_per_node: Annotated[str | int, AfterValidator(_check_nproc)] | None = Field(
-        default=None, description="PyTorch: processes per pod; unset: auto"
+        default=None, description="PyTorch, TrainJob (a number): processes per pod; unset: auto"
     )
+    num_nodes: int | None = Field(default=None, ge=1, description="TrainJob: training nodes")
+    initializer: Initializer | None = Field(default=None, description="TrainJob")
     schedule: Annotated[str, AfterValidator(check_crontab)] | None = Field(
         default=None, description="5-field cron (UTC): start a new run at every tick"
     )
@@ -349,7 +436,7 @@ class TrainingRunSpec(Workload):
     @classmethod
     def _roles_fit_framework(cls, replicas: dict[str, int], info: ValidationInfo) -> dict[str, int]:
         framework = info.data.get("framework")
-        if framework is None:  # framework itself was invalid; reported there
+        if framework is None:  # invalid (reported there), or a TrainJob (see _fits_target)
             return replicas
         allowed = _REPLICA_ROLES[framework]
         unknown = sorted(set(replicas) - allowed)
@@ -417,12 +504,49 @@ class TrainingRunSpec(Workload):
         return value
 
     @model_validator(mode="after")
-    def _every_role_has_an_image(self) -> TrainingRunSpec:
-        # The operator's webhook rejects a container without one.
-        for role, workload in self.workloads().items():
-            if not workload.image:
-                raise ValueError(f"role {role} has no image; set spec.image or its own")
+    def _fits_target(self) -> TrainingRunSpec:
+        errors: list[tuple[tuple[str | int, ...], str, object]] = []
+        if self.framework is None and self.runtime_ref is None:
+            message = "give framework (TFJob, PyTorchJob) or runtimeRef (TrainJob)"
+            errors.append((("framework",), message, None))
+        elif self.framework is not None and self.runtime_ref is not None:
+            message = "give framework (TFJob, PyTorchJob) or runtimeRef (TrainJob), not both"
+            errors.append((("runtimeRef",), message, None))
+        elif self.runtime_ref is not None:
+            errors += self._trainjob_errors()
+        else:
+            for field in ("num_nodes", "initializer"):
+                if getattr(self, field) is not None:
+                    message = f"{to_camel(field)} is for a TrainJob (runtimeRef)"
+                    errors.append(((to_camel(field),), message, getattr(self, field)))
+            # The operator's webhook rejects a container without one.
+            overrides = self.roles.named() if self.roles else {}
+            for role, workload in self.workloads().items():
+                if not workload.image:
+                    own = overrides.get(role)
+                    where = (
+                        ("roles", role, "image") if own and own.image is not None else ("image",)
+                    )
+                    message = f"role {role} has no image; set spec.image or its own"
+                    errors.append((where, message, None))
+        if errors:
+            raise _field_errors(errors)
         return self
+
+    def _trainjob_errors(self) -> list[tuple[tuple[str | int, ...], str, object]]:
+        errors: list[tuple[tuple[str | int, ...], str, object]] = []
+        for field, why in _NOT_FOR_TRAINJOB:
+            if field in self.model_fields_set and getattr(self, field) is not None:
+                message = f"{to_camel(field)} is not for a TrainJob: {why}"
+                errors.append(((to_camel(field),), message, getattr(self, field)))
+        for field in _RUN_POLICY_NOT_FOR_TRAINJOB:
+            if getattr(self.run_policy, field) is not None:
+                message = f"runPolicy.{to_camel(field)} is not for a TrainJob"
+                errors.append((("runPolicy", to_camel(field)), message, None))
+        if isinstance(self.nproc_per_node, str) and not self.nproc_per_node.isdigit():
+            message = "a TrainJob's nprocPerNode is a number (unset: the runtime's, auto for torch)"
+            errors.append((("nprocPerNode",), message, self.nproc_per_node))
+        return errors
 
     def workloads(self) -> dict[str, Workload]:
         """Each running role (sorted) and what its pods are: the defaults with its
@@ -474,12 +598,14 @@ def _overlay(shared: Workload, role: Workload | None) -> Workload:
 
 
 class TrainingMetadata(Metadata):
-    # The run name appends "-" and 8 hex digits to it, within the 63-character limit.
-    name: Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=54)]
+    # The run name appends "-" and 8 hex digits to it, within the 63-character limit,
+    # and starts with a letter: the operators' webhooks and the TrainJob CRD check
+    # jobs' names as RFC 1035 labels.
+    name: Annotated[str, StringConstraints(pattern=RFC1035_LABEL, max_length=54)]
 
 
 class TrainingRun(StrictModel):
-    """A training job (TFJob or PyTorchJob); a changed spec starts a new run."""
+    """A training job (TFJob, PyTorchJob or TrainJob); a changed spec starts a new run."""
 
     api_version: Literal["gitsync.io/v1alpha1"]
     kind: Literal["TrainingRun"]
