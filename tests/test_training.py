@@ -29,6 +29,7 @@ from gitsync.specs import TrainingRun
 from .specrepo import SpecRepo
 
 TFJOB = ("kubeflow.org/v1", "TFJob")
+TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
 HOURLY = "0 * * * *"
 #: The dev Training Operator's knobs: start at once, run for a second.
@@ -892,3 +893,54 @@ def test_trainjob_mistakes_are_located_and_explained(content: str, expected: lis
     assert len(found) == len(expected), found
     for message, prefix in zip(found, expected, strict=True):
         assert message.startswith(prefix), message
+
+
+def test_a_trainjob_runs_to_complete_with_its_metrics_and_its_output_is_served(
+    reconciler: Callable[[], Reconciler], repo: SpecRepo, kube: KubeClient, namespace: str
+) -> None:
+    """A TrainingRun naming a runtime is a Kubeflow Trainer v2 TrainJob: it runs on the
+    torch-distributed runtime Kubeflow ships, its trainer's progress and metrics reach
+    the status document, and a fromTrainingRun model serves its OUTPUT_URI."""
+    knobs = {**FAST, "dev.gitsync.io/progress": "30", "dev.gitsync.io/metrics": "accuracy=0.94"}
+    content = yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "TrainingRun",
+            "metadata": {
+                "name": "train",
+                "namespace": namespace,
+                "labels": {"team": "risk"},
+                "annotations": knobs,
+            },
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "image": "ghcr.io/acme/finetune:1.0.0",
+                "numNodes": 2,
+                "resources": {"limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}},
+                "output": "s3://models/train/{run}",
+                "initializer": {"model": {"storageUri": "hf://acme/base-model"}},
+            },
+        }
+    )
+    repo.write("train.yaml", content)
+    repo.write("scorer.yaml", served_model(namespace))
+    commit = repo.commit("fine-tune on Trainer v2, and serve it")
+    daemon = reconciler()
+
+    drive(daemon, lambda r: storage_uri(kube, namespace) is not None)
+
+    (job,) = kube.list(TRAINJOB_API, "TrainJob", namespace=namespace)["items"]
+    run = job["metadata"]["name"]
+    assert run == run_name(_spec(content))
+    assert storage_uri(kube, namespace) == f"s3://models/train/{run}"
+    doc = status_doc(repo, namespace, "TrainingRun", "train")
+    assert doc["phase"] == "Succeeded"
+    (record,) = doc["runs"]
+    assert (record["name"], record["phase"], record["sourceCommit"]) == (run, "Succeeded", commit)
+    assert record["outputUri"] == f"s3://models/train/{run}"
+    assert record["trainerStatus"]["progressPercentage"] == 100
+    assert record["trainerStatus"]["metrics"] == {"accuracy": "0.94"}
+    assert record["jobsStatus"] == [{"name": "node", "succeeded": 1}]
+    assert record["completionTime"] >= record["startTime"]
+    lineage = status_doc(repo, namespace, "ModelDeployment", "scorer")["model"]["fromTrainingRun"]
+    assert (lineage["run"], lineage["sourceCommit"]) == (run, commit)
