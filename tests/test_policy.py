@@ -233,9 +233,11 @@ def test_examples_pass_every_shipped_policy(library: PolicySet) -> None:
         "models/churn-predictor.yaml": model_policies,
         "models/fraud-detector.yaml": model_policies,
         "models/support-intent.yaml": model_policies,
+        "platform/checkpoints.yaml": [],
         "platform/service-accounts.yaml": [],
         "training/fraud-train.yaml": training_policies,
         "training/intent-finetune.yaml": training_policies,
+        "training/support-llm.yaml": training_policies,
     }
 
 
