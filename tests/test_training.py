@@ -585,6 +585,25 @@ TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
             id="replica-role-typo",
         ),
         pytest.param(
+            SURFACE + "  env: {TOKEN: {valueFrom: {secretKeyRf: {name: s, key: k}}}}\n",
+            "t.yaml:8:29: spec.env.TOKEN.valueFrom.secretKeyRf: unknown field 'secretKeyRf'; "
+            "did you mean 'secretKeyRef'?",
+            id="env-secret-key-ref-typo",
+        ),
+        pytest.param(
+            SURFACE + "  env: {T: {valueFrom: {secretKeyRef: {name: s, key: k}, fieldRef: "
+            "{fieldPath: x}}}}\n",
+            "t.yaml:8:24: spec.env.T.valueFrom: valueFrom needs exactly one of secretKeyRef, "
+            "configMapKeyRef, fieldRef or resourceFieldRef, not 2",
+            id="env-two-sources",
+        ),
+        pytest.param(
+            SURFACE + "  env: {EPOCHS: 3}\n",
+            "t.yaml:8:17: spec.env.EPOCHS: a value is text (quote numbers and booleans) or "
+            "{valueFrom: ...}",
+            id="env-unquoted-number",
+        ),
+        pytest.param(
             SURFACE + "  restartPolicy: OnFailur\n",
             "t.yaml:8:18: spec.restartPolicy: 'OnFailur' is not one of 'Always', 'OnFailure', "
             "'Never' or 'ExitCode'; did you mean 'OnFailure'?",

@@ -27,6 +27,8 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -46,6 +48,8 @@ from gitsync.specs.common import (
 __all__ = [
     "Affinity",
     "ElasticPolicy",
+    "EnvFrom",
+    "EnvSource",
     "Initializer",
     "InitializerStep",
     "RoleOverrides",
@@ -202,6 +206,64 @@ class Affinity(StrictModel):
     pod_anti_affinity: dict[str, Any] | None = None
 
 
+class KeyReference(StrictModel):
+    name: str
+    key: str
+    optional: bool | None = None
+
+
+class FieldReference(StrictModel):
+    field_path: str
+    api_version: str | None = None
+
+
+class ResourceFieldReference(StrictModel):
+    resource: str
+    container_name: str | None = None
+    divisor: QuantityValue | None = None
+
+
+class EnvSource(StrictModel):
+    """Where a variable's value comes from (core/v1 EnvVarSource): a key of a Secret or
+    ConfigMap (credentials stay out of Git), or a field of the pod."""
+
+    secret_key_ref: KeyReference | None = None
+    config_map_key_ref: KeyReference | None = None
+    field_ref: FieldReference | None = None
+    resource_field_ref: ResourceFieldReference | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvSource:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef or "
+                f"resourceFieldRef, not {len(given)}"
+            )
+        return self
+
+
+class EnvFrom(StrictModel):
+    value_from: EnvSource
+
+
+def _env_value(value: object, _handler: ValidatorFunctionWrapHandler) -> str | EnvFrom:
+    # Chosen by shape rather than tried in turn, so that a mistake is reported once,
+    # inside valueFrom, and not once per alternative.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, EnvFrom):
+        return value
+    if not isinstance(value, dict):
+        # A ValueError: pydantic reports it at the field; a TypeError it would not catch.
+        raise ValueError("a value is text (quote numbers and booleans) or {valueFrom: ...}")  # noqa: TRY004
+    return EnvFrom.model_validate(value)
+
+
+#: A variable's value: the text itself, or ``{valueFrom: ...}``.
+EnvValue = Annotated[str | EnvFrom, WrapValidator(_env_value)]
+
+
 class Workload(StrictModel):
     """What a role's pods may set: the container (image to volumeMounts) and the pod.
 
@@ -214,7 +276,7 @@ class Workload(StrictModel):
     image: str | None = None
     command: list[str] | None = None
     args: list[str] | None = None
-    env: dict[str, str] | None = None
+    env: dict[str, EnvValue] | None = None
     resources: Resources | None = None
     working_dir: str | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
@@ -341,7 +403,7 @@ def _check_uri(value: str) -> str:
 
 class InitializerStep(StrictModel):
     storage_uri: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_check_uri)]
-    env: dict[str, str] | None = None
+    env: dict[str, EnvValue] | None = None
     secret_ref: DnsLabel | None = Field(
         default=None, description="A Secret in the run's namespace with the credentials"
     )
@@ -403,7 +465,7 @@ class TrainingRunSpec(Workload):
     # name hashes the spec, and an upgrade must not rename (restart) existing runs.
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     replicas: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: {"worker": 1})
     roles: RoleOverrides | None = Field(
         default=None, description="Per-role overrides of the fields above, by role"
