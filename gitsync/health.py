@@ -138,6 +138,8 @@ def _training_job(obj: Mapping[str, Any]) -> HealthReport:
     for kind, health in (
         ("Failed", Health.FAILED),
         ("Succeeded", Health.SUCCEEDED),
+        # runPolicy.suspend: the operator turns Running False and keeps the job waiting.
+        ("Suspended", Health.PENDING),
         ("Restarting", Health.RUNNING),
         ("Running", Health.RUNNING),
     ):

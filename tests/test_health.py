@@ -93,6 +93,15 @@ def test_training_job(obj: dict[str, Any], health: Health) -> None:
     assert assess(obj).health is health
 
 
+def test_a_suspended_training_job_says_so() -> None:
+    suspended = job(
+        cond("Created", "True"), cond("Running", "False"), cond("Suspended", "True", "Suspended")
+    )
+    report = assess(suspended)
+    assert report.health is Health.PENDING
+    assert report.message.startswith("Suspended")
+
+
 def test_other_objects_are_healthy_once_applied() -> None:
     assert assess({"kind": "ServiceAccount"}).health is Health.HEALTHY
 
