@@ -1,7 +1,11 @@
-"""A ``TrainingRun`` rendered as a Kubeflow ``TFJob`` or ``PyTorchJob``.
+"""A ``TrainingRun`` rendered as a Kubeflow ``TFJob`` or ``PyTorchJob`` (its
+``framework``), or a Kubeflow Trainer v2 ``TrainJob`` (its ``runtimeRef``).
 
 The job is named after a hash of its spec (runs are immutable: a changed spec is a
-new run; a scheduled run adds its tick to the hash).
+new run; a scheduled run adds its tick to the hash). Only what the spec sets is
+written, so the operator's defaults apply to the rest; a TrainJob's pod fields go into
+one ``runtimePatches`` entry, the place Trainer v2.3 gives a job to adjust its
+runtime's pods.
 """
 
 from __future__ import annotations

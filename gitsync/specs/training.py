@@ -1,4 +1,5 @@
-"""``TrainingRun``: a distributed training job (a Kubeflow TFJob or PyTorchJob).
+"""``TrainingRun``: a distributed training job (a Kubeflow TFJob or PyTorchJob, or a
+Kubeflow Trainer v2 TrainJob when it names a runtime instead of a framework).
 
 A run's pods are written once as shared defaults at ``spec`` level and adjusted per
 replica role under ``spec.roles`` (a parameter server without the workers' GPU, a
@@ -9,8 +10,12 @@ left out renders nothing and the Training Operator's own default applies (see
 The large core/v1 types (affinity, most volume sources) are checked at their top
 level only and passed through as data: their inner shapes are big, change with each
 Kubernetes release, and the API server checks them against the CRD's own schema at
-apply (and at ``gitsync plan``'s dry-run); typing the first level catches the common
-mistake, a misspelt or misplaced key, with a "did you mean".
+apply; typing the first level catches the common mistake, a misspelt or misplaced
+key, with a "did you mean".
+
+A TrainJob takes what Trainer v2.3's API lets a job say (the trainer's image, command,
+env, size; the initializers; suspend and the deadline; pod fields through
+runtimePatches); a field it has no place for is refused by name rather than dropped.
 
 A changed spec starts a new run (runs are immutable); :mod:`gitsync.training` decides
 schedules and which run a model serves, :mod:`gitsync.render` writes the job.
