@@ -223,3 +223,12 @@ def test_every_training_golden_is_accepted_by_the_real_api_server(
     )
     accepted = kube.apply(job, field_manager="gitsync", force=True, dry_run=True)
     assert holds(accepted, job), f"the server changed {case}"
+
+
+def test_a_field_left_unset_is_not_hashed_at_any_depth() -> None:
+    """So a field added to gitsync later (here: written as null, as a new field's
+    default is) never renames a run that does not use it."""
+    with_roles = RUN + b"  roles:\n    worker:\n      env: {A: '1'}\n"
+    nulls = with_roles + b"      workingDir: null\n  volumes: null\n"
+    assert run_name(_run(with_roles)) == run_name(_run(nulls))
+    assert run_name(_run(with_roles)) != run_name(_run(RUN))

@@ -50,44 +50,25 @@ _REPLICA_FIELD: Final = {"TFJob": "tfReplicaSpecs", "PyTorchJob": "pytorchReplic
 _WHEN_FIELDS: Final = frozenset({"schedule", "concurrency_policy", "history_limit"})
 
 
-#: Fields added after run names were first hashed: hashed only when set, so that a
-#: gitsync upgrade names (and so keeps) every existing run as before.
-_ADDED_FIELDS: Final = (
-    ("roles",),
-    ("workingDir",),
-    ("imagePullPolicy",),
-    ("volumeMounts",),
-    ("restartPolicy",),
-    ("volumes",),
-    ("nodeSelector",),
-    ("tolerations",),
-    ("affinity",),
-    ("priorityClassName",),
-    ("serviceAccountName",),
-    ("podLabels",),
-    ("podAnnotations",),
-    ("successPolicy",),
-    ("enableDynamicWorker",),
-    ("elasticPolicy",),
-    ("nprocPerNode",),
-    ("runtimeRef",),
-    ("numNodes",),
-    ("initializer",),
-    ("runPolicy", "cleanPodPolicy"),
-    ("runPolicy", "suspend"),
-    ("runPolicy", "schedulingPolicy"),
-    ("runPolicy", "managedBy"),
+#: The spec's fields when run names were first hashed, which hashed an unset field as
+#: null. They still are, so an upgrade names (and so keeps) every existing run as
+#: before; every other field, at any depth, is hashed only when set, so a field added
+#: to the spec (or to a role, a volume, ...) never renames a run that does not use it.
+_FIRST_HASHED: Final = ("resources", "output")
+_FIRST_HASHED_RUN_POLICY: Final = (
+    "backoffLimit",
+    "activeDeadlineSeconds",
+    "ttlSecondsAfterFinished",
 )
 
 
 def _hashed_view(run: TrainingRun) -> dict[str, Any]:
-    view = run.spec.model_dump(mode="json", exclude=set(_WHEN_FIELDS))
-    for *parents, field in _ADDED_FIELDS:
-        holder = view
-        for parent in parents:
-            holder = holder[parent]
-        if holder.get(field) is None:
-            holder.pop(field, None)
+    view = run.spec.model_dump(mode="json", exclude=set(_WHEN_FIELDS), exclude_none=True)
+    for field in _FIRST_HASHED:
+        view.setdefault(field, None)
+    run_policy = view.setdefault("runPolicy", {})
+    for field in _FIRST_HASHED_RUN_POLICY:
+        run_policy.setdefault(field, None)
     return view
 
 
@@ -134,11 +115,21 @@ def _pod_template(workload: Workload, *, container_name: str, output: str | None
             tolerations=[_dumped(toleration) for toleration in workload.tolerations or []],
             affinity=_dumped(workload.affinity),
             priorityClassName=workload.priority_class_name,
+            topologySpreadConstraints=[
+                _dumped(constraint) for constraint in workload.topology_spread_constraints or []
+            ],
+            schedulerName=workload.scheduler_name,
             serviceAccountName=workload.service_account_name,
+            imagePullSecrets=_secret_refs(workload.image_pull_secrets),
+            terminationGracePeriodSeconds=workload.termination_grace_period_seconds,
         ),
     }
     metadata = _present(labels=workload.pod_labels, annotations=workload.pod_annotations)
     return {**({"metadata": metadata} if metadata else {}), "spec": pod_spec}
+
+
+def _secret_refs(names: list[str] | None) -> list[dict[str, str]]:
+    return [{"name": name} for name in names or []]
 
 
 def _present(**fields: Any) -> dict[str, Any]:
@@ -264,9 +255,11 @@ def _runtime_patches(spec: TrainingRunSpec) -> list[dict[str, Any]]:
         ]
         if spec.volume_mounts
         else None,
+        imagePullSecrets=_secret_refs(spec.image_pull_secrets),
         nodeSelector=spec.node_selector,
         affinity=_dumped(spec.affinity),
         tolerations=[_dumped(toleration) for toleration in spec.tolerations or []],
+        terminationGracePeriodSeconds=spec.termination_grace_period_seconds,
     )
     pod = _present(
         metadata=_present(labels=spec.pod_labels, annotations=spec.pod_annotations),

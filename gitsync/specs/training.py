@@ -62,6 +62,7 @@ __all__ = [
     "RuntimeRef",
     "SchedulingPolicy",
     "Toleration",
+    "TopologySpreadConstraint",
     "TrainingMetadata",
     "TrainingRun",
     "TrainingRunSpec",
@@ -269,6 +270,19 @@ def _env_value(value: object, _handler: ValidatorFunctionWrapHandler) -> str | E
 EnvValue = Annotated[str | EnvFrom, WrapValidator(_env_value)]
 
 
+class TopologySpreadConstraint(StrictModel):
+    """core/v1 TopologySpreadConstraint; the label selector passes through as data."""
+
+    max_skew: int = Field(ge=1)
+    topology_key: str
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
+    label_selector: dict[str, Any] | None = None
+    match_label_keys: list[str] | None = None
+    min_domains: int | None = Field(default=None, ge=1)
+    node_affinity_policy: Literal["Honor", "Ignore"] | None = None
+    node_taints_policy: Literal["Honor", "Ignore"] | None = None
+
+
 class Workload(StrictModel):
     """What a role's pods may set: the container (image to volumeMounts) and the pod.
 
@@ -295,7 +309,13 @@ class Workload(StrictModel):
     tolerations: list[Toleration] | None = None
     affinity: Affinity | None = None
     priority_class_name: str | None = None
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = None
+    scheduler_name: str | None = Field(default=None, description="e.g. volcano, for gangs")
     service_account_name: DnsLabel | None = None
+    image_pull_secrets: list[DnsLabel] | None = Field(
+        default=None, description="Names of Secrets in the run's namespace"
+    )
+    termination_grace_period_seconds: int | None = Field(default=None, ge=0)
     pod_labels: dict[str, str] | None = None
     pod_annotations: dict[str, str] | None = Field(
         default=None, description="e.g. sidecar.istio.io/inject: 'false'"
@@ -430,6 +450,8 @@ _NOT_FOR_TRAINJOB: Final = (
     ("working_dir", "the runtime's container sets it"),
     ("image_pull_policy", "the runtime's container sets it"),
     ("priority_class_name", "the runtime sets it (runtimePatches cannot)"),
+    ("scheduler_name", "the runtime sets it (runtimePatches cannot)"),
+    ("topology_spread_constraints", "the runtime sets them (runtimePatches cannot)"),
     ("success_policy", "it is a TFJob field"),
     ("enable_dynamic_worker", "it is a TFJob field"),
     ("elastic_policy", "it is a PyTorchJob field"),
