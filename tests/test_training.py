@@ -604,6 +604,24 @@ TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
             id="env-unquoted-number",
         ),
         pytest.param(
+            SURFACE + "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, "
+            "whenUnsatisfiable: DoNotSchedul}]\n",
+            "t.yaml:8:82: spec.topologySpreadConstraints[0].whenUnsatisfiable: 'DoNotSchedul' "
+            "is not one of 'DoNotSchedule' or 'ScheduleAnyway'; did you mean 'DoNotSchedule'?",
+            id="topology-spread",
+        ),
+        pytest.param(
+            SURFACE + "  imagePullSecrets: [Ghcr_Pull]\n",
+            "t.yaml:8:22: spec.imagePullSecrets[0]: String should match pattern",
+            id="image-pull-secret-name",
+        ),
+        pytest.param(
+            SURFACE + "  terminationGracePeriodSeconds: -1\n",
+            "t.yaml:8:34: spec.terminationGracePeriodSeconds: Input should be greater than or "
+            "equal to 0",
+            id="termination-grace-period",
+        ),
+        pytest.param(
             SURFACE + "  restartPolicy: OnFailur\n",
             "t.yaml:8:18: spec.restartPolicy: 'OnFailur' is not one of 'Always', 'OnFailure', "
             "'Never' or 'ExitCode'; did you mean 'OnFailure'?",
@@ -848,6 +866,14 @@ spec:
             TRAINJOB + "  restartPolicy: Never\n",
             ["t.yaml:6:18: spec.restartPolicy: restartPolicy is not for a TrainJob"],
             id="restart-policy",
+        ),
+        pytest.param(
+            TRAINJOB + "  schedulerName: volcano\n",
+            [
+                "t.yaml:6:18: spec.schedulerName: schedulerName is not for a TrainJob: the runtime "
+                "sets it (runtimePatches cannot)"
+            ],
+            id="scheduler-name",
         ),
         pytest.param(
             TRAINJOB + "  runPolicy: {backoffLimit: 2}\n",
