@@ -587,7 +587,7 @@ def _start_controllers(
     except ControlPlaneError:
         _reap(pid)
         raise
-    say("dev controllers started (InferenceService, TFJob, PyTorchJob simulators)")
+    say("dev controllers started (InferenceService, TFJob, PyTorchJob, TrainJob simulators)")
 
 
 def _up_prometheus(folder: Path, state: dict[str, dict[str, object]], say: Progress) -> str:
