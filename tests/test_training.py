@@ -622,6 +622,23 @@ TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
             id="termination-grace-period",
         ),
         pytest.param(
+            SURFACE + "  envFrom: [{secretRef: {name: a}, configMapRef: {name: b}}]\n",
+            "t.yaml:8:13: spec.envFrom[0]: envFrom needs exactly one of secretRef or configMapRef",
+            id="env-from-two-sources",
+        ),
+        pytest.param(
+            SURFACE + "  securityContext: {runAsNonroot: true}\n",
+            "t.yaml:8:21: spec.securityContext.runAsNonroot: unknown field 'runAsNonroot'; "
+            "did you mean 'runAsNonRoot'?",
+            id="security-context-typo",
+        ),
+        pytest.param(
+            SURFACE + "  podSecurityContext: {fsGroupChangePolicy: Sometimes}\n",
+            "t.yaml:8:45: spec.podSecurityContext.fsGroupChangePolicy: 'Sometimes' is not one "
+            "of 'OnRootMismatch' or 'Always'",
+            id="pod-security-context",
+        ),
+        pytest.param(
             SURFACE + "  restartPolicy: OnFailur\n",
             "t.yaml:8:18: spec.restartPolicy: 'OnFailur' is not one of 'Always', 'OnFailure', "
             "'Never' or 'ExitCode'; did you mean 'OnFailure'?",
@@ -874,6 +891,14 @@ spec:
                 "sets it (runtimePatches cannot)"
             ],
             id="scheduler-name",
+        ),
+        pytest.param(
+            TRAINJOB + "  envFrom: [{secretRef: {name: a}}]\n",
+            [
+                "t.yaml:6:12: spec.envFrom: envFrom is not for a TrainJob: a TrainJob's trainer "
+                "takes env only; give each variable under env"
+            ],
+            id="env-from",
         ),
         pytest.param(
             TRAINJOB + "  runPolicy: {backoffLimit: 2}\n",

@@ -102,9 +102,11 @@ def _pod_template(workload: Workload, *, container_name: str, output: str | None
     )
     container.update(
         _present(
+            envFrom=[_dumped(source) for source in workload.env_from or []],
             workingDir=workload.working_dir,
             imagePullPolicy=workload.image_pull_policy,
             volumeMounts=[_dumped(mount) for mount in workload.volume_mounts or []],
+            securityContext=_dumped(workload.security_context),
         )
     )
     pod_spec = {
@@ -122,6 +124,7 @@ def _pod_template(workload: Workload, *, container_name: str, output: str | None
             serviceAccountName=workload.service_account_name,
             imagePullSecrets=_secret_refs(workload.image_pull_secrets),
             terminationGracePeriodSeconds=workload.termination_grace_period_seconds,
+            securityContext=_dumped(workload.pod_security_context),
         ),
     }
     metadata = _present(labels=workload.pod_labels, annotations=workload.pod_annotations)
@@ -250,16 +253,20 @@ def _runtime_patches(spec: TrainingRunSpec) -> list[dict[str, Any]]:
         containers=[
             {
                 "name": TRAINER_NODE,
-                "volumeMounts": [_dumped(mount) for mount in spec.volume_mounts],
+                **_present(
+                    volumeMounts=[_dumped(mount) for mount in spec.volume_mounts or []],
+                    securityContext=_dumped(spec.security_context),
+                ),
             }
         ]
-        if spec.volume_mounts
+        if spec.volume_mounts or spec.security_context
         else None,
         imagePullSecrets=_secret_refs(spec.image_pull_secrets),
         nodeSelector=spec.node_selector,
         affinity=_dumped(spec.affinity),
         tolerations=[_dumped(toleration) for toleration in spec.tolerations or []],
         terminationGracePeriodSeconds=spec.termination_grace_period_seconds,
+        securityContext=_dumped(spec.pod_security_context),
     )
     pod = _present(
         metadata=_present(labels=spec.pod_labels, annotations=spec.pod_annotations),

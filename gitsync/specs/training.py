@@ -54,13 +54,16 @@ __all__ = [
     "Affinity",
     "ElasticPolicy",
     "EnvFrom",
+    "EnvFromSource",
     "EnvSource",
     "Initializer",
     "InitializerStep",
+    "PodSecurityContext",
     "RoleOverrides",
     "RunPolicy",
     "RuntimeRef",
     "SchedulingPolicy",
+    "SecurityContext",
     "Toleration",
     "TopologySpreadConstraint",
     "TrainingMetadata",
@@ -283,6 +286,62 @@ class TopologySpreadConstraint(StrictModel):
     node_taints_policy: Literal["Honor", "Ignore"] | None = None
 
 
+class PodSecurityContext(StrictModel):
+    """core/v1 PodSecurityContext; its nested option objects pass through as data."""
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    run_as_non_root: bool | None = None
+    fs_group: int | None = Field(default=None, ge=0)
+    fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = None
+    supplemental_groups: list[int] | None = None
+    supplemental_groups_policy: Literal["Merge", "Strict"] | None = None
+    sysctls: list[dict[str, Any]] | None = None
+    se_linux_change_policy: Literal["MountOption", "Recursive"] | None = None
+    se_linux_options: dict[str, Any] | None = Field(default=None, alias="seLinuxOptions")
+    seccomp_profile: dict[str, Any] | None = None
+    app_armor_profile: dict[str, Any] | None = None
+    windows_options: dict[str, Any] | None = None
+
+
+class SecurityContext(StrictModel):
+    """core/v1 SecurityContext of the training container."""
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    run_as_non_root: bool | None = None
+    privileged: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    capabilities: dict[str, Any] | None = Field(
+        default=None, description="{add: [IPC_LOCK], drop: [ALL]}"
+    )
+    proc_mount: Literal["Default", "Unmasked"] | None = None
+    se_linux_options: dict[str, Any] | None = Field(default=None, alias="seLinuxOptions")
+    seccomp_profile: dict[str, Any] | None = None
+    app_armor_profile: dict[str, Any] | None = None
+    windows_options: dict[str, Any] | None = None
+
+
+class SourceReference(StrictModel):
+    name: str
+    optional: bool | None = None
+
+
+class EnvFromSource(StrictModel):
+    """Every key of a Secret or ConfigMap as a variable (core/v1 EnvFromSource)."""
+
+    secret_ref: SourceReference | None = None
+    config_map_ref: SourceReference | None = None
+    prefix: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvFromSource:
+        if (self.secret_ref is None) == (self.config_map_ref is None):
+            raise ValueError("envFrom needs exactly one of secretRef or configMapRef")
+        return self
+
+
 class Workload(StrictModel):
     """What a role's pods may set: the container (image to volumeMounts) and the pod.
 
@@ -296,7 +355,9 @@ class Workload(StrictModel):
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[str, EnvValue] | None = None
+    env_from: list[EnvFromSource] | None = None
     resources: Resources | None = None
+    security_context: SecurityContext | None = None
     working_dir: str | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     restart_policy: RestartPolicy | None = Field(
@@ -316,6 +377,7 @@ class Workload(StrictModel):
         default=None, description="Names of Secrets in the run's namespace"
     )
     termination_grace_period_seconds: int | None = Field(default=None, ge=0)
+    pod_security_context: PodSecurityContext | None = None
     pod_labels: dict[str, str] | None = None
     pod_annotations: dict[str, str] | None = Field(
         default=None, description="e.g. sidecar.istio.io/inject: 'false'"
@@ -451,6 +513,7 @@ _NOT_FOR_TRAINJOB: Final = (
     ("image_pull_policy", "the runtime's container sets it"),
     ("priority_class_name", "the runtime sets it (runtimePatches cannot)"),
     ("scheduler_name", "the runtime sets it (runtimePatches cannot)"),
+    ("env_from", "a TrainJob's trainer takes env only; give each variable under env"),
     ("topology_spread_constraints", "the runtime sets them (runtimePatches cannot)"),
     ("success_policy", "it is a TFJob field"),
     ("enable_dynamic_worker", "it is a TFJob field"),
