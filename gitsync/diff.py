@@ -34,6 +34,7 @@ from gitsync.render import (
     LABEL_TRAINING_RUN,
     comparable,
 )
+from gitsync.render.training import JOB_KINDS
 from gitsync.types import ObjectRef
 
 __all__ = [
@@ -233,7 +234,7 @@ def _compare(
 ) -> Change:
     key = ObjectRef.of(body)
     if current is None:
-        if key.kind in {"TFJob", "PyTorchJob"} and key.name in finished:
+        if key.kind in JOB_KINDS and key.name in finished:
             return Change(key, Action.SKIPPED, "this run finished before; runs never restart")
         return Change(key, Action.CREATED, "new", desired=body)
     same_hash = _annotation(current, ANNOTATION_APPLIED_HASH) == _annotation(

@@ -2,7 +2,8 @@
 
 Pure functions from the live object (as the API server returns it) to a
 :class:`HealthReport`. They read only the status the real controllers write (KServe's
-InferenceService conditions and traffic, the Training Operator's job conditions), so
+InferenceService conditions and traffic, the Training Operator's job conditions,
+Kubeflow Trainer's TrainJob conditions and child jobs), so
 they work the same against a real cluster and the dev controllers.
 """
 
@@ -73,6 +74,8 @@ def assess(obj: Mapping[str, Any]) -> HealthReport:
         return _inference_service(obj)
     if kind in {"TFJob", "PyTorchJob"}:
         return _training_job(obj)
+    if kind == "TrainJob":
+        return _train_job(obj)
     # Plain objects (ServiceAccount, ConfigMap, ...) are healthy once they exist.
     return HealthReport(Health.HEALTHY, "applied")
 
@@ -166,6 +169,8 @@ def _training_job(obj: Mapping[str, Any]) -> HealthReport:
     for kind, health in (
         ("Failed", Health.FAILED),
         ("Succeeded", Health.SUCCEEDED),
+        # runPolicy.suspend: the operator turns Running False and keeps the job waiting.
+        ("Suspended", Health.PENDING),
         ("Restarting", Health.RUNNING),
         ("Running", Health.RUNNING),
     ):
@@ -180,4 +185,53 @@ def _training_job(obj: Mapping[str, Any]) -> HealthReport:
         _message(created, "waiting to be scheduled"),
         tuple(conditions),
         details=details,
+    )
+
+
+def _train_job(obj: Mapping[str, Any]) -> HealthReport:
+    """A Kubeflow Trainer v2 TrainJob, judged as a TFJob is.
+
+    Its controller (v2.3) copies ``Complete`` and ``Failed`` from the JobSet, sets
+    ``Suspended``, and has no Running condition: a job runs while any child Job is
+    active. It records no start or completion time either; the condition that ended
+    it (or the resume) dates them.
+    """
+    status = obj.get("status") or {}
+    conditions = _conditions(obj)
+    children = [c for c in status.get("jobsStatus") or [] if isinstance(c, Mapping)]
+    resumed = _condition(conditions, "Suspended")
+    started = (
+        resumed.get("lastTransitionTime")
+        if resumed is not None and resumed.get("status") == "False"
+        else (obj.get("metadata") or {}).get("creationTimestamp")
+    )
+    details: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("startTime", started),
+            ("jobsStatus", children),
+            ("trainerStatus", status.get("trainerStatus")),
+        )
+        if value
+    }
+    for kind, health in (("Failed", Health.FAILED), ("Complete", Health.SUCCEEDED)):
+        condition = _condition(conditions, kind)
+        if condition is not None and condition.get("status") == "True":
+            if condition.get("lastTransitionTime"):
+                details["completionTime"] = condition["lastTransitionTime"]
+            return HealthReport(
+                health, _message(condition, kind.lower()), tuple(conditions), details=details
+            )
+    if resumed is not None and resumed.get("status") == "True":
+        return HealthReport(
+            Health.PENDING, _message(resumed, "suspended"), tuple(conditions), details=details
+        )
+    active = {str(c.get("name")): c.get("active") for c in children if c.get("active")}
+    if active:
+        running = ", ".join(f"{name} {count} active" for name, count in sorted(active.items()))
+        return HealthReport(
+            Health.RUNNING, f"running: {running}", tuple(conditions), details=details
+        )
+    return HealthReport(
+        Health.PENDING, "waiting for the runtime's jobs", tuple(conditions), details=details
     )

@@ -448,13 +448,26 @@ def _run_words(old: TrainingRun | None, new: TrainingRun | None) -> list[str]:
     if new is None:
         assert old is not None  # noqa: S101
         return [f"removed: a running `{run_name(old)}` is stopped; finished runs are kept"]
-    replicas = ", ".join(f"{role} {count}" for role, count in sorted(new.spec.replicas.items()))
-    limit = new.spec.resources.limits.get("nvidia.com/gpu") if new.spec.resources else None
+    spec = new.spec
     # Exact: "500m" or 1.5 GPUs per replica are fractions a float-to-int cast would lose.
-    gpus = Quantity.of(limit) * sum(new.spec.replicas.values()) if limit else None
-    start = (
-        f"starts run `{run_name(new)}` ({new.spec.framework}, {replicas}; image `{new.spec.image}`"
-    )
+    gpus = None
+    if spec.runtime_ref is not None:
+        nodes = spec.num_nodes
+        shape = f"TrainJob on {spec.runtime_ref.kind} {spec.runtime_ref.name}, " + (
+            f"{nodes} node(s)" if nodes else "the runtime's nodes"
+        )
+        limit = spec.resources.limits.get("nvidia.com/gpu") if spec.resources else None
+        gpus = Quantity.of(limit) * nodes if limit and nodes else None
+    else:
+        shape = f"{spec.framework}, " + ", ".join(
+            f"{role} {count}" for role, count in sorted(spec.replicas.items())
+        )
+        for role, workload in spec.workloads().items():
+            limit = workload.resources.limits.get("nvidia.com/gpu") if workload.resources else None
+            if limit:
+                gpus = (gpus or Quantity.of(0)) + Quantity.of(limit) * spec.replicas[role]
+    image = f"image `{spec.image}`" if spec.image else "the runtime's image"
+    start = f"starts run `{run_name(new)}` ({shape}; {image}"
     start += f"; {gpus} GPU(s) in all)" if gpus is not None else ")"
     if old is None:
         return [start]

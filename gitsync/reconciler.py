@@ -41,6 +41,7 @@ from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
 from gitsync.loading import Diagnostic, FileResult
 from gitsync.render import LABEL_INSTANCE, RenderContext, pending
+from gitsync.render.training import TRAINJOB_API
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
 from gitsync.rollout import (
@@ -73,6 +74,7 @@ _RENDERED_KINDS: tuple[tuple[str, str], ...] = (
     (ISVC_API, "InferenceService"),
     ("kubeflow.org/v1", "TFJob"),
     ("kubeflow.org/v1", "PyTorchJob"),
+    (TRAINJOB_API, "TrainJob"),
 )
 _CONTROLLED_KINDS = frozenset(kind for _, kind in _RENDERED_KINDS)
 _SETTLED = {Health.HEALTHY, Health.SUCCEEDED, Health.FAILED, Health.DEGRADED, Health.RUNNING}

@@ -25,6 +25,7 @@ from gitsync.render import ANNOTATION_SCHEDULED_AT, ANNOTATION_SOURCE_COMMIT, ou
 from gitsync.status_document import (
     OVERVIEW_PATH,
     STATUS_ROOT,
+    ChildJobs,
     Condition,
     ModelInfo,
     Phase,
@@ -32,6 +33,7 @@ from gitsync.status_document import (
     RunRecord,
     ScheduleInfo,
     StatusDocument,
+    TrainerProgress,
     dump_document,
     instance_prefix,
     parse_document,
@@ -239,6 +241,41 @@ def run_record(name: str, health: HealthReport, job: Mapping[str, Any] | None) -
         output_uri=output_uri(job) if job is not None else None,
         source_commit=annotations.get(ANNOTATION_SOURCE_COMMIT) or None,
         scheduled_at=annotations.get(ANNOTATION_SCHEDULED_AT) or None,
+        jobs_status=tuple(_child_jobs(c) for c in health.details.get("jobsStatus") or ()),
+        trainer_status=_trainer_progress(health.details.get("trainerStatus")),
+    )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _child_jobs(status: Mapping[str, Any]) -> ChildJobs:
+    return ChildJobs(
+        name=str(status.get("name", "")),
+        active=_count(status.get("active")),
+        ready=_count(status.get("ready")),
+        succeeded=_count(status.get("succeeded")),
+        failed=_count(status.get("failed")),
+        suspended=_count(status.get("suspended")),
+    )
+
+
+def _trainer_progress(status: object) -> TrainerProgress | None:
+    """A TrainJob's ``trainerStatus`` (the CRD bounds it: 256 metrics of 64 chars)."""
+    if not isinstance(status, Mapping):
+        return None
+    metrics = {
+        str(metric.get("name")): str(metric.get("value"))
+        for metric in status.get("metrics") or []
+        if isinstance(metric, Mapping) and metric.get("name")
+    }
+    progress, remaining = status.get("progressPercentage"), status.get("estimatedRemainingSeconds")
+    return TrainerProgress(
+        progress_percentage=progress if isinstance(progress, int) else None,
+        estimated_remaining_seconds=remaining if isinstance(remaining, int) else None,
+        metrics=metrics or None,
+        last_updated_time=str(status["lastUpdatedTime"]) if status.get("lastUpdatedTime") else None,
     )
 
 

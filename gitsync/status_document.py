@@ -33,6 +33,7 @@ from gitsync.errors import ConfigurationError
 __all__ = [
     "OVERVIEW_PATH",
     "STATUS_ROOT",
+    "ChildJobs",
     "Condition",
     "Lineage",
     "ModelInfo",
@@ -42,6 +43,7 @@ __all__ = [
     "ScheduleInfo",
     "StatusDocument",
     "Traffic",
+    "TrainerProgress",
     "check_instance",
     "document_from_data",
     "dump_document",
@@ -121,8 +123,31 @@ class ModelInfo:
 
 
 @_part
+class ChildJobs:
+    """A TrainJob's child Jobs of one replicated job (``jobsStatus``), by state."""
+
+    name: str
+    active: int = 0
+    ready: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    suspended: int = 0
+
+
+@_part
+class TrainerProgress:
+    """What a TrainJob's trainer reported (``trainerStatus``): progress and metrics."""
+
+    progress_percentage: int | None = None
+    estimated_remaining_seconds: int | None = None
+    #: Metric name -> value, as the trainer reported them (strings, as in the CRD).
+    metrics: dict[str, str] | None = None
+    last_updated_time: str | None = None
+
+
+@_part
 class RunRecord:
-    """One run (one TFJob or PyTorchJob) of a TrainingRun."""
+    """One run (one TFJob, PyTorchJob or TrainJob) of a TrainingRun."""
 
     name: str
     phase: str
@@ -133,6 +158,8 @@ class RunRecord:
     output_uri: str | None = None
     source_commit: str | None = None
     scheduled_at: str | None = None
+    jobs_status: tuple[ChildJobs, ...] = ()
+    trainer_status: TrainerProgress | None = None
 
 
 @_part

@@ -23,6 +23,7 @@ from gitsync.render import (
     TrainedModel,
     render,
 )
+from gitsync.render.training import JOB_KINDS
 from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format_time, parse_time
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import run_record
@@ -37,8 +38,6 @@ __all__ = [
     "preview",
     "resolution",
 ]
-
-JOB_KINDS = frozenset({"TFJob", "PyTorchJob"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,12 +58,18 @@ def crds_root() -> Path:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A real kube-apiserver + etcd with the full KServe and Training Operator CRDs."""
+    """A real kube-apiserver + etcd with the full KServe, Training Operator (v1) and
+    Kubeflow Trainer (v2, with its shipped runtimes) CRDs."""
     folder = tmp_path_factory.mktemp("controlplane")
     root = crds_root()
     plane = controlplane.up(
         folder,
-        crd_dirs=[root / "kserve" / "full", root / "training-operator-v1"],
+        crd_dirs=[
+            root / "kserve" / "full",
+            root / "training-operator-v1",
+            root / "trainer-v2",
+            root / "trainer-v2-runtimes",
+        ],
         progress=print,
     )
     try:

@@ -110,7 +110,7 @@ def test_a_whole_cycle_runs_as_the_service_account(as_gitsync: KubeClient, tmp_p
     report = reconciler.cycle()
 
     assert report.changes.failures == [], [c.error for c in report.changes.failures]
-    assert len(report.changes.writes) == 6
+    assert len(report.changes.writes) == 8  # 3 models, 3 runs, 2 plain objects
     git.close()
 
 

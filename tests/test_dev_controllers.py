@@ -413,3 +413,51 @@ def test_pytorchjob_fail_knob_fails_it_with_the_reason(kube: KubeClient, namespa
     assert condition(failed, "Running")["status"] == "False"
     assert failed["status"]["replicaStatuses"]["Master"]["failed"] == 1
     assert "completionTime" in failed["status"]
+
+
+# --- TrainJob (Kubeflow Trainer v2) -------------------------------------------------------
+
+TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
+
+
+def test_trainjob_on_a_shipped_runtime_runs_to_complete_with_its_metrics(
+    kube: KubeClient, namespace: str
+) -> None:
+    """On the real TrainJob CRD and the torch-distributed runtime Kubeflow ships (both
+    installed by the control plane), the status passes the CRD's own validation."""
+    job = {
+        "apiVersion": TRAINJOB_API,
+        "kind": "TrainJob",
+        "metadata": {
+            "name": "finetune",
+            "namespace": namespace,
+            "annotations": {
+                **FAST_JOB,
+                "dev.gitsync.io/progress": "50",
+                "dev.gitsync.io/metrics": "accuracy=0.94,loss=0.11",
+            },
+        },
+        "spec": {"runtimeRef": {"name": "torch-distributed"}, "trainer": {"numNodes": 2}},
+    }
+    created = kube.apply(job, field_manager="test", force=True)
+    seen = statuses_until(
+        kube, created, lambda s: any(c["type"] == "Complete" for c in s.get("conditions", []))
+    )
+
+    running = next(s for s in seen if (s.get("jobsStatus") or [{}])[0].get("active"))
+    assert running["trainerStatus"]["progressPercentage"] == 50
+    status = seen[-1]
+    assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == [
+        ("Complete", "True", "AllJobsCompleted")
+    ]
+    assert status["jobsStatus"] == [
+        {"name": "node", "active": 0, "failed": 0, "ready": 0, "succeeded": 1, "suspended": 0}
+    ]
+    assert status["trainerStatus"]["progressPercentage"] == 100
+    assert status["trainerStatus"]["metrics"] == [
+        {"name": "accuracy", "value": "0.94"},
+        {"name": "loss", "value": "0.11"},
+    ]
+    done = kube.get(TRAINJOB_API, "TrainJob", "finetune", namespace=namespace)
+    assert done is not None
+    assert writes_during(kube, done, 2) == []

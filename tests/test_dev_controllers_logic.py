@@ -34,6 +34,7 @@ from gitsync.dev.controllers.runner import (
     parse_time,
     seconds_annotation,
 )
+from gitsync.dev.controllers.trainjobs import reconcile_train_job
 from gitsync.errors import ApiInvalidError, ApiUnavailableError, WatchExpiredError
 from gitsync.types import ObjectRef
 
@@ -1289,3 +1290,152 @@ def test_a_settled_standard_isvc_is_never_rewritten() -> None:
         until=at(6),
     )
     assert isvc_reconcile(obj, at(60)).status is None
+
+
+# --- TrainJob (Kubeflow Trainer v2) -----------------------------------------------------
+
+TORCH_RUNTIME: Obj = {
+    "apiVersion": "trainer.kubeflow.org/v1alpha1",
+    "kind": "ClusterTrainingRuntime",
+    "metadata": {"name": "torch-distributed"},
+    "spec": {"template": {"spec": {"replicatedJobs": [{"name": "node"}]}}},
+}
+DEEPSPEED_RUNTIME: Obj = {
+    **TORCH_RUNTIME,
+    "metadata": {"name": "deepspeed-distributed"},
+    "spec": {"template": {"spec": {"replicatedJobs": [{"name": "node"}, {"name": "launcher"}]}}},
+}
+
+
+def find_runtime(kind: str, namespace: str, name: str) -> Obj | None:
+    runtimes = {
+        ("ClusterTrainingRuntime", "", r["metadata"]["name"]): r
+        for r in (TORCH_RUNTIME, DEEPSPEED_RUNTIME)
+    }
+    return runtimes.get((kind, namespace, name))
+
+
+def train_job_reconcile(obj: Obj, now: datetime) -> Outcome:
+    return reconcile_train_job(obj, now, JOBS, find_runtime)
+
+
+def train_job(
+    runtime: str = "torch-distributed",
+    *,
+    annotations: Mapping[str, str] | None = None,
+    **spec: Any,
+) -> Obj:
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {
+            "name": "tj",
+            "namespace": "ns",
+            "creationTimestamp": format_time(T0),
+            "annotations": dict(annotations or {}),
+        },
+        "spec": {"runtimeRef": {"name": runtime}, **spec},
+    }
+
+
+def settle_train_job(obj: Obj, until: float) -> Obj:
+    return settle(obj, at(0), train_job_reconcile, until=at(until))
+
+
+def counts(obj: Obj) -> dict[str, tuple[int, ...]]:
+    keys = ("active", "ready", "succeeded", "failed", "suspended")
+    return {j["name"]: tuple(j[k] for k in keys) for j in obj["status"]["jobsStatus"]}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected_conditions", "jobs"),
+    [
+        (0, [], {"node": (0, 0, 0, 0, 0)}),
+        (1, [], {"node": (1, 1, 0, 0, 0)}),
+        (4, [("Complete", "True", "AllJobsCompleted")], {"node": (0, 0, 1, 0, 0)}),
+    ],
+)
+def test_trainjob_lifecycle(
+    seconds: float, expected_conditions: list[tuple[str, str, str]], jobs: Obj
+) -> None:
+    """No Created or Running condition in v2: the child jobs tell that it runs."""
+    obj = settle_train_job(train_job(), seconds)
+    assert [(c["type"], c["status"], c["reason"]) for c in obj["status"].get("conditions", [])] == (
+        expected_conditions
+    )
+    assert counts(obj) == jobs
+    assert "trainerStatus" not in obj["status"]  # a trainer that reports nothing
+
+
+def test_trainjob_lists_every_replicated_job_of_its_runtime() -> None:
+    obj = settle_train_job(train_job("deepspeed-distributed"), 1)
+    assert counts(obj) == {"node": (1, 1, 0, 0, 0), "launcher": (1, 1, 0, 0, 0)}
+
+
+def test_trainjob_progress_and_metrics_knobs() -> None:
+    knobs = {"dev.gitsync.io/progress": "40", "dev.gitsync.io/metrics": "accuracy=0.93, loss=0.2"}
+    running = settle_train_job(train_job(annotations=knobs), 2)
+    assert running["status"]["trainerStatus"] == {
+        "lastUpdatedTime": "2025-03-01T12:00:01Z",
+        "progressPercentage": 40,
+        "metrics": [{"name": "accuracy", "value": "0.93"}, {"name": "loss", "value": "0.2"}],
+    }
+    done = settle_train_job(train_job(annotations=knobs), 10)
+    trainer = done["status"]["trainerStatus"]
+    assert (trainer["progressPercentage"], trainer["estimatedRemainingSeconds"]) == (100, 0)
+    assert trainer["metrics"][0] == {"name": "accuracy", "value": "0.93"}
+
+
+def test_trainjob_fail_knob() -> None:
+    knobs = {"dev.gitsync.io/fail": "true"}
+    obj = settle_train_job(train_job(annotations=knobs), 10)
+    (failed,) = obj["status"]["conditions"]
+    assert (failed["type"], failed["reason"], failed["message"]) == (
+        "Failed",
+        "FailedJobs",
+        "jobset failed due to one or more job failures",
+    )
+    assert counts(obj) == {"node": (0, 0, 0, 1, 0)}
+    # Finished means finished.
+    assert train_job_reconcile(obj, at(100)) == Outcome()
+
+
+def test_suspended_trainjob_waits_and_resumes() -> None:
+    suspended = settle_train_job(train_job(suspend=True), 30)
+    assert [(c["type"], c["status"], c["reason"]) for c in suspended["status"]["conditions"]] == [
+        ("Suspended", "True", "Suspended")
+    ]
+    assert counts(suspended) == {"node": (0, 0, 0, 0, 1)}
+    suspended["spec"]["suspend"] = False
+    resumed = settle(suspended, at(30), train_job_reconcile, until=at(31))
+    by_type = {c["type"]: c for c in resumed["status"]["conditions"]}
+    assert (by_type["Suspended"]["status"], by_type["Suspended"]["reason"]) == ("False", "Resumed")
+    # The clock starts again at the resume: running one second later, not done at once.
+    assert counts(resumed) == {"node": (1, 1, 0, 0, 0)}
+
+
+def test_trainjob_active_deadline() -> None:
+    obj = settle_train_job(
+        train_job(activeDeadlineSeconds=2, annotations={"dev.gitsync.io/run-duration": "60"}), 5
+    )
+    (failed,) = obj["status"]["conditions"]
+    assert (failed["type"], failed["reason"], failed["lastTransitionTime"]) == (
+        "Failed",
+        "DeadlineExceeded",
+        "2025-03-01T12:00:02Z",
+    )
+
+
+def test_trainjob_without_its_runtime_waits_for_it() -> None:
+    outcome = train_job_reconcile(train_job("no-such-runtime"), at(0))
+    assert outcome.status is None
+    assert outcome.note is not None and "no-such-runtime not found" in outcome.note
+    assert outcome.wake_at is not None and outcome.wake_at > at(0)
+
+
+def test_trainjob_managed_by_kueue_is_left_alone() -> None:
+    outcome = train_job_reconcile(train_job(managedBy="kueue.x-k8s.io/multikueue"), at(0))
+    assert (
+        outcome.status is None
+        and outcome.note == "managed by kueue.x-k8s.io/multikueue; left alone"
+    )

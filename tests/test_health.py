@@ -93,5 +93,77 @@ def test_training_job(obj: dict[str, Any], health: Health) -> None:
     assert assess(obj).health is health
 
 
+def test_a_suspended_training_job_says_so() -> None:
+    suspended = job(
+        cond("Created", "True"), cond("Running", "False"), cond("Suspended", "True", "Suspended")
+    )
+    report = assess(suspended)
+    assert report.health is Health.PENDING
+    assert report.message.startswith("Suspended")
+
+
 def test_other_objects_are_healthy_once_applied() -> None:
     assert assess({"kind": "ServiceAccount"}).health is Health.HEALTHY
+
+
+def train_job(*conditions: tuple[str, str, str], **status: Any) -> dict[str, Any]:
+    return {
+        "kind": "TrainJob",
+        "metadata": {"creationTimestamp": "2026-03-01T10:00:00Z"},
+        "status": {
+            "conditions": [
+                {"type": t, "status": s, "reason": r, "message": "m", "lastTransitionTime": "T"}
+                for t, s, r in conditions
+            ],
+            **status,
+        },
+    }
+
+
+NODE_ACTIVE = [{"name": "node", "active": 1, "ready": 1, "succeeded": 0, "failed": 0}]
+
+
+@pytest.mark.parametrize(
+    ("obj", "health", "message"),
+    [
+        (train_job(), Health.PENDING, "waiting for the runtime's jobs"),
+        (train_job(jobsStatus=NODE_ACTIVE), Health.RUNNING, "running: node 1 active"),
+        (
+            train_job(("Suspended", "True", "Suspended"), jobsStatus=NODE_ACTIVE),
+            Health.PENDING,
+            "Suspended: m",
+        ),
+        (
+            train_job(("Suspended", "False", "Resumed"), jobsStatus=NODE_ACTIVE),
+            Health.RUNNING,
+            "running: node 1 active",
+        ),
+        (
+            train_job(("Complete", "True", "AllJobsCompleted")),
+            Health.SUCCEEDED,
+            "AllJobsCompleted: m",
+        ),
+        (train_job(("Failed", "True", "DeadlineExceeded")), Health.FAILED, "DeadlineExceeded: m"),
+        # v2.3 has no Created or Running condition; an old Running one means nothing.
+        (
+            train_job(("Running", "True", "Running")),
+            Health.PENDING,
+            "waiting for the runtime's jobs",
+        ),
+    ],
+)
+def test_train_job(obj: dict[str, Any], health: Health, message: str) -> None:
+    report = assess(obj)
+    assert (report.health, report.message) == (health, message)
+
+
+def test_train_job_times_come_from_its_conditions() -> None:
+    """A TrainJob has no startTime or completionTime: creation (or the last resume)
+    starts it and the condition that ended it dates its end."""
+    done = assess(train_job(("Complete", "True", "AllJobsCompleted")))
+    assert (done.details["startTime"], done.details["completionTime"]) == (
+        "2026-03-01T10:00:00Z",
+        "T",
+    )
+    resumed = assess(train_job(("Suspended", "False", "Resumed"), jobsStatus=NODE_ACTIVE))
+    assert resumed.details["startTime"] == "T"

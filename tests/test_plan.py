@@ -194,16 +194,17 @@ def test_plan_against_the_cluster_shows_drift(
 @pytest.mark.parametrize(
     ("limit", "words"),
     [
-        pytest.param('"500m"', "2 GPU(s) in all", id="milli"),
-        pytest.param("1.5", "6 GPU(s) in all", id="yaml-float"),
-        pytest.param('"0.25"', "1 GPU(s) in all", id="decimal-string"),
+        # The example's parameter server has no GPU: chief and two workers count.
+        pytest.param('"500m"', "1.5 GPU(s) in all", id="milli"),
+        pytest.param("1.5", "4.5 GPU(s) in all", id="yaml-float"),
+        pytest.param('"0.25"', "0.75 GPU(s) in all", id="decimal-string"),
     ],
 )
 def test_new_training_run_with_fractional_gpus(
     examples_repo: SpecRepo, limit: str, words: str
 ) -> None:
-    """Quantities are exact: half a GPU on each of four replicas is two GPUs, not a crash
-    on ``int(float('500m'))`` nor 1.5 truncated to one per replica."""
+    """Quantities are exact: half a GPU on each of three replicas is 1.5 GPUs, not a
+    crash on ``int(float('500m'))`` nor 1.5 truncated to one per replica."""
     target = examples_repo.work / "training" / "fraud-train.yaml"
     target.write_text(
         target.read_text()

@@ -157,6 +157,18 @@ TRAINING: dict[str, Any] = {
 
 GPU = "nvidia.com/gpu"
 
+TRAINJOB: dict[str, Any] = {
+    "apiVersion": "gitsync.io/v1alpha1",
+    "kind": "TrainingRun",
+    "metadata": {"name": "finetune", "namespace": "ml-training", "labels": {"team": "nlp"}},
+    "spec": {
+        "runtimeRef": {"name": "torch-distributed"},
+        "image": "ghcr.io/acme/finetune:0.3.0",
+        "numNodes": 2,
+        "resources": {"limits": {"cpu": "8", "memory": "64Gi", GPU: "4"}},
+    },
+}
+
 
 def spec(base: dict[str, Any], *edits: tuple[str | tuple[str, ...], Any]) -> dict[str, Any]:
     """A deep copy of ``base`` with ``("a.b.c", value)`` edits (a tuple path for keys
@@ -251,9 +263,11 @@ def test_examples_pass_every_shipped_policy(library: PolicySet) -> None:
         "models/review-sentiment.yaml": model_policies,
         "models/search-ranker.yaml": model_policies,
         "models/support-intent.yaml": model_policies,
+        "platform/checkpoints.yaml": [],
         "platform/service-accounts.yaml": [],
         "training/fraud-train.yaml": training_policies,
         "training/intent-finetune.yaml": training_policies,
+        "training/support-llm.yaml": training_policies,
     }
 
 
@@ -432,6 +446,66 @@ SHIPPED_CASES = [
             (("spec", "resources", "limits", GPU), "2"),
         ),
         "the run asks for 10 nvidia.com/gpu in total (per-replica limit x replicas), above the "
+        "cap of 8 per training run",
+    ),
+    # per-role overrides and TrainJobs
+    (
+        "require-resource-requests",
+        spec(
+            TRAINING,
+            ("spec.resources", ...),
+            ("spec.replicas", {"ps": 1}),
+            ("spec.roles", {"ps": {"resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}}),
+        ),
+        None,  # every running role sets its own: the shared ones are not needed
+    ),
+    (
+        "require-resource-requests",
+        spec(TRAINING, ("spec.roles", {"ps": {"resources": {"requests": {"cpu": "1"}}}})),
+        "spec.roles.ps.resources must set memory (as requests, or as limits, which requests "
+        "default to)",
+    ),
+    (
+        "require-resource-requests",
+        spec(
+            TRAINING,
+            ("spec.resources", ...),
+            ("spec.roles", {"ps": {"resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}}),
+        ),
+        "spec.resources must set cpu and memory (as requests, or as limits, which requests "
+        "default to)",  # the chief and the workers still use the shared ones
+    ),
+    ("require-resource-requests", TRAINJOB, None),
+    (
+        "require-resource-requests",
+        spec(TRAINJOB, ("spec.resources", ...)),
+        "spec.resources must set cpu and memory (as requests, or as limits, which requests "
+        "default to)",
+    ),
+    ("require-pinned-images", TRAINJOB, None),
+    ("require-pinned-images", spec(TRAINJOB, ("spec.image", ...)), None),  # the runtime's
+    (
+        "require-pinned-images",
+        spec(TRAINING, ("spec.roles", {"ps": {"image": "ghcr.io/acme/ps"}})),
+        "spec.roles.ps.image ghcr.io/acme/ps: pin the image to a tag (name:1.2.3) or a digest "
+        "(name@sha256:...)",
+    ),
+    (
+        "cap-training-gpus",
+        spec(TRAINING, ("spec.roles", {"ps": {"resources": {"limits": {"cpu": "1"}}}})),
+        None,  # 1 x (1 + 2) = 3: the PS has no GPU
+    ),
+    (
+        "cap-training-gpus",
+        spec(TRAINING, ("spec.roles", {"ps": {"resources": {"limits": {GPU: "6"}}}})),
+        "the run asks for 9 nvidia.com/gpu in total (per-replica limit x replicas), above the "
+        "cap of 8 per training run",
+    ),
+    ("cap-training-gpus", TRAINJOB, None),  # 2 nodes x 4
+    (
+        "cap-training-gpus",
+        spec(TRAINJOB, ("spec.numNodes", 3)),
+        "the run asks for 12 nvidia.com/gpu in total (per-replica limit x replicas), above the "
         "cap of 8 per training run",
     ),
     # canary-steps

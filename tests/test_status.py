@@ -7,7 +7,7 @@ import yaml
 
 from gitsync.diff import Action, Change
 from gitsync.errors import ConfigurationError, Remedy
-from gitsync.health import Health, HealthReport
+from gitsync.health import Health, HealthReport, assess
 from gitsync.inventory import Inventory
 from gitsync.loading import Diagnostic
 from gitsync.status import (
@@ -18,13 +18,16 @@ from gitsync.status import (
     overview,
     parse_document,
     readme,
+    run_record,
     status_path,
 )
 from gitsync.status_document import (
+    ChildJobs,
     ModelInfo,
     RunRecord,
     StatusDocument,
     Traffic,
+    TrainerProgress,
     check_instance,
     document_from_data,
     instance_of_path,
@@ -262,3 +265,58 @@ def test_fields_a_newer_gitsync_adds_are_ignored() -> None:
 
 def test_a_document_with_an_impossible_date_counts_as_absent() -> None:
     assert parse_document(b"kind: ModelDeployment\nname: 2001-02-30\n") is None
+
+
+def test_a_trainjob_run_record_carries_its_child_jobs_and_trainer_status() -> None:
+    """jobsStatus and trainerStatus are typed in the document, and survive a round trip;
+    what the cluster sends that does not fit is dropped, not trusted."""
+    job = {
+        "kind": "TrainJob",
+        "metadata": {"name": "ft-1", "creationTimestamp": "2026-03-01T10:00:00Z"},
+        "spec": {"trainer": {"env": [{"name": "OUTPUT_URI", "value": "s3://m/ft-1"}]}},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Complete",
+                    "status": "True",
+                    "reason": "AllJobsCompleted",
+                    "message": "jobset completed successfully",
+                    "lastTransitionTime": "2026-03-01T10:30:00Z",
+                }
+            ],
+            "jobsStatus": [{"name": "node", "succeeded": 1, "active": "many"}, "garbage"],
+            "trainerStatus": {
+                "progressPercentage": 100,
+                "metrics": [{"name": "accuracy", "value": "0.94"}, {"value": "no name"}],
+                "lastUpdatedTime": "2026-03-01T10:29:59Z",
+            },
+        },
+    }
+    record = run_record("ft-1", assess(job), job)
+    assert record.phase == "Succeeded" and record.output_uri == "s3://m/ft-1"
+    assert (record.start_time, record.completion_time) == (
+        "2026-03-01T10:00:00Z",
+        "2026-03-01T10:30:00Z",
+    )
+    assert record.jobs_status == (ChildJobs(name="node", succeeded=1),)
+    assert record.trainer_status == TrainerProgress(
+        progress_percentage=100,
+        metrics={"accuracy": "0.94"},
+        last_updated_time="2026-03-01T10:29:59Z",
+    )
+    doc = StatusDocument(
+        kind="TrainingRun",
+        name="ft",
+        namespace="ml",
+        source="t.yaml",
+        source_commit="0" * 40,
+        phase=Phase.SUCCEEDED,
+        message="",
+        conditions=(),
+        runs=(record,),
+    )
+    text = dump_document(doc)
+    assert (
+        b"trainerStatus:\n    progressPercentage: 100\n    metrics:\n      accuracy: '0.94'" in text
+    )
+    assert parse_document(text) == doc

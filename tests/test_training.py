@@ -29,6 +29,7 @@ from gitsync.specs import TrainingRun
 from .specrepo import SpecRepo
 
 TFJOB = ("kubeflow.org/v1", "TFJob")
+TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
 HOURLY = "0 * * * *"
 #: The dev Training Operator's knobs: start at once, run for a second.
@@ -537,3 +538,485 @@ def test_a_model_serves_the_latest_successful_run_of_its_training_run(
     )
     lineage = status_doc(repo, namespace, "ModelDeployment", "scorer")["model"]["fromTrainingRun"]
     assert (lineage["run"], lineage["sourceCommit"]) == (second, second_commit)
+
+
+# --- the operators' surface: each field's mistakes, located and explained ------------
+
+SURFACE = """\
+apiVersion: gitsync.io/v1alpha1
+kind: TrainingRun
+metadata: {name: t, namespace: ml}
+spec:
+  framework: tensorflow
+  image: ghcr.io/acme/train:1
+  replicas: {chief: 1, worker: 2}
+"""
+TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            SURFACE + "  roles:\n    cheif: {image: x}\n",
+            "t.yaml:9:5: spec.roles.cheif: unknown field 'cheif'; did you mean 'chief'?",
+            id="role-typo",
+        ),
+        pytest.param(
+            SURFACE + "  roles:\n    ps: {image: x}\n",
+            "t.yaml:9:5: spec.roles: role ps has overrides but no replicas; add it to replicas",
+            id="role-without-replicas",
+        ),
+        pytest.param(
+            TORCH + "  roles:\n    ps: {image: x}\n",
+            "t.yaml:9:5: spec.roles: role ps is not a pytorch role",
+            id="role-of-the-other-framework",
+        ),
+        pytest.param(
+            SURFACE + "  roles:\n    worker: {resource: {}}\n",
+            "t.yaml:9:14: spec.roles.worker.resource: unknown field 'resource'; "
+            "did you mean 'resources'?",
+            id="role-field-typo",
+        ),
+        pytest.param(
+            SURFACE + "  roles: {worker: {workDir: /x}}\n",
+            "t.yaml:8:20: spec.roles.worker.workDir: unknown field 'workDir'; "
+            "did you mean 'workingDir'?",
+            id="working-dir-typo",
+        ),
+        pytest.param(
+            SURFACE.replace("replicas: {chief: 1, worker: 2}", "replicas: {cheif: 1}"),
+            "t.yaml:7:13: spec.replicas: replica role(s) cheif unknown for tensorflow; "
+            "use chief, evaluator, ps, worker (did you mean 'chief'?)",
+            id="replica-role-typo",
+        ),
+        pytest.param(
+            SURFACE + "  env: {TOKEN: {valueFrom: {secretKeyRf: {name: s, key: k}}}}\n",
+            "t.yaml:8:29: spec.env.TOKEN.valueFrom.secretKeyRf: unknown field 'secretKeyRf'; "
+            "did you mean 'secretKeyRef'?",
+            id="env-secret-key-ref-typo",
+        ),
+        pytest.param(
+            SURFACE + "  env: {T: {valueFrom: {secretKeyRef: {name: s, key: k}, fieldRef: "
+            "{fieldPath: x}}}}\n",
+            "t.yaml:8:24: spec.env.T.valueFrom: valueFrom needs exactly one of secretKeyRef, "
+            "configMapKeyRef, fieldRef or resourceFieldRef, not 2",
+            id="env-two-sources",
+        ),
+        pytest.param(
+            SURFACE + "  env: {EPOCHS: 3}\n",
+            "t.yaml:8:17: spec.env.EPOCHS: a value is text (quote numbers and booleans) or "
+            "{valueFrom: ...}",
+            id="env-unquoted-number",
+        ),
+        pytest.param(
+            SURFACE + "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, "
+            "whenUnsatisfiable: DoNotSchedul}]\n",
+            "t.yaml:8:82: spec.topologySpreadConstraints[0].whenUnsatisfiable: 'DoNotSchedul' "
+            "is not one of 'DoNotSchedule' or 'ScheduleAnyway'; did you mean 'DoNotSchedule'?",
+            id="topology-spread",
+        ),
+        pytest.param(
+            SURFACE + "  imagePullSecrets: [Ghcr_Pull]\n",
+            "t.yaml:8:22: spec.imagePullSecrets[0]: String should match pattern",
+            id="image-pull-secret-name",
+        ),
+        pytest.param(
+            SURFACE + "  terminationGracePeriodSeconds: -1\n",
+            "t.yaml:8:34: spec.terminationGracePeriodSeconds: Input should be greater than or "
+            "equal to 0",
+            id="termination-grace-period",
+        ),
+        pytest.param(
+            SURFACE + "  envFrom: [{secretRef: {name: a}, configMapRef: {name: b}}]\n",
+            "t.yaml:8:13: spec.envFrom[0]: envFrom needs exactly one of secretRef or configMapRef",
+            id="env-from-two-sources",
+        ),
+        pytest.param(
+            SURFACE + "  securityContext: {runAsNonroot: true}\n",
+            "t.yaml:8:21: spec.securityContext.runAsNonroot: unknown field 'runAsNonroot'; "
+            "did you mean 'runAsNonRoot'?",
+            id="security-context-typo",
+        ),
+        pytest.param(
+            SURFACE + "  podSecurityContext: {fsGroupChangePolicy: Sometimes}\n",
+            "t.yaml:8:45: spec.podSecurityContext.fsGroupChangePolicy: 'Sometimes' is not one "
+            "of 'OnRootMismatch' or 'Always'",
+            id="pod-security-context",
+        ),
+        pytest.param(
+            SURFACE + "  restartPolicy: OnFailur\n",
+            "t.yaml:8:18: spec.restartPolicy: 'OnFailur' is not one of 'Always', 'OnFailure', "
+            "'Never' or 'ExitCode'; did you mean 'OnFailure'?",
+            id="restart-policy",
+        ),
+        pytest.param(
+            SURFACE + "  imagePullPolicy: IfNotPresnt\n",
+            "t.yaml:8:20: spec.imagePullPolicy: 'IfNotPresnt' is not one of 'Always', "
+            "'IfNotPresent' or 'Never'; did you mean 'IfNotPresent'?",
+            id="image-pull-policy",
+        ),
+        pytest.param(
+            SURFACE + "  roles: {chief: {image: ''}}\n",
+            "t.yaml:8:26: spec.roles.chief.image: role chief has no image",
+            id="role-without-image",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, persistentVolumeClame: {claimName: x}}]\n",
+            "t.yaml:8:26: spec.volumes[0].persistentVolumeClame: unknown field "
+            "'persistentVolumeClame'; did you mean 'persistentVolumeClaim'?",
+            id="volume-source-typo",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, persistentVolumeClaim: {claimname: x}}]\n",
+            "t.yaml:8:50: spec.volumes[0].persistentVolumeClaim.claimname: unknown field "
+            "'claimname'; did you mean 'claimName'?",
+            id="pvc-field-typo",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, emptyDir: {}, secret: {secretName: s}}]\n",
+            "t.yaml:8:13: spec.volumes[0]: volume data needs exactly one source",
+            id="volume-two-sources",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data}]\n",
+            "t.yaml:8:13: spec.volumes[0]: volume data needs exactly one source",
+            id="volume-no-source",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, gcePersistentDisk: {pdName: x}}]\n",
+            "t.yaml:8:13: spec.volumes[0]: volume source gcePersistentDisk is a deprecated "
+            "in-tree plugin; use a persistentVolumeClaim or csi volume",
+            id="volume-deprecated-plugin",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, emptyDir: {}}, {name: d, emptyDir: {}}]\n",
+            "t.yaml:8:12: spec.volumes: volume d is declared twice",
+            id="volume-twice",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, emptyDir: {sizeLimit: huge}}]\n",
+            "t.yaml:8:45: spec.volumes[0].emptyDir.sizeLimit: 'huge' is not a Kubernetes quantity",
+            id="empty-dir-size",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: data, emptyDir: {}}]\n"
+            "  volumeMounts: [{name: dat, mountPath: /data}]\n",
+            "t.yaml:9:17: spec.volumeMounts: every role mounts volume dat, which is not among "
+            "its volumes; did you mean 'data'?",
+            id="mount-of-no-volume",
+        ),
+        pytest.param(
+            SURFACE + "  roles:\n    chief: {volumeMounts: [{name: ckpt, mountPath: /c}]}\n",
+            "t.yaml:9:5: spec.roles: role chief mounts volume ckpt, which is not among its volumes",
+            id="role-mount-of-no-volume",
+        ),
+        pytest.param(
+            SURFACE + "  volumes: [{name: d, emptyDir: {}}]\n"
+            "  volumeMounts: [{name: d, mountPath: data}]\n",
+            "t.yaml:9:39: spec.volumeMounts[0].mountPath: String should match pattern '^/'",
+            id="mount-path-relative",
+        ),
+        pytest.param(
+            SURFACE + "  tolerations: [{key: a, effect: NoScedule}]\n",
+            "t.yaml:8:34: spec.tolerations[0].effect: 'NoScedule' is not one of 'NoSchedule', "
+            "'PreferNoSchedule' or 'NoExecute'; did you mean 'NoSchedule'?",
+            id="toleration-effect",
+        ),
+        pytest.param(
+            SURFACE + "  affinity: {nodeAfinity: {}}\n",
+            "t.yaml:8:14: spec.affinity.nodeAfinity: unknown field 'nodeAfinity'; "
+            "did you mean 'nodeAffinity'?",
+            id="affinity-kind-typo",
+        ),
+        pytest.param(
+            SURFACE + "  nodeSelector: {gpu: true}\n",
+            "t.yaml:8:23: spec.nodeSelector.gpu: Input should be a valid string",
+            id="node-selector-value",
+        ),
+        pytest.param(
+            SURFACE + "  priorityClassName: [high]\n",
+            "t.yaml:8:22: spec.priorityClassName: Input should be a valid string",
+            id="priority-class-name",
+        ),
+        pytest.param(
+            SURFACE + "  podAnnotation: {sidecar.istio.io/inject: 'false'}\n",
+            "t.yaml:8:3: spec.podAnnotation: unknown field 'podAnnotation'; "
+            "did you mean 'podAnnotations'?",
+            id="pod-annotations-typo",
+        ),
+        pytest.param(
+            SURFACE + "  podLabels: {team: 7}\n",
+            "t.yaml:8:21: spec.podLabels.team: Input should be a valid string",
+            id="pod-label-value",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {cleanPodPolicy: none}\n",
+            "t.yaml:8:31: spec.runPolicy.cleanPodPolicy: 'none' is not one of 'None', "
+            "'Running' or 'All'; did you mean 'None'?",
+            id="clean-pod-policy",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {suspend: maybe}\n",
+            "t.yaml:8:24: spec.runPolicy.suspend: Input should be a valid boolean",
+            id="suspend",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {schedulingPolicy: {minAvaliable: 2}}\n",
+            "t.yaml:8:34: spec.runPolicy.schedulingPolicy.minAvaliable: unknown field "
+            "'minAvaliable'; did you mean 'minAvailable'?",
+            id="scheduling-policy-typo",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {schedulingPolicy: {minResources: {cpu: lots}}}\n",
+            "t.yaml:8:54: spec.runPolicy.schedulingPolicy.minResources.cpu: 'lots' is not a "
+            "Kubernetes quantity",
+            id="scheduling-min-resources",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {managedBy: kueue}\n",
+            "t.yaml:8:26: spec.runPolicy.managedBy: 'kueue' is not one of",
+            id="managed-by",
+        ),
+        pytest.param(
+            SURFACE + "  runPolicy: {ttlSecondsAfterFinshed: 60}\n",
+            "t.yaml:8:15: spec.runPolicy.ttlSecondsAfterFinshed: unknown field "
+            "'ttlSecondsAfterFinshed'; did you mean 'ttlSecondsAfterFinished'?",
+            id="ttl-typo",
+        ),
+        pytest.param(
+            SURFACE + "  successPolicy: AllWorker\n",
+            "t.yaml:8:18: spec.successPolicy: 'AllWorker' is not one of 'AllWorkers'; "
+            "did you mean 'AllWorkers'?",
+            id="success-policy",
+        ),
+        pytest.param(
+            TORCH + "  successPolicy: AllWorkers\n",
+            "t.yaml:8:18: spec.successPolicy: successPolicy is a TFJob field, not pytorch's",
+            id="success-policy-on-pytorch",
+        ),
+        pytest.param(
+            SURFACE + "  elasticPolicy: {minReplicas: 1}\n",
+            "t.yaml:8:18: spec.elasticPolicy: elasticPolicy is a PyTorchJob field, "
+            "not tensorflow's",
+            id="elastic-policy-on-tensorflow",
+        ),
+        pytest.param(
+            TORCH + "  elasticPolicy: {minReplicas: 4, maxReplicas: 2}\n",
+            "t.yaml:8:18: spec.elasticPolicy: minReplicas (4) is above maxReplicas (2)",
+            id="elastic-bounds",
+        ),
+        pytest.param(
+            TORCH + "  elasticPolicy: {rdzvBackend: c10}\n",
+            "t.yaml:8:32: spec.elasticPolicy.rdzvBackend: 'c10' is not one of 'c10d', 'etcd' "
+            "or 'etcd-v2'; did you mean 'c10d'?",
+            id="rendezvous-backend",
+        ),
+        pytest.param(
+            TORCH + "  elasticPolicy: {nProcPerNode: 2}\n",
+            "t.yaml:8:19: spec.elasticPolicy.nProcPerNode: unknown field 'nProcPerNode'",
+            id="elastic-nproc-deprecated",
+        ),
+        pytest.param(
+            TORCH.replace("{worker: 2}", "{master: 1}") + "  elasticPolicy: {maxReplicas: 2}\n",
+            "t.yaml:8:18: spec.elasticPolicy: elasticPolicy needs worker replicas",
+            id="elastic-without-workers",
+        ),
+        pytest.param(
+            TORCH + "  nprocPerNode: many\n",
+            "t.yaml:8:17: spec.nprocPerNode: 'many' is not auto, cpu, gpu or a number",
+            id="nproc-per-node",
+        ),
+    ],
+)
+def test_surface_mistakes_are_located_and_explained(content: str, expected: str) -> None:
+    found = [str(d) for d in load_file("t.yaml", content.encode()).diagnostics]
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found[0]
+
+
+TRAINJOB = """\
+apiVersion: gitsync.io/v1alpha1
+kind: TrainingRun
+metadata: {name: t, namespace: ml}
+spec:
+  runtimeRef: {name: torch-distributed}
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            TRAINJOB + "  framework: pytorch\n",
+            [
+                "t.yaml:5:15: spec.runtimeRef: give framework (TFJob, PyTorchJob) or runtimeRef "
+                "(TrainJob), not both"
+            ],
+            id="framework-and-runtime",
+        ),
+        pytest.param(
+            TRAINJOB.replace("  runtimeRef: {name: torch-distributed}\n", "  image: x\n"),
+            [
+                "t.yaml:5:3: spec.framework: give framework (TFJob, PyTorchJob) or runtimeRef "
+                "(TrainJob)"
+            ],
+            id="neither",
+        ),
+        pytest.param(
+            TRAINJOB.replace("{name: torch-distributed}", "{name: x, kind: ClusterRuntime}"),
+            [
+                "t.yaml:5:31: spec.runtimeRef.kind: 'ClusterRuntime' is not one of "
+                "'ClusterTrainingRuntime' or 'TrainingRuntime'; did you mean "
+                "'ClusterTrainingRuntime'?"
+            ],
+            id="runtime-kind",
+        ),
+        pytest.param(
+            TRAINJOB + "  replicas: {worker: 2}\n",
+            [
+                "t.yaml:6:13: spec.replicas: replicas is not for a TrainJob: the runtime's "
+                "replicated jobs run it; give numNodes"
+            ],
+            id="replicas",
+        ),
+        pytest.param(
+            TRAINJOB + "  roles: {worker: {image: x}}\n",
+            ["t.yaml:6:10: spec.roles: roles is not for a TrainJob"],
+            id="roles",
+        ),
+        pytest.param(
+            TRAINJOB + "  restartPolicy: Never\n",
+            ["t.yaml:6:18: spec.restartPolicy: restartPolicy is not for a TrainJob"],
+            id="restart-policy",
+        ),
+        pytest.param(
+            TRAINJOB + "  schedulerName: volcano\n",
+            [
+                "t.yaml:6:18: spec.schedulerName: schedulerName is not for a TrainJob: the runtime "
+                "sets it (runtimePatches cannot)"
+            ],
+            id="scheduler-name",
+        ),
+        pytest.param(
+            TRAINJOB + "  envFrom: [{secretRef: {name: a}}]\n",
+            [
+                "t.yaml:6:12: spec.envFrom: envFrom is not for a TrainJob: a TrainJob's trainer "
+                "takes env only; give each variable under env"
+            ],
+            id="env-from",
+        ),
+        pytest.param(
+            TRAINJOB + "  runPolicy: {backoffLimit: 2}\n",
+            [
+                "t.yaml:6:29: spec.runPolicy.backoffLimit: runPolicy.backoffLimit is not for a "
+                "TrainJob"
+            ],
+            id="run-policy-field",
+        ),
+        pytest.param(
+            TRAINJOB + "  nprocPerNode: gpu\n",
+            ["t.yaml:6:17: spec.nprocPerNode: a TrainJob's nprocPerNode is a number"],
+            id="nproc-per-node",
+        ),
+        pytest.param(
+            TRAINJOB + "  elasticPolicy: {maxReplicas: 2}\n",
+            [
+                "t.yaml:6:18: spec.elasticPolicy: elasticPolicy is not for a TrainJob: it is a "
+                "PyTorchJob field"
+            ],
+            id="elastic-policy",
+        ),
+        pytest.param(
+            TRAINJOB + "  initializer: {dataset: {storageUri: alpaca}}\n",
+            ["t.yaml:6:39: spec.initializer.dataset.storageUri: 'alpaca' is not a URI"],
+            id="initializer-uri",
+        ),
+        pytest.param(
+            TRAINJOB + "  initializer: {datset: {storageUri: hf://a}}\n",
+            [
+                "t.yaml:6:17: spec.initializer.datset: unknown field 'datset'; "
+                "did you mean 'dataset'?"
+            ],
+            id="initializer-typo",
+        ),
+        pytest.param(
+            TRAINJOB + "  numNodes: 0\n",
+            ["t.yaml:6:13: spec.numNodes: Input should be greater than or equal to 1"],
+            id="num-nodes",
+        ),
+        pytest.param(
+            TRAINJOB.replace(
+                "  runtimeRef: {name: torch-distributed}\n",
+                "  framework: pytorch\n  image: x\n  numNodes: 2\n"
+                "  initializer: {model: {storageUri: hf://m}}\n",
+            ),
+            [
+                "t.yaml:7:13: spec.numNodes: numNodes is for a TrainJob (runtimeRef)",
+                "t.yaml:8:16: spec.initializer: initializer is for a TrainJob (runtimeRef)",
+            ],
+            id="trainjob-fields-on-a-pytorchjob",
+        ),
+        pytest.param(
+            TRAINJOB.replace("name: t,", "name: 7t,"),
+            ["t.yaml:3:18: metadata.name: String should match pattern '^[a-z]"],
+            id="name-starts-with-a-digit",
+        ),
+    ],
+)
+def test_trainjob_mistakes_are_located_and_explained(content: str, expected: list[str]) -> None:
+    found = [str(d) for d in load_file("t.yaml", content.encode()).diagnostics]
+    assert len(found) == len(expected), found
+    for message, prefix in zip(found, expected, strict=True):
+        assert message.startswith(prefix), message
+
+
+def test_a_trainjob_runs_to_complete_with_its_metrics_and_its_output_is_served(
+    reconciler: Callable[[], Reconciler], repo: SpecRepo, kube: KubeClient, namespace: str
+) -> None:
+    """A TrainingRun naming a runtime is a Kubeflow Trainer v2 TrainJob: it runs on the
+    torch-distributed runtime Kubeflow ships, its trainer's progress and metrics reach
+    the status document, and a fromTrainingRun model serves its OUTPUT_URI."""
+    knobs = {**FAST, "dev.gitsync.io/progress": "30", "dev.gitsync.io/metrics": "accuracy=0.94"}
+    content = yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "TrainingRun",
+            "metadata": {
+                "name": "train",
+                "namespace": namespace,
+                "labels": {"team": "risk"},
+                "annotations": knobs,
+            },
+            "spec": {
+                "runtimeRef": {"name": "torch-distributed"},
+                "image": "ghcr.io/acme/finetune:1.0.0",
+                "numNodes": 2,
+                "resources": {"limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}},
+                "output": "s3://models/train/{run}",
+                "initializer": {"model": {"storageUri": "hf://acme/base-model"}},
+            },
+        }
+    )
+    repo.write("train.yaml", content)
+    repo.write("scorer.yaml", served_model(namespace))
+    commit = repo.commit("fine-tune on Trainer v2, and serve it")
+    daemon = reconciler()
+
+    drive(daemon, lambda r: storage_uri(kube, namespace) is not None)
+
+    (job,) = kube.list(TRAINJOB_API, "TrainJob", namespace=namespace)["items"]
+    run = job["metadata"]["name"]
+    assert run == run_name(_spec(content))
+    assert storage_uri(kube, namespace) == f"s3://models/train/{run}"
+    doc = status_doc(repo, namespace, "TrainingRun", "train")
+    assert doc["phase"] == "Succeeded"
+    (record,) = doc["runs"]
+    assert (record["name"], record["phase"], record["sourceCommit"]) == (run, "Succeeded", commit)
+    assert record["outputUri"] == f"s3://models/train/{run}"
+    assert record["trainerStatus"]["progressPercentage"] == 100
+    assert record["trainerStatus"]["metrics"] == {"accuracy": "0.94"}
+    assert record["jobsStatus"] == [{"name": "node", "succeeded": 1}]
+    assert record["completionTime"] >= record["startTime"]
+    lineage = status_doc(repo, namespace, "ModelDeployment", "scorer")["model"]["fromTrainingRun"]
+    assert (lineage["run"], lineage["sourceCommit"]) == (run, commit)

@@ -448,7 +448,10 @@ def _up(
     progress: Progress | None,
     binaries: Binaries | None,
 ) -> ControlPlane:
-    from gitsync.dev.crds import install_crds  # noqa: PLC0415 - keeps `dev status` light
+    from gitsync.dev.crds import (  # noqa: PLC0415 - keeps `dev status` light
+        install_crds,
+        install_objects,
+    )
 
     say = progress or (lambda _msg: None)
     folder.mkdir(parents=True, exist_ok=True)
@@ -528,6 +531,8 @@ def _up(
 
     for crd in install_crds(kubeconfig, crd_dirs):
         say(f"CRD {crd} established")
+    for applied in install_objects(kubeconfig, crd_dirs):
+        say(f"{applied} applied")
 
     running = state.get(Component.CONTROLLERS.value)
     if controllers and not (_record_runs(running) and (running or {}).get("endpoint")):
@@ -582,7 +587,7 @@ def _start_controllers(
     except ControlPlaneError:
         _reap(pid)
         raise
-    say("dev controllers started (InferenceService, TFJob, PyTorchJob simulators)")
+    say("dev controllers started (InferenceService, TFJob, PyTorchJob, TrainJob simulators)")
 
 
 def _up_prometheus(folder: Path, state: dict[str, dict[str, object]], say: Progress) -> str:

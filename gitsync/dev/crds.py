@@ -5,6 +5,10 @@ it again in a ``last-applied-configuration`` annotation over the 256 KiB limit, 
 CRDs go in by server-side apply (create-or-update in one request, a no-op when
 unchanged). Each is then awaited until ``Established``, since objects of a kind
 cannot be created before.
+
+A folder may also hold objects of those kinds, such as the ClusterTrainingRuntimes
+Kubeflow Trainer ships (a TrainJob names one): they are applied once every CRD is
+established, so a dev cluster has the runtimes a real Trainer install has.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import yaml
 from gitsync.clients.kube import KubeClient
 from gitsync.errors import ConfigurationError, ControlPlaneError
 
-__all__ = ["default_crd_dirs", "install_crds", "read_crds"]
+__all__ = ["default_crd_dirs", "install_crds", "install_objects", "read_crds"]
 
 FIELD_MANAGER = "gitsync-dev"
 _CRD_API = "apiextensions.k8s.io/v1"
@@ -35,6 +39,10 @@ def default_crd_dirs() -> list[Path]:
 
 def read_crds(folders: Sequence[Path]) -> Iterator[dict[str, Any]]:
     """Every CRD document in the YAML files under ``folders`` (recursively, sorted)."""
+    return (d for d in _documents(folders) if d.get("kind") == "CustomResourceDefinition")
+
+
+def _documents(folders: Sequence[Path]) -> Iterator[dict[str, Any]]:
     for folder in folders:
         if not folder.is_dir():
             raise ConfigurationError(f"CRD folder {folder} does not exist")
@@ -44,12 +52,7 @@ def read_crds(folders: Sequence[Path]) -> Iterator[dict[str, Any]]:
                     documents = list(yaml.load_all(stream, Loader=yaml.CSafeLoader))
             except yaml.YAMLError as exc:
                 raise ConfigurationError(f"{path}: not valid YAML: {exc}") from exc
-            for document in documents:
-                if (
-                    isinstance(document, dict)
-                    and document.get("kind") == "CustomResourceDefinition"
-                ):
-                    yield document
+            yield from (document for document in documents if isinstance(document, dict))
 
 
 def install_crds(kubeconfig: Path, folders: Sequence[Path]) -> list[str]:
@@ -67,6 +70,21 @@ def install_crds(kubeconfig: Path, folders: Sequence[Path]) -> list[str]:
         for name in names:
             _wait_established(client, name)
         return names
+    finally:
+        client.close()
+
+
+def install_objects(kubeconfig: Path, folders: Sequence[Path]) -> list[str]:
+    """Server-side apply every document under ``folders`` that is not a CRD (call
+    after :func:`install_crds`); ``Kind name`` of each."""
+    objects = [d for d in _documents(folders) if d.get("kind") != "CustomResourceDefinition"]
+    if not objects:
+        return []
+    client = KubeClient.from_kubeconfig(kubeconfig)
+    try:
+        for obj in objects:
+            client.apply(obj, field_manager=FIELD_MANAGER, force=True)
+        return [f"{obj.get('kind')} {(obj.get('metadata') or {}).get('name')}" for obj in objects]
     finally:
         client.close()
 

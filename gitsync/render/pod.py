@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from gitsync.specs import ModelDeployment, Resources, TrainingRun
 
@@ -41,8 +42,15 @@ def resource_requirements(resources: Resources | None) -> dict[str, dict[str, st
     return rendered
 
 
-def env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"name": name, "value": value} for name, value in env.items()]
+def env_list(env: Mapping[str, str | BaseModel]) -> list[dict[str, Any]]:
+    """``name: value`` pairs as core/v1 EnvVars; a model value (``valueFrom``) is
+    written as it dumps."""
+    return [
+        {"name": name, "value": value}
+        if isinstance(value, str)
+        else {"name": name, **value.model_dump(mode="json", exclude_none=True)}
+        for name, value in env.items()
+    ]
 
 
 def container_spec(
@@ -51,7 +59,7 @@ def container_spec(
     image: str,
     command: list[str],
     args: list[str],
-    env: Mapping[str, str],
+    env: Mapping[str, str | BaseModel],
     resources: Resources | None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {"name": name, "image": image}

@@ -1,4 +1,4 @@
-"""Dev controllers: stand-ins for KServe and the Kubeflow Training Operator.
+"""Dev controllers: stand-ins for KServe, the Kubeflow Training Operator and Kubeflow Trainer.
 
 The local control plane (:mod:`gitsync.dev.controlplane`) runs a real kube-apiserver
 with the real CRDs, but not the controllers behind them: those need a container
@@ -10,9 +10,8 @@ controllers document and implement it, on a configurable clock.
 
 They are for development and tests only. Each simulator is a pure function from an
 object and the time to its next status (:mod:`.inferenceservice` and :mod:`.standard`
-for the two KServe modes, :mod:`.jobs`); the
-API-server side lives in :mod:`.runner`; ``python -m gitsync.dev.controllers`` runs
-them all in one process.
+for the two KServe modes, :mod:`.jobs`, :mod:`.trainjobs`); the API-server side lives
+in :mod:`.runner`; ``python -m gitsync.dev.controllers`` runs them all in one process.
 """
 
 from gitsync.dev.controllers.inferenceservice import IsvcSettings, reconcile_inference_service

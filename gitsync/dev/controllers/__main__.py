@@ -17,15 +17,17 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import structlog
 
 from gitsync.clients.kube import KubeClient
-from gitsync.dev.controllers import inferenceservice, jobs, metrics
-from gitsync.dev.controllers.runner import Controller
+from gitsync.dev.controllers import inferenceservice, jobs, metrics, trainjobs
+from gitsync.dev.controllers.runner import Controller, Outcome
 from gitsync.errors import ConfigurationError
 from gitsync.log import configure as configure_logging
 
@@ -57,7 +59,7 @@ def _port(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gitsync.dev.controllers",
-        description="Simulate the KServe and Kubeflow Training Operator controllers "
+        description="Simulate the KServe, Kubeflow Training Operator and Trainer controllers "
         "(status only) against a development API server.",
     )
     parser.add_argument(
@@ -111,6 +113,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _leave_alone(_obj: Mapping[str, Any], _now: datetime) -> Outcome:
+    return Outcome()
+
+
+def _find_runtime(
+    runtimes: Mapping[str, Controller], kind: str, namespace: str, name: str
+) -> Mapping[str, Any] | None:
+    controller = runtimes.get(kind)
+    for obj in controller.objects() if controller else []:
+        metadata = obj.get("metadata") or {}
+        if metadata.get("name") == name and (metadata.get("namespace") or "") == namespace:
+            return obj
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(json=args.log_format == "json", level=args.log_level)
@@ -142,6 +159,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reconcile=functools.partial(jobs.reconcile_job, settings=job_settings),
             )
             for kind in jobs.JOB_KINDS
+        ),
+    ]
+    # Watched only for their replicated jobs, which a TrainJob's status lists.
+    runtimes = {
+        kind: Controller(kube, api_version=trainjobs.API_VERSION, kind=kind, reconcile=_leave_alone)
+        for kind in trainjobs.RUNTIME_KINDS
+    }
+    controllers += [
+        *runtimes.values(),
+        Controller(
+            kube,
+            api_version=trainjobs.API_VERSION,
+            kind=trainjobs.KIND,
+            reconcile=functools.partial(
+                trainjobs.reconcile_train_job,
+                settings=job_settings,
+                runtimes=functools.partial(_find_runtime, runtimes),
+            ),
         ),
     ]
 
