@@ -36,6 +36,8 @@ from gitsync.clients.prometheus import PrometheusClient
 from gitsync.diff import ChangeSet, PrunePolicy, holds, plan_changes
 from gitsync.errors import GitError, GitsyncError, Remedy
 from gitsync.evaluation import Evaluation, Evaluator
+from gitsync.event_recorder import EventRecorder
+from gitsync.events import cycle_events
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
@@ -157,6 +159,11 @@ class CycleReport:
     status_error: str | None = None
     skipped: bool = False
     duration: float = 0.0
+    #: The rollout decisions taken, the objects as last seen, and the time the
+    #: statuses are dated with: what the cycle's Events are derived from.
+    rollouts: Mapping[ObjectRef, Decision] = field(default_factory=dict)
+    objects: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
+    at: str = ""
 
     @property
     def failed(self) -> bool:
@@ -200,12 +207,15 @@ class Reconciler:
         watch: bool = False,
         metrics: MetricsSources | None = None,
         cache_dir: Path | None = None,
+        events: EventRecorder | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
         ``cache_dir`` keeps policy verdicts, and the YAML of spec files and status
-        documents, beyond this process (in its eval/, specs/ and status/)."""
+        documents, beyond this process (in its eval/, specs/ and status/); ``events``
+        posts each cycle's Events on the objects it touched."""
         self._git = git
+        self._events = events
         self._kube = kube
         self._options = options
         self._clock = clock
@@ -231,8 +241,11 @@ class Reconciler:
         self._memo = _Memo()
 
     def close(self) -> None:
-        """Stop the informers, if any, and close the metrics clients."""
+        """Stop the informers, if any, post the Events still queued, and close the
+        metrics clients."""
         self._live_source.close()
+        if self._events is not None:
+            self._events.close()
         for client in self._prometheus_clients.values():
             client.close()
 
@@ -277,9 +290,24 @@ class Reconciler:
             error=error,
             status_error=str(status_error) if status_error else None,
             duration=time.monotonic() - started,
+            rollouts=cycle.rollouts,
+            objects=cycle.observed.objects,
+            at=format_time(cycle.now),
         )
         self._remember(cycle, report)
         self._log(cycle, report)
+        if self._events is not None:
+            # After the statuses are published, and queued: an Event never holds up
+            # or fails a cycle (see gitsync.event_recorder).
+            self._events.record(
+                cycle_events(
+                    changes=report.changes,
+                    rollouts=report.rollouts,
+                    statuses=report.statuses,
+                    objects=report.objects,
+                    now=report.at,
+                )
+            )
         return report
 
     # --- steps, in order ----------------------------------------------------------------
