@@ -55,6 +55,7 @@ from gitsync.rollout import (
 )
 from gitsync.rollout import with_decision as _with_decision
 from gitsync.schedule import format_time
+from gitsync.sharding import WHOLE, Shard
 from gitsync.snapshot import Snapshot, read_snapshot
 from gitsync.spec_status import ISVC_API, Observations, inference_service_key, spec_statuses
 from gitsync.specs import ModelDeployment, TrainingRun
@@ -91,6 +92,8 @@ class SyncOptions:
     status_branch: str | None = None
     status_author: Author = DEFAULT_AUTHOR
     wait_timeout: float = 0.0
+    #: This process's share of the instance's spec files (and of their objects).
+    shard: Shard = WHOLE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +238,7 @@ class Reconciler:
             author=options.status_author,
             instance=options.instance,
             parsed=None if cache_dir is None else DiskCache(cache_dir / "status"),
+            shard=options.shard,
         )
         self._documents = None if cache_dir is None else DiskCache(cache_dir / "specs")
         self._namespaces: set[str] = set()
@@ -336,6 +340,7 @@ class Reconciler:
             root=self._options.path,
             parsed=self._memo.parsed,
             documents=self._documents,
+            shard=self._options.shard,
         )
         self._memo = replace(self._memo, parsed=snapshot.parsed)
         if snapshot.config_diagnostics:
@@ -371,7 +376,13 @@ class Reconciler:
             recorded=inventory.applied_kinds(),
         )
         self._memo = replace(self._memo, kinds=frozenset(kinds) - set(_RENDERED_KINDS))
-        live = {ObjectRef.of(item): item for item in self._live_source.objects(kinds)}
+        # Another shard's objects are not this one's to prune, step or report.
+        shard = self._options.shard
+        live = {
+            ObjectRef.of(item): item
+            for item in self._live_source.objects(kinds)
+            if shard.owns_object(item)
+        }
         return replace(cycle, live=live, observed_live=True)
 
     def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
