@@ -33,7 +33,7 @@ from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import KubeClient, resource_version
 from gitsync.clients.prometheus import PrometheusClient
-from gitsync.diff import ChangeSet, PrunePolicy, holds, plan_changes
+from gitsync.diff import Action, ChangeSet, PrunePolicy, holds, plan_changes
 from gitsync.errors import GitError, GitsyncError, Remedy
 from gitsync.evaluation import Evaluation, Evaluator
 from gitsync.event_recorder import EventRecorder
@@ -55,7 +55,7 @@ from gitsync.rollout import (
 )
 from gitsync.rollout import with_decision as _with_decision
 from gitsync.schedule import format_time
-from gitsync.sharding import WHOLE, Shard
+from gitsync.sharding import WHOLE, Shard, keep_declared_elsewhere
 from gitsync.snapshot import Snapshot, read_snapshot
 from gitsync.spec_status import ISVC_API, Observations, inference_service_key, spec_statuses
 from gitsync.specs import ModelDeployment, TrainingRun
@@ -493,7 +493,24 @@ class Reconciler:
             prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
             self_heal=config.self_heal,
         )
+        shard = self._options.shard
+        if not shard.whole and plan.of(Action.DELETED):
+            plan = keep_declared_elsewhere(plan, declared=self._declared(cycle), shard=shard)
         return replace(cycle, plan=plan)
+
+    def _declared(self, cycle: Cycle) -> dict[ObjectRef, str]:
+        """Every spec of the whole repo, by identity -> its file: read (from the
+        cache, mostly) only when a shard is about to delete something."""
+        revision = cycle.need(cycle.revision, "revision")
+        whole = read_snapshot(
+            self._git, revision.commit, root=self._options.path, documents=self._documents
+        )
+        namespace = whole.config.defaults.namespace
+        loaded = whole.loaded
+        return {
+            **{r.key(namespace): r.path for r in loaded.rejected},
+            **{e.key(namespace): e.path for e in loaded.entries},
+        }
 
     def _apply_changes(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")

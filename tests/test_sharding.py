@@ -18,11 +18,12 @@ import yaml
 from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
-from gitsync.diff import Action
+from gitsync.diff import Action, Change, ChangeSet
 from gitsync.errors import ConfigurationError
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
-from gitsync.render import ANNOTATION_SOURCE_PATH
-from gitsync.sharding import Shard, shard_of
+from gitsync.render import ANNOTATION_SOURCE_PATH, ANNOTATION_SPEC_KIND, LABEL_TRAINING_RUN
+from gitsync.sharding import Shard, keep_declared_elsewhere, shard_of, spec_identity
+from gitsync.types import ObjectRef
 
 from .specrepo import SpecRepo
 from .test_reconcile import ISVC, model
@@ -205,6 +206,31 @@ def test_three_shards_then_two_apply_each_object_once_and_delete_nothing(
         )
         assert doc["phase"] != "Invalid"
 
+    # A spec renamed into another shard's file: its old owner keeps it, the new adopts it.
+    old = PATHS[1]
+    new = next(
+        path
+        for k in range(100)
+        if shard_of(path := f"specs/renamed/model-01-{k}.yaml", 2) != shard_of(old, 2)
+    )
+    repo.write(new, (repo.work / old).read_text())
+    repo.delete(old)
+    repo.commit("move model-01 to another file")
+    was, now = shard_of(old, 2), shard_of(new, 2)
+    kept = shards[was, 2].cycle()  # the old owner first: it must not prune
+    assert written(kept, Action.DELETED) == []
+    (skip,) = [c for c in kept.changes.changes if c.key.name == "model-01"]
+    assert skip.action is Action.SKIPPED
+    assert skip.reason.startswith(f"kept: now declared by {new}")
+    adopted = shards[now, 2].cycle()
+    assert written(adopted, Action.CREATED, Action.CONFIGURED) == ["model-01"]
+    live = kube.get(*ISVC, "model-01", namespace=namespace)
+    assert live is not None
+    assert live["metadata"]["annotations"][ANNOTATION_SOURCE_PATH] == new
+    after = shards[was, 2].cycle()
+    assert "model-01" not in written(after, Action.DELETED, Action.SKIPPED)
+    assert uids(kube, namespace) == before
+
     # A spec really removed is pruned, by its shard alone.
     gone = PATHS[0]
     repo.delete(gone)
@@ -213,3 +239,58 @@ def test_three_shards_then_two_apply_each_object_once_and_delete_nothing(
     assert written(third[shard_of(gone, 2)], Action.DELETED) == ["model-00"]
     assert written(third[1 - shard_of(gone, 2)], Action.DELETED) == []
     assert sorted(uids(kube, namespace)) == models[1:]
+
+
+def _live(path: str, *, kind: str = "ModelDeployment", **labels: str) -> dict[str, object]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": "fraud",
+            "namespace": "ml",
+            "labels": labels,
+            "annotations": {ANNOTATION_SOURCE_PATH: path, ANNOTATION_SPEC_KIND: kind},
+        },
+    }
+
+
+def _other(path: str, shard: Shard) -> str:
+    """A path of the same folder that another shard than ``shard`` owns."""
+    return next(p for k in range(100) if not shard.owns(p := f"{path}.{k}.yaml"))
+
+
+SHARD = Shard(0, 2)
+OWN = next(p for k in range(100) if SHARD.owns(p := f"own-{k}.yaml"))
+FRAUD = ObjectRef.spec("ModelDeployment", "ml", "fraud")
+
+
+@pytest.mark.parametrize(
+    ("live", "declared", "kept"),
+    [
+        (_live(OWN), {}, False),  # gone from Git: pruned
+        (_live(OWN), {FRAUD: _other("moved", SHARD)}, True),  # renamed into another shard
+        (_live(OWN), {FRAUD: OWN}, False),  # its own file (a retired run, say): as planned
+        (
+            _live(OWN, kind="TrainingRun", **{LABEL_TRAINING_RUN: "fraud"}),
+            {ObjectRef.spec("TrainingRun", "ml", "fraud"): _other("runs", SHARD)},
+            True,
+        ),
+        (_live(OWN, kind="Manifest"), {FRAUD: _other("moved", SHARD)}, False),
+        ({"metadata": {"name": "fraud"}}, {FRAUD: _other("moved", SHARD)}, False),
+    ],
+)
+def test_a_deletion_declared_by_another_shard_is_kept(
+    live: dict[str, object], declared: dict[ObjectRef, str], kept: bool
+) -> None:
+    deletion = Change(ObjectRef.of(live), Action.DELETED, live=live)
+    (result,) = keep_declared_elsewhere(
+        ChangeSet((deletion,)), declared=declared, shard=SHARD
+    ).changes
+    assert result.action is (Action.SKIPPED if kept else Action.DELETED)
+    assert result.reason.startswith("kept: now declared by") is kept
+
+
+def test_the_identity_of_a_manifest_is_its_own() -> None:
+    manifest = _live(OWN, kind="Manifest")
+    assert spec_identity(manifest) == ObjectRef.of(manifest)
+    assert spec_identity({"metadata": {}}) is None
