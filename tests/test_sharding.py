@@ -294,3 +294,18 @@ def test_the_identity_of_a_manifest_is_its_own() -> None:
     manifest = _live(OWN, kind="Manifest")
     assert spec_identity(manifest) == ObjectRef.of(manifest)
     assert spec_identity({"metadata": {}}) is None
+
+
+def test_the_command_line_refuses_a_shard_beyond_its_count() -> None:
+    shown = subprocess.run(
+        [
+            *(sys.executable, "-m", "gitsync", "plan", "--repo", str(Path(__file__).parents[1])),
+            *("--base", "HEAD", "--shards", "2", "--shard-index", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert shown.returncode == 2
+    assert "shard 2 of 2: need --shards >= 1 and 0 <= --shard-index < --shards" in shown.stderr
