@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,41 @@ def test_an_event_that_cannot_be_posted_is_logged_and_dropped(
     assert recorder.flush(10)
     assert (recorder.failed, recorder.posted) == (1, 1)
     assert [e["note"] for e in events_of(kube, namespace, "x")] == ["kept"]
+
+
+def test_a_series_ends_after_six_minutes_and_a_deleted_event_starts_anew(
+    kube: KubeClient, namespace: str
+) -> None:
+    now = [datetime(2026, 12, 1, 12, 0, tzinfo=UTC)]
+    recorder = EventRecorder(kube, reporting_instance="clocked", clock=lambda: now[0])
+    regarding = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "y",
+        "uid": "u",
+        "namespace": namespace,
+    }
+    drift = EventIntent(regarding, Reason.DRIFT_REVERTED, EventAction.APPLY, "reverted")
+    try:
+        for minutes in (0, 1, 2):  # one series of three
+            now[0] = datetime(2026, 12, 1, 12, minutes, tzinfo=UTC)
+            recorder.record([drift])
+        assert recorder.flush(10)
+        (first,) = events_of(kube, namespace, "y")
+        assert first["series"]["count"] == 3
+        assert first["series"]["lastObservedTime"] == "2026-12-01T12:02:00.000000Z"
+
+        now[0] = datetime(2026, 12, 1, 12, 9, tzinfo=UTC)  # seven minutes on: a new Event
+        recorder.record([drift])
+        assert recorder.flush(10)
+        assert [e.get("series") for e in events_of(kube, namespace, "y")][1] is None
+
+        name = events_of(kube, namespace, "y")[1]["metadata"]["name"]
+        kube.request("DELETE", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events/{name}")
+        now[0] = datetime(2026, 12, 1, 12, 10, tzinfo=UTC)  # its series is gone: created again
+        recorder.record([drift])
+        assert recorder.flush(10)
+        assert len(events_of(kube, namespace, "y")) == 2
+        assert recorder.failed == 0
+    finally:
+        recorder.close()

@@ -103,6 +103,11 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[Reason, str]]]] = [
         [(Reason.APPLY_FAILED, "HTTP 422: denied")],
     ),
     (
+        "a failed prune regards the object it could not delete",
+        {"changes": [change(Action.DELETED, desired=None, live=obj(), error="HTTP 403")]},
+        [(Reason.APPLY_FAILED, "HTTP 403")],
+    ),
+    (
         "a rollout step of the same commit is told as the step only",
         {
             "changes": [change(Action.CONFIGURED, live=obj(commit="b" * 40))],
