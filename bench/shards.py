@@ -108,7 +108,7 @@ def run(kubeconfig: Path, tmp: Path, *, n: int, shards: int, runs: int) -> None:
 
         # Events on: the cycle hands them over; the recorder posts them after.
         recorder = EventRecorder(KubeClient.from_kubeconfig(kubeconfig), reporting_instance="bench")
-        evented = reconciler(Shard(), instance=f"events-{run_index}", events=recorder)
+        evented = reconciler(Shard(), instance=f"events-{run_index}", events=recorder, watch=True)
         seconds, report = timed(evented.cycle)
         with_events.append(seconds)
         started = time.perf_counter()
