@@ -10,10 +10,13 @@ one-shot ``gitsync sync`` waits a few seconds on :meth:`close` for the queue to
 drain, so its Events land before the process ends.
 
 Repeats are aggregated as client-go's events broadcaster does
-(k8s.io/client-go/tools/events): an Event with the same type, action, reason,
-reporter and regarded object as one posted within the last six minutes (its
-``finishTime``) is not a new object but the next count of that one's ``series``.
-Where client-go batches later counts into a heartbeat every 30 minutes, gitsync
+(k8s.io/client-go/tools/events): an Event like one posted within the last six
+minutes (its ``finishTime``) is not a new object but the next count of that one's
+``series``. Two differences, both deliberate. "Like" also takes in the note, as the
+older core/v1 correlator (tools/record) does with the message: gitsync's notes carry
+what happened (``canary 20% -> 60%``), which a series keeping only its first note
+would hide, while a true repeat (the same drift reverted again) still counts. And
+where client-go batches later counts into a heartbeat every 30 minutes, gitsync
 patches each one at once: its Events come a few per cycle, not thousands a second,
 and ``kubectl events`` then shows the count as it is.
 """
@@ -47,7 +50,7 @@ _TIMEOUT: Final = (2.0, 5.0)
 #: The API server caps reportingInstance at 128 characters.
 _INSTANCE_LIMIT: Final = 128
 
-_Key = tuple[str, str, str, tuple[tuple[str, str], ...]]
+_Key = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
 
 
 @dataclass(slots=True)
@@ -149,6 +152,7 @@ class EventRecorder:
             intent.type.value,
             intent.action.value,
             intent.reason.value,
+            intent.note,
             tuple(sorted(intent.regarding.items())),
         )
         series = self._series.get(key)

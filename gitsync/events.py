@@ -16,8 +16,10 @@ The rules:
   invalid (its ``Valid`` condition's transition), not in every cycle it stays so.
 - A write is told once: created, configured (only when Git changed the object: a
   rollout step's write is told as the step), drift reverted, pruned, or its failure.
-- A rollout transition is told only when its write landed (the transition travels in
-  the state annotation of that very write).
+- A rollout is told when it moves traffic (a step, from% -> to%), is promoted or is
+  rolled back, and only when that write landed (the transition travels in the state
+  annotation of that very write); a revision turning ready or an analysis round is
+  left to the status branch.
 - Reasons are a closed enum; notes are redacted and bounded to the API's 1 KiB.
 """
 
@@ -155,8 +157,9 @@ def cycle_events(
     found: list[EventIntent] = []
     for change in changes.changes:
         found += _change_events(change, objects, stepped=stepped.get(change.key))
+    before = {c.key: c.live for c in changes.changes}
     for key, decision in sorted(stepped.items()):
-        found += _rollout_event(key, decision, objects)
+        found += _rollout_event(key, decision, objects, before=before.get(key))
     for status in statuses:
         found += _refusal(status, objects, now=now)
     return tuple(found)
@@ -210,10 +213,24 @@ def _change_events(
     return [] if told is None else _intent(obj, told[0], action, told[1])
 
 
+def _traffic(live: Mapping[str, Any] | None) -> object:
+    predictor = ((live or {}).get("spec") or {}).get("predictor") or {}
+    return predictor.get("canaryTrafficPercent")
+
+
 def _rollout_event(
-    key: ObjectRef, decision: Decision, objects: Mapping[ObjectRef, Mapping[str, Any]]
+    key: ObjectRef,
+    decision: Decision,
+    objects: Mapping[ObjectRef, Mapping[str, Any]],
+    *,
+    before: Mapping[str, Any] | None,
 ) -> list[EventIntent]:
+    """A step is a move of traffic (``from% -> to%``); the other transitions (a
+    revision ready, an analysis round, a pause) are the status branch's to tell, or
+    a rollout would post an Event every analysis interval."""
     state, text = decision.state, str(decision.transition)
+    if state.phase.active and decision.traffic == _traffic(before):
+        return []
     if state.phase in {RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED}:
         evidence = "; ".join(m.text() for m in state.evidence)
         note = f"{text}; evidence: {evidence}" if evidence and evidence not in text else text

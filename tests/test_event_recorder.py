@@ -110,10 +110,8 @@ def test_a_cycle_tells_what_it_did_on_the_inference_service(
     assert live is not None
     events = events_of(kube, namespace, "fraud")
     reasons = [e["reason"] for e in events]
-    assert reasons[:3] == ["Created", "DriftReverted", "Configured"]
-    assert reasons[3] == "RolloutStep"
-    assert reasons[-1] == "RolledBack"
-    assert set(reasons) <= {r.value for r in Reason}
+    # A revision turning ready and the analysis rounds move no traffic: no Event.
+    assert reasons == ["Created", "DriftReverted", "Configured", "RolloutStep", "RolledBack"]
     for event in events:
         assert event["regarding"]["uid"] == live["metadata"]["uid"]
         assert event["regarding"]["kind"] == "InferenceService"

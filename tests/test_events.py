@@ -44,8 +44,17 @@ def change(action: Action, **settings: Any) -> Change:
     return Change(ISVC, action, **settings)
 
 
-def decision(phase: RolloutPhase, transition: str | None, **state: Any) -> Decision:
-    return Decision(20, RolloutState("new", "old", phase, started_at=EARLIER, **state), transition)
+def decision(
+    phase: RolloutPhase, transition: str | None, *, traffic: int | None = 20, **state: Any
+) -> Decision:
+    return Decision(
+        traffic, RolloutState("new", "old", phase, started_at=EARLIER, **state), transition
+    )
+
+
+def at(percent: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` serving ``percent``% of traffic to its canary."""
+    return {**body, "spec": {"predictor": {"canaryTrafficPercent": percent}}}
 
 
 def status(
@@ -115,6 +124,35 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[Reason, str]]]] = [
             "rollouts": {ISVC: decision(RolloutPhase.PROGRESSING, "canary 20% -> 60% (ok)")},
         },
         [(Reason.ROLLOUT_STEP, "canary 20% -> 60% (ok)")],
+    ),
+    (
+        "an analysis round moves no traffic: no step, and no Configured either",
+        {
+            "changes": [change(Action.CONFIGURED, live=at(20, obj(commit="b" * 40)))],
+            "objects": {ISVC: obj()},
+            "rollouts": {ISVC: decision(RolloutPhase.PROGRESSING, "analysis at 20%: ok")},
+        },
+        [],
+    ),
+    (
+        "the next step moves it",
+        {
+            "changes": [change(Action.CONFIGURED, live=at(20, obj(commit="b" * 40)))],
+            "objects": {ISVC: obj()},
+            "rollouts": {ISVC: decision(RolloutPhase.PROGRESSING, "canary 20% -> 60%", traffic=60)},
+        },
+        [(Reason.ROLLOUT_STEP, "canary 20% -> 60%")],
+    ),
+    (
+        "rolled back from a step: from 20% to 0%",
+        {
+            "changes": [change(Action.CONFIGURED, live=at(20, obj(commit="b" * 40)))],
+            "objects": {ISVC: obj()},
+            "rollouts": {
+                ISVC: decision(RolloutPhase.ROLLED_BACK, "canary rolled back at 20%", traffic=0)
+            },
+        },
+        [(Reason.ROLLED_BACK, "canary rolled back at 20%")],
     ),
     (
         "a new commit that starts a canary: configured, then the step",
