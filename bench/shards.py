@@ -6,7 +6,9 @@ Figures, with N generated ModelDeployments (bench/reconcile.py's repo):
     wall time a sharded instance would take);
   * the no-op cycle of one shard, watching, against the unsharded one;
   * the first sync with Events on: the cycle's own time, and how long the recorder
-    then takes to post its N Events (one per created object).
+    then takes to post its N Events (one per created object);
+  * what Events add to the cycle itself: deriving N Events from a report of N
+    created objects (pure, so measured in-process: --derive-only runs only this).
 Timings are medians of --runs runs; each first sync uses a fresh namespace and
 instance, so it really creates its N objects.
 
@@ -21,16 +23,21 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from reconcile import ROOT, make_repo, median_ms, timed
 
 from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
 from gitsync.dev import controlplane
+from gitsync.diff import Action, Change, ChangeSet
 from gitsync.event_recorder import EventRecorder
+from gitsync.events import cycle_events
 from gitsync.log import configure as configure_logging
 from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.render import ANNOTATION_SOURCE_COMMIT, ANNOTATION_SOURCE_PATH
 from gitsync.sharding import Shard
+from gitsync.types import ObjectRef
 
 
 def main() -> None:
@@ -39,7 +46,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--derive-only", action="store_true")
     args = parser.parse_args()
+    derive(args.n)
+    if args.derive_only:
+        return
     with tempfile.TemporaryDirectory(prefix="gitsync-bench-") as scratch:
         tmp = Path(scratch)
         crds = ROOT.parent / "shared" / "crds"
@@ -132,6 +143,34 @@ def run(kubeconfig: Path, tmp: Path, *, n: int, shards: int, runs: int) -> None:
         f"then {statistics.median(posting):.1f} s to post {n} Events "
         f"({n / statistics.median(posting):.0f}/s)"
     )
+
+
+def derive(n: int) -> None:
+    """The cycle's share of Events: cycle_events over n created objects."""
+    objects: dict[ObjectRef, dict[str, Any]] = {}
+    for index in range(n):
+        body = {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {
+                "name": f"model-{index:05d}",
+                "namespace": "bench",
+                "uid": f"uid-{index}",
+                "annotations": {
+                    ANNOTATION_SOURCE_PATH: f"models/model-{index:05d}.yaml",
+                    ANNOTATION_SOURCE_COMMIT: "0" * 40,
+                },
+            },
+        }
+        objects[ObjectRef.of(body)] = body
+    changes = ChangeSet(tuple(Change(k, Action.CREATED, desired=v) for k, v in objects.items()))
+    samples = []
+    for _ in range(9):
+        started = time.perf_counter()
+        found = cycle_events(changes=changes, rollouts={}, statuses=(), objects=objects, now="")
+        samples.append(time.perf_counter() - started)
+    assert len(found) == n
+    print(f"deriving {n} Events from a cycle's report: median {median_ms(samples)} ms")
 
 
 def delete_all(kube: KubeClient, namespace: str) -> None:
