@@ -16,8 +16,8 @@ The rules:
   invalid (its ``Valid`` condition's transition), not in every cycle it stays so.
 - A write is told once: created, configured (only when Git changed the object: a
   rollout step's write is told as the step), drift reverted, pruned, or its failure.
-- A rollout is told when it moves traffic (a step, from% -> to%), is promoted or is
-  rolled back, and only when that write landed (the transition travels in the state
+- A rollout is told when it moves (starts, steps from% -> to%, pauses or resumes,
+  is promoted or rolled back), and only when that write landed (the transition travels in the state
   annotation of that very write); a revision turning ready or an analysis round is
   left to the status branch.
 - Reasons are a closed enum; notes are redacted and bounded to the API's 1 KiB.
@@ -38,7 +38,7 @@ from gitsync.render import (
     ANNOTATION_SPEC_KIND,
     LABEL_TRAINING_RUN,
 )
-from gitsync.rollout import Decision, RolloutPhase
+from gitsync.rollout import Decision, RolloutPhase, RolloutState
 from gitsync.status import SpecStatus
 from gitsync.types import ObjectRef, parse_resource
 
@@ -213,9 +213,17 @@ def _change_events(
     return [] if told is None else _intent(obj, told[0], action, told[1])
 
 
-def _traffic(live: Mapping[str, Any] | None) -> object:
-    predictor = ((live or {}).get("spec") or {}).get("predictor") or {}
-    return predictor.get("canaryTrafficPercent")
+def _moved(before: Mapping[str, Any] | None, state: RolloutState) -> bool:
+    """Whether a decision moved the rollout (started, stepped, paused or resumed, or
+    ended), by the state the live object carried before, whatever the KServe mode
+    that carries its traffic."""
+    was = RolloutState.from_live(before)
+    return (
+        was is None
+        or was.target != state.target
+        or was.step != state.step
+        or was.phase is not state.phase
+    )
 
 
 def _rollout_event(
@@ -225,11 +233,11 @@ def _rollout_event(
     *,
     before: Mapping[str, Any] | None,
 ) -> list[EventIntent]:
-    """A step is a move of traffic (``from% -> to%``); the other transitions (a
-    revision ready, an analysis round, a pause) are the status branch's to tell, or
-    a rollout would post an Event every analysis interval."""
+    """A step moves the rollout (``from% -> to%``); the other transitions (a revision
+    turning ready, an analysis round) are the status branch's to tell, or a rollout
+    would post an Event every analysis interval."""
     state, text = decision.state, str(decision.transition)
-    if state.phase.active and decision.traffic == _traffic(before):
+    if not _moved(before, state):
         return []
     if state.phase in {RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED}:
         evidence = "; ".join(m.text() for m in state.evidence)

@@ -13,7 +13,14 @@ from gitsync.render import (
     ANNOTATION_SOURCE_PATH,
     ANNOTATION_SPEC_KIND,
 )
-from gitsync.rollout import Decision, Measurement, RolloutPhase, RolloutState, Verdict
+from gitsync.rollout import (
+    STATE_ANNOTATION,
+    Decision,
+    Measurement,
+    RolloutPhase,
+    RolloutState,
+    Verdict,
+)
 from gitsync.status_document import Condition, Phase, StatusDocument
 from gitsync.types import ObjectRef
 
@@ -52,9 +59,12 @@ def decision(
     )
 
 
-def at(percent: int, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` serving ``percent``% of traffic to its canary."""
-    return {**body, "spec": {"predictor": {"canaryTrafficPercent": percent}}}
+def at(step: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` carrying the state of a canary at ``step``, as the live object does."""
+    state = RolloutState("new", "old", RolloutPhase.PROGRESSING, step=step, started_at=EARLIER)
+    metadata = body["metadata"]
+    annotations = {**metadata["annotations"], STATE_ANNOTATION: state.to_annotation()}
+    return {**body, "metadata": {**metadata, "annotations": annotations}}
 
 
 def status(
@@ -126,9 +136,9 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[Reason, str]]]] = [
         [(Reason.ROLLOUT_STEP, "canary 20% -> 60% (ok)")],
     ),
     (
-        "an analysis round moves no traffic: no step, and no Configured either",
+        "an analysis round (or a revision turning ready) moves nothing: no step, no Configured",
         {
-            "changes": [change(Action.CONFIGURED, live=at(20, obj(commit="b" * 40)))],
+            "changes": [change(Action.CONFIGURED, live=at(0, obj(commit="b" * 40)))],
             "objects": {ISVC: obj()},
             "rollouts": {ISVC: decision(RolloutPhase.PROGRESSING, "analysis at 20%: ok")},
         },
@@ -137,16 +147,27 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[Reason, str]]]] = [
     (
         "the next step moves it",
         {
-            "changes": [change(Action.CONFIGURED, live=at(20, obj(commit="b" * 40)))],
+            "changes": [change(Action.CONFIGURED, live=at(0, obj(commit="b" * 40)))],
             "objects": {ISVC: obj()},
-            "rollouts": {ISVC: decision(RolloutPhase.PROGRESSING, "canary 20% -> 60%", traffic=60)},
+            "rollouts": {
+                ISVC: decision(RolloutPhase.PROGRESSING, "canary 20% -> 60%", traffic=60, step=1)
+            },
         },
         [(Reason.ROLLOUT_STEP, "canary 20% -> 60%")],
     ),
     (
-        "rolled back from a step: from 20% to 0%",
+        "a pause is a move",
         {
-            "changes": [change(Action.CONFIGURED, live=at(20, obj(commit="b" * 40)))],
+            "changes": [change(Action.CONFIGURED, live=at(0, obj(commit="b" * 40)))],
+            "objects": {ISVC: obj()},
+            "rollouts": {ISVC: decision(RolloutPhase.PAUSED, "canary paused at 20%")},
+        },
+        [(Reason.ROLLOUT_STEP, "canary paused at 20%")],
+    ),
+    (
+        "rolled back from a step",
+        {
+            "changes": [change(Action.CONFIGURED, live=at(0, obj(commit="b" * 40)))],
             "objects": {ISVC: obj()},
             "rollouts": {
                 ISVC: decision(RolloutPhase.ROLLED_BACK, "canary rolled back at 20%", traffic=0)
