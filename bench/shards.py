@@ -167,7 +167,9 @@ def derive(n: int) -> None:
     samples = []
     for _ in range(9):
         started = time.perf_counter()
-        found = cycle_events(changes=changes, rollouts={}, statuses=(), objects=objects, now="")
+        found = cycle_events(
+            changes=changes, rollouts={}, statuses=(), objects=objects, previous={}
+        )
         samples.append(time.perf_counter() - started)
     assert len(found) == n
     print(f"deriving {n} Events from a cycle's report: median {median_ms(samples)} ms")

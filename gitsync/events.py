@@ -12,8 +12,9 @@ The rules:
   does (without the resourceVersion, so a repeat is the same series). A spec that
   never deployed has no object: it gets no Event (its status document and the log
   say why it was refused). An invalid or policy-denied spec whose object is live from
-  an earlier commit gets a Warning on that object, once, in the cycle it turned
-  invalid (its ``Valid`` condition's transition), not in every cycle it stays so.
+  an earlier commit gets a Warning on that object when its ``Valid`` condition turns
+  False or says something new (a new commit, another error), not in every cycle it
+  stays the same.
 - A write is told once: created, configured (only when Git changed the object: a
   rollout step's write is told as the step), drift reverted, pruned, or its failure.
 - A rollout is told when it moves (starts, steps from% -> to%, pauses or resumes,
@@ -144,11 +145,11 @@ def cycle_events(
     rollouts: Mapping[ObjectRef, Decision],
     statuses: Sequence[SpecStatus],
     objects: Mapping[ObjectRef, Mapping[str, Any]],
-    now: str,
+    previous: Mapping[str, SpecStatus],
 ) -> tuple[EventIntent, ...]:
     """The Events of one cycle, in the order it did things. ``objects`` are the
     objects as the cycle last saw them (what its writes returned over what it read);
-    ``now`` is the cycle's time as its statuses date their conditions."""
+    ``previous`` are the status documents the cycle started from, by path."""
     stepped = {
         key: decision
         for key, decision in rollouts.items()
@@ -161,7 +162,7 @@ def cycle_events(
     for key, decision in sorted(stepped.items()):
         found += _rollout_event(key, decision, objects, before=before.get(key))
     for status in statuses:
-        found += _refusal(status, objects, now=now)
+        found += _refusal(status, objects, previous=previous.get(status.path))
     return tuple(found)
 
 
@@ -251,11 +252,17 @@ def _rollout_event(
 
 
 def _refusal(
-    status: SpecStatus, objects: Mapping[ObjectRef, Mapping[str, Any]], *, now: str
+    status: SpecStatus,
+    objects: Mapping[ObjectRef, Mapping[str, Any]],
+    *,
+    previous: SpecStatus | None,
 ) -> list[EventIntent]:
     valid = status.condition("Valid")
-    if valid is None or valid.status != "False" or valid.last_transition_time != now:
+    if valid is None or valid.status != "False":
         return []
+    before = previous.condition("Valid") if previous is not None else None
+    if before is not None and (before.status, before.message) == (valid.status, valid.message):
+        return []  # refused as it was: told when it was first refused
     denied = any(_DENIED in error for error in status.errors)
     reason = Reason.POLICY_DENIED if denied else Reason.INVALID_SPEC
     note = (

@@ -162,11 +162,11 @@ class CycleReport:
     status_error: str | None = None
     skipped: bool = False
     duration: float = 0.0
-    #: The rollout decisions taken, the objects as last seen, and the time the
-    #: statuses are dated with: what the cycle's Events are derived from.
+    #: The rollout decisions taken, the objects as last seen, and the status
+    #: documents the cycle started from: what the cycle's Events are derived from.
     rollouts: Mapping[ObjectRef, Decision] = field(default_factory=dict)
     objects: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
-    at: str = ""
+    previous: Mapping[str, SpecStatus] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -296,7 +296,7 @@ class Reconciler:
             duration=time.monotonic() - started,
             rollouts=cycle.rollouts,
             objects=cycle.observed.objects,
-            at=format_time(cycle.now),
+            previous=cycle.inventory.documents if cycle.inventory is not None else {},
         )
         self._remember(cycle, report)
         self._log(cycle, report)
@@ -309,7 +309,7 @@ class Reconciler:
                     rollouts=report.rollouts,
                     statuses=report.statuses,
                     objects=report.objects,
-                    now=report.at,
+                    previous=report.previous,
                 )
             )
         return report

@@ -24,6 +24,7 @@ from gitsync.reconciler import Reconciler, SyncOptions
 
 from .specrepo import SpecRepo
 from .test_canary import ISVC, canary_model, deploy_v1, drive, rollout_phase
+from .test_reconcile import model
 
 
 @pytest.fixture
@@ -208,3 +209,34 @@ def test_a_series_ends_after_six_minutes_and_a_deleted_event_starts_anew(
         assert recorder.failed == 0
     finally:
         recorder.close()
+
+
+def test_a_refused_spec_is_told_once_on_the_object_it_deployed_before(
+    repo: SpecRepo,
+    reconciler: Reconciler,
+    recorder: EventRecorder,
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    repo.write("models/fraud.yaml", model("fraud", namespace))
+    repo.commit("fraud v1")
+    assert not reconciler.cycle().failed
+    broken = model("fraud", namespace).replace("storageUri", "storageURI")
+    repo.write("models/fraud.yaml", broken)
+    repo.commit("fraud: a typo")
+
+    refused = reconciler.cycle()
+    still = reconciler.cycle()  # still invalid: told once, not every cycle
+    assert refused.diagnostics and still.diagnostics
+    assert recorder.flush(10)
+
+    live = kube.get(*ISVC, "fraud", namespace=namespace)
+    assert live is not None  # a broken spec deletes nothing
+    events = events_of(kube, namespace, "fraud")
+    assert [e["reason"] for e in events] == ["Created", "InvalidSpec"]
+    warning = events[1]
+    assert warning["type"] == "Warning"
+    assert warning["action"] == "Validate"
+    assert warning["regarding"]["uid"] == live["metadata"]["uid"]
+    assert "storageURI" in warning["note"]
+    assert "series" not in warning

@@ -67,9 +67,7 @@ def at(step: int, body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": {**metadata, "annotations": annotations}}
 
 
-def status(
-    *, valid: str = "True", since: str = NOW, errors: tuple[str, ...] = ()
-) -> StatusDocument:
+def status(*, valid: str = "True", says: str = "y", errors: tuple[str, ...] = ()) -> StatusDocument:
     return StatusDocument(
         kind="ModelDeployment",
         name="fraud",
@@ -81,7 +79,7 @@ def status(
         message="1 validation error(s)" if valid == "False" else "serving",
         conditions=(
             Condition(
-                type="Valid", status=valid, reason="x", message="y", last_transition_time=since
+                type="Valid", status=valid, reason="x", message=says, last_transition_time=NOW
             ),
         ),
         errors=errors,
@@ -248,7 +246,7 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[Reason, str]]]] = [
     ),
     (
         "an invalid spec regards its last deployed object, in the cycle it turned invalid",
-        {"statuses": [status(valid="False")], "objects": {ISVC: obj()}},
+        {"statuses": [status(valid="False")], "previous": [status()], "objects": {ISVC: obj()}},
         [(Reason.INVALID_SPEC, "ModelDeployment fraud at models/fraud.yaml@cccccccccccc refused")],
     ),
     (
@@ -261,8 +259,26 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[Reason, str]]]] = [
     ),
     (
         "a spec that stays invalid is not told again",
-        {"statuses": [status(valid="False", since=EARLIER)], "objects": {ISVC: obj()}},
+        {
+            "statuses": [status(valid="False")],
+            "previous": [status(valid="False")],
+            "objects": {ISVC: obj()},
+        },
         [],
+    ),
+    (
+        "a spec invalid in a new way (another commit, another error) is told again",
+        {
+            "statuses": [status(valid="False", says="z")],
+            "previous": [status(valid="False")],
+            "objects": {ISVC: obj()},
+        },
+        [(Reason.INVALID_SPEC, "refused")],
+    ),
+    (
+        "a spec refused at its first sight (no document yet) is told",
+        {"statuses": [status(valid="False")], "objects": {ISVC: obj()}},
+        [(Reason.INVALID_SPEC, "refused")],
     ),
     (
         "a refused spec that never deployed has no object to regard",
@@ -280,7 +296,7 @@ def test_cycle_events(report: dict[str, Any], expected: list[tuple[Reason, str]]
         rollouts=report.get("rollouts", {}),
         statuses=report.get("statuses", ()),
         objects=report.get("objects", {}),
-        now=NOW,
+        previous={doc.path: doc for doc in report.get("previous", ())},
     )
     assert [e.reason for e in events] == [reason for reason, _ in expected]
     for event, (_, text) in zip(events, expected, strict=True):
