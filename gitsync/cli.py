@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import re
+import socket
 import sys
 import time
 import traceback
@@ -36,6 +37,7 @@ from gitsync.policy import PolicySet, verdict_lines
 from gitsync.redact import redact
 from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
+from gitsync.sharding import Shard
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
 from gitsync.specs.common import DNS1123_LABEL
@@ -62,6 +64,25 @@ def _option(flag: str, *names: str, **settings: Any) -> Callable[[_F], _F]:
     settings.setdefault("envvar", "GITSYNC_" + flag.removeprefix("--").upper().replace("-", "_"))
     settings.setdefault("show_envvar", True)
     return click.option(flag, *names, **settings)
+
+
+def _shard_options(function: _F) -> _F:
+    """--shards N --shard-index I: this process reconciles the spec files whose path
+    hashes to I (gitsync.sharding)."""
+    function = _option(
+        "--shard-index",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="This process's shard, 0 to --shards - 1.",
+    )(function)
+    return _option(
+        "--shards",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Processes the instance's spec files are split across, by a hash of each path.",
+    )(function)
 
 
 def _echo_err(message: str) -> None:
@@ -367,6 +388,7 @@ def _object_order(obj: Mapping[str, Any]) -> tuple[bool, str, str, str, str]:
 )
 @_option("--context", "kube_context", default=None)
 @_option("--instance", default="default", show_default=True)
+@_shard_options
 @_option("--format", "output", type=click.Choice(["markdown", "json"]), default="markdown")
 def plan(
     *,
@@ -377,14 +399,18 @@ def plan(
     kubeconfig: Path | None,
     kube_context: str | None,
     instance: str,
+    shards: int,
+    shard_index: int,
     output: str,
 ) -> None:
     """Say what merging HEAD into BASE would do. Exit 0 no change, 2 changes, 1 errors."""
     from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
 
     repository = Repository.open(repo)
+    shard = Shard(shard_index, shards)
     snapshots = [
-        read_snapshot(repository, repository.resolve(rev), root=subdir) for rev in (base, head)
+        read_snapshot(repository, repository.resolve(rev), root=subdir, shard=shard)
+        for rev in (base, head)
     ]
     before, after = snapshots
     commits = [repository.last_changes(snap.commit, list(snap.blobs)).by_path for snap in snapshots]
@@ -802,6 +828,14 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             show_default=True,
             help="Name of this gitsync instance; it only ever prunes its own objects.",
         ),
+        _shard_options,
+        _option(
+            "--events/--no-events",
+            envvar="GITSYNC_EVENTS",
+            default=True,
+            show_default=True,
+            help="Post Kubernetes Events (events.k8s.io/v1) on the objects gitsync changes.",
+        ),
         _option(
             "--cache-dir",
             type=click.Path(file_okay=False, path_type=Path),
@@ -867,6 +901,9 @@ def _reconciler(
     serviceaccount_dir: Path,
     status_branch: str | None,
     instance: str,
+    shards: int,
+    shard_index: int,
+    events: bool,
     cache_dir: Path | None,
     git_username: str | None,
     ssh_key: Path | None,
@@ -892,6 +929,7 @@ def _reconciler(
         KubeClient,
     )
     from gitsync.dev.binaries import cache_root  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.event_recorder import EventRecorder  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
 
     credentials: Credentials | None = None
@@ -928,8 +966,14 @@ def _reconciler(
         observer=metrics.record_kube if metrics else None,
     )
     options = SyncOptions(
-        path=subdir, instance=instance, status_branch=status_branch, wait_timeout=wait_timeout
+        path=subdir,
+        instance=instance,
+        status_branch=status_branch,
+        wait_timeout=wait_timeout,
+        shard=Shard(shard_index, shards),
     )
+    # In a pod the host name is the pod's name: which replica told it.
+    reporter = f"{instance}-{socket.gethostname()}"
     return Reconciler(
         git=git,
         kube=kube,
@@ -937,6 +981,7 @@ def _reconciler(
         watch=watch,
         cache_dir=cache,
         may_write=may_write,
+        events=EventRecorder(kube, reporting_instance=reporter) if events else None,
     )
 
 

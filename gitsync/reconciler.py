@@ -33,9 +33,11 @@ from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import KubeClient, resource_version
 from gitsync.clients.prometheus import PrometheusClient
-from gitsync.diff import ChangeSet, PrunePolicy, holds, plan_changes
+from gitsync.diff import Action, ChangeSet, PrunePolicy, holds, plan_changes
 from gitsync.errors import GitError, GitsyncError, LeadershipLostError, Remedy
 from gitsync.evaluation import Evaluation, Evaluator
+from gitsync.event_recorder import EventRecorder
+from gitsync.events import cycle_events
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
@@ -54,6 +56,7 @@ from gitsync.rollout import (
 )
 from gitsync.rollout import with_decision as _with_decision
 from gitsync.schedule import format_time
+from gitsync.sharding import WHOLE, Shard, keep_declared_elsewhere
 from gitsync.snapshot import Snapshot, read_snapshot
 from gitsync.spec_status import ISVC_API, Observations, inference_service_key, spec_statuses
 from gitsync.specs import ModelDeployment, TrainingRun
@@ -91,6 +94,8 @@ class SyncOptions:
     status_branch: str | None = None
     status_author: Author = DEFAULT_AUTHOR
     wait_timeout: float = 0.0
+    #: This process's share of the instance's spec files (and of their objects).
+    shard: Shard = WHOLE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +166,11 @@ class CycleReport:
     duration: float = 0.0
     #: The canary analyses this cycle ran, by the InferenceService measured.
     analyses: Mapping[ObjectRef, Analysis] = field(default_factory=dict)
+    #: The rollout decisions taken, the objects as last seen, and the status
+    #: documents the cycle started from: what the cycle's Events are derived from.
+    rollouts: Mapping[ObjectRef, Decision] = field(default_factory=dict)
+    objects: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
+    previous: Mapping[str, SpecStatus] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -205,15 +215,18 @@ class Reconciler:
         metrics: MetricsSources | None = None,
         cache_dir: Path | None = None,
         may_write: Callable[[], bool] = lambda: True,
+        events: EventRecorder | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
         ``cache_dir`` keeps policy verdicts, and the YAML of spec files and status
         documents, beyond this process (in its eval/, specs/ and status/).
         ``may_write`` is asked before every apply, delete and push (the leader
-        election's guard): once it says no, the cycle writes nothing more."""
+        election's guard): once it says no, the cycle writes nothing more; ``events``
+        posts each cycle's Events on the objects it touched."""
         self._git = git
         self._may_write = may_write
+        self._events = events
         self._kube = kube
         self._options = options
         self._clock = clock
@@ -233,14 +246,18 @@ class Reconciler:
             author=options.status_author,
             instance=options.instance,
             parsed=None if cache_dir is None else DiskCache(cache_dir / "status"),
+            shard=options.shard,
         )
         self._documents = None if cache_dir is None else DiskCache(cache_dir / "specs")
         self._namespaces: set[str] = set()
         self._memo = _Memo()
 
     def close(self) -> None:
-        """Stop the informers, if any, and close the metrics clients."""
+        """Stop the informers, if any, post the Events still queued, and close the
+        metrics clients."""
         self._live_source.close()
+        if self._events is not None:
+            self._events.close()
         for client in self._prometheus_clients.values():
             client.close()
 
@@ -286,9 +303,24 @@ class Reconciler:
             status_error=str(status_error) if status_error else None,
             duration=time.monotonic() - started,
             analyses=cycle.analyses,
+            rollouts=cycle.rollouts,
+            objects=cycle.observed.objects,
+            previous=cycle.inventory.documents if cycle.inventory is not None else {},
         )
         self._remember(cycle, report)
         self._log(cycle, report)
+        if self._events is not None:
+            # After the statuses are published, and queued: an Event never holds up
+            # or fails a cycle (see gitsync.event_recorder).
+            self._events.record(
+                cycle_events(
+                    changes=report.changes,
+                    rollouts=report.rollouts,
+                    statuses=report.statuses,
+                    objects=report.objects,
+                    previous=report.previous,
+                )
+            )
         return report
 
     # --- steps, in order ----------------------------------------------------------------
@@ -317,6 +349,7 @@ class Reconciler:
             root=self._options.path,
             parsed=self._memo.parsed,
             documents=self._documents,
+            shard=self._options.shard,
         )
         self._memo = replace(self._memo, parsed=snapshot.parsed)
         if snapshot.config_diagnostics:
@@ -352,7 +385,13 @@ class Reconciler:
             recorded=inventory.applied_kinds(),
         )
         self._memo = replace(self._memo, kinds=frozenset(kinds) - set(_RENDERED_KINDS))
-        live = {ObjectRef.of(item): item for item in self._live_source.objects(kinds)}
+        # Another shard's objects are not this one's to prune, step or report.
+        shard = self._options.shard
+        live = {
+            ObjectRef.of(item): item
+            for item in self._live_source.objects(kinds)
+            if shard.owns_object(item)
+        }
         return replace(cycle, live=live, observed_live=True)
 
     def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
@@ -463,7 +502,24 @@ class Reconciler:
             prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
             self_heal=config.self_heal,
         )
+        shard = self._options.shard
+        if not shard.whole and plan.of(Action.DELETED):
+            plan = keep_declared_elsewhere(plan, declared=self._declared(cycle), shard=shard)
         return replace(cycle, plan=plan)
+
+    def _declared(self, cycle: Cycle) -> dict[ObjectRef, str]:
+        """Every spec of the whole repo, by identity -> its file: read (from the
+        cache, mostly) only when a shard is about to delete something."""
+        revision = cycle.need(cycle.revision, "revision")
+        whole = read_snapshot(
+            self._git, revision.commit, root=self._options.path, documents=self._documents
+        )
+        namespace = whole.config.defaults.namespace
+        loaded = whole.loaded
+        return {
+            **{r.key(namespace): r.path for r in loaded.rejected},
+            **{e.key(namespace): e.path for e in loaded.entries},
+        }
 
     def _apply_changes(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")

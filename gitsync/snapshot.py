@@ -31,6 +31,7 @@ from gitsync.loading import (
     unreadable,
 )
 from gitsync.policy import PolicySet, load_library
+from gitsync.sharding import WHOLE, Shard
 from gitsync.specs import Config, Defaults
 
 if TYPE_CHECKING:
@@ -63,10 +64,13 @@ def read_snapshot(
     root: str = "",
     parsed: Mapping[str, FileResult] | None = None,
     documents: DiskCache | None = None,
+    shard: Shard = WHOLE,
 ) -> Snapshot:
     """Load ``root`` of ``commit`` and its policies. With an invalid gitsync.yaml or
     policy, nothing else is loaded. ``documents`` keeps each spec file's YAML as data
-    by blob id beyond this process (validated again each time it is used)."""
+    by blob id beyond this process (validated again each time it is used). A
+    ``shard`` loads only the spec files it owns (gitsync.yaml and the policies are
+    every shard's)."""
     listing = repo.listing(commit, under=root.strip("/"))
     return _read(
         listing.files,
@@ -76,6 +80,7 @@ def read_snapshot(
         root=root,
         parsed=parsed,
         documents=documents,
+        shard=shard,
     )
 
 
@@ -133,6 +138,7 @@ def _read(
     parsed: Mapping[str, FileResult] | None,
     documents: DiskCache | None,
     default_namespace: str | None = None,
+    shard: Shard = WHOLE,
 ) -> Snapshot:
     """``files`` maps each path to what ``read`` takes to get its bytes (a blob id, a
     file name); that handle also keys the parse cache. ``others`` says what each path
@@ -154,7 +160,7 @@ def _read(
         return Snapshot(commit, config, tuple(problems), LoadResult(), {})
     known = parsed or {}
     results, fresh = [], {}
-    paths = select_paths(files, root=root, config=config)
+    paths = [p for p in select_paths(files, root=root, config=config) if shard.owns(p)]
     for path in paths:
         key = f"{files[path]}:{path}"
         result = known.get(key) or _load(path, files[path], read, documents)
@@ -163,7 +169,7 @@ def _read(
     results += [
         unreadable(path, others[path])
         for path in select_paths(others, root=root, config=config)
-        if path not in files
+        if path not in files and shard.owns(path)
     ]
     loaded = load_tree(results, default_namespace=config.defaults.namespace)
     return Snapshot(

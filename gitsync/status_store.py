@@ -31,6 +31,7 @@ from gitsync import trailers
 from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource, LastChanges
 from gitsync.inventory import Inventory
+from gitsync.sharding import WHOLE, Shard
 from gitsync.status import (
     OVERVIEW_PATH,
     STATUS_ROOT,
@@ -48,6 +49,7 @@ from gitsync.status_document import (
     document_data,
     document_from_data,
     instance_of_path,
+    instance_prefix,
 )
 
 __all__ = ["StatusStore"]
@@ -60,14 +62,32 @@ class StatusStore:
     """One status branch of one remote, for one gitsync instance."""
 
     def __init__(
-        self, git: GitSource, *, author: Author, instance: str, parsed: DiskCache | None = None
+        self,
+        git: GitSource,
+        *,
+        author: Author,
+        instance: str,
+        parsed: DiskCache | None = None,
+        shard: Shard = WHOLE,
     ) -> None:
-        """``parsed`` keeps documents' YAML as data by blob id beyond this process."""
+        """``parsed`` keeps documents' YAML as data by blob id beyond this process.
+
+        A ``shard`` of an instance owns, in the instance's folder, the documents of
+        the spec files it owns (by their ``source``) and a README of its own,
+        ``README-shard-I-of-N.md``: the shards of one instance share its folder, so a
+        spec whose file moves to another shard (N changed) keeps its document, runs
+        and applied kinds, read by the shard that now owns it. Shard 0 removes the
+        READMEs of other shard counts."""
         self._git = git
         self._parsed = parsed
         self._author = author
         self._instance = check_instance(instance)
-        self._readme = readme_path(instance)
+        self._shard = shard
+        self._readme = (
+            readme_path(instance)
+            if shard.whole
+            else f"{instance_prefix(instance)}README-{shard.name}.md"
+        )
         self._inventory = Inventory(instance=instance)
         #: Each document as last dumped: dumping a thousand documents each cycle
         #: would cost more than everything else, and documents are immutable values.
@@ -93,18 +113,23 @@ class StatusStore:
         if commit is not None:
             for path, blob in self._git.files(commit, under=STATUS_ROOT).items():
                 owner = instance_of_path(path)
-                if path == self._readme:
+                if path == self._readme or self._stale_readme(path):
                     files[path] = self._git.read_blob(blob)
                 elif owner == self._instance:
                     content = self._git.read_blob(blob)
                     doc = self._parse(blob, content)
-                    if doc is not None and doc.instance == self._instance:
+                    if (
+                        doc is not None
+                        and doc.instance == self._instance
+                        and self._shard.owns(doc.source)
+                    ):
                         documents[path] = doc
                         files[path] = content
                         self._dumped[path] = (doc, content)
                 elif owner == "" and (doc := self._old_document(blob, seen)):
                     old[path] = doc
         self._old_blobs = seen
+        old = {path: doc for path, doc in old.items() if self._shard.owns(doc.source)}
         adopted = self._adopt(commit, old) if commit is not None and old else {}
         for doc in adopted.values():
             # A document already in the instance's folder is newer than an old one.
@@ -117,6 +142,16 @@ class StatusStore:
             adopted=frozenset(adopted),
         )
         return self._inventory
+
+    def _stale_readme(self, path: str) -> bool:
+        """A README of this instance's shards under another shard count: shard 0 of
+        the current count removes it (read in as its own file, so publish drops it)."""
+        if self._shard.index != 0:
+            return False
+        prefix = f"{instance_prefix(self._instance)}README-shard-"
+        if not path.startswith(prefix) or path.count("/") != 2 or not path.endswith(".md"):
+            return False
+        return not path.endswith(f"-of-{self._shard.count}.md")
 
     def forget(self) -> None:
         """Read the branch anew next time (after a push that may not have landed)."""

@@ -1,0 +1,209 @@
+"""Post a cycle's Events (``events.k8s.io/v1``) to the API server, best-effort.
+
+An Event is a courtesy to whoever looks at the cluster; the cycle's real record is
+the status branch. So posting one must never fail a cycle or hold it up: the cycle
+hands its Events over after its statuses are published, and returns. One worker
+thread posts them from a bounded queue (1,000, client-go's ``maxQueuedEvents``;
+beyond it an Event is dropped and logged), each request with short timeouts, and a
+failure is logged and forgotten, as client-go does with a rejected Event. A
+one-shot ``gitsync sync`` waits a few seconds on :meth:`close` for the queue to
+drain, so its Events land before the process ends.
+
+Repeats are aggregated as client-go's events broadcaster does
+(k8s.io/client-go/tools/events): an Event like one posted within the last six
+minutes (its ``finishTime``) is not a new object but the next count of that one's
+``series``. Two differences, both deliberate. "Like" also takes in the note, as the
+older core/v1 correlator (tools/record) does with the message: gitsync's notes carry
+what happened (``canary 20% -> 60%``), which a series keeping only its first note
+would hide, while a true repeat (the same drift reverted again) still counts. And
+where client-go batches later counts into a heartbeat every 30 minutes, gitsync
+patches each one at once: its Events come a few per cycle, not thousands a second,
+and ``kubectl events`` then shows the count as it is.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import structlog
+
+from gitsync.clients.kube import KubeClient
+from gitsync.errors import GitsyncError, NotFoundError
+from gitsync.events import EventIntent
+
+__all__ = ["REPORTING_CONTROLLER", "EventRecorder"]
+
+log = structlog.get_logger(__name__)
+
+REPORTING_CONTROLLER: Final = "gitsync.io/gitsync"
+_API: Final = "events.k8s.io/v1"
+_MERGE_PATCH: Final = "application/merge-patch+json"
+_QUEUE_SIZE: Final = 1000
+_SERIES_WINDOW: Final = timedelta(minutes=6)
+#: An Event is not worth holding a worker up for long: connect, read.
+_TIMEOUT: Final = (2.0, 5.0)
+#: The API server caps reportingInstance at 128 characters.
+_INSTANCE_LIMIT: Final = 128
+
+_Key = tuple[str, str, str, str, tuple[tuple[str, str], ...]]
+
+
+@dataclass(slots=True)
+class _Series:
+    namespace: str
+    name: str
+    count: int
+    last: datetime
+
+
+def _micro_time(moment: datetime) -> str:
+    """A MicroTime as the API server writes it: RFC 3339 with microseconds, UTC."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class EventRecorder:
+    """Posts Events on the objects one gitsync instance manages."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        reporting_instance: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        queue_size: int = _QUEUE_SIZE,
+    ) -> None:
+        self._kube = kube
+        self._instance = reporting_instance[:_INSTANCE_LIMIT]
+        self._clock = clock
+        self._queue: queue.Queue[EventIntent | None] = queue.Queue(maxsize=queue_size)
+        self._series: dict[_Key, _Series] = {}
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        #: Events posted (created or counted) and dropped or refused: for tests and logs.
+        self.posted = 0
+        self.failed = 0
+
+    def record(self, intents: Iterable[EventIntent]) -> None:
+        """Queue ``intents`` for posting; returns at once."""
+        for intent in intents:
+            self._start()
+            try:
+                self._queue.put_nowait(intent)
+            except queue.Full:
+                self.failed += 1
+                log.warning("event dropped: too many queued", reason=intent.reason.value)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every queued Event to be posted (or given
+        up on); False if some are still waiting."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True, name="gitsync-events-flush").start()
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Post what is queued, for ``timeout`` seconds at most, and stop the worker."""
+        if self._worker is None:
+            return
+        if not self.flush(timeout):
+            log.warning("events not posted before exit", queued=self._queue.qsize())
+            return  # the worker is a daemon thread: it dies with the process
+        self._queue.put(None)
+        self._worker.join(timeout)
+        self._worker = None
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._run, daemon=True, name="gitsync-events"
+                )
+                self._worker.start()
+
+    def _run(self) -> None:
+        while (intent := self._queue.get()) is not None:
+            try:
+                self._post(intent)
+                self.posted += 1
+            except GitsyncError as exc:
+                self.failed += 1
+                log.warning(
+                    "event not posted",
+                    reason=intent.reason.value,
+                    object=f"{intent.regarding.get('kind')} {intent.regarding.get('name')}",
+                    error=str(exc),
+                )
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _post(self, intent: EventIntent) -> None:
+        now = self._clock()
+        key: _Key = (
+            intent.type.value,
+            intent.action.value,
+            intent.reason.value,
+            intent.note,
+            tuple(sorted(intent.regarding.items())),
+        )
+        series = self._series.get(key)
+        if series is not None and now - series.last < _SERIES_WINDOW:
+            series.count += 1
+            series.last = now
+            patch = {"series": {"count": series.count, "lastObservedTime": _micro_time(now)}}
+            try:
+                self._send("PATCH", series.namespace, series.name, patch)
+            except NotFoundError:
+                pass  # expired or deleted meanwhile: start a new Event, as client-go does
+            else:
+                return
+        event = self._event(intent, now)
+        created = self._send("POST", event["metadata"]["namespace"], None, event)
+        metadata = created.get("metadata") or event["metadata"]
+        self._series[key] = _Series(
+            namespace=str(metadata["namespace"]), name=str(metadata["name"]), count=1, last=now
+        )
+        self._forget_finished(now)
+
+    def _event(self, intent: EventIntent, now: datetime) -> dict[str, Any]:
+        regarding = intent.regarding
+        # Like client-go: named after the object and the time, in the object's
+        # namespace ("default" for a cluster-scoped one).
+        name = f"{regarding['name']}.{int(now.timestamp() * 1e9):x}"
+        return {
+            "apiVersion": _API,
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": regarding.get("namespace") or "default"},
+            "eventTime": _micro_time(now),
+            "reportingController": REPORTING_CONTROLLER,
+            "reportingInstance": self._instance,
+            "action": intent.action.value,
+            "reason": intent.reason.value,
+            "type": intent.type.value,
+            "regarding": dict(regarding),
+            "note": intent.note,
+        }
+
+    def _send(self, method: str, namespace: str, name: str | None, body: object) -> dict[str, Any]:
+        resource = self._kube.resource(_API, "Event")
+        return self._kube.request(
+            method,
+            resource.path(namespace=namespace, name=name),
+            body=body,
+            content_type=_MERGE_PATCH if method == "PATCH" else "application/json",
+            timeout=_TIMEOUT,
+        )
+
+    def _forget_finished(self, now: datetime) -> None:
+        """Series not seen for six minutes are over: the next repeat is a new Event."""
+        for key in [k for k, s in self._series.items() if now - s.last >= _SERIES_WINDOW]:
+            del self._series[key]
