@@ -1,0 +1,325 @@
+"""The dashboard over real HTTP on 127.0.0.1, from a real repository whose status
+branch gitsync's own StatusStore wrote."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from gitsync.clients.git import Author, GitSource, Repository
+from gitsync.dashboard import BasicAuth, Dashboard, RepositorySource
+from gitsync.dashboard.serve import make
+from gitsync.errors import ConfigurationError
+from gitsync.health import Health, HealthReport
+from gitsync.status import build_status
+from gitsync.status_document import ModelInfo, Traffic
+from gitsync.status_store import StatusStore
+
+from .specrepo import SpecRepo
+
+SCRIPT = "<script>alert('pwned')</script>"
+
+
+def spec(name: str, *, team: str, uri: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "gitsync.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": "ml", "labels": {"team": team}},
+            "spec": {
+                "model": {"format": "sklearn", "storageUri": uri},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            },
+        }
+    )
+
+
+class Repo:
+    """A spec repo whose status branch a real StatusStore writes."""
+
+    def __init__(self, root: Path) -> None:
+        self.specs = SpecRepo(root / "repo")
+        self.specs.write("fraud.yaml", spec("fraud", team="risk", uri="s3://m/fraud/v7"))
+        self.specs.write("churn.yaml", spec("churn", team="growth", uri="s3://m/churn/v1"))
+        self.commit = self.specs.commit(f"models {SCRIPT}")
+        self.source = GitSource(self.specs.url, branch="main", cache_dir=root / "cache")
+        self.store = StatusStore(self.source, author=Author("gitsync", "g@x"), instance="prod")
+        self.store.read("gitsync/status")
+
+    def publish(self, **messages: tuple[Health, str]) -> str:
+        statuses = [
+            build_status(
+                kind="ModelDeployment",
+                name=name,
+                namespace="ml",
+                instance="prod",
+                source=f"{name}.yaml",
+                source_commit=self.commit,
+                now="2026-12-01T12:00:00Z",
+                health=HealthReport(health, message),
+                model=ModelInfo(
+                    storage_uri=f"https://user:hunter2@models.example/{name}",
+                    traffic=(Traffic(revision=f"{name}-00001", percent=100, latest=True),),
+                ),
+            )
+            for name, (health, message) in sorted(messages.items())
+        ]
+        commit = self.store.publish(statuses, branch="gitsync/status", source_commit=self.commit)
+        assert commit is not None
+        return commit
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repo]:
+    made = Repo(tmp_path)
+    made.publish(fraud=(Health.HEALTHY, "serving fraud-00001"), churn=(Health.DEGRADED, SCRIPT))
+    yield made
+    made.source.close()
+
+
+@contextmanager
+def served(path: Path, *, auth: BasicAuth | None = None) -> Iterator[int]:
+    source = RepositorySource(Repository.open(path), branch="main", status_branch="gitsync/status")
+    server = make(Dashboard(source, auth=auth), listen="127.0.0.1:0")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def request(
+    port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        body = response.read().decode()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        connection.close()
+
+
+def test_overview_lists_specs_with_phase_version_team_and_last_change(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        status, headers, body = request(port, "/")
+        assert status == 200
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        rows = re.findall(r'<tr data-key="([^"]+)">(.*?)</tr>', body, re.S)
+        assert [key for key, _ in rows] == [
+            "prod/ml/ModelDeployment/churn",
+            "prod/ml/ModelDeployment/fraud",
+        ]
+        fraud = rows[1][1]
+        assert "Healthy" in fraud
+        assert "team risk" in fraud
+        assert "fraud-00001</span> 100%" in fraud
+        assert f"<code>{repo.commit[:7]}</code> Dana Scientist" in fraud
+        assert "Degraded" in rows[0][1]
+
+        status, _, filtered = request(port, "/?team=growth&phase=Degraded")
+        assert status == 200
+        assert re.findall(r'<tr data-key="([^"]+)"', filtered) == ["prod/ml/ModelDeployment/churn"]
+        assert '<option value="growth" selected>' in filtered
+
+        status, _, page = request(port, "/spec/prod/ml/ModelDeployment/fraud")
+        assert status == 200
+        assert "serving fraud-00001" in page
+        assert '<h2 id="history">History</h2>' in page
+
+        assert request(port, "/spec/prod/ml/ModelDeployment/nope")[0] == 404
+        assert request(port, "/cycles")[0] == 200
+
+
+def test_git_text_is_escaped_and_credentials_are_not_shown(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        pages = [
+            request(port, path)[2]
+            for path in ("/", "/spec/prod/ml/ModelDeployment/churn", "/cycles")
+        ]
+    for body in pages:
+        assert "<script>alert" not in body
+        assert "hunter2" not in body
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in pages[0]  # the commit message
+    assert "&lt;script&gt;" in pages[1]  # the status message
+    # The only scripts are the package's own file.
+    assert re.findall(r"<script[^>]*>", pages[0]) == ['<script src="/static/dashboard.js" defer>']
+
+
+def test_every_response_carries_the_security_headers(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        for path in ("/", "/static/dashboard.js", "/nope", "/api/overview.json"):
+            _, headers, _ = request(port, path)
+            csp = headers["content-security-policy"]
+            assert "default-src 'self'" in csp
+            assert "script-src 'self'" in csp
+            assert "frame-ancestors 'none'" in csp
+            assert "unsafe-inline" not in csp
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_it_is_read_only(repo: Repo, method: str) -> None:
+    with served(repo.specs.remote) as port:
+        status, headers, _ = request(port, "/", method=method)
+    assert status == 405
+    assert headers["allow"] == "GET, HEAD"
+
+
+def test_head_answers_without_a_body(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        status, headers, body = request(port, "/", method="HEAD")
+    assert (status, body) == (200, "")
+    assert int(headers["content-length"]) > 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+        "/static//etc/passwd",
+        "/static/",
+        "/static/templates/base.html",
+        "/static/../templates/base.html",
+    ],
+)
+def test_static_files_are_only_the_shipped_ones(repo: Repo, path: str) -> None:
+    with served(repo.specs.remote) as port:
+        status, _, body = request(port, path)
+    assert status == 404
+    assert "import" not in body and "<html" not in body
+
+
+def test_static_files_are_served_with_their_types(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        js = request(port, "/static/dashboard.js")
+        css = request(port, "/static/dashboard.css")
+    assert (js[0], js[1]["content-type"]) == (200, "text/javascript; charset=utf-8")
+    assert (css[0], css[1]["content-type"]) == (200, "text/css; charset=utf-8")
+    assert "If-None-Match" in js[2]
+    # Offline: nothing is loaded from anywhere else.
+    assert "url(" not in css[2]
+
+
+def test_etag_is_the_branches_commits_and_304_until_a_status_commit(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        _, headers, _ = request(port, "/")
+        etag = headers["etag"]
+        status, again, body = request(port, "/", headers={"If-None-Match": etag})
+        assert (status, body, again["etag"]) == (304, "", etag)
+
+        status_commit = repo.publish(
+            fraud=(Health.PROGRESSING, "canary at 20%"), churn=(Health.DEGRADED, SCRIPT)
+        )
+        status, fresh, body = request(port, "/", headers={"If-None-Match": etag})
+        assert status == 200
+        assert fresh["etag"] != etag
+        assert status_commit[:16] in fresh["etag"]
+        assert "canary at 20%" in body
+        assert (
+            request(port, "/api/overview.json", headers={"If-None-Match": fresh["etag"]})[0] == 304
+        )
+
+
+def test_the_json_overview_follows_the_filters(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        status, headers, body = request(port, "/api/overview.json?team=risk")
+    assert (status, headers["content-type"]) == (200, "application/json")
+    data = orjson.loads(body)
+    assert [(s["name"], s["phase"], s["team"]) for s in data["specs"]] == [
+        ("fraud", "Healthy", "risk")
+    ]
+    assert data["total"] == 2
+    assert "hunter2" not in body
+
+
+def test_oversized_and_overfull_requests_are_refused(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        assert request(port, "/?q=" + "x" * 3000)[0] == 414
+        assert request(port, "/?" + "&".join(f"a{i}=1" for i in range(40)))[0] == 400
+        assert request(port, "/" + "a" * 2000)[0] == 414
+
+
+def test_basic_auth_when_configured(repo: Repo, tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("# readers\nann:s3cret\n\nbob:pa:ss\n")
+    auth = BasicAuth.from_file(users)
+
+    def basic(credentials: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
+
+    with served(repo.specs.remote, auth=auth) as port:
+        status, headers, body = request(port, "/")
+        assert status == 401
+        assert headers["www-authenticate"].startswith("Basic ")
+        assert "fraud" not in body
+        assert request(port, "/static/dashboard.js")[0] == 401
+        assert request(port, "/", headers=basic("ann:wrong"))[0] == 401
+        assert request(port, "/", headers={"Authorization": "Basic !!!"})[0] == 401
+        assert request(port, "/", headers={"Authorization": "Bearer x"})[0] == 401
+        assert request(port, "/", headers=basic("ann:s3cret"))[0] == 200
+        assert request(port, "/", headers=basic("bob:pa:ss"))[0] == 200
+
+
+@pytest.mark.parametrize("content", ["", "# nobody\n", "ann\n", ":pw\n"])
+def test_an_auth_file_without_users_is_an_error_that_does_not_echo_it(
+    tmp_path: Path, content: str
+) -> None:
+    users = tmp_path / "users"
+    users.write_text(content)
+    with pytest.raises(ConfigurationError) as caught:
+        BasicAuth.from_file(users)
+    assert str(users) in str(caught.value)
+    assert "ann" not in str(caught.value)
+
+
+def test_the_cli_serves_a_clone_and_a_missing_status_branch_is_not_an_error(
+    tmp_path: Path,
+) -> None:
+    specs = SpecRepo(tmp_path / "repo")
+    specs.write("fraud.yaml", spec("fraud", team="risk", uri="s3://m/v1"))
+    specs.commit("fraud")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gitsync",
+            "dashboard",
+            "--repo",
+            str(specs.work),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("GITSYNC_")},
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert found, line
+        status, _, body = request(int(found.group(1)), "/")
+        assert status == 200
+        assert "No status branch yet" in body
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
