@@ -145,7 +145,7 @@ def test_the_overview_of_the_examples_is_live_and_escapes_git(
         repo.commit("fraud-detector v8")
         row = page.locator("tr[data-key$='/ModelDeployment/fraud-detector']")
         wait_for(lambda: "s3://models/fraud-detector/v8" in row.inner_text(), "model v8", page)
-        wait_for(lambda: "fraud-detector v8" in row.inner_text(), "the v8 commit as last change", page)
+        wait_for(lambda: "fraud-detector v8" in row.inner_text(), "the v8 commit", page)
         assert page.evaluate("window.loadedOnce") == "yes"  # never reloaded
     finally:
         page.close()
@@ -177,6 +177,7 @@ def test_a_canary_moves_step_by_step_and_a_rollback_shows_its_evidence(
         repo.write("models/fraud.yaml", canary_model(namespace, prometheus_url, version=2))
         repo.commit("fraud v2")
         seen: list[str] = []
+        rollout = page.locator("#rollout")
 
         def promoted() -> bool:
             shown = page.locator(".canary-traffic")
@@ -184,7 +185,8 @@ def test_a_canary_moves_step_by_step_and_a_rollback_shows_its_evidence(
                 value = shown.inner_text()
                 if not seen or seen[-1] != value:
                     seen.append(value)
-            return "Promoted" in page.locator("#rollout").inner_text() if seen else False
+            # v1's rollout was Promoted too: done once the canary went past 60%.
+            return "60%" in seen and seen[-1] == "100%" and "Promoted" in rollout.inner_text()
 
         wait_for(promoted, "the canary promoted", page, seconds=90)
         # Every step shown as it happened, in order, on the page that never reloaded.
@@ -200,7 +202,6 @@ def test_a_canary_moves_step_by_step_and_a_rollback_shows_its_evidence(
         bad["metadata"]["annotations"]["dev.gitsync.io/error-rate"] = "0.5"
         repo.write("models/fraud.yaml", yaml.safe_dump(bad))
         repo.commit("fraud v3")
-        rollout = page.locator("#rollout")
         wait_for(lambda: "RolledBack" in rollout.inner_text(), "the rollback", page, seconds=90)
         evidence = page.locator("#rollout .evidence").first.inner_text()
         assert "error-rate" in evidence and ">" in evidence, evidence
