@@ -10,7 +10,7 @@ they read them one way: these functions, over a :class:`~gitsync.clients.git.Rep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gitsync.clients.git import Repository
 
 __all__ = [
+    "Parsed",
     "current_statuses",
     "find_branch",
     "spec_commits",
@@ -43,15 +44,24 @@ def find_branch(repository: Repository, branch: str) -> str | None:
     return None
 
 
+#: Documents already parsed, by blob id (None: not a readable document).
+Parsed = MutableMapping[str, StatusDocument | None]
+
+
 def status_commits(
-    repository: Repository, head: str, since: datetime | None, *, limit: int = 10_000
+    repository: Repository,
+    head: str,
+    since: datetime | None,
+    *,
+    limit: int = 10_000,
+    parsed: Parsed | None = None,
 ) -> list[StatusCommit]:
     """The commits of the status branch up to ``head``, newest first, with the
     documents each wrote."""
     found = []
     for change in repository.history(head, under=STATUS_ROOT, since=since, limit=limit):
         documents = status_documents(
-            repository, {**change.changes.added, **change.changes.modified}
+            repository, {**change.changes.added, **change.changes.modified}, parsed=parsed
         )
         found.append(
             StatusCommit(
@@ -66,20 +76,29 @@ def status_commits(
     return found
 
 
-def status_documents(repository: Repository, blobs: Mapping[str, str]) -> dict[str, StatusDocument]:
-    """The readable status documents among ``blobs`` (path -> blob id)."""
+def status_documents(
+    repository: Repository, blobs: Mapping[str, str], *, parsed: Parsed | None = None
+) -> dict[str, StatusDocument]:
+    """The readable status documents among ``blobs`` (path -> blob id); a blob in
+    ``parsed`` is not read again, and one read is added to it."""
+    memo: Parsed = {} if parsed is None else parsed
     found = {}
     for path, blob in blobs.items():
-        if path.endswith(".yaml") and (doc := parse_document(repository.read_blob(blob))):
+        if not path.endswith(".yaml"):
+            continue
+        if blob not in memo:
+            memo[blob] = parse_document(repository.read_blob(blob))
+        if (doc := memo[blob]) is not None:
             found[path] = doc
     return found
 
 
 def current_statuses(
-    repository: Repository, head: str, instance: str | None
+    repository: Repository, head: str, instance: str | None, *, parsed: Parsed | None = None
 ) -> dict[str, StatusDocument]:
     """Every instance's documents at ``head``, or those of ``instance`` alone."""
-    documents = status_documents(repository, repository.files(head, under=STATUS_ROOT))
+    files = repository.files(head, under=STATUS_ROOT)
+    documents = status_documents(repository, files, parsed=parsed)
     return {p: d for p, d in documents.items() if instance is None or d.instance == instance}
 
 

@@ -4,6 +4,7 @@ branch gitsync's own StatusStore wrote."""
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import os
 import re
@@ -140,7 +141,7 @@ def test_overview_lists_specs_with_phase_version_team_and_last_change(repo: Repo
         status, _, page = request(port, "/spec/prod/ml/ModelDeployment/fraud")
         assert status == 200
         assert "serving fraud-00001" in page
-        assert '<h2 id="history">History</h2>' in page
+        assert '<h2 id="history-title">History</h2>' in page
 
         assert request(port, "/spec/prod/ml/ModelDeployment/nope")[0] == 404
         assert request(port, "/cycles")[0] == 200
@@ -323,3 +324,17 @@ def test_the_cli_serves_a_clone_and_a_missing_status_branch_is_not_an_error(
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_large_pages_are_gzipped_for_clients_that_accept_it(repo: Repo) -> None:
+    with served(repo.specs.remote) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/", headers={"Accept-Encoding": "gzip"})
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        plain = request(port, "/")
+    assert response.getheader("Content-Encoding") == "gzip"
+    assert response.getheader("Vary") == "Accept-Encoding"
+    assert gzip.decompress(body).decode() == plain[2]
+    assert "content-encoding" not in plain[1]

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hashlib
 import hmac
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -34,6 +35,7 @@ import orjson
 
 from gitsync import __version__
 from gitsync.audit import (
+    Parsed,
     current_statuses,
     find_branch,
     spec_commits,
@@ -50,6 +52,7 @@ from gitsync.board import (
     spec_page,
 )
 from gitsync.errors import ConfigurationError, GitsyncError
+from gitsync.history import SpecCommit
 from gitsync.redact import redact
 
 if TYPE_CHECKING:
@@ -66,6 +69,10 @@ MAX_QUERY: Final = 2048
 #: of history costs the same as one with months.
 HISTORY_LIMIT: Final = 2000
 _AUTH_HEADER_MAX: Final = 1024
+#: Parsed status documents kept (a few KiB each); past it the memo starts again.
+_PARSED_MAX: Final = 50_000
+#: Bodies larger than this are gzipped for a client that accepts it.
+_COMPRESS_FROM: Final = 2048
 
 _CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -121,6 +128,8 @@ class RepositorySource:
         self._instance = instance
         self._lock = threading.Lock()
         self._data: BoardData | None = None
+        #: Status documents by blob id: a new status commit parses only its own.
+        self._parsed: Parsed = {}
 
     def current(self) -> BoardData:
         with self._lock:  # pygit2 objects are not for concurrent use
@@ -133,24 +142,42 @@ class RepositorySource:
                 spec_head,
             ):
                 return data
-            documents = current_statuses(repo, status_head, self._instance) if status_head else {}
+            if len(self._parsed) > _PARSED_MAX:
+                self._parsed.clear()
+            spec_side = (
+                (data.spec_commits, data.labels)
+                if data is not None and data.spec_commit == spec_head
+                else self._spec_side(spec_head)
+            )
             self._data = BoardData(
                 status_commit=status_head,
                 spec_commit=spec_head,
-                documents=documents,
+                documents=(
+                    current_statuses(repo, status_head, self._instance, parsed=self._parsed)
+                    if status_head
+                    else {}
+                ),
                 status_commits=(
-                    status_commits(repo, status_head, None, limit=HISTORY_LIMIT)
+                    status_commits(
+                        repo, status_head, None, limit=HISTORY_LIMIT, parsed=self._parsed
+                    )
                     if status_head
                     else ()
                 ),
-                spec_commits=(
-                    spec_commits(repo, spec_head, under=self._subdir, limit=HISTORY_LIMIT)
-                    if spec_head
-                    else ()
-                ),
-                labels=spec_labels(repo, spec_head, root=self._subdir) if spec_head else {},
+                spec_commits=spec_side[0],
+                labels=spec_side[1],
             )
             return self._data
+
+    def _spec_side(
+        self, head: str | None
+    ) -> tuple[Sequence[SpecCommit], Mapping[str, Mapping[str, str]]]:
+        """The spec branch's commits and labels: read again only when it moved."""
+        if head is None:
+            return (), {}
+        repo = self._repository
+        commits = spec_commits(repo, head, under=self._subdir, limit=HISTORY_LIMIT)
+        return commits, spec_labels(repo, head, root=self._subdir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,10 +292,16 @@ class Dashboard:
                 "if-none-match": environ.get("HTTP_IF_NONE_MATCH"),
             },
         )
-        headers = [*response.headers, *_SECURITY_HEADERS]
-        headers.append(("Content-Length", str(len(response.body))))
+        body = response.body
+        headers = [*response.headers, *_SECURITY_HEADERS, ("Vary", "Accept-Encoding")]
+        accepted = str(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        if len(body) > _COMPRESS_FROM and "gzip" in accepted.lower():
+            # A thousand specs make a megabyte of repetitive HTML, 3% of it gzipped.
+            body = gzip.compress(body, compresslevel=5, mtime=0)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
         start_response(f"{response.status} {_REASONS[response.status]}", headers)
-        return [b""] if method == "HEAD" else [response.body]
+        return [b""] if method == "HEAD" else [body]
 
     def handle(
         self, *, method: str, path: str, query: str, headers: Mapping[str, str | None]
@@ -289,7 +322,7 @@ class Dashboard:
         except GitsyncError as exc:
             message = f"the status branch cannot be read: {redact(str(exc))}"
             return self._page(503, "error.html", etag=None, message=message)
-        etag = f'"{(data.status_commit or "none")[:16]}.{(data.spec_commit or "none")[:16]}"'
+        etag = f'W/"{(data.status_commit or "none")[:16]}.{(data.spec_commit or "none")[:16]}"'
         if headers.get("if-none-match") == etag:
             return Response(304, (("ETag", etag), ("Cache-Control", "no-cache")), b"")
         return self._route(path, params, data, etag)
