@@ -338,3 +338,17 @@ def test_large_pages_are_gzipped_for_clients_that_accept_it(repo: Repo) -> None:
     assert response.getheader("Vary") == "Accept-Encoding"
     assert gzip.decompress(body).decode() == plain[2]
     assert "content-encoding" not in plain[1]
+
+
+def test_the_daemons_mirror_serves_the_same_pages(repo: Repo) -> None:
+    """What the listener mounts: the daemon's bare mirror, whose branches are
+    remote-tracking refs, opened apart from the daemon's own handle."""
+    repo.source.fetch()
+    with served(repo.source.path) as port:
+        status, _, body = request(port, "/")
+    assert status == 200
+    assert re.findall(r'<tr data-key="([^"]+)"', body) == [
+        "prod/ml/ModelDeployment/churn",
+        "prod/ml/ModelDeployment/fraud",
+    ]
+    assert "team risk" in body  # the spec branch was found too

@@ -56,6 +56,11 @@ def test_wheel_holds_the_shipped_policies_and_the_typing_marker(wheel: Path) -> 
     assert SHIPPED, "no shipped policies found under policies/"
     assert {f"gitsync/policy/shipped/{name}" for name in SHIPPED} <= names
     assert "gitsync/py.typed" in names
+    assert {
+        "gitsync/dashboard/templates/overview.html",
+        "gitsync/dashboard/static/dashboard.js",
+        "gitsync/dashboard/static/dashboard.css",
+    } <= names
     assert not any(name.startswith(("policies/", "tests/")) for name in names)
 
 
@@ -88,6 +93,30 @@ def test_the_installed_gitsync_validates_the_examples(installed: Path) -> None:
     assert "policies: valid" in output
     # The examples replace a shipped policy: the warning names the installed copy.
     assert f"replaces the shipped one from {installed.parent / 'lib'}" in output
+
+
+_SERVE_ONE_PAGE = """
+from gitsync.board import BoardData
+from gitsync.dashboard import Dashboard
+class Empty:
+    def current(self):
+        return BoardData(status_commit=None, spec_commit=None, documents={})
+app = Dashboard(Empty())
+page = app.handle(method="GET", path="/", query="", headers={})
+script = app.handle(method="GET", path="/static/dashboard.js", query="", headers={})
+print(page.status, script.status, b"No status branch yet" in page.body)
+"""
+
+
+def test_the_installed_dashboard_has_its_templates_and_files(installed: Path) -> None:
+    result = subprocess.run(
+        [str(installed / "python"), "-c", _SERVE_ONE_PAGE],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=installed,
+    )
+    assert result.stdout.split() == ["200", "200", "True"], result.stderr
 
 
 def test_public_api_of_gitsync() -> None:
