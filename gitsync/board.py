@@ -12,6 +12,7 @@ verdict) is not made up here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ __all__ = [
     "Blocked",
     "BoardData",
     "Change",
+    "Chart",
     "CycleRow",
     "CyclesPage",
     "Facet",
@@ -50,6 +52,14 @@ TEAM_LABEL: Final = "team"
 MAX_FILTER: Final = 200
 #: Status commits the cycles page lists.
 CYCLES_SHOWN: Final = 50
+#: The box an analysis chart is drawn in.
+CHART_WIDTH: Final = 100
+CHART_HEIGHT: Final = 40
+# A measurement as Measurement.text writes it: "error-rate 0.2 > 0.01", with
+# "vs stable 0.1" after the value for a relative metric.
+_MEASUREMENT: Final = re.compile(
+    r"^(?P<metric>\S+) (?P<value>\S+)(?: vs stable \S+)? (?P<op><=|>=|<|>) (?P<bound>\S+)$"
+)
 # Phases that mean something needs a person, listed as the blocked specs of a cycle.
 _TROUBLE: Final = frozenset({Phase.INVALID, Phase.FAILED, Phase.DEGRADED, Phase.ROLLED_BACK})
 
@@ -186,6 +196,18 @@ class RolloutStep:
 
 
 @dataclass(frozen=True, slots=True)
+class Chart:
+    """One analysis metric's measurements over a rollout against its bound, laid out
+    in a ``CHART_WIDTH`` x ``CHART_HEIGHT`` box (y grows downwards, as in SVG)."""
+
+    metric: str
+    bound: str
+    values: tuple[float, ...]
+    points: tuple[tuple[float, float], ...]
+    bound_y: float
+
+
+@dataclass(frozen=True, slots=True)
 class TrafficPoint:
     at: datetime
     commit: str
@@ -204,6 +226,7 @@ class SpecPage:
     doc: StatusDocument
     url: str | None
     rollout_steps: tuple[RolloutStep, ...]
+    charts: tuple[Chart, ...]
     traffic_history: tuple[TrafficPoint, ...]
     events: tuple[Event, ...]
     #: A model served from a training run: that run's page, if the branch has it.
@@ -372,6 +395,37 @@ def _rollout_steps(path: str, commits: Sequence[StatusCommit]) -> tuple[RolloutS
     return tuple(reversed(steps))
 
 
+def _charts(steps: Sequence[RolloutStep]) -> tuple[Chart, ...]:
+    """A chart for each metric whose evidence reads as a number against a numeric
+    bound (as :meth:`gitsync.rollout.Measurement.text` writes it), oldest first."""
+    series: dict[str, tuple[str, float, list[float]]] = {}
+    for step in reversed(steps):
+        for text in step.evidence:
+            found = _MEASUREMENT.match(text)
+            if found is None:
+                continue
+            try:
+                value, bound = float(found["value"]), float(found["bound"])
+            except ValueError:
+                continue
+            # The operator tells the verdict (<= passed, > failed): the bound is the number.
+            series.setdefault(found["metric"], (found["bound"], bound, []))[2].append(value)
+    charts = []
+    for metric, (label, bound, values) in sorted(series.items()):
+        top = max([*values, bound]) * 1.25 or 1.0
+        span = max(1, len(values) - 1)
+
+        def y(value: float, top: float = top) -> float:
+            return round(CHART_HEIGHT - value / top * CHART_HEIGHT, 2)
+
+        points = tuple(
+            (round(i / span * CHART_WIDTH if len(values) > 1 else CHART_WIDTH / 2, 2), y(v))
+            for i, v in enumerate(values)
+        )
+        charts.append(Chart(metric, label, tuple(values), points, y(bound)))
+    return tuple(charts)
+
+
 def _traffic_history(path: str, commits: Sequence[StatusCommit]) -> tuple[TrafficPoint, ...]:
     """Each status commit that changed the traffic split of ``path``, newest first."""
     points: list[TrafficPoint] = []
@@ -424,7 +478,8 @@ def spec_page(data: BoardData, key: str) -> SpecPage | None:
         row=row,
         doc=doc,
         url=redact(doc.model.url) if doc.model is not None and doc.model.url else None,
-        rollout_steps=_rollout_steps(path, data.status_commits),
+        rollout_steps=(steps := _rollout_steps(path, data.status_commits)),
+        charts=_charts(steps),
         traffic_history=_traffic_history(path, data.status_commits),
         events=timeline.events,
         trained_by=trained_by,

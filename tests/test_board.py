@@ -269,3 +269,32 @@ def test_cycles_list_what_changed_and_what_is_blocked() -> None:
     ]
     assert page.rows[1].blocked == ()
     assert (page.rows[1].removed, page.more) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "charts"),
+    [
+        # Oldest step first in the chart; the bound scaled in with the values.
+        (
+            [("error-rate 0.001 <= 0.01",), ("error-rate 0.2 > 0.01",)],
+            [("error-rate", "0.01", (0.001, 0.2), ((0.0, 39.84), (100.0, 8.0)), 38.4)],
+        ),
+        ([("error-rate no data (inconclusive)",)], []),
+        (
+            [("latency 0.3 vs stable 0.2 <= 0.5",)],
+            [("latency", "0.5", (0.3,), ((50.0, 20.8),), 8.0)],
+        ),
+        ([("error-rate nan-ish <= x",)], []),
+        ([("zero 0 <= 0",)], [("zero", "0", (0.0,), ((50.0, 40.0),), 40.0)]),
+    ],
+)
+def test_analysis_charts_from_the_evidence(
+    evidence: list[tuple[str, ...]], charts: list[tuple[object, ...]]
+) -> None:
+    commits = []
+    for i, texts in enumerate(evidence):
+        step = replace(FRAUD, rollout=_rollout("Progressing", 20, i, f"step {i}", *texts))
+        commits.insert(0, _at(step, i, "abcdef"[i]))
+    page = spec_page(board(FRAUD, status_commits=commits), key_of(FRAUD.path))
+    assert page is not None
+    assert [(c.metric, c.bound, c.values, c.points, c.bound_y) for c in page.charts] == charts
