@@ -91,8 +91,12 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
 
 
 @contextmanager
-def served(path: Path, *, auth: BasicAuth | None = None) -> Iterator[int]:
-    source = RepositorySource(Repository.open(path), branch="main", status_branch="gitsync/status")
+def served(
+    path: Path, *, auth: BasicAuth | None = None, instance: str | None = None
+) -> Iterator[int]:
+    source = RepositorySource(
+        Repository.open(path), branch="main", status_branch="gitsync/status", instance=instance
+    )
     server = make(Dashboard(source, auth=auth), listen="127.0.0.1:0")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -352,3 +356,29 @@ def test_the_daemons_mirror_serves_the_same_pages(repo: Repo) -> None:
         "prod/ml/ModelDeployment/fraud",
     ]
     assert "team risk" in body  # the spec branch was found too
+
+
+def test_one_instance_of_a_shared_branch(repo: Repo, tmp_path: Path) -> None:
+    source = GitSource(repo.specs.url, branch="main", cache_dir=tmp_path / "staging")
+    store = StatusStore(source, author=Author("gitsync", "g@x"), instance="staging")
+    store.read("gitsync/status")
+    staged = build_status(
+        kind="ModelDeployment",
+        name="fraud",
+        namespace="ml",
+        instance="staging",
+        source="fraud.yaml",
+        source_commit=repo.commit,
+        now="2026-12-01T12:00:00Z",
+        health=HealthReport(Health.FAILED, "staging says no"),
+    )
+    assert store.publish([staged], branch="gitsync/status", source_commit=repo.commit)
+    source.close()
+    with served(repo.specs.remote) as port:
+        both = request(port, "/")[2]
+    with served(repo.specs.remote, instance="prod") as port:
+        prod, cycles = request(port, "/")[2], request(port, "/cycles")[2]
+    assert "staging/ml/ModelDeployment/fraud" in both
+    assert "staging" not in prod.replace('name="instance"', "")
+    assert "/spec/staging/" not in cycles
+    assert "/spec/prod/ml/ModelDeployment/fraud" in cycles

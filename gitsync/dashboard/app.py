@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -52,7 +52,7 @@ from gitsync.board import (
     spec_page,
 )
 from gitsync.errors import ConfigurationError, GitsyncError
-from gitsync.history import SpecCommit
+from gitsync.history import SpecCommit, StatusCommit
 from gitsync.redact import redact
 
 if TYPE_CHECKING:
@@ -157,17 +157,24 @@ class RepositorySource:
                     if status_head
                     else {}
                 ),
-                status_commits=(
-                    status_commits(
-                        repo, status_head, None, limit=HISTORY_LIMIT, parsed=self._parsed
-                    )
-                    if status_head
-                    else ()
-                ),
+                status_commits=self._status_commits(status_head),
                 spec_commits=spec_side[0],
                 labels=spec_side[1],
             )
             return self._data
+
+    def _status_commits(self, head: str | None) -> list[StatusCommit]:
+        """The status branch's commits, with only ``instance``'s documents when set."""
+        if head is None:
+            return []
+        repo, instance = self._repository, self._instance
+        found = status_commits(repo, head, None, limit=HISTORY_LIMIT, parsed=self._parsed)
+        if instance is None:
+            return found
+        return [
+            replace(c, documents={p: d for p, d in c.documents.items() if d.instance == instance})
+            for c in found
+        ]
 
     def _spec_side(
         self, head: str | None
