@@ -27,7 +27,7 @@
   }
 
   function say(text) {
-    if (note) note.textContent = text;
+    if (note && note.textContent !== text) note.textContent = text;
   }
 
   async function poll() {
@@ -43,10 +43,8 @@
       say("Live: the server cannot be reached; retrying");
       return;
     }
-    if (response.status === 304) {
-      say("Live: up to date at " + new Date().toLocaleTimeString());
-      return;
-    }
+    // Nothing said on a 304: the note is a live region, read out on every change.
+    if (response.status === 304) return;
     if (!response.ok) {
       say("Live: the server answered " + response.status + "; retrying");
       return;
