@@ -28,7 +28,7 @@ from gitsync.status import build_status
 from gitsync.status_document import ModelInfo, Traffic
 from gitsync.status_store import StatusStore
 
-from .specrepo import SpecRepo
+from .specrepo import SpecRepo, git
 
 SCRIPT = "<script>alert('pwned')</script>"
 
@@ -382,3 +382,28 @@ def test_one_instance_of_a_shared_branch(repo: Repo, tmp_path: Path) -> None:
     assert "staging" not in prod.replace('name="instance"', "")
     assert "/spec/staging/" not in cycles
     assert "/spec/prod/ml/ModelDeployment/fraud" in cycles
+
+
+def test_an_unreadable_status_branch_is_a_503_page_not_a_crash(repo: Repo) -> None:
+    remote = repo.specs.remote
+    missing_tree = "1" * 40
+    commit = (
+        f"tree {missing_tree}\nauthor gitsync <g@x> 1764590400 +0000\n"
+        "committer gitsync <g@x> 1764590400 +0000\n\nbroken\n"
+    )
+    broken = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "--literally", "-w", "--stdin"],
+        cwd=remote,
+        input=commit,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    # The branch names a commit whose tree is not in the repository.
+    git("update-ref", "refs/heads/gitsync/status", broken, cwd=remote)
+    with served(remote) as port:
+        status, headers, body = request(port, "/")
+        assert status == 503
+        assert "the status branch cannot be read" in body
+        assert "etag" not in headers
+        assert request(port, "/static/dashboard.css")[0] == 200  # the server lives on
