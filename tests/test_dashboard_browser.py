@@ -147,6 +147,12 @@ def test_the_overview_of_the_examples_is_live_and_escapes_git(
         wait_for(lambda: "s3://models/fraud-detector/v8" in row.inner_text(), "model v8", page)
         wait_for(lambda: "fraud-detector v8" in row.inner_text(), "the v8 commit", page)
         assert page.evaluate("window.loadedOnce") == "yes"  # never reloaded
+
+        # The keyboard reaches the content first; a phone's width needs no sideways scroll.
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.set_viewport_size({"width": 390, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         page.close()
         stop(process)
