@@ -407,3 +407,13 @@ def test_an_unreadable_status_branch_is_a_503_page_not_a_crash(repo: Repo) -> No
         assert "the status branch cannot be read" in body
         assert "etag" not in headers
         assert request(port, "/static/dashboard.css")[0] == 200  # the server lives on
+
+
+def test_a_token_in_a_commit_message_is_not_shown(repo: Repo) -> None:
+    repo.specs.write("fraud.yaml", spec("fraud", team="risk", uri="s3://m/fraud/v8"))
+    repo.specs.commit("v8 from https://ann:ghp_secret123@git.example/models")
+    with served(repo.specs.remote) as port:
+        pages = [request(port, p)[2] for p in ("/", "/spec/prod/ml/ModelDeployment/fraud")]
+    for body in pages:
+        assert "ghp_secret123" not in body
+        assert "https://***@git.example/models" in body
