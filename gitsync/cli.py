@@ -570,7 +570,7 @@ def dashboard(
     """Serve the read-only web dashboard from a local clone's branches (no cluster)."""
     from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.dashboard import BasicAuth, Dashboard, RepositorySource  # noqa: PLC0415
-    from gitsync.dashboard.serve import make  # noqa: PLC0415
+    from gitsync.dashboard.serve import make, parse_listen  # noqa: PLC0415
 
     source = RepositorySource(
         Repository.open(repo),
@@ -580,7 +580,9 @@ def dashboard(
         instance=instance,
     )
     auth = BasicAuth.from_file(auth_file) if auth_file is not None else None
-    server = make(Dashboard(source, auth=auth), listen=listen)
+    loopback = parse_listen(listen)[0] in {"127.0.0.1", "localhost"}
+    hosts = frozenset({"127.0.0.1", "localhost"}) if loopback else None
+    server = make(Dashboard(source, auth=auth, hosts=hosts), listen=listen)
     host, port = server.server_address[:2]
     click.echo(f"gitsync dashboard on http://{host!s}:{port}/ (Ctrl-C stops it)", err=True)
     try:

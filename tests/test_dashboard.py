@@ -92,12 +92,16 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
 
 @contextmanager
 def served(
-    path: Path, *, auth: BasicAuth | None = None, instance: str | None = None
+    path: Path,
+    *,
+    auth: BasicAuth | None = None,
+    instance: str | None = None,
+    hosts: frozenset[str] | None = None,
 ) -> Iterator[int]:
     source = RepositorySource(
         Repository.open(path), branch="main", status_branch="gitsync/status", instance=instance
     )
-    server = make(Dashboard(source, auth=auth), listen="127.0.0.1:0")
+    server = make(Dashboard(source, auth=auth, hosts=hosts), listen="127.0.0.1:0")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -417,3 +421,12 @@ def test_a_token_in_a_commit_message_is_not_shown(repo: Repo) -> None:
     for body in pages:
         assert "ghp_secret123" not in body
         assert "https://***@git.example/models" in body
+
+
+def test_on_loopback_only_its_own_names_are_answered(repo: Repo) -> None:
+    with served(repo.specs.remote, hosts=frozenset({"127.0.0.1", "localhost"})) as port:
+        assert request(port, "/")[0] == 200  # Host: 127.0.0.1:<port>
+        assert request(port, "/", headers={"Host": f"localhost:{port}"})[0] == 200
+        status, _, body = request(port, "/", headers={"Host": f"evil.example:{port}"})
+        assert (status, body) == (400, "unexpected Host header\n")
+        assert request(port, "/api/overview.json", headers={"Host": "evil.example"})[0] == 400

@@ -269,18 +269,25 @@ def _environment() -> jinja2.Environment:
 
 
 class Dashboard:
-    """The read-only dashboard, a WSGI application to mount at ``/``."""
+    """The read-only dashboard, a WSGI application to mount at ``/``.
+
+    ``hosts``: the names a request's Host header may carry (port aside), for a
+    dashboard on a loopback address; None accepts any, for one behind a proxy or an
+    ingress that routes by name.
+    """
 
     def __init__(
         self,
         source: BoardSource,
         *,
         auth: BasicAuth | None = None,
+        hosts: frozenset[str] | None = None,
         poll_seconds: float = 2.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._source = source
         self._auth = auth
+        self._hosts = hosts
         self._poll = poll_seconds
         self._clock = clock
         self._env = _environment()
@@ -296,6 +303,7 @@ class Dashboard:
             query=str(environ.get("QUERY_STRING", "")),
             headers={
                 "authorization": environ.get("HTTP_AUTHORIZATION"),
+                "host": environ.get("HTTP_HOST"),
                 "if-none-match": environ.get("HTTP_IF_NONE_MATCH"),
             },
         )
@@ -342,6 +350,10 @@ class Dashboard:
             return Response(405, (("Allow", "GET, HEAD"), *_TEXT), b"read-only: GET or HEAD\n")
         if len(path) > MAX_PATH or len(query) > MAX_QUERY:
             return Response(414, _TEXT, b"request too long\n")
+        if self._hosts is not None and _hostname(headers.get("host")) not in self._hosts:
+            # A page of another site whose name was pointed at 127.0.0.1 (DNS
+            # rebinding) would send its own name here: it reads nothing.
+            return Response(400, _TEXT, b"unexpected Host header\n")
         if self._auth is not None and not self._auth.allows(headers.get("authorization")):
             challenge = ("WWW-Authenticate", 'Basic realm="gitsync", charset="UTF-8"')
             return Response(401, (challenge, *_TEXT), b"authentication required\n")
@@ -424,3 +436,9 @@ class Dashboard:
 
 
 _TEXT: Final = (("Content-Type", "text/plain; charset=utf-8"),)
+
+
+def _hostname(host: str | None) -> str:
+    """The name in a Host header, without its port, lower-case."""
+    name = (host or "").strip().lower()
+    return name.rpartition(":")[0] if name.rpartition(":")[2].isdigit() else name
