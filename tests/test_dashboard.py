@@ -430,3 +430,22 @@ def test_on_loopback_only_its_own_names_are_answered(repo: Repo) -> None:
         status, _, body = request(port, "/", headers={"Host": f"evil.example:{port}"})
         assert (status, body) == (400, "unexpected Host header\n")
         assert request(port, "/api/overview.json", headers={"Host": "evil.example"})[0] == 400
+
+
+def test_handle_gives_a_complete_response_for_a_listener_to_send(repo: Repo) -> None:
+    """The listener's handler calls handle() and sends what it returns as it is."""
+    source = RepositorySource(
+        Repository.open(repo.specs.remote), branch="main", status_branch="gitsync/status"
+    )
+    app = Dashboard(source)
+    response = app.handle(method="GET", path="/", query="", headers={"accept-encoding": "gzip"})
+    headers = dict(response.headers)
+    assert (response.status, response.reason) == (200, "OK")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Encoding"] == "gzip"
+    assert int(headers["Content-Length"]) == len(response.body)
+    assert b"fraud" in gzip.decompress(response.body)
+    refused = app.handle(method="POST", path="/", query="", headers={})
+    assert (refused.status, dict(refused.headers)["Allow"]) == (405, "GET, HEAD")
+    assert "Content-Security-Policy" in dict(refused.headers)

@@ -58,7 +58,7 @@ from gitsync.redact import redact
 if TYPE_CHECKING:
     from gitsync.clients.git import Repository
 
-__all__ = ["BasicAuth", "BoardSource", "Dashboard", "RepositorySource"]
+__all__ = ["BasicAuth", "BoardSource", "Dashboard", "RepositorySource", "Response"]
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -240,6 +240,10 @@ class Response:
     headers: tuple[tuple[str, str], ...]
     body: bytes
 
+    @property
+    def reason(self) -> str:
+        return _REASONS[self.status]
+
 
 def _static_files() -> dict[str, tuple[bytes, str]]:
     """What the package ships under static/, by file name: the only files served."""
@@ -302,27 +306,33 @@ class Dashboard:
             path=str(environ.get("PATH_INFO", "/")),
             query=str(environ.get("QUERY_STRING", "")),
             headers={
-                "authorization": environ.get("HTTP_AUTHORIZATION"),
-                "host": environ.get("HTTP_HOST"),
-                "if-none-match": environ.get("HTTP_IF_NONE_MATCH"),
+                name: environ.get("HTTP_" + name.upper().replace("-", "_"))
+                for name in ("accept-encoding", "authorization", "host", "if-none-match")
             },
         )
-        body = response.body
-        headers = [*response.headers, *_SECURITY_HEADERS, ("Vary", "Accept-Encoding")]
-        accepted = str(environ.get("HTTP_ACCEPT_ENCODING", ""))
-        if len(body) > _COMPRESS_FROM and "gzip" in accepted.lower():
-            # A thousand specs make a megabyte of repetitive HTML, 3% of it gzipped.
-            body = gzip.compress(body, compresslevel=5, mtime=0)
-            headers.append(("Content-Encoding", "gzip"))
-        headers.append(("Content-Length", str(len(body))))
-        start_response(f"{response.status} {_REASONS[response.status]}", headers)
-        return [b""] if method == "HEAD" else [body]
+        start_response(f"{response.status} {response.reason}", list(response.headers))
+        return [b""] if method == "HEAD" else [response.body]
 
     def handle(
         self, *, method: str, path: str, query: str, headers: Mapping[str, str | None]
     ) -> Response:
         """One request, as the listener or any server sees it (``headers`` by
-        lower-case name)."""
+        lower-case name: it reads ``accept-encoding``, ``authorization``, ``host``
+        and ``if-none-match``); the response is complete, security headers,
+        encoding and length included (a HEAD's caller sends no body)."""
+        response = self._answer(method=method, path=path, query=query, headers=headers)
+        body = response.body
+        extra = [*_SECURITY_HEADERS, ("Vary", "Accept-Encoding")]
+        if len(body) > _COMPRESS_FROM and "gzip" in (headers.get("accept-encoding") or "").lower():
+            # A thousand specs make a megabyte of repetitive HTML, 3% of it gzipped.
+            body = gzip.compress(body, compresslevel=5, mtime=0)
+            extra.append(("Content-Encoding", "gzip"))
+        extra.append(("Content-Length", str(len(body))))
+        return Response(response.status, (*response.headers, *extra), body)
+
+    def _answer(
+        self, *, method: str, path: str, query: str, headers: Mapping[str, str | None]
+    ) -> Response:
         refused = self._refusal(method=method, path=path, query=query, headers=headers)
         if refused is not None:
             return refused
