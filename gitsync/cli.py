@@ -24,12 +24,12 @@ import click
 import orjson
 import yaml
 
-from gitsync import __version__, trailers
+from gitsync import __version__, audit
 from gitsync.diff import Action
-from gitsync.errors import ConfigurationError, GitError, GitsyncError, LeadershipLostError
+from gitsync.errors import ConfigurationError, GitsyncError, LeadershipLostError
 from gitsync.evaluation import Evaluation, Evaluator, spec_objects
 from gitsync.health import assess
-from gitsync.history import SpecCommit, SpecInfo, StatusCommit, timelines
+from gitsync.history import SpecInfo, timelines
 from gitsync.importing import Refused, import_text
 from gitsync.loading import Severity
 from gitsync.plan import make_plan
@@ -41,7 +41,7 @@ from gitsync.sharding import Shard
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.specs import json_schema
 from gitsync.specs.common import DNS1123_LABEL
-from gitsync.status import STATUS_ROOT, parse_document, status_path
+from gitsync.status import status_path
 from gitsync.status_document import StatusDocument, status_json_schema
 from gitsync.types import ObjectRef, parse_resource
 
@@ -534,18 +534,8 @@ for _verb in ("promote", "abort"):
 _INSTANCE_HELP = "Only this gitsync instance's specs (default: every instance on the branch)."
 
 
-def _find_branch(repository: Repository, branch: str) -> str | None:
-    """A branch of a local clone, or its remote-tracking copy (a CI checkout has only that)."""
-    for name in (branch, f"origin/{branch}", f"refs/remotes/origin/{branch}"):
-        try:
-            return repository.resolve(name)
-        except GitError:
-            continue
-    return None
-
-
 def _branch_head(repository: Repository, branch: str) -> str:
-    head = _find_branch(repository, branch)
+    head = audit.find_branch(repository, branch)
     if head is None:
         raise ConfigurationError(f"no branch {branch!r} in the repository (fetch it first)")
     return head
@@ -557,42 +547,6 @@ def _no_status_branch(status_branch: str, consequence: str) -> None:
         f"no status branch {status_branch!r} yet: {consequence} "
         "(gitsync has not reported here, or the branch is not fetched)"
     )
-
-
-def _status_commits(
-    repository: Repository, head: str, since: datetime | None
-) -> list[StatusCommit]:
-    found = []
-    for change in repository.history(head, under=STATUS_ROOT, since=since):
-        documents = _documents(repository, {**change.changes.added, **change.changes.modified})
-        found.append(
-            StatusCommit(
-                commit=change.revision.commit,
-                at=change.revision.authored_at,
-                summary=change.revision.summary,
-                source_commit=trailers.parse(change.revision.message).source_commit or "",
-                documents=documents,
-                removed=frozenset(change.changes.deleted),
-            )
-        )
-    return found
-
-
-def _documents(repository: Repository, blobs: Mapping[str, str]) -> dict[str, StatusDocument]:
-    """The readable status documents among ``blobs`` (path -> blob id)."""
-    found = {}
-    for path, blob in blobs.items():
-        if path.endswith(".yaml") and (doc := parse_document(repository.read_blob(blob))):
-            found[path] = doc
-    return found
-
-
-def _current_statuses(
-    repository: Repository, head: str, instance: str | None
-) -> dict[str, StatusDocument]:
-    """Every instance's documents at ``head``, or those of ``instance`` alone."""
-    documents = _documents(repository, repository.files(head, under=STATUS_ROOT))
-    return {p: d for p, d in documents.items() if instance is None or d.instance == instance}
 
 
 def _declared_specs(
@@ -652,33 +606,22 @@ def history(
     repository = Repository.open(repo)
     since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     spec_head = _branch_head(repository, branch)
-    status_head = _find_branch(repository, status_branch)
+    status_head = audit.find_branch(repository, status_branch)
     if status_head is None:
         _no_status_branch(status_branch, "showing spec history only")
         status_commits = []
         specs = _declared_specs(repository, spec_head, subdir, instance or "default")
     else:
-        status_commits = _status_commits(repository, status_head, since_utc)
-        current = _current_statuses(repository, status_head, instance)
+        status_commits = audit.status_commits(repository, status_head, since_utc)
+        current = audit.current_statuses(repository, status_head, instance)
         specs = {p: SpecInfo.of(d) for p, d in current.items()}
     for commit in status_commits:  # specs removed since: their last known document
         for path, doc in commit.documents.items():
             if instance is None or doc.instance == instance:
                 specs.setdefault(path, SpecInfo.of(doc))
-    spec_commits = [
-        SpecCommit(
-            commit=change.revision.commit,
-            author=change.revision.author.name,
-            at=change.revision.authored_at,
-            summary=change.revision.summary,
-            paths=change.changes.paths,
-            merge_of=change.merged,
-        )
-        for change in repository.history(spec_head, under=subdir, since=since_utc)
-    ]
     found = timelines(
         specs=specs,
-        spec_commits=spec_commits,
+        spec_commits=audit.spec_commits(repository, spec_head, under=subdir, since=since_utc),
         status_commits=status_commits,
         name=name,
         since=since_utc,
@@ -735,7 +678,7 @@ def status(
     from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
 
     repository = Repository.open(repo)
-    status_head = _find_branch(repository, status_branch)
+    status_head = audit.find_branch(repository, status_branch)
     if status_head is None:
         _no_status_branch(status_branch, "no spec has a status to show")
         if output == "json":
@@ -743,7 +686,7 @@ def status(
         return
     docs = [
         doc
-        for _, doc in sorted(_current_statuses(repository, status_head, instance).items())
+        for _, doc in sorted(audit.current_statuses(repository, status_head, instance).items())
         if name is None or doc.name == name
     ]
     if name is not None and not docs:
@@ -763,6 +706,61 @@ def status(
         where = f"{row['namespace']}/{row['name']}"
         label = _instance_label(row["instance"], instances)
         click.echo(f"{label}{row['kind']} {where}: {row['phase']}: {row['message']}{live}")
+
+
+@cli.command()
+@_option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    help="A local clone with the spec branch and the status branch (fetch to see new commits).",
+)
+@_option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve on.")
+@_option("--branch", default="main", show_default=True)
+@_option("--status-branch", default="gitsync/status", show_default=True)
+@_option("--path", "subdir", default="", help="Spec folder inside the repo.")
+@_option("--instance", default=None, help=_INSTANCE_HELP)
+@_option(
+    "--dashboard-auth-file",
+    "auth_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Require HTTP basic auth: a file of 'user:password' lines.",
+)
+def dashboard(
+    *,
+    repo: Path,
+    listen: str,
+    branch: str,
+    status_branch: str,
+    subdir: str,
+    instance: str | None,
+    auth_file: Path | None,
+) -> None:
+    """Serve the read-only web dashboard from a local clone's branches (no cluster)."""
+    from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.dashboard import BasicAuth, Dashboard, RepositorySource  # noqa: PLC0415
+    from gitsync.dashboard.serve import make, parse_listen  # noqa: PLC0415
+
+    source = RepositorySource(
+        Repository.open(repo),
+        branch=branch,
+        status_branch=status_branch,
+        subdir=subdir,
+        instance=instance,
+    )
+    auth = BasicAuth.from_file(auth_file) if auth_file is not None else None
+    loopback = parse_listen(listen)[0] in {"127.0.0.1", "localhost"}
+    hosts = frozenset({"127.0.0.1", "localhost"}) if loopback else None
+    server = make(Dashboard(source, auth=auth, hosts=hosts), listen=listen)
+    host, port = server.server_address[:2]
+    click.echo(f"gitsync dashboard on http://{host!s}:{port}/ (Ctrl-C stops it)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def _status_row(doc: StatusDocument, kube: KubeClient | None) -> dict[str, Any]:

@@ -56,6 +56,11 @@ def test_wheel_holds_the_shipped_policies_and_the_typing_marker(wheel: Path) -> 
     assert SHIPPED, "no shipped policies found under policies/"
     assert {f"gitsync/policy/shipped/{name}" for name in SHIPPED} <= names
     assert "gitsync/py.typed" in names
+    assert {
+        "gitsync/dashboard/templates/overview.html",
+        "gitsync/dashboard/static/dashboard.js",
+        "gitsync/dashboard/static/dashboard.css",
+    } <= names
     assert not any(name.startswith(("policies/", "tests/")) for name in names)
 
 
@@ -120,6 +125,30 @@ def test_the_containerfile_installs_the_wheel_as_these_tests_do() -> None:
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert users, "the image must not run as root"
     assert not users[-1].startswith(("0", "root"))
+
+
+_SERVE_ONE_PAGE = """
+from gitsync.board import BoardData
+from gitsync.dashboard import Dashboard
+class Empty:
+    def current(self):
+        return BoardData(status_commit=None, spec_commit=None, documents={})
+app = Dashboard(Empty())
+page = app.handle(method="GET", path="/", query="", headers={})
+script = app.handle(method="GET", path="/static/dashboard.js", query="", headers={})
+print(page.status, script.status, b"No status branch yet" in page.body)
+"""
+
+
+def test_the_installed_dashboard_has_its_templates_and_files(installed: Path) -> None:
+    result = subprocess.run(
+        [str(installed / "python"), "-c", _SERVE_ONE_PAGE],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=installed,
+    )
+    assert result.stdout.split() == ["200", "200", "True"], result.stderr
 
 
 def test_public_api_of_gitsync() -> None:
