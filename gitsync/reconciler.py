@@ -413,6 +413,7 @@ class Reconciler:
             default_namespace=snapshot.config.defaults.namespace,
             source_commits=last_changes.by_path,
             trained=cycle.training.trained,
+            waiting=cycle.training.waiting,
             ticks=cycle.training.ticks,
         )
         evaluation = self._evaluator.evaluate(

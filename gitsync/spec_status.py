@@ -192,15 +192,14 @@ def _entry_status(
     transitions = _untold(rollout, before)
     records: list[RunRecord] = []
     if isinstance(entry.spec, ModelDeployment):
-        ref = entry.spec.spec.training_run(namespace)
-        trained = context.trained.get(ref) if ref is not None else None
+        key = entry.key(context.default_namespace)
+        trained = context.trained.get(key)
         model = _model_info(entry.spec, body, health, trained, before=before, now=now)
-        if trained is not None and trained.run != _served_run(before):
-            lineage = (
-                f"serves {trained.output_uri} from run {trained.run} of TrainingRun "
-                f"{entry.spec.spec.from_training_run} (spec {trained.source_commit[:7]})"
-            )
-            transitions = (lineage, *transitions)
+        if trained is not None and trained.output_uri != _served_uri(before):
+            transitions = (_lineage_story(entry.spec, trained), *transitions)
+        if trained is not None and (held := context.waiting.get(key)):
+            # A promotion on hold: the model keeps serving, and says what it waits for.
+            transitions = (*transitions, f"promotion held: {held}")
     elif isinstance(entry.spec, TrainingRun):
         refs = [(ObjectRef.of(job), job) for job in runs]
         records = [run_record(ref.name, _health(job, stale=ref in stale), job) for ref, job in refs]
@@ -291,12 +290,17 @@ def _model_info(
     now: str,
 ) -> ModelInfo:
     lineage = None
-    if spec.spec.from_training_run is not None:
+    source = spec.spec.from_training_run or (
+        str(trained.promoted_from) if trained and trained.promoted_from else None
+    )
+    if source is not None:
         lineage = Lineage(
-            name=spec.spec.from_training_run,
-            run=trained.run if trained else None,
-            source_commit=trained.source_commit if trained else None,
-            completion_time=trained.completion_time if trained else None,
+            name=source,
+            run=(trained.run or None) if trained else None,
+            source_commit=(trained.source_commit or None) if trained else None,
+            completion_time=(trained.completion_time or None) if trained else None,
+            evidence=trained.evidence if trained else (),
+            promoted_from=str(trained.promoted_from) if trained and trained.promoted_from else None,
         )
     storage_uri = ((body or {}).get("spec", {}).get("predictor", {}).get("model") or {}).get(
         "storageUri"
@@ -321,10 +325,25 @@ def _model_info(
     )
 
 
-def _served_run(doc: StatusDocument | None) -> str | None:
-    if doc is None or doc.model is None or doc.model.from_training_run is None:
-        return None
-    return doc.model.from_training_run.run
+def _served_uri(doc: StatusDocument | None) -> str | None:
+    return doc.model.storage_uri if doc is not None and doc.model is not None else None
+
+
+def _lineage_story(spec: ModelDeployment, trained: TrainedModel) -> str:
+    """The transition a model tells when what it serves changes: which run, which
+    commit trained it, the gates it passed, and where it was promoted from."""
+    run = f"run {trained.run}" if trained.run else "its model"
+    commit = f" (spec {trained.source_commit[:7]})" if trained.source_commit else ""
+    gates = f"; gates: {', '.join(trained.evidence)}" if trained.evidence else ""
+    if trained.promoted_from is not None:
+        return (
+            f"promoted from {trained.promoted_from}: serves {trained.output_uri}, "
+            f"{run}{commit}{gates}"
+        )
+    return (
+        f"serves {trained.output_uri} from {run} of TrainingRun "
+        f"{spec.spec.from_training_run}{commit}{gates}"
+    )
 
 
 def _schedule_info(decision: ScheduleDecision, previous: ScheduleInfo | None) -> ScheduleInfo:

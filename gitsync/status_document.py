@@ -102,12 +102,17 @@ class Traffic:
 
 @_part
 class Lineage:
-    """The training run a ``fromTrainingRun`` model serves."""
+    """The training run a ``fromTrainingRun`` model serves (for a promoted model: the
+    run its upstream serves, and the upstream it was promoted from)."""
 
     name: str
     run: str | None = None
     source_commit: str | None = None
     completion_time: str | None = None
+    #: How the run met the model's gates: ``accuracy 0.95 >= 0.92``.
+    evidence: tuple[str, ...] = ()
+    #: ``ModelDeployment <namespace>/<name>`` for a promoted model.
+    promoted_from: str | None = None
 
 
 @_part

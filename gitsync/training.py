@@ -8,14 +8,16 @@ run each ``fromTrainingRun`` model serves. Rendering and status take these as da
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.loading import Entry
+from gitsync.pipeline import Candidate, choose_run, decide_promotion
 from gitsync.render import (
     ANNOTATION_SCHEDULED_AT,
     LABEL_TRAINING_RUN,
@@ -25,9 +27,10 @@ from gitsync.render import (
 )
 from gitsync.render.training import JOB_KINDS
 from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format_time, parse_time
-from gitsync.specs import ModelDeployment, TrainingRun
-from gitsync.status import run_record
-from gitsync.status_document import RunRecord
+from gitsync.specs import ModelDeployment, ModelSource, TrainingRun
+from gitsync.specs.pipeline import RunSelection
+from gitsync.status import run_record, status_path
+from gitsync.status_document import RunRecord, StatusDocument
 from gitsync.types import ObjectRef
 
 __all__ = [
@@ -45,10 +48,14 @@ class TrainingPlan:
     #: Each TrainingRun's jobs, newest first.
     jobs: Mapping[ObjectRef, Sequence[Mapping[str, Any]]]
     schedules: Mapping[ObjectRef, ScheduleDecision]
-    #: The run each fromTrainingRun model serves, by the TrainingRun it names.
+    #: What each fromTrainingRun or fromModelDeployment model serves, by the model.
     trained: Mapping[ObjectRef, TrainedModel]
     #: Runs to delete, and why.
     retire: Mapping[ObjectRef, str]
+    #: By model: why it serves nothing (new) yet: gates not passed, a promotion held.
+    waiting: Mapping[ObjectRef, str] = field(default_factory=dict)
+    #: When a held promotion's hold ends.
+    due: tuple[datetime, ...] = ()
 
     @property
     def ticks(self) -> dict[ObjectRef, datetime]:
@@ -57,9 +64,10 @@ class TrainingPlan:
 
     @property
     def wake_at(self) -> datetime | None:
-        """The next tick of any schedule: a quiet daemon must look again then."""
+        """The next tick of any schedule, or the end of a promotion's hold: a quiet
+        daemon must look again then."""
         ticks = [d.next_tick for d in self.schedules.values() if d.next_tick is not None]
-        return min(ticks, default=None)
+        return min([*ticks, *self.due], default=None)
 
 
 def plan_training(
@@ -74,15 +82,22 @@ def plan_training(
     schedules: dict[ObjectRef, ScheduleDecision] = {}
     retire: dict[ObjectRef, str] = {}
     trained: dict[ObjectRef, TrainedModel] = {}
+    waiting: dict[ObjectRef, str] = {}
+    due: list[datetime] = []
     for entry in entries:
         spec = entry.spec
         namespace = entry.namespace(default_namespace)
         if isinstance(spec, ModelDeployment):
-            ref = spec.spec.training_run(namespace)
-            if ref is not None and (
-                found := _latest_success(jobs.get(ref, ()), inventory.runs(ref))
-            ):
-                trained[ref] = found
+            key = entry.key(default_namespace)
+            served, why, until = _served(
+                spec, key, jobs=jobs, inventory=inventory, namespace=namespace, now=now
+            )
+            if served is not None:
+                trained[key] = served
+            if why is not None:
+                waiting[key] = why
+            if until is not None:
+                due.append(until)
             continue
         if not isinstance(spec, TrainingRun):
             continue
@@ -100,7 +115,123 @@ def plan_training(
         finished = [job for job in runs if assess(job).health.finished]
         for job in finished[spec.spec.history_limit :]:
             retire.setdefault(ObjectRef.of(job), f"beyond historyLimit {spec.spec.history_limit}")
-    return TrainingPlan(jobs=jobs, schedules=schedules, trained=trained, retire=retire)
+    return TrainingPlan(
+        jobs=jobs,
+        schedules=schedules,
+        trained=trained,
+        retire=retire,
+        waiting=waiting,
+        due=tuple(due),
+    )
+
+
+def _served(
+    spec: ModelDeployment,
+    key: ObjectRef,
+    *,
+    jobs: Mapping[ObjectRef, Sequence[Mapping[str, Any]]],
+    inventory: Inventory,
+    namespace: str,
+    now: datetime,
+) -> tuple[TrainedModel | None, str | None, datetime | None]:
+    """What a model fed from upstream serves now, why not (or not a newer one), and
+    when to look again."""
+    model = spec.spec.model
+    if model is None:
+        return None, None, None
+    if (ref := model.training_run(namespace)) is not None:
+        return (*_from_run(model, ref, jobs=jobs, inventory=inventory), None)
+    upstream, source = model.upstream(namespace), model.from_model_deployment
+    if upstream is None or source is None:
+        return None, None, None
+    promotion = decide_promotion(source, _document(inventory, upstream), now=now)
+    if promotion.take is not None and promotion.upstream is not None:
+        return _carried(promotion.take, promotion.upstream, upstream), None, None
+    # Held: the model keeps what it serves (its own last status says what that is).
+    own = _document(inventory, key)
+    if own is None or own.model is None or own.model.storage_uri is None:
+        return None, f"waiting to promote: {promotion.waiting}", promotion.due
+    return _carried(own.model.storage_uri, own, upstream), promotion.waiting, promotion.due
+
+
+def _from_run(
+    model: ModelSource,
+    ref: ObjectRef,
+    *,
+    jobs: Mapping[ObjectRef, Sequence[Mapping[str, Any]]],
+    inventory: Inventory,
+) -> tuple[TrainedModel | None, str | None]:
+    """The run of TrainingRun ``ref`` the model serves, or why none."""
+    candidates = _candidates(jobs.get(ref, ()), inventory.runs(ref))
+    choice = choose_run(candidates, selection=model.select or RunSelection(), gates=model.gates)
+    if choice.chosen is None:
+        if not choice.judged:
+            return None, f"waiting for a Succeeded run of TrainingRun {ref.namespace}/{ref.name}"
+        return None, f"waiting for TrainingRun {ref.namespace}/{ref.name}: {choice.reason}"
+    chosen = choice.chosen
+    passed = next(j for j in choice.judged if j.run == chosen.run)
+    trained = TrainedModel(
+        run=chosen.run,
+        output_uri=chosen.output_uri,
+        completion_time=chosen.completion_time,
+        source_commit=chosen.source_commit,
+        evidence=passed.evidence,
+    )
+    return trained, None
+
+
+def _document(inventory: Inventory, ref: ObjectRef) -> StatusDocument | None:
+    path = status_path(ref.kind, ref.namespace, ref.name, instance=inventory.instance)
+    return inventory.documents.get(path)
+
+
+def _carried(output_uri: str, document: StatusDocument, upstream: ObjectRef) -> TrainedModel:
+    """A promoted model's serving, with the lineage ``document`` records for it (the
+    run that trained it, the commit, the gates it passed)."""
+    lineage = document.model.from_training_run if document.model else None
+    return TrainedModel(
+        run=(lineage.run if lineage else None) or "",
+        output_uri=output_uri,
+        completion_time=(lineage.completion_time if lineage else None) or "",
+        source_commit=(lineage.source_commit if lineage else None) or "",
+        evidence=lineage.evidence if lineage else (),
+        promoted_from=upstream,
+    )
+
+
+def _candidates(
+    jobs: Sequence[Mapping[str, Any]], remembered: Sequence[RunRecord]
+) -> list[Candidate]:
+    """The Succeeded runs that name an output, live jobs first, then the status
+    history (a job may be gone after its TTL), with the metrics they reported."""
+    records = [run_record(_name(job), assess(job), job) for job in jobs]
+    seen = {r.name for r in records}
+    records += [r for r in remembered if r.name not in seen]
+    return [
+        Candidate(
+            run=r.name,
+            output_uri=str(r.output_uri),
+            completion_time=r.completion_time or "",
+            source_commit=r.source_commit or "",
+            metrics=_metrics(r),
+        )
+        for r in records
+        if r.phase == Health.SUCCEEDED.value and r.output_uri
+    ]
+
+
+def _metrics(record: RunRecord) -> dict[str, float]:
+    """A run's reported metrics that are numbers (the CRD carries them as text)."""
+    reported = (record.trainer_status.metrics if record.trainer_status else None) or {}
+    numbers: dict[str, float] = {}
+    for name, text in reported.items():
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            numbers[name] = value
+    return numbers
 
 
 def _schedule(
@@ -133,26 +264,6 @@ def _schedule(
         since=parse_time(recorded.since if recorded else None),
         recorded_tick=parse_time(recorded.last_tick if recorded else None),
         now=now,
-    )
-
-
-def _latest_success(
-    jobs: Sequence[Mapping[str, Any]], remembered: Sequence[RunRecord]
-) -> TrainedModel | None:
-    """The latest Succeeded run that names an output, by completion time: live jobs
-    first, then the status history (a job may be gone after its TTL)."""
-    records = [run_record(_name(job), assess(job), job) for job in jobs]
-    seen = {r.name for r in records}
-    records += [r for r in remembered if r.name not in seen]
-    succeeded = [r for r in records if r.phase == Health.SUCCEEDED.value and r.output_uri]
-    if not succeeded:
-        return None
-    best = max(succeeded, key=lambda r: (r.completion_time or "", r.name))
-    return TrainedModel(
-        run=best.name,
-        output_uri=str(best.output_uri),
-        completion_time=best.completion_time or "",
-        source_commit=best.source_commit or "",
     )
 
 
@@ -193,12 +304,12 @@ def preview(entry: Entry, context: RenderContext, plan: TrainingPlan) -> dict[st
     return render(entry, replace(context, ticks={**context.ticks, ref: tick}))
 
 
-def resolution(entry: Entry, context: RenderContext) -> TrainedModel | datetime | None:
+def resolution(entry: Entry, context: RenderContext) -> TrainedModel | datetime | str | None:
     """What of the context's resolved data an entry's rendering depends on."""
-    namespace = entry.namespace(context.default_namespace)
     spec = entry.spec
-    if isinstance(spec, ModelDeployment) and (ref := spec.spec.training_run(namespace)):
-        return context.trained.get(ref)
+    if isinstance(spec, ModelDeployment) and spec.spec.resolved:
+        key = entry.key(context.default_namespace)
+        return context.trained.get(key) or context.waiting.get(key)
     if isinstance(spec, TrainingRun):
         return context.ticks.get(entry.key(context.default_namespace))
     return None

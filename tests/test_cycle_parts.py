@@ -202,7 +202,7 @@ def test_a_model_serves_the_latest_succeeded_run(
         default_namespace="ml",
         now=NOW,
     )
-    trained = plan.trained.get(ObjectRef.spec("TrainingRun", "ml", "t"))
+    trained = plan.trained.get(ObjectRef.spec("ModelDeployment", "ml", "m"))
     assert (trained.run if trained else None) == served
 
 

@@ -169,8 +169,8 @@ def _errors(content: bytes) -> list[str]:
         ),
         pytest.param(
             _spec(model="{format: sklearn, storageUri: s3://m, storage: {key: minio}}"),
-            "m.yaml:5:10: spec.model: give exactly one of storageUri, storage, storageUris "
-            "or fromTrainingRun (not storageUri and storage)",
+            "m.yaml:5:10: spec.model: give exactly one of storageUri, storage, storageUris, "
+            "fromTrainingRun or fromModelDeployment (not storageUri and storage)",
             id="two-sources",
         ),
         pytest.param(

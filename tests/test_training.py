@@ -205,16 +205,16 @@ spec:
         pytest.param(
             MODEL + "    fromTrainingRun: fraud-train\n",
             [
-                "t.yaml:6:5: spec.model: give exactly one of storageUri, storage, storageUris "
-                "or fromTrainingRun (not storageUri and fromTrainingRun)"
+                "t.yaml:6:5: spec.model: give exactly one of storageUri, storage, storageUris, "
+                "fromTrainingRun or fromModelDeployment (not storageUri and fromTrainingRun)"
             ],
             id="both-sources",
         ),
         pytest.param(
             MODEL.replace("    storageUri: s3://models/v1\n", ""),
             [
-                "t.yaml:6:5: spec.model: give exactly one of storageUri, storage, storageUris "
-                "or fromTrainingRun"
+                "t.yaml:6:5: spec.model: give exactly one of storageUri, storage, storageUris, "
+                "fromTrainingRun or fromModelDeployment"
             ],
             id="no-source",
         ),

@@ -119,15 +119,20 @@ def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
 def pending(entry: Entry, context: RenderContext) -> str | None:
     """Why an entry has nothing to apply yet, or None when it renders.
 
-    A ``fromTrainingRun`` model waits for a Succeeded run; a scheduled TrainingRun
-    starts a run only at a tick.
+    A ``fromTrainingRun`` model waits for a Succeeded run that passes its gates, a
+    ``fromModelDeployment`` one for its upstream to prove itself; a scheduled
+    TrainingRun starts a run only at a tick.
     """
     spec = entry.spec
     namespace = entry.namespace(context.default_namespace)
     if isinstance(spec, ModelDeployment):
-        ref = spec.spec.training_run(namespace)
-        if ref is not None and ref not in context.trained:
-            return f"waiting for a Succeeded run of TrainingRun {ref.namespace}/{ref.name}"
+        key = entry.key(context.default_namespace)
+        if spec.spec.resolved and key not in context.trained:
+            if reason := context.waiting.get(key):
+                return reason
+            if (ref := spec.spec.training_run(namespace)) is not None:
+                return f"waiting for a Succeeded run of TrainingRun {ref.namespace}/{ref.name}"
+            return f"waiting for {spec.spec.upstream(namespace)} to serve a model"
     elif (
         isinstance(spec, TrainingRun)
         and spec.spec.schedule is not None

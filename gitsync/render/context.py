@@ -62,13 +62,18 @@ CLUSTER_SCOPED_KINDS: Final = frozenset(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainedModel:
-    """The Succeeded run a ``fromTrainingRun`` model serves, and where it came from."""
+    """What a ``fromTrainingRun`` or ``fromModelDeployment`` model serves: the
+    Succeeded run's output, and where it came from."""
 
     run: str
     output_uri: str
     completion_time: str
     #: The commit of the TrainingRun spec that started the run.
     source_commit: str
+    #: How the run met the model's gates (``accuracy 0.95 >= 0.92``).
+    evidence: tuple[str, ...] = ()
+    #: The ModelDeployment it was promoted from, for a ``fromModelDeployment`` model.
+    promoted_from: ObjectRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,11 @@ class RenderContext:
     #: unrelated commit changes no annotation and causes no write).
     source_commits: Mapping[str, str] = field(default_factory=dict)
     cluster_scoped_kinds: frozenset[str] = CLUSTER_SCOPED_KINDS
-    #: By (namespace, TrainingRun name): the run a ``fromTrainingRun`` model serves.
+    #: By ModelDeployment: what a ``fromTrainingRun`` or ``fromModelDeployment`` model
+    #: serves (found by the reconciler, :mod:`gitsync.training`).
     trained: Mapping[ObjectRef, TrainedModel] = field(default_factory=dict)
+    #: By ModelDeployment: why such a model serves nothing yet (no run passes its gates,
+    #: its upstream has not proven itself), for its status.
+    waiting: Mapping[ObjectRef, str] = field(default_factory=dict)
     #: By (namespace, TrainingRun name): the tick a scheduled run starts for now.
     ticks: Mapping[ObjectRef, datetime] = field(default_factory=dict)

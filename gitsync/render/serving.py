@@ -26,6 +26,7 @@ from gitsync.specs.serving import (
     Replicas,
     Transformer,
 )
+from gitsync.types import ObjectRef
 
 __all__ = ["DEPLOYMENT_MODE_ANNOTATION", "V2_ONLY_FORMATS", "inference_service"]
 
@@ -108,9 +109,10 @@ def _model(source: ModelSource, spec: ModelDeployment, context: RenderContext) -
     if source.format_version:
         model_format["version"] = source.format_version
     model: dict[str, Any] = {"modelFormat": model_format}
-    ref = source.training_run(spec.metadata.namespace or context.default_namespace)
-    if ref is not None:
-        model["storageUri"] = context.trained[ref].output_uri
+    namespace = spec.metadata.namespace or context.default_namespace
+    if spec.spec.resolved:
+        key = ObjectRef.spec("ModelDeployment", namespace, spec.metadata.name)
+        model["storageUri"] = context.trained[key].output_uri
     elif source.storage_uri is not None:
         model["storageUri"] = source.storage_uri
     elif source.storage is not None:

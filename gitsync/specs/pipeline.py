@@ -49,18 +49,14 @@ class RunSelection(StrictModel):
 class MetricGate(StrictModel):
     """A bound a run's metric must meet before the run is served.
 
-    The value is what the run reported (a TrainJob's ``trainerStatus.metrics``), or,
-    with ``query``, what Prometheus answers to it (``{run}`` is the run's name).
-    A metric that is missing or cannot be read fails the gate: no evidence is never
-    a pass.
+    The value is what the run reported (a TrainJob's ``trainerStatus.metrics``). A
+    metric that is missing or not a number fails the gate: no evidence is never a
+    pass.
     """
 
     metric: MetricName
     min: float | None = None
     max: float | None = None
-    query: str | None = Field(
-        default=None, description="PromQL answering the metric for one run; {run} is its name"
-    )
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> MetricGate:
@@ -72,16 +68,11 @@ class MetricGate(StrictModel):
 
 
 class Upstream(StrictModel):
-    """The ModelDeployment (of this or another gitsync instance) whose model this one
-    takes once that one has proven itself."""
+    """The ModelDeployment (of the same gitsync instance) whose model this one takes
+    once that one has proven itself."""
 
     name: Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
     namespace: DnsLabel | None = Field(default=None, description="Default: this model's")
-    instance: DnsLabel | None = Field(
-        default=None,
-        description="The gitsync instance that deploys it (its status documents are read "
-        "from the shared status branch); default: this one",
-    )
     healthy_for: Duration = Field(
         default="0s",
         description="How long the upstream model must have been Ready, with no failing "

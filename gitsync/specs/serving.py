@@ -19,6 +19,7 @@ from gitsync.specs.common import (
     StrictModel,
     TrainingRunRef,
 )
+from gitsync.specs.pipeline import MetricGate, RunSelection, Upstream
 from gitsync.specs.pod import Container, Env, PodSettings, Port, VolumeMount, kube_keys
 from gitsync.types import ObjectRef
 
@@ -152,8 +153,21 @@ class ModelSource(StrictModel):
     storage_uris: list[StorageLocation] = Field(default_factory=list)
     from_training_run: TrainingRunRef | None = Field(
         default=None,
-        description="Serve the output of the latest Succeeded run of this TrainingRun "
-        "(name, or namespace/name) instead of a fixed storageUri",
+        description="Serve the output of a Succeeded run of this TrainingRun "
+        "(name, or namespace/name) instead of a fixed storageUri: the latest, or as "
+        "`select` says, of the runs that pass every gate",
+    )
+    select: RunSelection | None = Field(
+        default=None, description="With fromTrainingRun: which passing run (default: latest)"
+    )
+    gates: list[MetricGate] = Field(
+        default_factory=list,
+        description="With fromTrainingRun: bounds a run's reported metrics must meet",
+    )
+    from_model_deployment: Upstream | None = Field(
+        default=None,
+        description="Serve what this ModelDeployment serves, once it has been Ready "
+        "(with no failing rollout) for healthyFor: promotion from staging",
     )
     runtime_version: str | None = None
     runtime: str | None = Field(default=None, description="ServingRuntime to use, by name")
@@ -177,15 +191,25 @@ class ModelSource(StrictModel):
                 ("storage", self.storage),
                 ("storageUris", self.storage_uris or None),
                 ("fromTrainingRun", self.from_training_run),
+                ("fromModelDeployment", self.from_model_deployment),
             )
             if value is not None
         ]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of storageUri, storage, storageUris or fromTrainingRun"
-                + (f" (not {' and '.join(given)})" if given else "")
+                "give exactly one of storageUri, storage, storageUris, fromTrainingRun or "
+                "fromModelDeployment" + (f" (not {' and '.join(given)})" if given else "")
             )
+        if self.from_training_run is None and (self.select is not None or self.gates):
+            raise ValueError("select and gates choose among runs: they need fromTrainingRun")
         return self
+
+    def upstream(self, namespace: str) -> ObjectRef | None:
+        """The ModelDeployment this model is promoted from, if it is."""
+        if self.from_model_deployment is None:
+            return None
+        source = self.from_model_deployment
+        return ObjectRef.spec("ModelDeployment", source.namespace or namespace, source.name)
 
     def training_run(self, namespace: str) -> ObjectRef | None:
         """The TrainingRun this model comes from, if it does."""
@@ -448,12 +472,35 @@ class ModelDeploymentSpec(Component):
         """The TrainingRun the model comes from, if it does."""
         return self.model.training_run(namespace) if self.model is not None else None
 
+    def upstream(self, namespace: str) -> ObjectRef | None:
+        """The ModelDeployment the model is promoted from, if it is."""
+        return self.model.upstream(namespace) if self.model is not None else None
+
+    @property
+    def resolved(self) -> bool:
+        """Whether what the model serves is found in a cycle (a run's output, or what
+        an upstream model serves) rather than written in the spec."""
+        return self.model is not None and (
+            self.model.from_training_run is not None or self.model.from_model_deployment is not None
+        )
+
     def serves(self) -> str:
         """What the predictor serves, in words: the model's source or its images."""
         if self.model is None:
             return "containers " + ", ".join(f"`{c.image}`" for c in self.containers)
         if self.model.from_training_run is not None:
-            return f"from the latest Succeeded run of TrainingRun `{self.model.from_training_run}`"
+            which = (
+                "the best"
+                if self.model.select and self.model.select.by == "best"
+                else ("the latest")
+            )
+            gated = " that passes its gates" if self.model.gates else ""
+            return f"{which} Succeeded run{gated} of TrainingRun `{self.model.from_training_run}`"
+        if (upstream := self.model.from_model_deployment) is not None:
+            return (
+                f"what ModelDeployment `{upstream.name}` serves, once Ready for "
+                f"{upstream.healthy_for}"
+            )
         if self.model.storage_uri is not None:
             return f"`{self.model.storage_uri}`"
         if self.model.storage is not None:
