@@ -26,7 +26,8 @@ from __future__ import annotations
 import enum
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
@@ -39,7 +40,9 @@ from gitsync.specs import (
     API_VERSION,
     SPEC_MODELS,
     Config,
+    ModelDeployment,
     Spec,
+    TrainingRun,
     closest_name,
     model_for_location,
     suggest_field,
@@ -659,8 +662,12 @@ def _locate(node: yaml.Node | None, loc: Sequence[str | int], *, at_key: bool) -
 # --- the whole tree -----------------------------------------------------------------
 
 
-def load_tree(results: Iterable[FileResult], *, default_namespace: str) -> LoadResult:
-    """Combine per-file results; a key declared twice is an error on every place."""
+def load_tree(
+    results: Iterable[FileResult], *, default_namespace: str, whole: bool = True
+) -> LoadResult:
+    """Combine per-file results; a key declared twice is an error on every place, and
+    so is (when ``results`` are the ``whole`` repo, not one shard's part of it) a
+    model that names a TrainingRun or ModelDeployment the repo cannot feed it from."""
     files = list(results)
     by_key: dict[ObjectRef, list[Entry]] = defaultdict(list)
     for result in files:
@@ -678,6 +685,12 @@ def load_tree(results: Iterable[FileResult], *, default_namespace: str) -> LoadR
             diagnostics.append(
                 Diagnostic(entry.path, entry.line, 1, f"{key} is also declared at {others}")
             )
+            duplicates.add((entry.path, entry.document))
+            failed.add(entry.path)
+    if whole:
+        named = {r.key(default_namespace) for result in files for r in result.rejected}
+        for entry, problem in _broken_references(by_key, named, default_namespace):
+            diagnostics.append(problem)
             duplicates.add((entry.path, entry.document))
             failed.add(entry.path)
     entries_ok = tuple(
@@ -698,3 +711,73 @@ def load_tree(results: Iterable[FileResult], *, default_namespace: str) -> LoadR
         failed_paths=frozenset(failed),
         rejected=tuple(r for result in files for r in result.rejected) + duplicated,
     )
+
+
+def _broken_references(
+    by_key: Mapping[ObjectRef, Sequence[Entry]],
+    rejected: AbstractSet[ObjectRef],
+    default_namespace: str,
+) -> Iterator[tuple[Entry, Diagnostic]]:
+    """Each model fed from a TrainingRun that the repo does not declare or that writes
+    no output, or from a ModelDeployment it does not declare or that leads back to it.
+    Without this such a model validates and then waits forever. A reference to a spec
+    whose file is broken is that file's error, not this one's."""
+    for entries in by_key.values():
+        for entry in entries:
+            spec = entry.spec
+            if not isinstance(spec, ModelDeployment) or spec.spec.model is None:
+                continue
+            namespace = entry.namespace(default_namespace)
+            run = spec.spec.training_run(namespace)
+            upstream = spec.spec.upstream(namespace)
+            field, target = (
+                ("spec.model.fromTrainingRun", run)
+                if run is not None
+                else ("spec.model.fromModelDeployment.name", upstream)
+            )
+            if target is None or target in rejected:
+                continue
+            origin = entry.key(default_namespace)
+            if (message := _reference_problem(origin, target, by_key, default_namespace)) is None:
+                continue
+            yield entry, Diagnostic(entry.path, entry.line, 1, message, field=field)
+
+
+def _reference_problem(
+    origin: ObjectRef,
+    target: ObjectRef,
+    by_key: Mapping[ObjectRef, Sequence[Entry]],
+    default_namespace: str,
+) -> str | None:
+    found = by_key.get(target)
+    if not found:
+        names = [
+            k.name for k in by_key if k.kind == target.kind and k.namespace == target.namespace
+        ]
+        hint = closest_name(target.name, names)
+        return f"no {target} in the repo" + (f"; did you mean {hint!r}?" if hint else "")
+    spec = found[0].spec
+    if isinstance(spec, TrainingRun) and not spec.spec.output:
+        return f"{target} writes no output (spec.output), so none of its runs can be served"
+    if _promotion_cycle(origin, by_key, default_namespace):
+        return f"promotion from {target} leads back to {origin}"
+    return None
+
+
+def _promotion_cycle(
+    origin: ObjectRef, by_key: Mapping[ObjectRef, Sequence[Entry]], default_namespace: str
+) -> bool:
+    """Whether following fromModelDeployment from ``origin`` comes round again."""
+    seen, current = {origin}, origin
+    while True:
+        found = by_key.get(current) or ()
+        spec = found[0].spec if found else None
+        if not isinstance(spec, ModelDeployment):
+            return False
+        following = spec.spec.upstream(found[0].namespace(default_namespace))
+        if following is None:
+            return False
+        if following in seen:
+            return True
+        seen.add(following)
+        current = following

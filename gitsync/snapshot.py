@@ -171,7 +171,7 @@ def _read(
         for path in select_paths(others, root=root, config=config)
         if path not in files and shard.owns(path)
     ]
-    loaded = load_tree(results, default_namespace=config.defaults.namespace)
+    loaded = load_tree(results, default_namespace=config.defaults.namespace, whole=shard == WHOLE)
     return Snapshot(
         commit=commit,
         config=config,

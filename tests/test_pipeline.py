@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from gitsync.loading import load_file, load_tree
 from gitsync.pipeline import Candidate, choose_run, decide_promotion, judge_run
 from gitsync.specs.pipeline import MetricGate, RunSelection, Upstream
 from gitsync.status_document import (
@@ -263,3 +265,96 @@ def test_decide_promotion(
     assert (decision.take, decision.waiting) == (take, waiting)
     if waiting and "healthyFor" in waiting:
         assert decision.due == datetime(2026, 12, 1, 12, 30, tzinfo=UTC)
+
+
+def _loaded(*documents: dict[str, object]) -> list[str]:
+    content = yaml.safe_dump_all(list(documents)).encode()
+    return [
+        str(d)
+        for d in load_tree([load_file("p.yaml", content)], default_namespace="ml").diagnostics
+    ]
+
+
+def _model(name: str, **source: object) -> dict[str, object]:
+    return {
+        "apiVersion": "gitsync.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": {"model": {"format": "sklearn", **source}},
+    }
+
+
+def _run(name: str, **spec: object) -> dict[str, object]:
+    return {
+        "apiVersion": "gitsync.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": name, "namespace": "ml"},
+        "spec": {"framework": "pytorch", "image": "train:1", **spec},
+    }
+
+
+STAGING = _model("staging", fromTrainingRun="train")
+TRAIN = _run("train", output="s3://m/{run}")
+
+
+@pytest.mark.parametrize(
+    ("documents", "expected"),
+    [
+        pytest.param(
+            [STAGING, TRAIN, _model("prod", fromModelDeployment={"name": "staging"})],
+            [],
+            id="a-whole-chain",
+        ),
+        pytest.param(
+            [_model("m", fromTrainingRun="trian"), TRAIN],
+            [
+                "spec.model.fromTrainingRun: no TrainingRun ml/trian in the repo; "
+                "did you mean 'train'?"
+            ],
+            id="no-such-run",
+        ),
+        pytest.param(
+            [STAGING, _run("train")],
+            ["spec.model.fromTrainingRun: TrainingRun ml/train writes no output (spec.output)"],
+            id="run-without-output",
+        ),
+        pytest.param(
+            [_model("prod", fromModelDeployment={"name": "stagin"}), STAGING, TRAIN],
+            [
+                "spec.model.fromModelDeployment.name: no ModelDeployment ml/stagin in the repo; "
+                "did you mean 'staging'?"
+            ],
+            id="no-such-upstream",
+        ),
+        pytest.param(
+            [
+                _model("a", fromModelDeployment={"name": "b"}),
+                _model("b", fromModelDeployment={"name": "a"}),
+            ],
+            [
+                "spec.model.fromModelDeployment.name: promotion from ModelDeployment ml/b "
+                "leads back to ModelDeployment ml/a",
+                "spec.model.fromModelDeployment.name: promotion from ModelDeployment ml/a "
+                "leads back to ModelDeployment ml/b",
+            ],
+            id="a-cycle",
+        ),
+        pytest.param(
+            [_model("self", fromModelDeployment={"name": "self"})],
+            ["promotion from ModelDeployment ml/self leads back to ModelDeployment ml/self"],
+            id="itself",
+        ),
+        pytest.param(
+            [STAGING, {**TRAIN, "spec": {"framework": "pytorch"}}],
+            ["p.yaml:"],  # the broken run's own error, and nothing about the model
+            id="a-broken-run-is-its-own-error",
+        ),
+    ],
+)
+def test_broken_references_are_reported_at_the_model(
+    documents: list[dict[str, object]], expected: list[str]
+) -> None:
+    found = _loaded(*documents)
+    assert len(found) == len(expected), found
+    for message, part in zip(sorted(found), sorted(expected), strict=True):
+        assert part in message, message
