@@ -1166,8 +1166,16 @@ def run(
         with contextlib.ExitStack() as stack:
             listener = None
             if metrics is not None:
+                from gitsync.dashboard import Dashboard, MirrorSource  # noqa: PLC0415
                 from gitsync.listener import Listener  # noqa: PLC0415 - see TYPE_CHECKING above
 
+                pages = MirrorSource(
+                    reconciler.mirror,
+                    branch=options["branch"],
+                    status_branch=options["status_branch"] or "gitsync/status",
+                    subdir=options["subdir"],
+                    instance=options["instance"],
+                )
                 listener = Listener(
                     address,
                     metrics=metrics,
@@ -1177,6 +1185,7 @@ def run(
                     secret=secret,
                     clock=time.monotonic,
                     forward=_forwarder(elector),
+                    dashboard=Dashboard(pages),
                 ).start()
                 stack.callback(listener.close)
             if elector is not None:

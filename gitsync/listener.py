@@ -8,6 +8,7 @@
   process whose loop hung;
 * ``GET /readyz``: 200 once a cycle finished, or on a standby replica (see
   :meth:`Listener.set_leader`), else 503;
+* ``GET /`` and every other path: the read-only dashboard (:mod:`gitsync.dashboard`);
 * ``POST /hooks/github``, ``/hooks/gitlab``, ``/hooks/generic``: a push to the
   watched branch wakes the daemon (:mod:`gitsync.webhooks` judges the delivery); on a
   standby, which runs no cycle, it is handed on to the leader
@@ -51,6 +52,7 @@ import orjson
 import structlog
 
 from gitsync.clients.peer import FORWARDED_HEADER
+from gitsync.dashboard import Dashboard
 from gitsync.errors import ConfigurationError
 from gitsync.metrics import CONTENT_TYPE, Metrics
 from gitsync.telemetry import Progress, alive, ready
@@ -74,6 +76,7 @@ _ADDRESS: Final = re.compile(
 )
 _HOOKS: Final = {f"/hooks/{forge.value}": forge for forge in Forge}
 _HOOK_PATHS: Final = {forge: path for path, forge in _HOOKS.items()}
+_OWN_PATHS: Final = frozenset({"/metrics", "/healthz", "/readyz", *_HOOKS})
 _VERDICT_STATUS: Final = {
     HookVerdict.WAKE: HTTPStatus.ACCEPTED,
     HookVerdict.IGNORED: HTTPStatus.ACCEPTED,
@@ -129,12 +132,15 @@ class Listener:
         secret: bytes | None,
         clock: Callable[[], float],
         forward: Callable[[str, Mapping[str, str], bytes], bool] | None = None,
+        dashboard: Dashboard | None = None,
     ) -> None:
         """``progress`` and ``wake`` are the daemon's; ``branch`` the watched one;
         ``forward(path, headers, body)`` hands a standby's hook to the leader
         (:func:`gitsync.clients.peer.forward_hook`)."""
         self.metrics = metrics
         self._forward = forward
+        #: The web pages, served at every path that is not the listener's own.
+        self.dashboard = dashboard
         self._progress = progress
         self._wake = wake
         self._branch = branch
@@ -293,8 +299,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(*listener.readiness())
         elif path in _HOOKS:
             self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "POST only"}, allow="POST")
+        elif listener.dashboard is not None:
+            self._page(listener.dashboard, "GET")
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+
+    def do_HEAD(self) -> None:
+        dashboard = self.server.listener.dashboard
+        if dashboard is None or self.path.partition("?")[0] in _OWN_PATHS:
+            self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "GET only"}, allow="GET")
+            return
+        self._page(dashboard, "HEAD")
+
+    def _page(self, dashboard: Dashboard, method: str) -> None:
+        """A dashboard page, its response complete as the dashboard made it."""
+        path, _, query = self.path.partition("?")
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        response = dashboard.handle(method=method, path=path, query=query, headers=headers)
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(response.body)
 
     def do_POST(self) -> None:
         listener = self.server.listener

@@ -252,6 +252,11 @@ class Reconciler:
         self._namespaces: set[str] = set()
         self._memo = _Memo()
 
+    @property
+    def mirror(self) -> Path:
+        """The bare mirror of the spec repo this reconciler fetches into."""
+        return self._git.path
+
     def close(self) -> None:
         """Stop the informers, if any, post the Events still queued, and close the
         metrics clients."""

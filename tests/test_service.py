@@ -244,3 +244,21 @@ def test_a_real_prometheus_scrapes_it(service: Service, tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_the_dashboard_is_served_at_the_root_from_the_daemons_mirror(service: Service) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+    try:
+        connection.request("GET", "/", headers={"Host": f"127.0.0.1:{service.port}"})
+        response = connection.getresponse()
+        page = response.read().decode()
+        csp = response.getheader("Content-Security-Policy") or ""
+    finally:
+        connection.close()
+    assert response.status == 200
+    assert "default-src 'self'" in csp
+    # The model the daemon applied, with the phase its status document holds.
+    assert f'/ModelDeployment/a">a</a>' in page, page[:3000]
+    assert service.namespace in page
+    # The listener's own routes are still its own.
+    assert service.get("/healthz")[0] == 200

@@ -5,6 +5,12 @@ responses; :mod:`.serve` serves it with the standard library for ``gitsync
 dashboard``, where the daemon's listener mounts :class:`Dashboard` instead.
 """
 
-from gitsync.dashboard.app import BasicAuth, BoardSource, Dashboard, RepositorySource
+from gitsync.dashboard.app import (
+    BasicAuth,
+    BoardSource,
+    Dashboard,
+    MirrorSource,
+    RepositorySource,
+)
 
-__all__ = ["BasicAuth", "BoardSource", "Dashboard", "RepositorySource"]
+__all__ = ["BasicAuth", "BoardSource", "Dashboard", "MirrorSource", "RepositorySource"]

@@ -58,7 +58,14 @@ from gitsync.redact import redact
 if TYPE_CHECKING:
     from gitsync.clients.git import Repository
 
-__all__ = ["BasicAuth", "BoardSource", "Dashboard", "RepositorySource", "Response"]
+__all__ = [
+    "BasicAuth",
+    "BoardSource",
+    "Dashboard",
+    "MirrorSource",
+    "RepositorySource",
+    "Response",
+]
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -185,6 +192,30 @@ class RepositorySource:
         repo = self._repository
         commits = spec_commits(repo, head, under=self._subdir, limit=HISTORY_LIMIT)
         return commits, spec_labels(repo, head, root=self._subdir)
+
+
+class MirrorSource:
+    """The daemon's bare mirror, as :class:`RepositorySource` reads it, opened (with a
+    handle of its own) once the daemon's first fetch has made it; until then the
+    pages say there is no status yet."""
+
+    def __init__(self, path: Path, **settings: Any) -> None:
+        self._path = path
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._source: RepositorySource | None = None
+
+    def current(self) -> BoardData:
+        with self._lock:
+            if self._source is None:
+                if not (self._path / "HEAD").exists():
+                    return BoardData(status_commit=None, spec_commit=None, documents={})
+                # Imported here, as for RepositorySource's callers: pygit2 is not free.
+                from gitsync.clients.git import Repository  # noqa: PLC0415
+
+                self._source = RepositorySource(Repository.open(self._path), **self._settings)
+            source = self._source
+        return source.current()
 
 
 @dataclass(frozen=True, slots=True)
