@@ -15,6 +15,9 @@ above the spec, so nothing is silently dropped. Objects of kinds gitsync has no 
 for are kept as they are (gitsync applies any Kubernetes object), cleaned of what the
 server wrote.
 
+InferenceServices become ModelDeployments; TFJobs, PyTorchJobs and Trainer v2
+TrainJobs become TrainingRuns, compared apart from the hash suffix a run's name adds.
+
 Refused, with the reason: what GitOps cannot own. An object named by
 ``generateName`` only gets a new name at every create, so gitsync could never find
 it again to compare or prune it.
@@ -39,6 +42,7 @@ from gitsync.render import (
     ANNOTATION_SPEC_KIND,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
+    LABEL_TRAINING_RUN,
     RenderContext,
     render,
 )
@@ -284,9 +288,181 @@ def _lift_inference_service(obj: Object) -> tuple[Object, list[str]] | str:
     }, notes
 
 
-#: Lifts by (apiVersion group, kind).
-_LIFTS: Final[Mapping[tuple[str, str], Callable[[Object], tuple[Object, list[str]] | str]]] = {
-    ("serving.kserve.io", "InferenceService"): _lift_inference_service,
+#: Replica types of the Training Operator's jobs, as TrainingRun roles.
+_ROLES: Final = {
+    "TFJob": (
+        "tensorflow",
+        "tfReplicaSpecs",
+        {"Chief": "chief", "Worker": "worker", "PS": "ps", "Evaluator": "evaluator"},
+    ),
+    "PyTorchJob": ("pytorch", "pytorchReplicaSpecs", {"Master": "master", "Worker": "worker"}),
+}
+#: Pod fields a TrainingRun spells as the PodSpec does.
+_RUN_POD_FIELDS: Final = (
+    "volumes",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "priorityClassName",
+    "topologySpreadConstraints",
+    "schedulerName",
+    "serviceAccountName",
+    "terminationGracePeriodSeconds",
+)
+_RUN_CONTAINER_FIELDS: Final = (
+    "image",
+    "command",
+    "args",
+    "envFrom",
+    "resources",
+    "securityContext",
+    "workingDir",
+    "imagePullPolicy",
+    "volumeMounts",
+)
+
+
+def _workload(replica: Mapping[str, Any]) -> dict[str, Any]:
+    """One replica type of a TFJob or PyTorchJob as a TrainingRun's workload fields."""
+    template = replica.get("template") or {}
+    pod = template.get("spec") or {}
+    containers = pod.get("containers") or [{}]
+    container = containers[0] if isinstance(containers[0], dict) else {}
+    typed: dict[str, Any] = {k: container[k] for k in _RUN_CONTAINER_FIELDS if k in container}
+    if (env := _env(container.get("env"))) is not None:
+        typed["env"] = env
+    typed |= {k: pod[k] for k in _RUN_POD_FIELDS if k in pod}
+    if "securityContext" in pod:
+        typed["podSecurityContext"] = pod["securityContext"]
+    if isinstance(pod.get("imagePullSecrets"), list):
+        typed["imagePullSecrets"] = [
+            s.get("name") for s in pod["imagePullSecrets"] if isinstance(s, dict)
+        ]
+    metadata = template.get("metadata") or {}
+    for field, wire in (("labels", "podLabels"), ("annotations", "podAnnotations")):
+        if metadata.get(field):
+            typed[wire] = metadata[field]
+    if "restartPolicy" in replica:
+        typed["restartPolicy"] = replica["restartPolicy"]
+    return typed
+
+
+def _run_metadata(metadata: Mapping[str, Any]) -> Object:
+    return {
+        k: metadata[k] for k in ("name", "namespace", "labels", "annotations") if metadata.get(k)
+    }
+
+
+def _lift_training_job(obj: Object) -> tuple[Object, list[str]] | str:
+    """The TrainingRun of a TFJob or PyTorchJob: what every replica type shares as the
+    spec's fields, and what one type does apart as its role's."""
+    framework, field, roles = _ROLES[str(obj["kind"])]
+    spec = obj.get("spec") or {}
+    replicas = spec.get(field)
+    if not isinstance(replicas, dict) or not replicas:
+        return f"it has no {field}"
+    unknown = sorted(set(replicas) - set(roles))
+    if unknown:
+        return f"replica type(s) {', '.join(unknown)} have no TrainingRun role"
+    ordered = [kind for kind in roles if kind in replicas]
+    workloads = {roles[kind]: _workload(replicas[kind]) for kind in ordered}
+    # Shared: what every role has alike; each role then says only what it does apart.
+    first = workloads[roles[ordered[0]]]
+    shared = {k: v for k, v in first.items() if all(w.get(k) == v for w in workloads.values())}
+    body: Object = {"framework": framework, **shared}
+    body["replicas"] = {roles[kind]: replicas[kind].get("replicas", 1) for kind in ordered}
+    own = {
+        role: {k: v for k, v in workload.items() if shared.get(k) != v}
+        for role, workload in workloads.items()
+    }
+    if overrides := {role: fields for role, fields in own.items() if fields}:
+        body["roles"] = overrides
+    for key in (
+        "runPolicy",
+        "successPolicy",
+        "enableDynamicWorker",
+        "elasticPolicy",
+        "nprocPerNode",
+    ):
+        if key in spec:
+            body[key] = spec[key]
+    notes = [
+        f"{field}: {', '.join(ordered)} -> spec.replicas; what they share -> spec"
+        + (f"; what {', '.join(sorted(overrides))} do apart -> spec.roles" if overrides else "")
+    ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingRun",
+        "metadata": _run_metadata(obj["metadata"]),
+        "spec": body,
+    }, notes
+
+
+def _lift_train_job(obj: Object) -> tuple[Object, list[str]] | str:
+    """The TrainingRun of a Kubeflow Trainer v2 TrainJob."""
+    spec = obj.get("spec") or {}
+    runtime = spec.get("runtimeRef")
+    if not isinstance(runtime, dict) or not isinstance(runtime.get("name"), str):
+        return "it names no runtimeRef"
+    body: Object = {"runtimeRef": {k: runtime[k] for k in ("name", "kind") if k in runtime}}
+    trainer = spec.get("trainer") or {}
+    body |= {k: trainer[k] for k in ("image", "command", "args", "numNodes") if k in trainer}
+    if (env := _env(trainer.get("env"))) is not None:
+        body["env"] = env
+    if "resourcesPerNode" in trainer:
+        body["resources"] = trainer["resourcesPerNode"]
+    if "numProcPerNode" in trainer:
+        body["nprocPerNode"] = trainer["numProcPerNode"]
+    steps = spec.get("initializer") or {}
+    initializer = {}
+    for step in ("dataset", "model"):
+        if isinstance(given := steps.get(step), dict):
+            initializer[step] = {k: v for k, v in given.items() if k != "env"}
+            if (env := _env(given.get("env"))) is not None:
+                initializer[step]["env"] = env
+    if initializer:
+        body["initializer"] = initializer
+    policy = {k: spec[k] for k in ("suspend", "activeDeadlineSeconds") if k in spec}
+    if policy:
+        body["runPolicy"] = policy
+    notes = ["trainer -> spec (image, command, args, env, numNodes, resourcesPerNode)"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainingRun",
+        "metadata": _run_metadata(obj["metadata"]),
+        "spec": body,
+    }, notes
+
+
+def _same_name(original: Object) -> Callable[[Object], Object]:
+    """For a training job: its rendering under the original's name and without the
+    TrainingRun label, since a run's name adds the spec's hash (the contract is equal
+    apart from gitsync's stamps and that suffix)."""
+
+    def normalized(rendered: Object) -> Object:
+        metadata = rendered["metadata"]
+        metadata["name"] = original["metadata"]["name"]
+        labels = {
+            k: v for k, v in (metadata.get("labels") or {}).items() if k != LABEL_TRAINING_RUN
+        }
+        if labels:
+            metadata["labels"] = labels
+        else:
+            metadata.pop("labels", None)
+        return rendered
+
+    return normalized
+
+
+Lift = Callable[[Object], tuple[Object, list[str]] | str]
+
+#: Lifts by (apiVersion group, kind), and whether its rendering is named as the
+#: original (a model) or adds a run's hash (a training job).
+_LIFTS: Final[Mapping[tuple[str, str], tuple[Lift, bool]]] = {
+    ("serving.kserve.io", "InferenceService"): (_lift_inference_service, False),
+    ("kubeflow.org", "TFJob"): (_lift_training_job, True),
+    ("kubeflow.org", "PyTorchJob"): (_lift_training_job, True),
+    ("trainer.kubeflow.org", "TrainJob"): (_lift_train_job, True),
 }
 
 
@@ -315,16 +491,18 @@ def import_object(
         return Refused(source=source, reason=reason)
     original = _cleaned(obj)
     group = str(original["apiVersion"]).rpartition("/")[0]
-    lift = _LIFTS.get((group, str(original["kind"])))
-    if lift is None:
+    found = _LIFTS.get((group, str(original["kind"])))
+    if found is None:
         return Imported(source=source, document=original, notes=("kept as it is",))
+    lift, renamed = found
+    normalized = _same_name(original) if renamed else (lambda rendered: rendered)
     lifted = lift(original)
     if isinstance(lifted, str):
         return Imported(source=source, document=original, notes=(f"kept as it is: {lifted}",))
     spec, notes = lifted
     context = RenderContext(instance=_INSTANCE, default_namespace=default_namespace)
     original["metadata"].setdefault("namespace", default_namespace)
-    rendered = _typed_rendering(spec, notes, source=source, context=context)
+    rendered = _typed_rendering(spec, notes, source=source, context=context, normalized=normalized)
     if isinstance(rendered, str):
         return Imported(source=source, document=original, notes=(f"kept as it is: {rendered}",))
     patch = jsonpatch.make_patch(rendered, original).patch
@@ -333,7 +511,7 @@ def import_object(
         notes.append(
             "overrides (not typed by gitsync): " + ", ".join(sorted({p["path"] for p in patch}))
         )
-        again = _render(spec, source=source, context=context)
+        again = _render(spec, source=source, context=context, normalized=normalized)
         if again != original:
             # The patch was computed against this very rendering: a mismatch is a bug in
             # the lift or the renderer, and the safe output is the object as it is.
@@ -347,14 +525,19 @@ _MAX_DROPS: Final = 32
 
 
 def _typed_rendering(
-    spec: Object, notes: list[str], *, source: str, context: RenderContext
+    spec: Object,
+    notes: list[str],
+    *,
+    source: str,
+    context: RenderContext,
+    normalized: Callable[[Object], Object],
 ) -> Object | str:
     """What ``spec`` renders to, after leaving out (to the overrides) each typed field
     the spec does not accept as it was written; or why it does not load at all."""
     for _ in range(_MAX_DROPS):
         loaded = _load(spec, source=source)
         if isinstance(loaded, Entry):
-            return without_stamps(render(loaded, context))
+            return normalized(without_stamps(render(loaded, context)))
         fields = [d.field for d in loaded if d.field]
         if not fields or len(fields) < len(loaded):
             return "; ".join(d.message for d in loaded) or "it does not load"
@@ -401,12 +584,14 @@ def _load(spec: Object, *, source: str) -> Entry | Sequence[Diagnostic]:
     return loaded.entries[0]
 
 
-def _render(spec: Object, *, source: str, context: RenderContext) -> Object | str:
+def _render(
+    spec: Object, *, source: str, context: RenderContext, normalized: Callable[[Object], Object]
+) -> Object | str:
     """The object ``spec`` renders to, without stamps; or why it does not load."""
     loaded = _load(spec, source=source)
     if not isinstance(loaded, Entry):
         return "; ".join(d.message for d in loaded) or "it does not load"
-    return without_stamps(render(loaded, context))
+    return normalized(without_stamps(render(loaded, context)))
 
 
 def import_text(

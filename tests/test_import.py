@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gitsync.clients.kube import KubeClient
 from gitsync.importing import Imported, Refused, import_object, import_text, without_stamps
 from gitsync.loading import load_file
-from gitsync.render import RenderContext, render
+from gitsync.render import LABEL_TRAINING_RUN, RenderContext, render
 
 from .test_cli import gitsync
 
@@ -372,3 +372,63 @@ def test_any_inference_service_renders_back_from_its_import(original: dict[str, 
     else:
         # Kept as it is: the object itself, which gitsync applies unchanged.
         assert result.document == original, result.notes
+
+
+# --- training jobs ----------------------------------------------------------------------
+
+JOBS = [
+    d
+    for d in yaml.safe_load_all((Path(__file__).parent / "data" / "trainingjobs.yaml").read_text())
+    if d
+]
+
+
+def rendered_run(document: dict[str, Any], *, name: str) -> dict[str, Any]:
+    """What an imported TrainingRun renders to, under the original job's name (a run's
+    name adds its spec's hash) and without the TrainingRun label gitsync stamps."""
+    body = roundtrip(document)
+    body["metadata"]["name"] = name
+    labels = {
+        k: v for k, v in body["metadata"].get("labels", {}).items() if k != LABEL_TRAINING_RUN
+    }
+    if labels:
+        body["metadata"]["labels"] = labels
+    else:
+        body["metadata"].pop("labels", None)
+    return body
+
+
+@pytest.mark.parametrize("original", JOBS, ids=lambda o: o["metadata"]["name"])
+def test_every_training_job_renders_back_exactly(original: dict[str, Any]) -> None:
+    result = import_object(original, source="jobs.yaml")
+    assert isinstance(result, Imported)
+    assert result.document["kind"] == "TrainingRun", result.notes
+    assert rendered_run(result.document, name=original["metadata"]["name"]) == original
+
+
+def test_roles_share_what_they_have_alike_and_say_what_they_do_apart() -> None:
+    original = next(j for j in JOBS if j["metadata"]["name"] == "estimator-with-eval")
+    result = import_object(original, source="jobs.yaml")
+    assert isinstance(result, Imported)
+    spec = result.document["spec"]
+    assert spec["image"] == "ghcr.io/acme/estimator:2.15"
+    assert spec["replicas"] == {"chief": 1, "worker": 2, "evaluator": 1}
+    # Only the chief mounts the checkpoints: the volume is its own, not everyone's.
+    assert "volumes" not in spec
+    assert spec["roles"]["chief"]["volumes"][0]["name"] == "checkpoints"
+    assert "volumes" not in spec["roles"]["worker"]
+    assert "overrides" not in spec
+
+
+def test_what_every_training_import_renders_passes_a_server_side_dry_run(
+    kube: KubeClient, namespace: str
+) -> None:
+    for original in JOBS:
+        moved = _in(namespace, original)
+        result = import_object(moved, source="jobs.yaml")
+        assert isinstance(result, Imported)
+        body = rendered_run(result.document, name=moved["metadata"]["name"])
+        stored = kube.apply(body, field_manager="gitsync-import", dry_run=True)
+        assert stored["spec"] == kube.apply(moved, field_manager="corpus", dry_run=True)["spec"], (
+            original["metadata"]["name"]
+        )
