@@ -489,12 +489,11 @@ class ModelDeploymentSpec(Component):
         if self.model is None:
             return "containers " + ", ".join(f"`{c.image}`" for c in self.containers)
         if self.model.from_training_run is not None:
+            select = self.model.select
             which = (
-                "the best"
-                if self.model.select and self.model.select.by == "best"
-                else ("the latest")
+                f"the best by {select.metric}" if select and select.by == "best" else "the latest"
             )
-            gated = " that passes its gates" if self.model.gates else ""
+            gated = f" that passes {_gates(self.model.gates)}" if self.model.gates else ""
             return f"{which} Succeeded run{gated} of TrainingRun `{self.model.from_training_run}`"
         if (upstream := self.model.from_model_deployment) is not None:
             return (
@@ -531,3 +530,14 @@ class ModelDeployment(StrictModel):
                 "say the same thing: give spec.deploymentMode only"
             )
         return self
+
+
+def _gates(gates: list[MetricGate]) -> str:
+    """``accuracy >= 0.92, loss <= 0.3``: a model's gates as a reviewer reads them."""
+    bounds = []
+    for gate in gates:
+        if gate.min is not None:
+            bounds.append(f"{gate.metric} >= {gate.min:g}")
+        if gate.max is not None:
+            bounds.append(f"{gate.metric} <= {gate.max:g}")
+    return ", ".join(bounds)
