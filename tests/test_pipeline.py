@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from gitsync.loading import load_file, load_tree
 from gitsync.pipeline import Candidate, choose_run, decide_promotion, judge_run
+from gitsync.specs import ModelDeployment
 from gitsync.specs.pipeline import MetricGate, RunSelection, Upstream
 from gitsync.status_document import (
     Condition,
@@ -358,3 +359,33 @@ def test_broken_references_are_reported_at_the_model(
     assert len(found) == len(expected), found
     for message, part in zip(sorted(found), sorted(expected), strict=True):
         assert part in message, message
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        pytest.param(
+            {"fromTrainingRun": "t"},
+            "from the latest Succeeded run of TrainingRun `t`",
+            id="latest",
+        ),
+        pytest.param(
+            {
+                "fromTrainingRun": "t",
+                "select": {"by": "best", "metric": "accuracy"},
+                "gates": [{"metric": "accuracy", "min": 0.92}, {"metric": "loss", "max": 0.3}],
+            },
+            "from the best (by accuracy) Succeeded run of TrainingRun `t` that passes "
+            "accuracy >= 0.92, loss <= 0.3",
+            id="best-gated",
+        ),
+        pytest.param(
+            {"fromModelDeployment": {"name": "staging", "healthyFor": "1h"}},
+            "what ModelDeployment `staging` serves, once Ready for 1h",
+            id="promoted",
+        ),
+    ],
+)
+def test_a_plan_says_where_a_model_comes_from(source: dict[str, object], words: str) -> None:
+    model = ModelDeployment.model_validate(_model("m", **source))
+    assert model.spec.serves() == words

@@ -258,7 +258,7 @@ def test_the_dashboard_is_served_at_the_root_from_the_daemons_mirror(service: Se
     assert response.status == 200
     assert "default-src 'self'" in csp
     # The model the daemon applied, with the phase its status document holds.
-    assert f'/ModelDeployment/a">a</a>' in page, page[:3000]
+    assert '/ModelDeployment/a">a</a>' in page, page[:3000]
     assert service.namespace in page
     # The listener's own routes are still its own.
     assert service.get("/healthz")[0] == 200
