@@ -490,11 +490,12 @@ class ModelDeploymentSpec(Component):
             return "containers " + ", ".join(f"`{c.image}`" for c in self.containers)
         if self.model.from_training_run is not None:
             select = self.model.select
-            which = (
-                f"the best by {select.metric}" if select and select.by == "best" else "the latest"
-            )
+            best = select is not None and select.by == "best"
+            which = f"the best (by {select.metric})" if best and select else "the latest"
             gated = f" that passes {_gates(self.model.gates)}" if self.model.gates else ""
-            return f"{which} Succeeded run{gated} of TrainingRun `{self.model.from_training_run}`"
+            return (
+                f"from {which} Succeeded run of TrainingRun `{self.model.from_training_run}`{gated}"
+            )
         if (upstream := self.model.from_model_deployment) is not None:
             return (
                 f"what ModelDeployment `{upstream.name}` serves, once Ready for "
