@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
 from gitsync.specs import ModelDeployment, Resources, TrainingRun
+from gitsync.specs.pod import EnvSource
 
 __all__ = ["canonical", "container_spec", "env_list", "object_metadata", "resource_requirements"]
 
@@ -42,13 +42,13 @@ def resource_requirements(resources: Resources | None) -> dict[str, dict[str, st
     return rendered
 
 
-def env_list(env: Mapping[str, str | BaseModel]) -> list[dict[str, Any]]:
-    """``name: value`` pairs as core/v1 EnvVars; a model value (``valueFrom``) is
-    written as it dumps."""
+def env_list(env: Mapping[str, str | EnvSource]) -> list[dict[str, Any]]:
+    """A spec's ``name: value`` map as core/v1 EnvVars: text as ``value``, a source
+    (the spec's short form) under ``valueFrom``, where Kubernetes spells it."""
     return [
         {"name": name, "value": value}
         if isinstance(value, str)
-        else {"name": name, **value.model_dump(mode="json", exclude_none=True)}
+        else {"name": name, "valueFrom": value.model_dump(mode="json", exclude_none=True)}
         for name, value in env.items()
     ]
 
@@ -59,7 +59,7 @@ def container_spec(
     image: str,
     command: list[str],
     args: list[str],
-    env: Mapping[str, str | BaseModel],
+    env: Mapping[str, str | EnvSource],
     resources: Resources | None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {"name": name, "image": image}

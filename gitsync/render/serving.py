@@ -15,9 +15,9 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from gitsync.render.context import RenderContext
-from gitsync.render.pod import object_metadata, resource_requirements
+from gitsync.render.pod import env_list, object_metadata, resource_requirements
 from gitsync.specs import ModelDeployment
-from gitsync.specs.pod import Container, Env, PodSettings
+from gitsync.specs.pod import Container, PodSettings
 from gitsync.specs.serving import (
     DEPLOYMENT_MODE_ANNOTATION,
     Art,
@@ -43,19 +43,10 @@ def _dump(model: BaseModel, *, include: set[str] | None = None) -> dict[str, Any
     return model.model_dump(mode="json", by_alias=True, exclude_defaults=True, include=include)
 
 
-def _env(env: Env) -> list[dict[str, Any]]:
-    return [
-        {"name": name, "value": value}
-        if isinstance(value, str)
-        else {"name": name, "valueFrom": _dump(value)}
-        for name, value in env.items()
-    ]
-
-
 def _container(container: Container) -> dict[str, Any]:
     rendered = {"name": container.name, **_dump(container)}
     if container.env:
-        rendered["env"] = _env(container.env)
+        rendered["env"] = env_list(container.env)
     if container.resources is not None:
         rendered["resources"] = resource_requirements(container.resources)
     return rendered
@@ -135,7 +126,7 @@ def _model_container(source: ModelSource) -> dict[str, Any]:
     """What the model says of the runtime's container (KServe merges it in)."""
     rendered: dict[str, Any] = _dump(source, include={"command", "args", "ports", "volume_mounts"})
     if source.env:
-        rendered["env"] = _env(source.env)
+        rendered["env"] = env_list(source.env)
     return rendered
 
 
@@ -172,7 +163,7 @@ def _transformer(transformer: Transformer) -> dict[str, Any]:
 def _art(art: Art) -> dict[str, Any]:
     rendered = _dump(art)
     if art.env:
-        rendered["env"] = _env(art.env)
+        rendered["env"] = env_list(art.env)
     if art.resources is not None:
         rendered["resources"] = resource_requirements(art.resources)
     return rendered
