@@ -8,16 +8,36 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from gitsync.specs import ModelDeployment, Resources, TrainingRun
 from gitsync.specs.pod import EnvSource
 
-__all__ = ["canonical", "container_spec", "env_list", "object_metadata", "resource_requirements"]
+__all__ = [
+    "canonical",
+    "container_spec",
+    "env_list",
+    "object_metadata",
+    "resource_requirements",
+    "secret_refs",
+    "wire",
+]
 
 
 def canonical(data: object) -> bytes:
     """Bytes of ``data`` that are the same for equal data (keys sorted), for hashing."""
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def wire(model: BaseModel, *, include: set[str] | None = None) -> dict[str, Any]:
+    """A spec model as the Kubernetes field of the same shape: wire names, and only
+    what was written (defaults and empty values are left to the API server)."""
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=True, include=include)
+
+
+def secret_refs(names: list[str] | None) -> list[dict[str, str]]:
+    """A spec's list of Secret names as a PodSpec's imagePullSecrets."""
+    return [{"name": name} for name in names or []]
 
 
 def object_metadata(
@@ -48,7 +68,7 @@ def env_list(env: Mapping[str, str | EnvSource]) -> list[dict[str, Any]]:
     return [
         {"name": name, "value": value}
         if isinstance(value, str)
-        else {"name": name, "valueFrom": value.model_dump(mode="json", exclude_none=True)}
+        else {"name": name, "valueFrom": wire(value)}
         for name, value in env.items()
     ]
 
