@@ -597,6 +597,12 @@ TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
             id="env-secret-key-ref-typo",
         ),
         pytest.param(
+            SURFACE + "  env: {TOKEN: {valueFrom: {secretKeyRef: {name: s, key: k}}}}\n",
+            "t.yaml:8:16: spec.env.TOKEN: give the source without valueFrom, e.g. "
+            "NAME: {secretKeyRef: {name: ..., key: ...}}",
+            id="env-kubernetes-spelling",
+        ),
+        pytest.param(
             SURFACE + "  env: {T: {secretKeyRef: {name: s, key: k}, fieldRef: {fieldPath: x}}}\n",
             "t.yaml:8:12: spec.env.T: give exactly one of secretKeyRef, "
             "configMapKeyRef, fieldRef or resourceFieldRef, not 2",

@@ -315,6 +315,11 @@ def _env_value(value: object, _handler: ValidatorFunctionWrapHandler) -> str | E
             "({secretKeyRef: ...}, {configMapKeyRef: ...}, {fieldRef: ...} or "
             "{resourceFieldRef: ...})"
         )
+    if "valueFrom" in value:
+        # Kubernetes' own spelling, which an EnvVar list needs and this map does not.
+        raise ValueError(
+            "give the source without valueFrom, e.g. NAME: {secretKeyRef: {name: ..., key: ...}}"
+        )
     return EnvSource.model_validate(value)
 
 
