@@ -187,24 +187,26 @@ def _errors(content: bytes) -> list[str]:
         ),
         pytest.param(
             _spec("  affinity: {nodeAfinity: {}}\n"),
-            "m.yaml:6:13: spec.affinity: unknown field 'nodeAfinity' of a Kubernetes "
-            "Affinity; did you mean 'nodeAffinity'?",
+            "m.yaml:6:14: spec.affinity.nodeAfinity: unknown field 'nodeAfinity'; "
+            "did you mean 'nodeAffinity'?",
             id="affinity",
         ),
         pytest.param(
             _spec("  volumes: [{name: cache, emptyDir: {}, configMap: {name: c}}]\n"),
-            "m.yaml:6:13: spec.volumes[0]: a Kubernetes Volume needs exactly one of "
-            "awsElasticBlockStore, azureDisk, azureFile, cephfs, cinder, configMap, csi, "
-            "downwardAPI, emptyDir, ephemeral, fc, flexVolume, flocker, gcePersistentDisk, "
-            "gitRepo, glusterfs, hostPath, image, iscsi, nfs, persistentVolumeClaim, "
-            "photonPersistentDisk, portworxVolume, projected, quobyte, rbd, scaleIO, secret, "
-            "storageos, vsphereVolume",
+            "m.yaml:6:13: spec.volumes[0]: volume cache needs exactly one source (e.g. "
+            "persistentVolumeClaim, secret, configMap, emptyDir), not 2",
             id="volume-source",
         ),
         pytest.param(
+            _spec("  volumes: [{name: cache, gcePersistentDisk: {pdName: x}}]\n"),
+            "m.yaml:6:13: spec.volumes[0]: volume source gcePersistentDisk is a deprecated "
+            "in-tree plugin; use a persistentVolumeClaim or csi volume",
+            id="volume-deprecated-plugin",
+        ),
+        pytest.param(
             _spec("  securityContext: {runAsNonroot: true}\n"),
-            "m.yaml:6:20: spec.securityContext: unknown field 'runAsNonroot' of a Kubernetes "
-            "PodSecurityContext; did you mean 'runAsNonRoot'?",
+            "m.yaml:6:21: spec.securityContext.runAsNonroot: unknown field 'runAsNonroot'; "
+            "did you mean 'runAsNonRoot'?",
             id="security-context",
         ),
         pytest.param(
@@ -303,7 +305,7 @@ def _errors(content: bytes) -> list[str]:
         ),
         pytest.param(
             _spec(model="{format: sklearn, storageUri: s3://m, env: {K: {secretKeyRf: {}}}}"),
-            "m.yaml:5:58: spec.model.env.K.valueFrom.secretKeyRf: unknown field 'secretKeyRf'; "
+            "m.yaml:5:58: spec.model.env.K.secretKeyRf: unknown field 'secretKeyRf'; "
             "did you mean 'secretKeyRef'?",
             id="env-source-typo",
         ),
@@ -311,12 +313,14 @@ def _errors(content: bytes) -> list[str]:
             _spec(
                 model="{format: sklearn, storageUri: s3://m, env: {K: {secretKeyRef: {name: s}}}}"
             ),
-            "m.yaml:5:72: spec.model.env.K.valueFrom.secretKeyRef.key: required field is missing",
+            "m.yaml:5:72: spec.model.env.K.secretKeyRef.key: required field is missing",
             id="env-secret-key",
         ),
         pytest.param(
             _spec(model="{format: sklearn, storageUri: s3://m, env: {K: 3}}"),
-            "m.yaml:5:57: spec.model.env.K.value: Input should be a valid string",
+            "m.yaml:5:57: spec.model.env.K: a value is text (quote numbers and booleans) or "
+            "where it comes from ({secretKeyRef: ...}, {configMapKeyRef: ...}, {fieldRef: ...} "
+            "or {resourceFieldRef: ...})",
             id="env-value",
         ),
         pytest.param(

@@ -591,22 +591,27 @@ TORCH = SURFACE.replace("tensorflow", "pytorch").replace("chief: 1, ", "")
             id="replica-role-typo",
         ),
         pytest.param(
-            SURFACE + "  env: {TOKEN: {valueFrom: {secretKeyRf: {name: s, key: k}}}}\n",
-            "t.yaml:8:29: spec.env.TOKEN.valueFrom.secretKeyRf: unknown field 'secretKeyRf'; "
+            SURFACE + "  env: {TOKEN: {secretKeyRf: {name: s, key: k}}}\n",
+            "t.yaml:8:17: spec.env.TOKEN.secretKeyRf: unknown field 'secretKeyRf'; "
             "did you mean 'secretKeyRef'?",
             id="env-secret-key-ref-typo",
         ),
         pytest.param(
-            SURFACE + "  env: {T: {valueFrom: {secretKeyRef: {name: s, key: k}, fieldRef: "
-            "{fieldPath: x}}}}\n",
-            "t.yaml:8:24: spec.env.T.valueFrom: valueFrom needs exactly one of secretKeyRef, "
+            SURFACE + "  env: {TOKEN: {valueFrom: {secretKeyRef: {name: s, key: k}}}}\n",
+            "t.yaml:8:16: spec.env.TOKEN: give the source without valueFrom, e.g. "
+            "NAME: {secretKeyRef: {name: ..., key: ...}}",
+            id="env-kubernetes-spelling",
+        ),
+        pytest.param(
+            SURFACE + "  env: {T: {secretKeyRef: {name: s, key: k}, fieldRef: {fieldPath: x}}}\n",
+            "t.yaml:8:12: spec.env.T: give exactly one of secretKeyRef, "
             "configMapKeyRef, fieldRef or resourceFieldRef, not 2",
             id="env-two-sources",
         ),
         pytest.param(
             SURFACE + "  env: {EPOCHS: 3}\n",
             "t.yaml:8:17: spec.env.EPOCHS: a value is text (quote numbers and booleans) or "
-            "{valueFrom: ...}",
+            "where it comes from ({secretKeyRef: ...}",
             id="env-unquoted-number",
         ),
         pytest.param(

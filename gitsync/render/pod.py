@@ -11,13 +11,33 @@ import orjson
 from pydantic import BaseModel
 
 from gitsync.specs import ModelDeployment, Resources, TrainingRun
+from gitsync.specs.pod import EnvSource
 
-__all__ = ["canonical", "container_spec", "env_list", "object_metadata", "resource_requirements"]
+__all__ = [
+    "canonical",
+    "container_spec",
+    "env_list",
+    "object_metadata",
+    "resource_requirements",
+    "secret_refs",
+    "wire",
+]
 
 
 def canonical(data: object) -> bytes:
     """Bytes of ``data`` that are the same for equal data (keys sorted), for hashing."""
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def wire(model: BaseModel, *, include: set[str] | None = None) -> dict[str, Any]:
+    """A spec model as the Kubernetes field of the same shape: wire names, and only
+    what was written (defaults and empty values are left to the API server)."""
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=True, include=include)
+
+
+def secret_refs(names: list[str] | None) -> list[dict[str, str]]:
+    """A spec's list of Secret names as a PodSpec's imagePullSecrets."""
+    return [{"name": name} for name in names or []]
 
 
 def object_metadata(
@@ -42,13 +62,13 @@ def resource_requirements(resources: Resources | None) -> dict[str, dict[str, st
     return rendered
 
 
-def env_list(env: Mapping[str, str | BaseModel]) -> list[dict[str, Any]]:
-    """``name: value`` pairs as core/v1 EnvVars; a model value (``valueFrom``) is
-    written as it dumps."""
+def env_list(env: Mapping[str, str | EnvSource]) -> list[dict[str, Any]]:
+    """A spec's ``name: value`` map as core/v1 EnvVars: text as ``value``, a source
+    (the spec's short form) under ``valueFrom``, where Kubernetes spells it."""
     return [
         {"name": name, "value": value}
         if isinstance(value, str)
-        else {"name": name, **value.model_dump(mode="json", exclude_none=True)}
+        else {"name": name, "valueFrom": wire(value)}
         for name, value in env.items()
     ]
 
@@ -59,7 +79,7 @@ def container_spec(
     image: str,
     command: list[str],
     args: list[str],
-    env: Mapping[str, str | BaseModel],
+    env: Mapping[str, str | EnvSource],
     resources: Resources | None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {"name": name, "image": image}

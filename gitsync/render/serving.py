@@ -12,12 +12,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from pydantic import BaseModel
-
 from gitsync.render.context import RenderContext
-from gitsync.render.pod import object_metadata, resource_requirements
+from gitsync.render.pod import env_list, object_metadata, resource_requirements, secret_refs, wire
 from gitsync.specs import ModelDeployment
-from gitsync.specs.pod import Container, Env, PodSettings
+from gitsync.specs.pod import Container, PodSettings
 from gitsync.specs.serving import (
     DEPLOYMENT_MODE_ANNOTATION,
     Art,
@@ -38,34 +36,19 @@ __all__ = ["DEPLOYMENT_MODE_ANNOTATION", "V2_ONLY_FORMATS", "inference_service"]
 V2_ONLY_FORMATS: Final = frozenset({"onnx", "triton", "tensorrt", "mlflow"})
 
 
-def _dump(model: BaseModel, *, include: set[str] | None = None) -> dict[str, Any]:
-    """A spec model as the Kubernetes field of the same shape: wire names, and only
-    what was written (defaults and empty values are left to the API server)."""
-    return model.model_dump(mode="json", by_alias=True, exclude_defaults=True, include=include)
-
-
-def _env(env: Env) -> list[dict[str, Any]]:
-    return [
-        {"name": name, "value": value}
-        if isinstance(value, str)
-        else {"name": name, "valueFrom": _dump(value)}
-        for name, value in env.items()
-    ]
-
-
 def _container(container: Container) -> dict[str, Any]:
-    rendered = {"name": container.name, **_dump(container)}
+    rendered = {"name": container.name, **wire(container)}
     if container.env:
-        rendered["env"] = _env(container.env)
+        rendered["env"] = env_list(container.env)
     if container.resources is not None:
         rendered["resources"] = resource_requirements(container.resources)
     return rendered
 
 
 def _pod(settings: PodSettings) -> dict[str, Any]:
-    rendered = _dump(settings, include=set(PodSettings.model_fields))
+    rendered = wire(settings, include=set(PodSettings.model_fields))
     if settings.image_pull_secrets:
-        rendered["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+        rendered["imagePullSecrets"] = secret_refs(settings.image_pull_secrets)
     # KServe's component labels and annotations are the pods'.
     for spelt, field in (("podLabels", "labels"), ("podAnnotations", "annotations")):
         if spelt in rendered:
@@ -88,7 +71,7 @@ _SCALING_FIELDS: Final = {
 def _scaling(scaling: Replicas | None) -> dict[str, Any]:
     if scaling is None:
         return {}
-    written = _dump(scaling)
+    written = wire(scaling)
     return {_SCALING_FIELDS[name]: value for name, value in written.items()}
 
 
@@ -96,9 +79,9 @@ def _component(component: Component, *, scaling: Replicas | None) -> dict[str, A
     """The fields every component has: its pods, scaling, logger and batcher."""
     rendered = {**_scaling(scaling), **_pod(component)}
     if component.logger is not None:
-        rendered["logger"] = _dump(component.logger)
+        rendered["logger"] = wire(component.logger)
     if component.batcher is not None:
-        rendered["batcher"] = _dump(component.batcher)
+        rendered["batcher"] = wire(component.batcher)
     if component.deployment_strategy is not None:
         rendered["deploymentStrategy"] = copy.deepcopy(component.deployment_strategy)
     return rendered
@@ -116,7 +99,7 @@ def _model(source: ModelSource, spec: ModelDeployment, context: RenderContext) -
     elif source.storage_uri is not None:
         model["storageUri"] = source.storage_uri
     elif source.storage is not None:
-        model["storage"] = _dump(source.storage)
+        model["storage"] = wire(source.storage)
     protocol = source.protocol_version
     if protocol is None and source.format in V2_ONLY_FORMATS:
         protocol = "v2"
@@ -135,9 +118,9 @@ def _model(source: ModelSource, spec: ModelDeployment, context: RenderContext) -
 
 def _model_container(source: ModelSource) -> dict[str, Any]:
     """What the model says of the runtime's container (KServe merges it in)."""
-    rendered: dict[str, Any] = _dump(source, include={"command", "args", "ports", "volume_mounts"})
+    rendered: dict[str, Any] = wire(source, include={"command", "args", "ports", "volume_mounts"})
     if source.env:
-        rendered["env"] = _env(source.env)
+        rendered["env"] = env_list(source.env)
     return rendered
 
 
@@ -147,7 +130,7 @@ def _predictor(spec: ModelDeployment, context: RenderContext) -> dict[str, Any]:
     if body.model is not None:
         predictor["model"] = _model(body.model, spec, context)
         if body.model.storage_uris:
-            predictor["storageUris"] = [_dump(location) for location in body.model.storage_uris]
+            predictor["storageUris"] = [wire(location) for location in body.model.storage_uris]
     else:
         predictor["containers"] = [_container(container) for container in body.containers]
     return predictor
@@ -167,14 +150,14 @@ def _transformer(transformer: Transformer) -> dict[str, Any]:
     else:
         rendered["containers"] = [_container(container) for container in transformer.containers]
     if transformer.storage_uris:
-        rendered["storageUris"] = [_dump(location) for location in transformer.storage_uris]
+        rendered["storageUris"] = [wire(location) for location in transformer.storage_uris]
     return rendered
 
 
 def _art(art: Art) -> dict[str, Any]:
-    rendered = _dump(art)
+    rendered = wire(art)
     if art.env:
-        rendered["env"] = _env(art.env)
+        rendered["env"] = env_list(art.env)
     if art.resources is not None:
         rendered["resources"] = resource_requirements(art.resources)
     return rendered
@@ -192,7 +175,7 @@ def inference_service(spec: ModelDeployment, context: RenderContext) -> dict[str
         else:
             rendered["containers"] = [_container(c) for c in explainer.containers]
         if explainer.storage_uris:
-            rendered["storageUris"] = [_dump(location) for location in explainer.storage_uris]
+            rendered["storageUris"] = [wire(location) for location in explainer.storage_uris]
         body_spec["explainer"] = rendered
     metadata = object_metadata(spec, name=spec.metadata.name, namespace=namespace)
     if spec.spec.deployment_mode is not None:

@@ -24,6 +24,8 @@ from gitsync.render.pod import (
     env_list,
     object_metadata,
     resource_requirements,
+    secret_refs,
+    wire,
 )
 from gitsync.schedule import format_time
 from gitsync.specs import TrainingRun
@@ -88,7 +90,7 @@ def run_name(run: TrainingRun, *, tick: datetime | None = None) -> str:
 
 
 def _dumped(value: BaseModel | None) -> Any:
-    return None if value is None else value.model_dump(mode="json", exclude_none=True)
+    return None if value is None else wire(value)
 
 
 def _pod_template(workload: Workload, *, container_name: str, output: str | None) -> dict[str, Any]:
@@ -125,17 +127,13 @@ def _pod_template(workload: Workload, *, container_name: str, output: str | None
             ],
             schedulerName=workload.scheduler_name,
             serviceAccountName=workload.service_account_name,
-            imagePullSecrets=_secret_refs(workload.image_pull_secrets),
+            imagePullSecrets=secret_refs(workload.image_pull_secrets),
             terminationGracePeriodSeconds=workload.termination_grace_period_seconds,
             securityContext=_dumped(workload.pod_security_context),
         ),
     }
     metadata = _present(labels=workload.pod_labels, annotations=workload.pod_annotations)
     return {**({"metadata": metadata} if metadata else {}), "spec": pod_spec}
-
-
-def _secret_refs(names: list[str] | None) -> list[dict[str, str]]:
-    return [{"name": name} for name in names or []]
 
 
 def _present(**fields: Any) -> dict[str, Any]:
@@ -264,7 +262,7 @@ def _runtime_patches(spec: TrainingRunSpec) -> list[dict[str, Any]]:
         ]
         if spec.volume_mounts or spec.security_context
         else None,
-        imagePullSecrets=_secret_refs(spec.image_pull_secrets),
+        imagePullSecrets=secret_refs(spec.image_pull_secrets),
         nodeSelector=spec.node_selector,
         affinity=_dumped(spec.affinity),
         tolerations=[_dumped(toleration) for toleration in spec.tolerations or []],

@@ -1,16 +1,18 @@
-"""Kubernetes pod settings as a spec writes them: the parts of core/v1 that a model's
-pods need (placement, volumes, security, pull secrets, containers), shared by every
-spec kind that runs pods.
+"""Kubernetes pod settings as a spec writes them: the parts of core/v1 that a kind's
+pods need (placement, volumes, security, environment, containers), one vocabulary
+for every spec kind that runs pods (ModelDeployment and TrainingRun), so that a field
+is spelt, checked and rendered the same way in both.
 
-Small types that people get wrong in small ways (tolerations, topology spread
-constraints, volume mounts, ports) are typed field by field, so a typo is reported at
-its line with a "did you mean". The big ones (affinity, volumes, security contexts,
-probes) are mappings whose top-level keys :func:`kube_keys` checks against the
-Kubernetes type's own, and whose contents go to the API server as written. Typing
-all of core/v1 by hand would copy thousands of lines that Kubernetes already checks
-(every rendered object passes a server-side dry-run against the real schema in the
-tests); checking the top level catches the typos that matter (``nodeAfinity``)
-without that copy.
+Types people get wrong in small ways (tolerations, topology spread constraints,
+volumes and their everyday sources, volume mounts, ports, security contexts, env
+sources) are typed field by field, so a typo is reported at its line with a "did you
+mean". The big inner shapes (affinity terms, label selectors, probes, the rarer
+volume sources) are mappings whose top-level keys are checked (by the model or by
+:func:`kube_keys`) and whose contents go to the API server as written. Typing all of
+core/v1 by hand would copy thousands of lines that Kubernetes already checks (every
+rendered object passes a server-side dry-run against the real schema in the tests);
+checking the top level catches the typos that matter (``nodeAfinity``) without that
+copy.
 """
 
 from __future__ import annotations
@@ -20,14 +22,21 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
-    Discriminator,
     Field,
     StringConstraints,
-    Tag,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 
-from gitsync.specs.common import DNS1123_LABEL, Resources, StrictModel, closest_name
+from gitsync.specs.common import (
+    DNS1123_LABEL,
+    DnsLabel,
+    QuantityValue,
+    Resources,
+    StrictModel,
+    closest_name,
+)
 
 __all__ = [
     "DNS1123_SUBDOMAIN",
@@ -36,6 +45,7 @@ __all__ = [
     "ContainerSecurityContext",
     "Env",
     "EnvSource",
+    "EnvValue",
     "LabelSelector",
     "PodSecurityContext",
     "PodSettings",
@@ -87,58 +97,9 @@ def kube_keys(
     return check
 
 
-Affinity = Annotated[
-    dict[str, Any],
-    AfterValidator(kube_keys("Affinity", ["nodeAffinity", "podAffinity", "podAntiAffinity"])),
-]
 LabelSelector = Annotated[
     dict[str, Any],
     AfterValidator(kube_keys("LabelSelector", ["matchLabels", "matchExpressions"])),
-]
-PodSecurityContext = Annotated[
-    dict[str, Any],
-    AfterValidator(
-        kube_keys(
-            "PodSecurityContext",
-            [
-                "appArmorProfile",
-                "fsGroup",
-                "fsGroupChangePolicy",
-                "runAsGroup",
-                "runAsNonRoot",
-                "runAsUser",
-                "seLinuxChangePolicy",
-                "seLinuxOptions",
-                "seccompProfile",
-                "supplementalGroups",
-                "supplementalGroupsPolicy",
-                "sysctls",
-                "windowsOptions",
-            ],
-        )
-    ),
-]
-ContainerSecurityContext = Annotated[
-    dict[str, Any],
-    AfterValidator(
-        kube_keys(
-            "SecurityContext",
-            [
-                "allowPrivilegeEscalation",
-                "appArmorProfile",
-                "capabilities",
-                "privileged",
-                "procMount",
-                "readOnlyRootFilesystem",
-                "runAsGroup",
-                "runAsNonRoot",
-                "runAsUser",
-                "seLinuxOptions",
-                "seccompProfile",
-                "windowsOptions",
-            ],
-        )
-    ),
 ]
 Probe = Annotated[
     dict[str, Any],
@@ -157,48 +118,152 @@ Probe = Annotated[
         )
     ),
 ]
-Volume = Annotated[
-    dict[str, Any],
-    AfterValidator(
-        kube_keys(
-            "Volume",
-            [],
-            required=["name"],
-            one_of=[
-                "awsElasticBlockStore",
-                "azureDisk",
-                "azureFile",
-                "cephfs",
-                "cinder",
-                "configMap",
-                "csi",
-                "downwardAPI",
-                "emptyDir",
-                "ephemeral",
-                "fc",
-                "flexVolume",
-                "flocker",
-                "gcePersistentDisk",
-                "gitRepo",
-                "glusterfs",
-                "hostPath",
-                "image",
-                "iscsi",
-                "nfs",
-                "persistentVolumeClaim",
-                "photonPersistentDisk",
-                "portworxVolume",
-                "projected",
-                "quobyte",
-                "rbd",
-                "scaleIO",
-                "secret",
-                "storageos",
-                "vsphereVolume",
-            ],
-        )
-    ),
-]
+
+
+class Affinity(StrictModel):
+    """core/v1 Affinity; each kind's terms pass through as data."""
+
+    node_affinity: dict[str, Any] | None = None
+    pod_affinity: dict[str, Any] | None = None
+    pod_anti_affinity: dict[str, Any] | None = None
+
+
+class PodSecurityContext(StrictModel):
+    """core/v1 PodSecurityContext; its nested option objects pass through as data."""
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    run_as_non_root: bool | None = None
+    fs_group: int | None = Field(default=None, ge=0)
+    fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = None
+    supplemental_groups: list[int] | None = None
+    supplemental_groups_policy: Literal["Merge", "Strict"] | None = None
+    sysctls: list[dict[str, Any]] | None = None
+    se_linux_change_policy: Literal["MountOption", "Recursive"] | None = None
+    se_linux_options: dict[str, Any] | None = Field(default=None, alias="seLinuxOptions")
+    seccomp_profile: dict[str, Any] | None = None
+    app_armor_profile: dict[str, Any] | None = None
+    windows_options: dict[str, Any] | None = None
+
+
+class ContainerSecurityContext(StrictModel):
+    """core/v1 SecurityContext: a container's."""
+
+    run_as_user: int | None = Field(default=None, ge=0)
+    run_as_group: int | None = Field(default=None, ge=0)
+    run_as_non_root: bool | None = None
+    privileged: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    read_only_root_filesystem: bool | None = None
+    capabilities: dict[str, Any] | None = Field(
+        default=None, description="{add: [IPC_LOCK], drop: [ALL]}"
+    )
+    proc_mount: Literal["Default", "Unmasked"] | None = None
+    se_linux_options: dict[str, Any] | None = Field(default=None, alias="seLinuxOptions")
+    seccomp_profile: dict[str, Any] | None = None
+    app_armor_profile: dict[str, Any] | None = None
+    windows_options: dict[str, Any] | None = None
+
+
+class KeyToPath(StrictModel):
+    key: str
+    path: str
+    mode: int | None = Field(default=None, ge=0, le=0o777)
+
+
+class PersistentVolumeClaimSource(StrictModel):
+    claim_name: DnsLabel | Annotated[str, StringConstraints(max_length=253)]
+    read_only: bool | None = None
+
+
+class SecretSource(StrictModel):
+    secret_name: str
+    items: list[KeyToPath] | None = None
+    default_mode: int | None = Field(default=None, ge=0, le=0o777)
+    optional: bool | None = None
+
+
+class ConfigMapSource(StrictModel):
+    name: str
+    items: list[KeyToPath] | None = None
+    default_mode: int | None = Field(default=None, ge=0, le=0o777)
+    optional: bool | None = None
+
+
+class EmptyDirSource(StrictModel):
+    medium: Literal["", "Memory", "HugePages"] | None = None
+    size_limit: QuantityValue | None = None
+
+
+#: In-tree volume plugins Kubernetes has deprecated or removed in favour of CSI
+#: drivers: refused here rather than passed on to a cluster that may not have them.
+_DEPRECATED_SOURCES = frozenset(
+    {
+        "awsElasticBlockStore",
+        "azureDisk",
+        "azureFile",
+        "cephfs",
+        "cinder",
+        "flexVolume",
+        "flocker",
+        "gcePersistentDisk",
+        "gitRepo",
+        "glusterfs",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "quobyte",
+        "rbd",
+        "scaleIO",
+        "storageos",
+        "vsphereVolume",
+    }
+)
+
+
+class Volume(StrictModel):
+    """A pod volume: a name and exactly one source. The everyday sources are typed;
+    the rest (csi, projected, ephemeral, ...) pass through as the core/v1 data."""
+
+    name: DnsLabel
+    persistent_volume_claim: PersistentVolumeClaimSource | None = None
+    secret: SecretSource | None = None
+    config_map: ConfigMapSource | None = None
+    empty_dir: EmptyDirSource | None = None
+    host_path: dict[str, Any] | None = None
+    nfs: dict[str, Any] | None = None
+    csi: dict[str, Any] | None = None
+    projected: dict[str, Any] | None = None
+    downward_api: dict[str, Any] | None = Field(default=None, alias="downwardAPI")
+    ephemeral: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    iscsi: dict[str, Any] | None = None
+    fc: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_deprecated_plugin(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = sorted(_DEPRECATED_SOURCES & set(data))
+            if old:
+                raise ValueError(
+                    f"volume source {old[0]} is a deprecated in-tree plugin; "
+                    "use a persistentVolumeClaim or csi volume"
+                )
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Volume:
+        given = [
+            name
+            for name in type(self).model_fields
+            if name != "name" and getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"volume {self.name} needs exactly one source (e.g. persistentVolumeClaim, "
+                f"secret, configMap, emptyDir), not {len(given)}"
+            )
+        return self
 
 
 class KeyRef(StrictModel):
@@ -215,7 +280,7 @@ class FieldRef(StrictModel):
 class ResourceFieldRef(StrictModel):
     resource: str
     container_name: str | None = None
-    divisor: str | None = None
+    divisor: QuantityValue | None = None
 
 
 class EnvSource(StrictModel):
@@ -229,24 +294,40 @@ class EnvSource(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvSource:
-        if len(self.model_fields_set) != 1:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
             raise ValueError(
-                "give one of secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"
+                "give exactly one of secretKeyRef, configMapKeyRef, fieldRef or "
+                f"resourceFieldRef, not {len(given)}"
             )
         return self
 
 
-def _env_kind(value: Any) -> str:
-    return "valueFrom" if isinstance(value, dict) else "value"
+def _env_value(value: object, _handler: ValidatorFunctionWrapHandler) -> str | EnvSource:
+    # Chosen by shape rather than tried in turn, so that a mistake is reported once,
+    # at the variable, and not once per alternative.
+    if isinstance(value, str | EnvSource):
+        return value
+    if not isinstance(value, dict):
+        # A ValueError: pydantic reports it at the field; a TypeError it would not catch.
+        raise ValueError(  # noqa: TRY004
+            "a value is text (quote numbers and booleans) or where it comes from "
+            "({secretKeyRef: ...}, {configMapKeyRef: ...}, {fieldRef: ...} or "
+            "{resourceFieldRef: ...})"
+        )
+    if "valueFrom" in value:
+        # Kubernetes' own spelling, which an EnvVar list needs and this map does not.
+        raise ValueError(
+            "give the source without valueFrom, e.g. NAME: {secretKeyRef: {name: ..., key: ...}}"
+        )
+    return EnvSource.model_validate(value)
 
 
-#: Environment variables by name: a value (``LOG_LEVEL: info``), or where it comes
-#: from (``HF_TOKEN: {secretKeyRef: {name: hf, key: token}}``). The discriminator
-#: tries only the form written, so a mistake is reported once, in that form's terms.
-EnvValue = Annotated[
-    Annotated[str, Tag("value")] | Annotated[EnvSource, Tag("valueFrom")],
-    Discriminator(_env_kind),
-]
+#: A variable's value: the text itself (``LOG_LEVEL: info``), or where it comes from
+#: (``HF_TOKEN: {secretKeyRef: {name: hf, key: token}}``), which Kubernetes spells
+#: under ``valueFrom``; the map's key is already the name, so no level repeats it.
+EnvValue = Annotated[str | EnvSource, WrapValidator(_env_value)]
+#: Environment variables by name.
 Env = dict[Annotated[str, StringConstraints(min_length=1)], EnvValue]
 
 
@@ -270,7 +351,7 @@ class TopologySpreadConstraint(StrictModel):
 
 
 class VolumeMount(StrictModel):
-    name: str
+    name: DnsLabel
     mount_path: Annotated[str, StringConstraints(pattern=r"^/")]
     read_only: bool | None = None
     sub_path: str | None = None

@@ -7,11 +7,9 @@ chief that alone mounts a volume), so the common case stays a few lines. Every f
 left out renders nothing and the Training Operator's own default applies (see
 ``pkg/apis/kubeflow.org/v1/*_defaults.go`` in v1.9).
 
-The large core/v1 types (affinity, most volume sources) are checked at their top
-level only and passed through as data: their inner shapes are big, change with each
-Kubernetes release, and the API server checks them against the CRD's own schema at
-apply; typing the first level catches the common mistake, a misspelt or misplaced
-key, with a "did you mean".
+The pod's core/v1 types (volumes, mounts, env, placement, security contexts) are
+:mod:`gitsync.specs.pod`'s, the same a ModelDeployment's pods use, so both kinds spell
+and check them alike.
 
 A TrainJob takes what Trainer v2.3's API lets a job say (the trainer's image, command,
 env, size; the initializers; suspend and the deadline; pod fields through
@@ -32,8 +30,6 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     ValidationInfo,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -50,28 +46,29 @@ from gitsync.specs.common import (
     StrictModel,
     closest_name,
 )
+from gitsync.specs.pod import (
+    Affinity,
+    ContainerSecurityContext,
+    Env,
+    PodSecurityContext,
+    Toleration,
+    TopologySpreadConstraint,
+    Volume,
+    VolumeMount,
+)
 
 __all__ = [
-    "Affinity",
     "ElasticPolicy",
-    "EnvFrom",
     "EnvFromSource",
-    "EnvSource",
     "Initializer",
     "InitializerStep",
-    "PodSecurityContext",
     "RoleOverrides",
     "RunPolicy",
     "RuntimeRef",
     "SchedulingPolicy",
-    "SecurityContext",
-    "Toleration",
-    "TopologySpreadConstraint",
     "TrainingMetadata",
     "TrainingRun",
     "TrainingRunSpec",
-    "Volume",
-    "VolumeMount",
     "Workload",
 ]
 
@@ -84,244 +81,6 @@ _REPLICA_ROLES: dict[str, frozenset[str]] = {
 }
 
 RestartPolicy = Literal["Always", "OnFailure", "Never", "ExitCode"]
-
-#: A path inside a container, as core/v1 requires for mountPath.
-_ABSOLUTE_PATH = r"^/"
-
-
-class VolumeMount(StrictModel):
-    name: DnsLabel
-    mount_path: Annotated[str, StringConstraints(pattern=_ABSOLUTE_PATH)]
-    sub_path: str | None = None
-    sub_path_expr: str | None = None
-    read_only: bool | None = None
-    mount_propagation: Literal["None", "HostToContainer", "Bidirectional"] | None = None
-    recursive_read_only: Literal["Disabled", "IfPossible", "Enabled"] | None = None
-
-
-class KeyToPath(StrictModel):
-    key: str
-    path: str
-    mode: int | None = Field(default=None, ge=0, le=0o777)
-
-
-class PersistentVolumeClaimSource(StrictModel):
-    claim_name: DnsLabel | Annotated[str, StringConstraints(max_length=253)]
-    read_only: bool | None = None
-
-
-class SecretSource(StrictModel):
-    secret_name: str
-    items: list[KeyToPath] | None = None
-    default_mode: int | None = Field(default=None, ge=0, le=0o777)
-    optional: bool | None = None
-
-
-class ConfigMapSource(StrictModel):
-    name: str
-    items: list[KeyToPath] | None = None
-    default_mode: int | None = Field(default=None, ge=0, le=0o777)
-    optional: bool | None = None
-
-
-class EmptyDirSource(StrictModel):
-    medium: Literal["", "Memory", "HugePages"] | None = None
-    size_limit: QuantityValue | None = None
-
-
-#: In-tree volume plugins Kubernetes has deprecated or removed in favour of CSI
-#: drivers: refused here rather than passed on to a cluster that may not have them.
-_DEPRECATED_SOURCES = frozenset(
-    {
-        "awsElasticBlockStore",
-        "azureDisk",
-        "azureFile",
-        "cephfs",
-        "cinder",
-        "flexVolume",
-        "flocker",
-        "gcePersistentDisk",
-        "gitRepo",
-        "glusterfs",
-        "photonPersistentDisk",
-        "portworxVolume",
-        "quobyte",
-        "rbd",
-        "scaleIO",
-        "storageos",
-        "vsphereVolume",
-    }
-)
-
-
-class Volume(StrictModel):
-    """A pod volume: a name and exactly one source. The everyday sources are typed;
-    the rest (csi, projected, ephemeral, ...) pass through as the core/v1 data."""
-
-    name: DnsLabel
-    persistent_volume_claim: PersistentVolumeClaimSource | None = None
-    secret: SecretSource | None = None
-    config_map: ConfigMapSource | None = None
-    empty_dir: EmptyDirSource | None = None
-    host_path: dict[str, Any] | None = None
-    nfs: dict[str, Any] | None = None
-    csi: dict[str, Any] | None = None
-    projected: dict[str, Any] | None = None
-    downward_api: dict[str, Any] | None = Field(default=None, alias="downwardAPI")
-    ephemeral: dict[str, Any] | None = None
-    image: dict[str, Any] | None = None
-    iscsi: dict[str, Any] | None = None
-    fc: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_deprecated_plugin(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            old = sorted(_DEPRECATED_SOURCES & set(data))
-            if old:
-                raise ValueError(
-                    f"volume source {old[0]} is a deprecated in-tree plugin; "
-                    "use a persistentVolumeClaim or csi volume"
-                )
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Volume:
-        given = [
-            name
-            for name in type(self).model_fields
-            if name != "name" and getattr(self, name) is not None
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                f"volume {self.name} needs exactly one source (e.g. persistentVolumeClaim, "
-                f"secret, configMap, emptyDir), not {len(given)}"
-            )
-        return self
-
-
-class Toleration(StrictModel):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
-
-
-class Affinity(StrictModel):
-    """core/v1 Affinity; each kind's terms pass through as data (see module doc)."""
-
-    node_affinity: dict[str, Any] | None = None
-    pod_affinity: dict[str, Any] | None = None
-    pod_anti_affinity: dict[str, Any] | None = None
-
-
-class KeyReference(StrictModel):
-    name: str
-    key: str
-    optional: bool | None = None
-
-
-class FieldReference(StrictModel):
-    field_path: str
-    api_version: str | None = None
-
-
-class ResourceFieldReference(StrictModel):
-    resource: str
-    container_name: str | None = None
-    divisor: QuantityValue | None = None
-
-
-class EnvSource(StrictModel):
-    """Where a variable's value comes from (core/v1 EnvVarSource): a key of a Secret or
-    ConfigMap (credentials stay out of Git), or a field of the pod."""
-
-    secret_key_ref: KeyReference | None = None
-    config_map_key_ref: KeyReference | None = None
-    field_ref: FieldReference | None = None
-    resource_field_ref: ResourceFieldReference | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> EnvSource:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "valueFrom needs exactly one of secretKeyRef, configMapKeyRef, fieldRef or "
-                f"resourceFieldRef, not {len(given)}"
-            )
-        return self
-
-
-class EnvFrom(StrictModel):
-    value_from: EnvSource
-
-
-def _env_value(value: object, _handler: ValidatorFunctionWrapHandler) -> str | EnvFrom:
-    # Chosen by shape rather than tried in turn, so that a mistake is reported once,
-    # inside valueFrom, and not once per alternative.
-    if isinstance(value, str):
-        return value
-    if isinstance(value, EnvFrom):
-        return value
-    if not isinstance(value, dict):
-        # A ValueError: pydantic reports it at the field; a TypeError it would not catch.
-        raise ValueError("a value is text (quote numbers and booleans) or {valueFrom: ...}")  # noqa: TRY004
-    return EnvFrom.model_validate(value)
-
-
-#: A variable's value: the text itself, or ``{valueFrom: ...}``.
-EnvValue = Annotated[str | EnvFrom, WrapValidator(_env_value)]
-
-
-class TopologySpreadConstraint(StrictModel):
-    """core/v1 TopologySpreadConstraint; the label selector passes through as data."""
-
-    max_skew: int = Field(ge=1)
-    topology_key: str
-    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
-    label_selector: dict[str, Any] | None = None
-    match_label_keys: list[str] | None = None
-    min_domains: int | None = Field(default=None, ge=1)
-    node_affinity_policy: Literal["Honor", "Ignore"] | None = None
-    node_taints_policy: Literal["Honor", "Ignore"] | None = None
-
-
-class PodSecurityContext(StrictModel):
-    """core/v1 PodSecurityContext; its nested option objects pass through as data."""
-
-    run_as_user: int | None = Field(default=None, ge=0)
-    run_as_group: int | None = Field(default=None, ge=0)
-    run_as_non_root: bool | None = None
-    fs_group: int | None = Field(default=None, ge=0)
-    fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = None
-    supplemental_groups: list[int] | None = None
-    supplemental_groups_policy: Literal["Merge", "Strict"] | None = None
-    sysctls: list[dict[str, Any]] | None = None
-    se_linux_change_policy: Literal["MountOption", "Recursive"] | None = None
-    se_linux_options: dict[str, Any] | None = Field(default=None, alias="seLinuxOptions")
-    seccomp_profile: dict[str, Any] | None = None
-    app_armor_profile: dict[str, Any] | None = None
-    windows_options: dict[str, Any] | None = None
-
-
-class SecurityContext(StrictModel):
-    """core/v1 SecurityContext of the training container."""
-
-    run_as_user: int | None = Field(default=None, ge=0)
-    run_as_group: int | None = Field(default=None, ge=0)
-    run_as_non_root: bool | None = None
-    privileged: bool | None = None
-    allow_privilege_escalation: bool | None = None
-    read_only_root_filesystem: bool | None = None
-    capabilities: dict[str, Any] | None = Field(
-        default=None, description="{add: [IPC_LOCK], drop: [ALL]}"
-    )
-    proc_mount: Literal["Default", "Unmasked"] | None = None
-    se_linux_options: dict[str, Any] | None = Field(default=None, alias="seLinuxOptions")
-    seccomp_profile: dict[str, Any] | None = None
-    app_armor_profile: dict[str, Any] | None = None
-    windows_options: dict[str, Any] | None = None
 
 
 class SourceReference(StrictModel):
@@ -355,10 +114,10 @@ class Workload(StrictModel):
     image: str | None = None
     command: list[str] | None = None
     args: list[str] | None = None
-    env: dict[str, EnvValue] | None = None
+    env: Env | None = None
     env_from: list[EnvFromSource] | None = None
     resources: Resources | None = None
-    security_context: SecurityContext | None = None
+    security_context: ContainerSecurityContext | None = None
     working_dir: str | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     restart_policy: RestartPolicy | None = Field(
@@ -491,7 +250,7 @@ def _check_uri(value: str) -> str:
 
 class InitializerStep(StrictModel):
     storage_uri: Annotated[str, StringConstraints(max_length=2048), AfterValidator(_check_uri)]
-    env: dict[str, EnvValue] | None = None
+    env: Env | None = None
     secret_ref: DnsLabel | None = Field(
         default=None, description="A Secret in the run's namespace with the credentials"
     )
@@ -556,7 +315,7 @@ class TrainingRunSpec(Workload):
     # name hashes the spec, and an upgrade must not rename (restart) existing runs.
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
-    env: dict[str, EnvValue] = Field(default_factory=dict)
+    env: Env = Field(default_factory=dict)
     replicas: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: {"worker": 1})
     roles: RoleOverrides | None = Field(
         default=None, description="Per-role overrides of the fields above, by role"
