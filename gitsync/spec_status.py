@@ -290,9 +290,10 @@ def _model_info(
     now: str,
 ) -> ModelInfo:
     lineage = None
-    source = spec.spec.from_training_run or (
-        str(trained.promoted_from) if trained and trained.promoted_from else None
-    )
+    namespace = spec.metadata.namespace or ""
+    upstream = spec.spec.upstream(namespace)
+    # From the spec, so a follower not promoted yet still says whom it follows.
+    source = spec.spec.from_training_run or (str(upstream) if upstream else None)
     if source is not None:
         lineage = Lineage(
             name=source,
@@ -300,7 +301,7 @@ def _model_info(
             source_commit=(trained.source_commit or None) if trained else None,
             completion_time=(trained.completion_time or None) if trained else None,
             evidence=trained.evidence if trained else (),
-            promoted_from=str(trained.promoted_from) if trained and trained.promoted_from else None,
+            promoted_from=str(upstream) if upstream else None,
         )
     storage_uri = ((body or {}).get("spec", {}).get("predictor", {}).get("model") or {}).get(
         "storageUri"

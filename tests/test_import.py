@@ -403,6 +403,7 @@ def test_every_training_job_renders_back_exactly(original: dict[str, Any]) -> No
     result = import_object(original, source="jobs.yaml")
     assert isinstance(result, Imported)
     assert result.document["kind"] == "TrainingRun", result.notes
+    assert "overrides" not in result.document["spec"], result.notes
     assert rendered_run(result.document, name=original["metadata"]["name"]) == original
 
 

@@ -218,10 +218,15 @@ def _train_job_spec(spec: TrainingRunSpec, *, output: str | None) -> dict[str, A
     )
     policy = spec.run_policy
     return {
+        # apiGroup and kind as written: left out, the TrainJob CRD defaults them
+        # (trainer.kubeflow.org, ClusterTrainingRuntime), as for a hand-written TrainJob.
         "runtimeRef": {
             "name": spec.runtime_ref.name,
-            "apiGroup": "trainer.kubeflow.org",
-            "kind": spec.runtime_ref.kind,
+            **(
+                {"kind": spec.runtime_ref.kind}
+                if "kind" in spec.runtime_ref.model_fields_set
+                else {}
+            ),
         },
         **_present(
             trainer=trainer,
