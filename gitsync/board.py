@@ -34,6 +34,7 @@ __all__ = [
     "Link",
     "OverviewPage",
     "OverviewRow",
+    "PipelinesPage",
     "RolloutStep",
     "Segment",
     "SpecPage",
@@ -43,6 +44,7 @@ __all__ = [
     "key_of",
     "overview_page",
     "path_of_key",
+    "pipelines_page",
     "spec_page",
 ]
 
@@ -514,3 +516,73 @@ def cycles_page(data: BoardData) -> CyclesPage:
         rows=tuple(rows),
         more=max(0, len(data.status_commits) - CYCLES_SHOWN),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One step of a pipeline: a training run, or a model fed by the step before."""
+
+    label: str
+    #: Its page, when the branch has a status document for it.
+    key: str | None
+    phase: str
+    #: What it serves (a model), or its latest run (a training run).
+    serves: str
+    #: The gates its run passed, or what it waits for.
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PipelinesPage:
+    status_commit: str | None
+    #: Each chain from a training run (or a model fed by none) to a model nothing
+    #: follows: train -> gate -> staging -> production.
+    chains: tuple[tuple[Stage, ...], ...]
+
+
+def pipelines_page(data: BoardData) -> PipelinesPage:
+    """The train -> gate -> promote chains the status documents record: which run
+    each model serves and the gates it passed, and whom a model is promoted from."""
+    documents = {_label(d): (path, d) for path, d in sorted(data.documents.items())}
+    upstream_of: dict[str, str] = {}
+    for label, (_, doc) in documents.items():
+        lineage = doc.model.from_training_run if doc.model else None
+        if lineage is None:
+            continue
+        if lineage.promoted_from:
+            upstream_of[label] = lineage.promoted_from
+        else:
+            owner, _, name = lineage.name.rpartition("/")
+            upstream_of[label] = f"TrainingRun {owner or doc.namespace}/{name}"
+    followers: dict[str, list[str]] = {}
+    for label, upstream in upstream_of.items():
+        followers.setdefault(upstream, []).append(label)
+    chains: list[tuple[Stage, ...]] = []
+
+    def walk(label: str, chain: tuple[Stage, ...], seen: frozenset[str]) -> None:
+        chain = (*chain, _stage(label, documents.get(label)))
+        after = [f for f in followers.get(label, []) if f not in seen]
+        if not after:
+            chains.append(chain)
+        for follower in sorted(after):
+            walk(follower, chain, seen | {follower})
+
+    for root in sorted(set(followers) - set(upstream_of)):
+        walk(root, (), frozenset({root}))
+    return PipelinesPage(status_commit=data.status_commit, chains=tuple(chains))
+
+
+def _stage(label: str, found: tuple[str, StatusDocument] | None) -> Stage:
+    if found is None:
+        return Stage(label=label, key=None, phase="Unknown", serves="", detail="no status yet")
+    path, doc = found
+    if doc.kind == "TrainingRun":
+        latest = doc.runs[0] if doc.runs else doc.run
+        serves = f"run {latest.name} ({latest.phase})" if latest else ""
+        return Stage(label, key_of(path), doc.phase.value, serves, doc.message)
+    lineage = doc.model.from_training_run if doc.model else None
+    serves = (doc.model.storage_uri or "") if doc.model else ""
+    if lineage is not None and lineage.run:
+        serves = f"{serves} (run {lineage.run})"
+    detail = "; ".join(lineage.evidence) if lineage and lineage.evidence else doc.message
+    return Stage(label, key_of(path), doc.phase.value, serves, detail)

@@ -15,6 +15,7 @@ from gitsync.board import (
     key_of,
     overview_page,
     path_of_key,
+    pipelines_page,
     spec_page,
 )
 from gitsync.health import Health, HealthReport
@@ -298,3 +299,57 @@ def test_analysis_charts_from_the_evidence(
     page = spec_page(board(FRAUD, status_commits=commits), key_of(FRAUD.path))
     assert page is not None
     assert [(c.metric, c.bound, c.values, c.points, c.bound_y) for c in page.charts] == charts
+
+
+def test_pipelines_run_from_a_training_run_through_its_gate_to_production() -> None:
+    staging = doc(
+        "staging",
+        model=ModelInfo(
+            storage_uri="s3://m/fraud-train-1",
+            from_training_run=Lineage(
+                name="fraud-train", run="fraud-train-1", evidence=("accuracy 0.95 >= 0.92",)
+            ),
+        ),
+    )
+    production = doc(
+        "production",
+        health=Health.PENDING,
+        message="waiting to promote: ModelDeployment ml/staging is mid-rollout",
+        model=ModelInfo(
+            from_training_run=Lineage(
+                name="ModelDeployment ml/staging", promoted_from="ModelDeployment ml/staging"
+            )
+        ),
+    )
+    lone = doc("lone", model=ModelInfo(storage_uri="s3://m/fixed"))
+    page = pipelines_page(board(staging, production, lone, TRAIN))
+    (chain,) = page.chains
+    assert [s.label for s in chain] == [
+        "TrainingRun ml/fraud-train",
+        "ModelDeployment ml/staging",
+        "ModelDeployment ml/production",
+    ]
+    assert chain[1].serves == "s3://m/fraud-train-1 (run fraud-train-1)"
+    assert chain[1].detail == "accuracy 0.95 >= 0.92"
+    assert (chain[2].phase, chain[2].detail) == (
+        "Pending",
+        "waiting to promote: ModelDeployment ml/staging is mid-rollout",
+    )
+
+
+def test_a_pipeline_whose_run_has_no_status_yet_and_a_cycle_end() -> None:
+    fed = doc("fed", model=ModelInfo(from_training_run=Lineage(name="nightly")))
+    a = doc(
+        "a",
+        model=ModelInfo(from_training_run=Lineage(name="x", promoted_from="ModelDeployment ml/b")),
+    )
+    b = doc(
+        "b",
+        model=ModelInfo(from_training_run=Lineage(name="x", promoted_from="ModelDeployment ml/a")),
+    )
+    page = pipelines_page(board(fed, a, b))
+    # A chain with no root (a cycle, which validate refuses) is not drawn at all.
+    assert [[s.label for s in chain] for chain in page.chains] == [
+        ["TrainingRun ml/nightly", "ModelDeployment ml/fed"]
+    ]
+    assert page.chains[0][0].detail == "no status yet"

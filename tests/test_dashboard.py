@@ -19,16 +19,19 @@ import orjson
 import pytest
 import yaml
 
+from gitsync.board import BoardData
 from gitsync.clients.git import Author, GitSource, Repository
 from gitsync.dashboard import BasicAuth, Dashboard, RepositorySource
 from gitsync.dashboard.serve import make
 from gitsync.errors import ConfigurationError
 from gitsync.health import Health, HealthReport
 from gitsync.status import build_status
-from gitsync.status_document import ModelInfo, Traffic
+from gitsync.status_document import Lineage, ModelInfo, Traffic
 from gitsync.status_store import StatusStore
 
 from .specrepo import SpecRepo, git
+from .test_board import board as board_data
+from .test_board import doc as board_doc
 
 SCRIPT = "<script>alert('pwned')</script>"
 
@@ -449,3 +452,39 @@ def test_handle_gives_a_complete_response_for_a_listener_to_send(repo: Repo) -> 
     refused = app.handle(method="POST", path="/", query="", headers={})
     assert (refused.status, dict(refused.headers)["Allow"]) == (405, "GET, HEAD")
     assert "Content-Security-Policy" in dict(refused.headers)
+
+
+def test_the_pipelines_page_draws_each_chain_and_escapes_git(repo: Repo) -> None:
+    staging = board_doc(
+        "staging",
+        model=ModelInfo(
+            storage_uri="s3://m/run-1",
+            from_training_run=Lineage(
+                name="train", run="run-1", evidence=("accuracy 0.95 >= 0.9",)
+            ),
+        ),
+    )
+    production = board_doc(
+        "production",
+        health=Health.PENDING,
+        message=f"waiting to promote: {SCRIPT}",
+        model=ModelInfo(
+            from_training_run=Lineage(
+                name="ModelDeployment ml/staging", promoted_from="ModelDeployment ml/staging"
+            )
+        ),
+    )
+
+    class Fixed:
+        def current(self) -> BoardData:
+            return board_data(staging, production)
+
+    response = Dashboard(Fixed()).handle(method="GET", path="/pipelines", query="", headers={})
+    page = response.body.decode()
+    assert response.status == 200
+    assert page.index("TrainingRun ml/train") < page.index("ModelDeployment ml/staging")
+    assert page.index("ModelDeployment ml/staging</a>") < page.index(
+        "ModelDeployment ml/production"
+    )
+    assert "accuracy 0.95 &gt;= 0.9" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page

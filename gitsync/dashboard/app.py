@@ -49,6 +49,7 @@ from gitsync.board import (
     age,
     cycles_page,
     overview_page,
+    pipelines_page,
     spec_page,
 )
 from gitsync.errors import ConfigurationError, GitsyncError
@@ -410,6 +411,8 @@ class Dashboard:
             return self._json(overview_page(data, Filters.of(params)), etag)
         if path == "/cycles":
             return self._page(200, "cycles.html", etag=etag, page=cycles_page(data))
+        if path == "/pipelines":
+            return self._page(200, "pipelines.html", etag=etag, page=pipelines_page(data))
         if path.startswith("/spec/"):
             found = spec_page(data, path.removeprefix("/spec/"))
             if found is not None:
