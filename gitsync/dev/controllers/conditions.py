@@ -2,7 +2,8 @@
 
 Both simulated deployment modes of the InferenceService controller (Serverless in
 :mod:`.inferenceservice`, Standard in :mod:`.standard`) set conditions through the
-same ``ConditionSet`` KServe inherits from knative; one copy of its rules serves both.
+same ``ConditionSet`` KServe inherits from knative; one copy of its rules serves both,
+as does one copy of ``PropagateModelStatus`` (:func:`model_status`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["FALSE", "READY", "TRUE", "UNKNOWN", "Conditions"]
+__all__ = ["FALSE", "READY", "TRUE", "UNKNOWN", "Conditions", "model_status"]
 
 TRUE: Final = "True"
 FALSE: Final = "False"
@@ -100,3 +101,29 @@ class Conditions:
             self.mark_true(kind)
         elif status == FALSE:
             self.mark_false(kind, reason, message)
+
+
+def model_status(
+    previous: Mapping[str, Any], *, loaded: bool, failed: bool, fail_message: str
+) -> dict[str, Any]:
+    """KServe's ``PropagateModelStatus``: the model ``loaded`` on the serving pods, or
+    ``failed`` to load, or still pending; the last failure is kept until a load."""
+    active = (previous.get("states") or {}).get("activeModelState") or "Pending"
+    failure = previous.get("lastFailureInfo")
+    copies: dict[str, Any] = {"failedCopies": 0}
+    if loaded:
+        target, transition, active = "Loaded", "UpToDate", "Loaded"
+        copies["totalCopies"] = 1
+    elif failed:
+        target, transition = "FailedToLoad", "BlockedByFailedLoad"
+        failure = {"reason": "ModelLoadFailed", "message": fail_message, "exitCode": 1}
+    else:
+        target, transition = "Pending", "InProgress"
+    result: dict[str, Any] = {
+        "transitionStatus": transition,
+        "states": {"activeModelState": active, "targetModelState": target},
+        "copies": copies,
+    }
+    if failure:
+        result["lastFailureInfo"] = failure
+    return result

@@ -53,6 +53,7 @@ from gitsync.dev.controllers.conditions import READY as _READY
 from gitsync.dev.controllers.conditions import TRUE as _TRUE
 from gitsync.dev.controllers.conditions import UNKNOWN as _UNKNOWN
 from gitsync.dev.controllers.conditions import Conditions as _Conditions
+from gitsync.dev.controllers.conditions import model_status
 from gitsync.dev.controllers.metrics import REVISION_KNOBS, remember_profiles
 from gitsync.dev.controllers.runner import (
     Outcome,
@@ -615,26 +616,14 @@ def _model_status(
     fail_message: str,
 ) -> dict[str, Any]:
     """KServe's ``PropagateModelStatus``, with the latest revision's pods imagined."""
-    active = (previous.get("states") or {}).get("activeModelState") or "Pending"
-    failure = previous.get("lastFailureInfo")
-    copies: dict[str, Any] = {"failedCopies": 0}
     latest_ready = predictor.get("latestReadyRevision")
-    if isvc_ready and latest_ready and latest_ready == predictor.get("latestCreatedRevision"):
-        target, transition, active = "Loaded", "UpToDate", "Loaded"
-        copies["totalCopies"] = 1
-    elif state is _RevisionState.FAILED:
-        target, transition = "FailedToLoad", "BlockedByFailedLoad"
-        failure = {"reason": "ModelLoadFailed", "message": fail_message, "exitCode": 1}
-    else:
-        target, transition = "Pending", "InProgress"
-    result: dict[str, Any] = {
-        "transitionStatus": transition,
-        "states": {"activeModelState": active, "targetModelState": target},
-        "copies": copies,
-    }
-    if failure:
-        result["lastFailureInfo"] = failure
-    return result
+    return model_status(
+        previous,
+        loaded=bool(isvc_ready and latest_ready)
+        and latest_ready == predictor.get("latestCreatedRevision"),
+        failed=state is _RevisionState.FAILED,
+        fail_message=fail_message,
+    )
 
 
 def _describe(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:

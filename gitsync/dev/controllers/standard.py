@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from gitsync.dev.controllers.conditions import READY, TRUE, Conditions
+from gitsync.dev.controllers.conditions import READY, TRUE, Conditions, model_status
 from gitsync.dev.controllers.metrics import remember_profiles
 from gitsync.dev.controllers.runner import Outcome, format_precise, format_time, parse_time
 from gitsync.traffic import predictor_workload
@@ -381,25 +381,12 @@ def _model_status(
     previous: Mapping[str, Any], state: _PodState, *, ready: bool, fail_message: str
 ) -> dict[str, Any]:
     """``PropagateModelStatus`` over the stable predictor's imagined pods."""
-    active = (previous.get("states") or {}).get("activeModelState") or "Pending"
-    failure = previous.get("lastFailureInfo")
-    copies: dict[str, Any] = {"failedCopies": 0}
-    if ready and state is _PodState.READY:
-        target, transition, active = "Loaded", "UpToDate", "Loaded"
-        copies["totalCopies"] = 1
-    elif state is _PodState.FAILED:
-        target, transition = "FailedToLoad", "BlockedByFailedLoad"
-        failure = {"reason": "ModelLoadFailed", "message": fail_message, "exitCode": 1}
-    else:
-        target, transition = "Pending", "InProgress"
-    result: dict[str, Any] = {
-        "transitionStatus": transition,
-        "states": {"activeModelState": active, "targetModelState": target},
-        "copies": copies,
-    }
-    if failure:
-        result["lastFailureInfo"] = failure
-    return result
+    return model_status(
+        previous,
+        loaded=ready and state is _PodState.READY,
+        failed=state is _PodState.FAILED,
+        fail_message=fail_message,
+    )
 
 
 def _describe(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, ...]:
