@@ -24,6 +24,7 @@ from gitsync.render import (
     run_name,
     without_provenance,
 )
+from gitsync.rollout import COMMAND_ANNOTATION, STATE_ANNOTATION
 from gitsync.specs import (
     Metric,
     ModelDeployment,
@@ -287,13 +288,27 @@ def _same_spec(
 
 
 def _bare(obj: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return None if obj is None else without_provenance(obj)
+    return None if obj is None else _without_rollout_state(without_provenance(obj))
 
 
 def _differs(view: LiveView) -> bool:
     if view.live is None:
         return True
-    return comparable(normalize(view.live)) != comparable(normalize(view.dry_run))
+    live, head = (_without_rollout_state(normalize(o)) for o in (view.live, view.dry_run))
+    return comparable(live) != comparable(head)
+
+
+def _without_rollout_state(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without the rollout's own bookkeeping: a cycle writes it back with the
+    next decision, so a dry-run of the bare rendering (which lacks it) is no drift."""
+    metadata = dict(obj.get("metadata") or {})
+    annotations = {
+        k: v
+        for k, v in (metadata.get("annotations") or {}).items()
+        if k not in (STATE_ANNOTATION, COMMAND_ANNOTATION)
+    }
+    metadata["annotations"] = annotations
+    return {**obj, "metadata": metadata}
 
 
 # --- words ----------------------------------------------------------------------------
