@@ -95,7 +95,8 @@ def _inference_service(obj: Mapping[str, Any]) -> HealthReport:
         for t in predictor.get("traffic") or []
     )
     serving = None
-    if deployment_mode(obj) is DeploymentMode.STANDARD:
+    standard = deployment_mode(obj) is DeploymentMode.STANDARD
+    if standard:
         traffic, serving = _standard_traffic(obj), _stable_workload(obj)
     # Not observedGeneration: KServe copies the Knative Service's generation there, not
     # the InferenceService's (kserve/kserve#6081). A revision still rolling out shows
@@ -112,7 +113,14 @@ def _inference_service(obj: Mapping[str, Any]) -> HealthReport:
             (c for c in conditions if c.get("status") == "False" and c.get("type") != "Ready"),
             ready,
         )
-        health, message = Health.DEGRADED, _message(failing, "not ready")
+        # Standard mode reports a Deployment still rolling out as False (KServe's
+        # PropagateRawStatus: MinimumReplicasUnavailable, then the ingress it has not
+        # created yet); only a Deployment past its progress deadline has failed.
+        starting = standard and not any(
+            c.get("reason") == "ProgressDeadlineExceeded" for c in conditions
+        )
+        health = Health.PROGRESSING if starting else Health.DEGRADED
+        message = _message(failing, "not ready")
     elif ready is not None and ready.get("status") == "True" and current:
         revision = predictor.get("latestReadyRevision") or serving
         health, message = Health.HEALTHY, (f"serving {revision}" if revision else "ready")

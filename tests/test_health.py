@@ -167,3 +167,48 @@ def test_train_job_times_come_from_its_conditions() -> None:
     )
     resumed = assess(train_job(("Suspended", "False", "Resumed"), jobsStatus=NODE_ACTIVE))
     assert resumed.details["startTime"] == "T"
+
+
+def standard(*conditions: dict[str, str]) -> dict[str, Any]:
+    """A Standard-mode (raw deployment) InferenceService, as KServe v0.20 reports one."""
+    return {
+        "kind": "InferenceService",
+        "metadata": {"name": "m", "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+        "status": {"deploymentMode": "Standard", "conditions": list(conditions)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "health"),
+    [
+        pytest.param(
+            standard(
+                cond("PredictorReady", "False", "MinimumReplicasUnavailable", "0 of 2 available"),
+                cond("IngressReady", "False", "", "Predictor ingress not created"),
+                cond("Ready", "False"),
+            ),
+            Health.PROGRESSING,
+            id="still-rolling-out",
+        ),
+        pytest.param(
+            standard(
+                cond("PredictorReady", "False", "ProgressDeadlineExceeded", "timed out"),
+                cond("Ready", "False"),
+            ),
+            Health.DEGRADED,
+            id="past-its-progress-deadline",
+        ),
+        pytest.param(
+            isvc(
+                cond("IngressReady", "False", "", "Predictor ingress not created"),
+                cond("Ready", "False"),
+            ),
+            Health.DEGRADED,
+            id="serverless-false-is-degraded",
+        ),
+    ],
+)
+def test_a_standard_mode_deployment_rolling_out_is_progressing(
+    obj: dict[str, Any], health: Health
+) -> None:
+    assert assess(obj).health is health
