@@ -328,7 +328,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0]
         forge = _HOOKS.get(path)
         if forge is None:
-            allowed = path in ("/metrics", "/healthz", "/readyz")
+            # The probes and the metrics, and the dashboard's pages, are read-only.
+            allowed = path in _OWN_PATHS or listener.dashboard is not None
             self._json(
                 HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND,
                 {"error": "GET only" if allowed else "not found"},

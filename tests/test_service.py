@@ -260,5 +260,13 @@ def test_the_dashboard_is_served_at_the_root_from_the_daemons_mirror(service: Se
     # The model the daemon applied, with the phase its status document holds.
     assert '/ModelDeployment/a">a</a>' in page, page[:3000]
     assert service.namespace in page
-    # The listener's own routes are still its own.
+    # The listener's own routes are still its own, and the pages are read-only.
     assert service.get("/healthz")[0] == 200
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+    try:
+        connection.request("POST", "/", body=b"", headers={"Content-Length": "0"})
+        refused = connection.getresponse()
+        refused.read()
+    finally:
+        connection.close()
+    assert (refused.status, refused.getheader("Allow")) == (405, "GET")
