@@ -209,6 +209,36 @@ def _error_from_status(status: int, *, what: str, body: bytes, apply: bool = Fal
     return ApiUnavailableError(text)
 
 
+def _kubeconfig(path: Path | None, *, context: str | None) -> k8s_client.Configuration:
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(path) if path else None,
+            context=context,
+            client_configuration=configuration,
+        )
+    except (ConfigException, OSError, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"kubeconfig {path or '(default)'}: {exc}") from exc
+    return configuration
+
+
+def _in_cluster(serviceaccount_dir: Path) -> k8s_client.Configuration:
+    configuration = k8s_client.Configuration()
+    loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
+        token_filename=str(serviceaccount_dir / "token"),
+        cert_filename=str(serviceaccount_dir / "ca.crt"),
+        # Re-read the token file every minute: kubelet rotates projected tokens.
+        try_refresh_token=True,
+    )
+    try:
+        loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError) as exc:
+        raise ConfigurationError(
+            f"in-cluster configuration from {serviceaccount_dir}: {exc}"
+        ) from exc
+    return configuration
+
+
 class KubeClient:
     """A thin, dict-in dict-out client for one API server."""
 
@@ -254,17 +284,8 @@ class KubeClient:
         observer: RequestObserver | None = None,
     ) -> KubeClient:
         """Connect with a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
-        configuration = k8s_client.Configuration()
-        try:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=str(path) if path else None,
-                context=context,
-                client_configuration=configuration,
-            )
-        except (ConfigException, OSError, TypeError, ValueError) as exc:
-            raise ConfigurationError(f"kubeconfig {path or '(default)'}: {exc}") from exc
         return cls._from_configuration(
-            configuration,
+            _kubeconfig(path, context=context),
             timeout=timeout,
             concurrency=concurrency,
             qps=qps,
@@ -293,31 +314,10 @@ class KubeClient:
             and not Path("~/.kube/config").expanduser().exists()
             and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
         )
-        if not in_cluster:
-            return cls.from_kubeconfig(
-                kubeconfig,
-                context=context,
-                timeout=timeout,
-                concurrency=concurrency,
-                qps=qps,
-                burst=burst,
-                observer=observer,
-            )
-        configuration = k8s_client.Configuration()
-        loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
-            token_filename=str(serviceaccount_dir / "token"),
-            cert_filename=str(serviceaccount_dir / "ca.crt"),
-            # Re-read the token file every minute: kubelet rotates projected tokens.
-            try_refresh_token=True,
-        )
-        try:
-            loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
-        except (ConfigException, OSError) as exc:
-            raise ConfigurationError(
-                f"in-cluster configuration from {serviceaccount_dir}: {exc}"
-            ) from exc
         return cls._from_configuration(
-            configuration,
+            _in_cluster(serviceaccount_dir)
+            if in_cluster
+            else _kubeconfig(kubeconfig, context=context),
             timeout=timeout,
             concurrency=concurrency,
             qps=qps,

@@ -33,7 +33,6 @@ __all__ = [
     "PatchOperation",
     "QuantityValue",
     "Resources",
-    "StorageUri",
     "StrictModel",
     "TrainingRunRef",
     "closest_name",
@@ -58,27 +57,6 @@ def _check_quantity(value: str | int | float) -> str | int | float:
 
 
 QuantityValue = Annotated[str | int | float, AfterValidator(_check_quantity)]
-
-_STORAGE_SCHEMES = (
-    "s3://",
-    "gs://",
-    "pvc://",
-    "hf://",
-    "oci://",
-    "https://",
-    "http://",
-    "azure://",
-)
-
-
-def _check_storage_uri(value: str) -> str:
-    if not value.startswith(_STORAGE_SCHEMES):
-        schemes = ", ".join(_STORAGE_SCHEMES)
-        raise ValueError(f"{value!r} has no supported scheme ({schemes})")
-    return value
-
-
-StorageUri = Annotated[str, AfterValidator(_check_storage_uri)]
 
 #: A TrainingRun by name, in the model's own namespace or as ``namespace/name``.
 TrainingRunRef = Annotated[

@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from gitsync.dev.controllers.runner import Outcome, format_time, parse_time, seconds_annotation
+from gitsync.dev.controllers.runner import (
+    Outcome,
+    condition_true,
+    earliest,
+    find_condition,
+    format_time,
+    parse_time,
+    seconds_annotation,
+)
 
 __all__ = [
     "API_VERSION",
@@ -118,7 +126,7 @@ def reconcile_job(obj: Mapping[str, Any], now: datetime, settings: JobSettings) 
         return Outcome(note=f"managed by {managed_by}; left alone")
     old: dict[str, Any] = dict(obj.get("status") or {})
     conditions = list(old.get("conditions") or [])
-    if _is_true(conditions, "Succeeded") or _is_true(conditions, "Failed"):
+    if condition_true(conditions, "Succeeded") or condition_true(conditions, "Failed"):
         return Outcome()
 
     specs = spec.get(job_kind.replica_specs) or {}
@@ -152,7 +160,7 @@ def _step(
 ) -> tuple[dict[str, Any], datetime | None, str]:
     """Advance at most one lifecycle step; returns (status, next wake-up, log line)."""
     conditions = list(status.get("conditions") or [])
-    created = _condition(conditions, "Created") is None
+    created = find_condition(conditions, "Created") is None
     if created:
         # The operator adds Created on the create event; it is written with the first
         # reconcile's status, so both land in one write here too.
@@ -175,7 +183,7 @@ def _admit(
     """Suspension, resumption and the first acknowledgement; None when none applies."""
     if job.run_policy.get("suspend") is True:
         return _suspend(job, status, conditions)
-    if _is_true(conditions, "Suspended"):
+    if condition_true(conditions, "Suspended"):
         status["conditions"] = _set_condition(
             conditions,
             job,
@@ -214,12 +222,12 @@ def _progress(
         )
         return status, None, "Failed (activeDeadlineSeconds)"
 
-    running = _condition(conditions, "Running")
+    running = find_condition(conditions, "Running")
     if running is None or running.get("status") != _TRUE:
         delay = seconds_annotation(job.annotations, START_DELAY_ANNOTATION, settings.start_delay)
         begins = start + timedelta(seconds=delay)
         if job.now < begins:
-            return status, _earliest(begins, deadline), ""
+            return status, earliest(begins, deadline), ""
         status["replicaStatuses"] = _replica_statuses(job, counted="active")
         status["conditions"] = _set_condition(
             conditions,
@@ -234,7 +242,7 @@ def _progress(
     duration = seconds_annotation(job.annotations, RUN_DURATION_ANNOTATION, settings.run_duration)
     ends = (parse_time(running.get("lastTransitionTime")) or job.now) + timedelta(seconds=duration)
     if job.now < ends:
-        return status, _earliest(ends, deadline), ""
+        return status, earliest(ends, deadline), ""
     if job.annotations.get(FAIL_ANNOTATION, "").lower() == "true":
         return _fail(job, status, conditions)
     status["completionTime"] = job.stamp
@@ -254,7 +262,7 @@ def _suspend(
     job: _Job, status: dict[str, Any], conditions: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], datetime | None, str]:
     message = f"{job.kind} {job.name} is suspended."
-    if _is_true(conditions, "Running"):
+    if condition_true(conditions, "Running"):
         conditions = _set_condition(
             conditions,
             job,
@@ -263,7 +271,7 @@ def _suspend(
             reason=job.reason("Suspended"),
             message=message,
         )
-    if not _is_true(conditions, "Suspended"):
+    if not condition_true(conditions, "Suspended"):
         conditions = _set_condition(
             conditions,
             job,
@@ -330,20 +338,7 @@ def _active_deadline(job: _Job, start: datetime) -> datetime | None:
     return start + timedelta(seconds=seconds)
 
 
-def _earliest(first: datetime, second: datetime | None) -> datetime:
-    return first if second is None else min(first, second)
-
-
 # --- conditions, as pkg/util/status.go keeps them ---------------------------------------
-
-
-def _condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    return next((c for c in conditions if isinstance(c, dict) and c.get("type") == kind), None)
-
-
-def _is_true(conditions: list[dict[str, Any]], kind: str) -> bool:
-    condition = _condition(conditions, kind)
-    return condition is not None and condition.get("status") == _TRUE
 
 
 def _set_condition(
@@ -356,9 +351,9 @@ def _set_condition(
     message: str,
 ) -> list[dict[str, Any]]:
     """The operator's ``setCondition``: append, keep transition times, settle Running."""
-    if _is_true(conditions, "Failed"):
+    if condition_true(conditions, "Failed"):
         return conditions
-    current = _condition(conditions, kind)
+    current = find_condition(conditions, kind)
     if current is not None and current.get("status") == status and current.get("reason") == reason:
         return conditions
     new = {

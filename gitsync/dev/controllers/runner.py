@@ -102,6 +102,21 @@ def seconds_annotation(annotations: Mapping[str, Any], key: str, default: float)
 # --- merge patches ------------------------------------------------------------------
 
 
+def earliest(first: datetime, second: datetime | None) -> datetime:
+    return first if second is None else min(first, second)
+
+
+def find_condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """The condition of type ``kind`` in a status's list, if any (one per type, as both
+    the operators and apimachinery keep them)."""
+    return next((c for c in conditions if isinstance(c, dict) and c.get("type") == kind), None)
+
+
+def condition_true(conditions: list[dict[str, Any]], kind: str) -> bool:
+    condition = find_condition(conditions, kind)
+    return condition is not None and condition.get("status") == "True"
+
+
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The RFC 7386 merge patch turning ``old`` into ``new`` (empty when they are equal).
 

@@ -46,7 +46,15 @@ from gitsync.dev.controllers.jobs import (
     START_DELAY_ANNOTATION,
     JobSettings,
 )
-from gitsync.dev.controllers.runner import Outcome, format_time, parse_time, seconds_annotation
+from gitsync.dev.controllers.runner import (
+    Outcome,
+    condition_true,
+    earliest,
+    find_condition,
+    format_time,
+    parse_time,
+    seconds_annotation,
+)
 
 __all__ = [
     "API_VERSION",
@@ -103,7 +111,7 @@ def reconcile_train_job(
         return Outcome(note=f"managed by {managed_by}; left alone")
     old: dict[str, Any] = dict(obj.get("status") or {})
     conditions = list(old.get("conditions") or [])
-    if _is_true(conditions, "Complete") or _is_true(conditions, "Failed"):
+    if condition_true(conditions, "Complete") or condition_true(conditions, "Failed"):
         return Outcome()
     ref = spec.get("runtimeRef") or {}
     kind = str(ref.get("kind") or "ClusterTrainingRuntime")
@@ -148,7 +156,7 @@ def _step(
     admitted = _admit(job, status, conditions)
     if admitted is not None:
         return admitted
-    resumed = _condition(conditions, "Suspended")
+    resumed = find_condition(conditions, "Suspended")
     start = (parse_time(resumed.get("lastTransitionTime")) if resumed else None) or job.created
     return _progress(job, status, conditions, start=start, settings=settings)
 
@@ -168,7 +176,7 @@ def _admit(
         )
         status["jobsStatus"] = _jobs_status(job, counted="suspended")
         return status, None, "Suspended"
-    if _is_true(conditions, "Suspended"):
+    if condition_true(conditions, "Suspended"):
         status["conditions"] = _set_condition(
             conditions,
             job,
@@ -211,7 +219,7 @@ def _progress(
     begins = start + timedelta(seconds=delay)
     ends = begins + timedelta(seconds=duration)
     if job.now < begins:
-        return status, _earliest(begins, deadline), ""
+        return status, earliest(begins, deadline), ""
     running = _jobs_status(job, counted="active", also="ready")
     if status.get("jobsStatus") != running:
         # Its own write even when the run is already over (a slow first look): the
@@ -219,9 +227,9 @@ def _progress(
         status["jobsStatus"] = running
         if trainer := _trainer_status(job, finished=False):
             status["trainerStatus"] = trainer
-        return status, _earliest(max(ends, job.now), deadline), "Running"
+        return status, earliest(max(ends, job.now), deadline), "Running"
     if job.now < ends:
-        return status, _earliest(ends, deadline), ""
+        return status, earliest(ends, deadline), ""
     if job.annotations.get(FAIL_ANNOTATION, "").lower() == "true":
         status["jobsStatus"] = _jobs_status(job, counted=None, failed=_TRAINER_JOB)
         reason = job.annotations.get(FAIL_REASON_ANNOTATION) or "FailedJobs"
@@ -297,20 +305,7 @@ def _deadline(job: _TrainJob, start: datetime) -> datetime | None:
     return start + timedelta(seconds=seconds)
 
 
-def _earliest(first: datetime, second: datetime | None) -> datetime:
-    return first if second is None else min(first, second)
-
-
 # --- conditions, as apimachinery's meta.SetStatusCondition keeps them -------------------
-
-
-def _condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    return next((c for c in conditions if isinstance(c, dict) and c.get("type") == kind), None)
-
-
-def _is_true(conditions: list[dict[str, Any]], kind: str) -> bool:
-    condition = _condition(conditions, kind)
-    return condition is not None and condition.get("status") == _TRUE
 
 
 def _set_condition(
