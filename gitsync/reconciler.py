@@ -61,6 +61,7 @@ from gitsync.snapshot import Snapshot, read_snapshot
 from gitsync.spec_status import ISVC_API, Observations, inference_service_key, spec_statuses
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus
+from gitsync.status_document import dump_document
 from gitsync.status_store import StatusStore
 from gitsync.training import TrainingPlan, plan_training, preview
 from gitsync.types import ObjectRef
@@ -706,6 +707,7 @@ class Reconciler:
             and cycle.observed_live
             and not any(d.state.phase.active for d in cycle.rollouts.values())
             and all(c.error_remedy is Remedy.WAIT_FOR_COMMIT for c in cycle.changes.failures)
+            and not _upstream_moved(cycle, report)
         )
         self._memo = replace(
             self._memo,
@@ -757,3 +759,28 @@ class Reconciler:
                 )
         if report.changes.prune_refused:
             bound.warning("prune refused", reason=report.changes.prune_refused)
+
+
+def _upstream_moved(cycle: Cycle, report: CycleReport) -> bool:
+    """Whether this cycle's statuses changed the document of a model another one is
+    promoted from. The follower decided from that document as the cycle found it on
+    the status branch; when the cycle's own status commit changes it (the upstream
+    written for the first time, or become Healthy), nothing live moves afterwards to
+    wake a daemon, so the next cycle must run and decide again from the new one."""
+    if cycle.snapshot is None:
+        return False
+    default = cycle.snapshot.config.defaults.namespace
+    upstreams = {
+        ref
+        for entry in cycle.snapshot.loaded.entries
+        if isinstance(entry.spec, ModelDeployment)
+        and (ref := entry.spec.spec.upstream(entry.namespace(default))) is not None
+    }
+    return any(
+        ObjectRef.spec(doc.kind, doc.namespace, doc.name) in upstreams
+        and (
+            (before := report.previous.get(doc.path)) is None
+            or dump_document(before) != dump_document(doc)
+        )
+        for doc in report.statuses
+    )

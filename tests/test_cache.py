@@ -28,7 +28,7 @@ from gitsync.render import RenderContext
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
 from gitsync.status_store import StatusStore
 from gitsync.verdict_cache import DiskVerdictStore
-from tests.examples import EXAMPLES
+from tests.examples import EXAMPLES, walked_pipeline
 from tests.specrepo import SpecRepo, git
 
 #: A deny and a warn policy with a verdict that differs between specs, so that a
@@ -80,9 +80,19 @@ def snap() -> Snapshot:
     return read_folder(EXAMPLES)
 
 
+def render_context(snap: Snapshot, *, instance: str) -> RenderContext:
+    """With the examples' pipeline walked, so that every example renders."""
+    namespace = snap.config.defaults.namespace
+    return RenderContext(
+        instance=instance,
+        default_namespace=namespace,
+        trained=walked_pipeline(snap.loaded, default_namespace=namespace),
+    )
+
+
 def evaluate(snap: Snapshot, library: PolicySet, store: DiskVerdictStore | None) -> Evaluation:
     """A fresh evaluator each time, as each `gitsync sync` process has."""
-    context = RenderContext(instance="cache", default_namespace=snap.config.defaults.namespace)
+    context = render_context(snap, instance="cache")
     return Evaluator(store=store).evaluate(
         snap.loaded, policies=library, context=context, blobs=snap.blobs
     )
@@ -242,7 +252,7 @@ def test_a_changed_render_context_uses_no_verdict_of_the_old_one(
     labels on every object, so none of its verdicts comes from the first's."""
     library = policies()
     evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
-    context = RenderContext(instance="other", default_namespace=snap.config.defaults.namespace)
+    context = render_context(snap, instance="other")
 
     def other(store: DiskVerdictStore | None) -> Evaluation:
         return Evaluator(store=store).evaluate(

@@ -23,6 +23,7 @@ from gitsync.dev.controlplane import ControlPlane
 from gitsync.errors import ApiForbiddenError
 from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.rollout import KSERVE_DISALLOWED_ANNOTATIONS
+from gitsync.status_document import Phase
 
 from .specrepo import SpecRepo
 from .test_reconcile import model
@@ -100,9 +101,14 @@ def test_two_replicas_elect_a_leader_and_keep_one_through_a_drain() -> None:
 
 def test_a_whole_cycle_runs_as_the_service_account(as_gitsync: KubeClient, tmp_path: Path) -> None:
     repo = SpecRepo(tmp_path / "repo")
-    for path in sorted(EXAMPLES.rglob("*.yaml")):
-        text = re.sub(r"\bml-(serving|training|nlp)\b", r"deploy-ml-\1", path.read_text())
-        repo.write(str(path.relative_to(EXAMPLES)), text)
+    texts = {
+        str(path.relative_to(EXAMPLES)): re.sub(
+            r"\bml-(serving|training|nlp|staging)\b", r"deploy-ml-\1", path.read_text()
+        )
+        for path in sorted(EXAMPLES.rglob("*.yaml"))
+    }
+    for path, text in texts.items():
+        repo.write(path, text)
     repo.commit("examples in their own namespaces")
     git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
     reconciler = Reconciler(git=git, kube=as_gitsync, options=SyncOptions(instance="deploy"))
@@ -110,14 +116,32 @@ def test_a_whole_cycle_runs_as_the_service_account(as_gitsync: KubeClient, tmp_p
     report = reconciler.cycle()
 
     assert report.changes.failures == [], [c.error for c in report.changes.failures]
-    # Every model, run and plain object of the examples, written with gitsync's RBAC.
     declared = [
         doc
-        for path in sorted(EXAMPLES.rglob("*.yaml"))
-        for doc in yaml.safe_load_all(path.read_text())
+        for text in texts.values()
+        for doc in yaml.safe_load_all(text)
         if isinstance(doc, dict) and "metadata" in doc and doc.get("kind") != "Policy"
     ]
-    assert len(report.changes.writes) == len(declared) >= 11
+    # The pipeline's models serve what training produces: in this first cycle no run
+    # has Succeeded, so they write nothing and say what they wait for.
+    sources = {"fromTrainingRun", "fromModelDeployment"}
+    fed = {
+        (doc["metadata"]["namespace"], doc["metadata"]["name"]): source
+        for doc in declared
+        if doc["kind"] == "ModelDeployment"
+        for source in sources & set(doc["spec"].get("model") or {})
+    }
+    pending = {
+        (s.namespace, s.name): s.message
+        for s in report.statuses
+        if s.kind == "ModelDeployment" and s.phase is Phase.PENDING
+    }
+    assert set(pending) == set(fed) and len(fed) == 2, pending
+    waits = {"fromTrainingRun": "waiting for a Succeeded run", "fromModelDeployment": "waiting to"}
+    for key, source in fed.items():
+        assert pending[key].startswith(waits[source]), pending[key]
+    # Every other model, run and plain object of the examples, written with gitsync's RBAC.
+    assert len(report.changes.writes) == len(declared) - len(fed) >= 12
     git.close()
 
 

@@ -1,10 +1,12 @@
 """Train -> evaluate -> promote, end to end on the real API server with the dev
 controllers: a run below its gate is not served, the best of three runs is, and a
 production model takes what staging serves only once staging has been Ready for its
-hold, never while staging's rollout failed."""
+hold, never while staging's rollout failed; and examples/repo's own pipeline walks
+staging -> production on a daemon's reconciler, as hack/pipeline-demo shows it."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.reconciler import Reconciler, SyncOptions
 
+from .examples import EXAMPLES
 from .specrepo import SpecRepo
 
 ISVC = ("serving.kserve.io/v1beta1", "InferenceService")
@@ -214,3 +217,130 @@ def test_production_follows_staging_after_its_hold_and_never_a_failed_rollout(
         time.sleep(0.3)
     held = status(repo, namespace, "ModelDeployment", "production")
     assert held["phase"] == "Healthy"
+
+
+#: examples/repo's pipeline: its TrainingRun, the staging and production models, and
+#: what judges them (the repo's settings and policies).
+EXAMPLE_PIPELINE = (
+    "gitsync.yaml",
+    "policies/namespace-tenancy.yaml",
+    "training/support-llm.yaml",
+    "models/support-llm-staging.yaml",
+    "models/support-llm-production.yaml",
+)
+
+
+@pytest.fixture
+def example_pipeline(kube: KubeClient, tmp_path: Path) -> Iterator[tuple[SpecRepo, str]]:
+    """The example pipeline in namespaces of its own (``<prefix>-ml-staging``, ...),
+    with production's hold cut from the example's minute to 3 seconds."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    repo = SpecRepo(tmp_path / "example")
+    for path in EXAMPLE_PIPELINE:
+        text = (EXAMPLES / path).read_text()
+        text = re.sub(r"\bml-(serving|training|nlp|staging)\b", rf"{prefix}-ml-\1", text)
+        held = re.sub(r"\bhealthyFor: 1m\b", "healthyFor: 3s", text)
+        assert (held != text) == (path == "models/support-llm-production.yaml"), path
+        repo.write(path, held)
+    repo.commit("the support-llm pipeline")
+    yield repo, prefix
+    for suffix in ("serving", "training", "nlp", "staging"):
+        kube.delete("v1", "Namespace", f"{prefix}-ml-{suffix}")
+
+
+def test_the_example_pipeline_walks_staging_to_production(
+    example_pipeline: tuple[SpecRepo, str],
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    tmp_path: Path,
+) -> None:
+    """As hack/pipeline-demo walks it, on a daemon's reconciler (informers, and a
+    cycle with nothing new ends at once): the TrainJob Succeeds, staging serves the
+    run that passed its gates, production takes it after its hold; a second run
+    better by accuracy but above the loss gate is served nowhere."""
+    repo, prefix = example_pipeline
+    staging, production, training = (f"{prefix}-ml-{s}" for s in ("staging", "nlp", "training"))
+    git = GitSource(repo.url, branch="main", cache_dir=tmp_path / "cache")
+    daemon = Reconciler(
+        git=git,
+        kube=KubeClient.from_kubeconfig(control_plane.kubeconfig),
+        options=SyncOptions(instance=f"ex-{uuid.uuid4().hex[:6]}"),
+        watch=True,
+    )
+    try:
+        daemon.cycle()
+        # No run has Succeeded yet: both models wait, and say for what.
+        first = status(repo, staging, "ModelDeployment", "support-llm")
+        assert (first["phase"], first["message"]) == (
+            "Pending",
+            f"waiting for a Succeeded run of TrainingRun {training}/support-llm",
+        )
+        held = status(repo, production, "ModelDeployment", "support-llm")
+        assert held["phase"] == "Pending"
+        assert held["message"].startswith("waiting to promote: "), held["message"]
+
+        (run,) = runs_of(kube, training)
+        uri = f"s3://models/support-llm/{run}"
+        until(daemon, lambda: served(kube, staging, "support-llm") == uri)
+        # Staging serves it as soon as it passed its gates; production holds.
+        assert served(kube, production, "support-llm") is None
+        lineage = status(repo, staging, "ModelDeployment", "support-llm")["model"]
+        assert lineage["fromTrainingRun"]["run"] == run
+        assert lineage["fromTrainingRun"]["evidence"] == [
+            "accuracy 0.94 >= 0.9",
+            "loss 0.21 <= 0.3",
+        ]
+
+        until(daemon, lambda: served(kube, production, "support-llm") == uri)
+        until(
+            daemon,
+            lambda: (
+                status(repo, production, "ModelDeployment", "support-llm")["phase"] == "Healthy"
+            ),
+        )
+        promoted = status(repo, production, "ModelDeployment", "support-llm")["model"]
+        assert promoted["fromTrainingRun"]["run"] == run
+        assert promoted["fromTrainingRun"]["promotedFrom"] == (
+            f"ModelDeployment {staging}/support-llm"
+        )
+        assert promoted["fromTrainingRun"]["evidence"] == lineage["fromTrainingRun"]["evidence"]
+
+        # A second run: more accurate, but its loss is above the gate.
+        path = "training/support-llm.yaml"
+        text = (repo.work / path).read_text()
+        worse = text.replace('"--epochs", "2"', '"--epochs", "4"').replace(
+            "accuracy=0.94,loss=0.21", "accuracy=0.96,loss=0.35"
+        )
+        assert worse.count("--epochs") == 1 and "loss=0.35" in worse
+        repo.write(path, worse)
+        repo.commit("support-llm: 4 epochs")
+        until(daemon, lambda: len(finished_runs(repo, training)) == 2)
+        daemon.cycle()
+        (second,) = set(runs_of(kube, training)) - {run}
+        assert finished_runs(repo, training)[second]["trainerStatus"]["metrics"] == {
+            "accuracy": "0.96",
+            "loss": "0.35",
+        }
+        assert served(kube, staging, "support-llm") == uri
+        assert served(kube, production, "support-llm") == uri
+        # And then the daemon is quiet: a cycle with nothing new ends at once.
+        deadline = time.monotonic() + 30
+        while not daemon.cycle().skipped:
+            assert time.monotonic() < deadline, "the daemon never settled"
+            time.sleep(0.3)
+    finally:
+        daemon.close()
+        git.close()
+
+
+def runs_of(kube: KubeClient, namespace: str) -> list[str]:
+    return [job["metadata"]["name"] for job in kube.list(*TRAINJOB, namespace=namespace)["items"]]
+
+
+def finished_runs(repo: SpecRepo, namespace: str) -> dict[str, dict[str, Any]]:
+    """The Succeeded runs the TrainingRun's status lists, by name."""
+    try:
+        doc = status(repo, namespace, "TrainingRun", "support-llm")
+    except (AssertionError, KeyError):
+        return {}
+    return {r["name"]: r for r in doc.get("runs", []) if r["phase"] == "Succeeded"}

@@ -29,7 +29,7 @@ from gitsync.policy import (
 )
 from gitsync.render import RenderContext, render
 from gitsync.specs import SPEC_MODELS
-from tests.examples import EXAMPLES, load_examples
+from tests.examples import EXAMPLES, examples_context, load_examples
 
 SHIPPED = sorted(path.stem for path in LIBRARY_DIR.glob("*.yaml"))
 DEFAULT_NAMESPACE = "ml-serving"
@@ -244,7 +244,7 @@ def test_library_ships_the_seven_policies(library: PolicySet) -> None:
 def test_examples_pass_every_shipped_policy(library: PolicySet) -> None:
     config, loaded = load_examples()
     assert not loaded.diagnostics
-    context = RenderContext(instance="examples", default_namespace=config.defaults.namespace)
+    context = examples_context(config, loaded, instance="examples")
     evaluated: dict[str, list[str]] = {}
     for entry in loaded.entries:
         results = library.evaluate_entry(
@@ -265,6 +265,10 @@ def test_examples_pass_every_shipped_policy(library: PolicySet) -> None:
         "models/review-sentiment.yaml": model_policies,
         "models/search-ranker.yaml": model_policies,
         "models/support-intent.yaml": model_policies,
+        # The pipeline, judged on what it serves once walked (fromTrainingRun and
+        # fromModelDeployment have no storageUri of their own).
+        "models/support-llm-production.yaml": model_policies,
+        "models/support-llm-staging.yaml": model_policies,
         "platform/checkpoints.yaml": [],
         "platform/service-accounts.yaml": [],
         "training/fraud-train.yaml": training_policies,
@@ -620,7 +624,7 @@ SHIPPED_CASES = [
         "namespace-tenancy",
         spec(TRAINING, ("metadata.labels.team", "support"), ("metadata.namespace", "ml-serving")),
         "team support may not deploy into namespace ml-serving; its namespaces are ml-nlp, "
-        "ml-training",
+        "ml-staging, ml-training",
     ),
     (
         "namespace-tenancy",
@@ -1516,7 +1520,7 @@ def test_kubernetes_cel_library_errors(expression: str, detail: str) -> None:
 
 def test_enforce_re_judges_only_what_changed(library: PolicySet) -> None:
     config, loaded = load_examples()
-    context = RenderContext(instance="memo", default_namespace=config.defaults.namespace)
+    context = examples_context(config, loaded, instance="memo")
     pairs = [(entry, render(entry, context)) for entry in loaded.entries]
     memo: VerdictMemo = {}
     namespace = config.defaults.namespace

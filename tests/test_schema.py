@@ -35,7 +35,7 @@ def _spec_documents() -> list[dict[str, object]]:
 
 def test_every_example_validates(validator: jsonschema.Draft202012Validator) -> None:
     documents = _spec_documents()
-    assert len(documents) == 11  # 7 models, 3 runs, gitsync.yaml
+    assert len(documents) == 13  # 9 models, 3 runs, gitsync.yaml
     for doc in documents:
         assert list(validator.iter_errors(doc)) == [], doc.get("metadata", doc)
 
