@@ -194,7 +194,9 @@ def _entry_status(
     if isinstance(entry.spec, ModelDeployment):
         key = entry.key(context.default_namespace)
         trained = context.trained.get(key)
-        model = _model_info(entry.spec, body, health, trained, before=before, now=now)
+        model = _model_info(
+            entry.spec, body, health, trained, namespace=namespace, before=before, now=now
+        )
         if trained is not None and trained.output_uri != _served_uri(before):
             transitions = (_lineage_story(entry.spec, trained), *transitions)
         if trained is not None and (held := context.waiting.get(key)):
@@ -286,11 +288,13 @@ def _model_info(
     health: HealthReport | None,
     trained: TrainedModel | None,
     *,
+    namespace: str,
     before: StatusDocument | None,
     now: str,
 ) -> ModelInfo:
+    """``namespace`` is the spec's, with the repo's default filled in: an upstream
+    named without one is in it."""
     lineage = None
-    namespace = spec.metadata.namespace or ""
     upstream = spec.spec.upstream(namespace)
     # From the spec, so a follower not promoted yet still says whom it follows.
     source = spec.spec.from_training_run or (str(upstream) if upstream else None)

@@ -172,7 +172,10 @@ def test_production_follows_staging_after_its_hold_and_never_a_failed_rollout(
 ) -> None:
     hold = {"fromModelDeployment": {"name": "staging", "healthyFor": "3s"}}
     repo.write("staging.yaml", model(namespace, "staging", {"storageUri": "s3://m/v1"}))
-    repo.write("production.yaml", model(namespace, "production", hold))
+    # In the repo's default namespace, which is staging's too.
+    follower = yaml.safe_load(model(namespace, "production", hold))
+    del follower["metadata"]["namespace"]
+    repo.write("production.yaml", yaml.safe_dump(follower))
     repo.commit("staging serves v1; production follows it")
 
     until(daemon, lambda: served(kube, namespace, "staging") == "s3://m/v1")
