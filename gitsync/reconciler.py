@@ -42,6 +42,7 @@ from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
 from gitsync.loading import Diagnostic, FileResult
+from gitsync.pipeline import Answer, Question
 from gitsync.render import LABEL_INSTANCE, RenderContext, pending
 from gitsync.render.training import TRAINJOB_API
 from gitsync.result import CycleResult, Outcome
@@ -62,7 +63,7 @@ from gitsync.spec_status import ISVC_API, Observations, inference_service_key, s
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus
 from gitsync.status_store import StatusStore
-from gitsync.training import TrainingPlan, plan_training, preview
+from gitsync.training import TrainingPlan, gate_questions_of, plan_training, preview
 from gitsync.types import ObjectRef
 from gitsync.verdict_cache import DiskVerdictStore
 
@@ -401,14 +402,29 @@ class Reconciler:
 
     def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
+        inventory = cycle.need(cycle.inventory, "inventory")
+        namespace = snapshot.config.defaults.namespace
+        questions = gate_questions_of(
+            snapshot.loaded.entries, cycle.live, inventory=inventory, default_namespace=namespace
+        )
         training = plan_training(
             snapshot.loaded.entries,
             cycle.live,
-            inventory=cycle.need(cycle.inventory, "inventory"),
-            default_namespace=snapshot.config.defaults.namespace,
+            inventory=inventory,
+            default_namespace=namespace,
             now=cycle.now,
+            answers={question: self._ask(question) for question in questions},
         )
         return replace(cycle, training=training)
+
+    def _ask(self, question: Question) -> Answer:
+        """A gate's query, answered; any failure is an answer too (the gate fails,
+        its evidence says why), never a pass and never the cycle's end."""
+        try:
+            return Answer(self._metrics(question.address).value(question.promql))
+        except GitsyncError as exc:
+            log.warning("gate query failed", query=question.promql, error=str(exc))
+            return Answer(None, error=str(exc))
 
     def _evaluate(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
@@ -683,7 +699,12 @@ class Reconciler:
             return CycleResult.stalled(f"{forbidden[0].key}: {forbidden[0].error}")
         if transient := [c for c in failures if c.error_remedy is Remedy.RETRY]:
             return CycleResult.requeue(f"{transient[0].key}: {transient[0].error}")
-        return CycleResult.succeeded(requeue_after=cycle.requeue_after)
+        # A schedule's next tick or a promotion's hold ends on its own clock: wake then,
+        # not at the next poll, which may be minutes later.
+        soonest = [cycle.requeue_after] if cycle.requeue_after is not None else []
+        if (wake_at := cycle.training.wake_at) is not None:
+            soonest.append(max(0.0, (wake_at - cycle.now).total_seconds()))
+        return CycleResult.succeeded(requeue_after=min(soonest, default=None))
 
     def _diagnostics(self, cycle: Cycle) -> tuple[Diagnostic, ...]:
         if cycle.evaluation is not None:

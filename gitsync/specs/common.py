@@ -31,6 +31,8 @@ __all__ = [
     "Metadata",
     "Override",
     "PatchOperation",
+    "PrometheusProvider",
+    "Provider",
     "QuantityValue",
     "Resources",
     "StrictModel",
@@ -228,3 +230,20 @@ class Override(StrictModel):
         for operation in self.json_patch or []:
             _refuse_protected([operation.path, *([operation.from_] if operation.from_ else [])])
         return self
+
+
+_PROMETHEUS_ADDRESS: Final = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+
+
+class PrometheusProvider(StrictModel):
+    address: Annotated[
+        str,
+        StringConstraints(pattern=_PROMETHEUS_ADDRESS),
+        Field(description="http(s)://host[:port][/path] of the Prometheus HTTP API"),
+    ]
+
+
+class Provider(StrictModel):
+    """Where measured numbers come from: a canary's analysis, a model's gates."""
+
+    prometheus: PrometheusProvider

@@ -15,6 +15,8 @@ from gitsync.specs.common import (
     Duration,
     Metadata,
     Override,
+    PrometheusProvider,
+    Provider,
     Resources,
     StrictModel,
     TrainingRunRef,
@@ -390,21 +392,6 @@ class Metric(StrictModel):
         if self.max is None and self.min is None and self.max_increase is None:
             raise ValueError("a metric needs max, min or baselineQuery with maxIncrease")
         return self
-
-
-_PROMETHEUS_ADDRESS: Final = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
-
-
-class PrometheusProvider(StrictModel):
-    address: Annotated[
-        str,
-        StringConstraints(pattern=_PROMETHEUS_ADDRESS),
-        Field(description="http(s)://host[:port][/path] of the Prometheus HTTP API"),
-    ]
-
-
-class Provider(StrictModel):
-    prometheus: PrometheusProvider
 
 
 class Analysis(StrictModel):
