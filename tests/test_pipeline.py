@@ -484,7 +484,7 @@ def test_broken_references_are_reported_at_the_model(
         ),
         pytest.param(
             {"fromModelDeployment": {"name": "staging", "healthyFor": "1h"}},
-            "what ModelDeployment `staging` serves, once Ready for 1h",
+            "what ModelDeployment `staging` serves, once Healthy for 1h",
             id="promoted",
         ),
     ],

@@ -484,10 +484,8 @@ class ModelDeploymentSpec(Component):
                 f"from {which} Succeeded run of TrainingRun `{self.model.from_training_run}`{gated}"
             )
         if (upstream := self.model.from_model_deployment) is not None:
-            return (
-                f"what ModelDeployment `{upstream.name}` serves, once Ready for "
-                f"{upstream.healthy_for}"
-            )
+            name = f"{upstream.namespace}/{upstream.name}" if upstream.namespace else upstream.name
+            return f"what ModelDeployment `{name}` serves, once Healthy for {upstream.healthy_for}"
         if self.model.storage_uri is not None:
             return f"`{self.model.storage_uri}`"
         if self.model.storage is not None:
