@@ -232,7 +232,10 @@ def decide_promotion(
     upstream: Upstream, document: StatusDocument | None, *, now: datetime
 ) -> Promotion:
     if document is None:
-        return Promotion(take=None, upstream=None, waiting=f"no status of {upstream.name} yet")
+        where = f" from instance {upstream.instance}" if upstream.instance else ""
+        return Promotion(
+            take=None, upstream=None, waiting=f"no status of {upstream.name}{where} yet"
+        )
     who = f"ModelDeployment {document.namespace}/{document.name}"
     served = document.model.storage_uri if document.model else None
     if (obstacle := _obstacle(document)) is not None or served is None:

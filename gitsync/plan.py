@@ -381,17 +381,33 @@ def pipelines(
             then=tuple(step(k, seen | {k}) for k in followers),
         )
 
-    roots = sorted(k for k in fed if k in specs and _source(specs[k], default_namespace) is None)
+    # A model promoted from another instance's starts its chain here: the chain's
+    # upstream is declared where this repo cannot see it.
+    roots = sorted(
+        k
+        for k, entry in specs.items()
+        if _source(entry, default_namespace) is None and (k in fed or _follows_elsewhere(entry))
+    )
     trees = [step(root, frozenset({root})) for root in roots]
     return tuple(tree for tree in trees if _touched(tree))
 
 
 def _source(entry: Entry, default_namespace: str) -> ObjectRef | None:
+    """Where a model of this repo takes its model from, in this repo."""
     spec = entry.spec
     if not isinstance(spec, ModelDeployment) or spec.spec.model is None:
         return None
+    if _follows_elsewhere(entry):
+        return None
     namespace = entry.namespace(default_namespace)
     return spec.spec.model.training_run(namespace) or spec.spec.model.upstream(namespace)
+
+
+def _follows_elsewhere(entry: Entry) -> bool:
+    spec = entry.spec
+    model = spec.spec.model if isinstance(spec, ModelDeployment) else None
+    source = model.from_model_deployment if model else None
+    return source is not None and source.instance is not None
 
 
 def _touched(step: PipelineStep) -> bool:
@@ -415,7 +431,10 @@ def _step_words(spec: object, key: ObjectRef, action: PlanAction | None) -> str:
         return f"serves {spec.spec.serves()}"
     if (upstream := model.from_model_deployment) is not None:
         source = model.upstream(key.namespace)
-        return (f"promoted from `{source.namespace}/{source.name}`" if source else "promoted") + (
+        where = f" of instance `{upstream.instance}`" if upstream.instance else ""
+        return (
+            f"promoted from `{source.namespace}/{source.name}`{where}" if source else "promoted"
+        ) + (
             f" once it has been Healthy, with no rollout in flight or rolled back, for "
             f"{upstream.healthy_for}"
         )

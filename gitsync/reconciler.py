@@ -63,7 +63,13 @@ from gitsync.spec_status import ISVC_API, Observations, inference_service_key, s
 from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus
 from gitsync.status_store import StatusStore
-from gitsync.training import TrainingPlan, gate_questions_of, plan_training, preview
+from gitsync.training import (
+    TrainingPlan,
+    followed,
+    gate_questions_of,
+    plan_training,
+    preview,
+)
 from gitsync.types import ObjectRef
 from gitsync.verdict_cache import DiskVerdictStore
 
@@ -380,7 +386,13 @@ class Reconciler:
         )
 
     def _read_inventory(self, cycle: Cycle) -> Cycle | Stop:
-        return replace(cycle, inventory=self._store.read(cycle.status_branch))
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
+        follow = followed(
+            snapshot.loaded.entries,
+            default_namespace=snapshot.config.defaults.namespace,
+            instance=self._options.instance,
+        )
+        return replace(cycle, inventory=self._store.read(cycle.status_branch, follow=follow))
 
     def _observe_live(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")

@@ -291,9 +291,9 @@ def _model_info(
 ) -> ModelInfo:
     lineage = None
     namespace = spec.metadata.namespace or ""
-    upstream = spec.spec.upstream(namespace)
+    upstream = spec.spec.model.upstream_label(namespace) if spec.spec.model else None
     # From the spec, so a follower not promoted yet still says whom it follows.
-    source = spec.spec.from_training_run or (str(upstream) if upstream else None)
+    source = spec.spec.from_training_run or upstream
     if source is not None:
         lineage = Lineage(
             name=source,
@@ -301,7 +301,7 @@ def _model_info(
             source_commit=(trained.source_commit or None) if trained else None,
             completion_time=(trained.completion_time or None) if trained else None,
             evidence=trained.evidence if trained else (),
-            promoted_from=str(upstream) if upstream else None,
+            promoted_from=upstream,
         )
     storage_uri = ((body or {}).get("spec", {}).get("predictor", {}).get("model") or {}).get(
         "storageUri"

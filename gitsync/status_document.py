@@ -29,6 +29,7 @@ from pydantic import ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from gitsync.errors import ConfigurationError
+from gitsync.specs.common import INSTANCE_NAME
 
 __all__ = [
     "OVERVIEW_PATH",
@@ -229,7 +230,7 @@ STATUS_ROOT: Final = "status"
 #: The one file every instance rewrites: a table of the instances sharing the branch.
 OVERVIEW_PATH: Final = f"{STATUS_ROOT}/README.md"
 # An instance's name is a folder of the branch and a label value on its objects.
-_INSTANCE: Final = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_INSTANCE: Final = re.compile(INSTANCE_NAME)
 
 
 def check_instance(instance: str) -> str:

@@ -48,6 +48,7 @@ __all__ = [
     "JOB_KINDS",
     "QUERY_RECHECK",
     "TrainingPlan",
+    "followed",
     "gate_questions_of",
     "jobs_by_training_run",
     "plan_training",
@@ -193,16 +194,18 @@ def _served(
         # a model that waits on a query looks again without a new commit.
         return served, why, now + QUERY_RECHECK if why and unanswered else None
     upstream, source = model.upstream(namespace), model.from_model_deployment
-    if upstream is None or source is None:
+    label = model.upstream_label(namespace)
+    if upstream is None or source is None or label is None:
         return None, None, None
-    promotion = decide_promotion(source, _document(inventory, upstream), now=now)
+    document = inventory.document(upstream, instance=source.instance)
+    promotion = decide_promotion(source, document, now=now)
     if promotion.take is not None and promotion.upstream is not None:
-        return _carried(promotion.take, promotion.upstream, upstream), None, None
+        return _carried(promotion.take, promotion.upstream, label), None, None
     # Held: the model keeps what it serves (its own last status says what that is).
-    own = _document(inventory, key)
+    own = inventory.document(key)
     if own is None or own.model is None or own.model.storage_uri is None:
         return None, f"waiting to promote: {promotion.waiting}", promotion.due
-    return _carried(own.model.storage_uri, own, upstream), promotion.waiting, promotion.due
+    return _carried(own.model.storage_uri, own, label), promotion.waiting, promotion.due
 
 
 def _from_run(
@@ -239,12 +242,25 @@ def _from_run(
     return trained, None, unanswered
 
 
-def _document(inventory: Inventory, ref: ObjectRef) -> StatusDocument | None:
-    path = status_path(ref.kind, ref.namespace, ref.name, instance=inventory.instance)
-    return inventory.documents.get(path)
+def followed(entries: Sequence[Entry], *, default_namespace: str, instance: str) -> frozenset[str]:
+    """The status documents of other instances that this one's models are promoted
+    from: what the cycle reads of the shared branch besides its own folder."""
+    paths = set()
+    for entry in entries:
+        spec = entry.spec
+        if not isinstance(spec, ModelDeployment) or spec.spec.model is None:
+            continue
+        source = spec.spec.model.from_model_deployment
+        upstream = spec.spec.model.upstream(entry.namespace(default_namespace))
+        if source is None or upstream is None or source.instance in (None, instance):
+            continue
+        paths.add(
+            status_path(upstream.kind, upstream.namespace, upstream.name, instance=source.instance)
+        )
+    return frozenset(paths)
 
 
-def _carried(output_uri: str, document: StatusDocument, upstream: ObjectRef) -> TrainedModel:
+def _carried(output_uri: str, document: StatusDocument, upstream: str) -> TrainedModel:
     """A promoted model's serving, with the lineage ``document`` records for it (the
     run that trained it, the commit, the gates it passed)."""
     lineage = document.model.from_training_run if document.model else None

@@ -25,6 +25,7 @@ from gitsync.quantity import Quantity, QuantityError
 __all__ = [
     "API_VERSION",
     "DNS1123_LABEL",
+    "INSTANCE_NAME",
     "PROTECTED_POINTERS",
     "DnsLabel",
     "Duration",
@@ -44,6 +45,8 @@ __all__ = [
 API_VERSION = "gitsync.io/v1alpha1"
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A gitsync instance's name: a folder of the status branch and a label value.
+INSTANCE_NAME: Final = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
 

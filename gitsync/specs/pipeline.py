@@ -17,7 +17,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from gitsync.specs.common import DNS1123_LABEL, DnsLabel, Duration, Provider, StrictModel
+from gitsync.specs.common import (
+    DNS1123_LABEL,
+    INSTANCE_NAME,
+    DnsLabel,
+    Duration,
+    Provider,
+    StrictModel,
+)
 
 __all__ = ["MetricGate", "RunSelection", "Upstream"]
 
@@ -79,11 +86,15 @@ class MetricGate(StrictModel):
 
 
 class Upstream(StrictModel):
-    """The ModelDeployment (of the same gitsync instance) whose model this one takes
-    once that one has proven itself."""
+    """The ModelDeployment whose model this one takes once that one has proven itself."""
 
     name: Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
     namespace: DnsLabel | None = Field(default=None, description="Default: this model's")
+    instance: Annotated[str, StringConstraints(pattern=INSTANCE_NAME)] | None = Field(
+        default=None,
+        description="The gitsync instance that reconciles it, when not this one (staging's "
+        "cluster): its status is read from that instance's folder of the shared status branch",
+    )
     healthy_for: Duration = Field(
         default="0s",
         description="How long the upstream model must have been Ready, with no failing "

@@ -213,6 +213,13 @@ class ModelSource(StrictModel):
         source = self.from_model_deployment
         return ObjectRef.spec("ModelDeployment", source.namespace or namespace, source.name)
 
+    def upstream_label(self, namespace: str) -> str | None:
+        """The upstream in words, with its instance when it is another's."""
+        if (ref := self.upstream(namespace)) is None or self.from_model_deployment is None:
+            return None
+        instance = self.from_model_deployment.instance
+        return f"{ref} of instance {instance}" if instance else str(ref)
+
     def training_run(self, namespace: str) -> ObjectRef | None:
         """The TrainingRun this model comes from, if it does."""
         if self.from_training_run is None:
