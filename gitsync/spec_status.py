@@ -194,11 +194,12 @@ def _entry_status(
     if isinstance(entry.spec, ModelDeployment):
         key = entry.key(context.default_namespace)
         trained = context.trained.get(key)
-        model = _model_info(entry.spec, body, health, trained, before=before, now=now)
+        # A promotion on hold: the model keeps serving, and says what it waits for.
+        held = context.waiting.get(key) if trained is not None else None
+        model = _model_info(entry.spec, body, health, trained, held=held, before=before, now=now)
         if trained is not None and trained.output_uri != _served_uri(before):
             transitions = (_lineage_story(entry.spec, trained), *transitions)
-        if trained is not None and (held := context.waiting.get(key)):
-            # A promotion on hold: the model keeps serving, and says what it waits for.
+        if held is not None and held != _held(before):
             transitions = (*transitions, f"promotion held: {held}")
     elif isinstance(entry.spec, TrainingRun):
         refs = [(ObjectRef.of(job), job) for job in runs]
@@ -286,6 +287,7 @@ def _model_info(
     health: HealthReport | None,
     trained: TrainedModel | None,
     *,
+    held: str | None,
     before: StatusDocument | None,
     now: str,
 ) -> ModelInfo:
@@ -302,6 +304,7 @@ def _model_info(
             completion_time=(trained.completion_time or None) if trained else None,
             evidence=trained.evidence if trained else (),
             promoted_from=upstream,
+            held=held,
         )
     storage_uri = ((body or {}).get("spec", {}).get("predictor", {}).get("model") or {}).get(
         "storageUri"
@@ -324,6 +327,11 @@ def _model_info(
             for t in (health.traffic if health else ())
         ),
     )
+
+
+def _held(doc: StatusDocument | None) -> str | None:
+    lineage = doc.model.from_training_run if doc is not None and doc.model is not None else None
+    return lineage.held if lineage is not None else None
 
 
 def _served_uri(doc: StatusDocument | None) -> str | None:

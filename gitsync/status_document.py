@@ -114,6 +114,10 @@ class Lineage:
     evidence: tuple[str, ...] = ()
     #: ``ModelDeployment <namespace>/<name>`` for a promoted model.
     promoted_from: str | None = None
+    #: Why a promoted model does not take what its upstream serves now, while it
+    #: keeps what it serves: in the document, so the hold is on record from the
+    #: cycle it starts, and a commit tells when it changes or ends.
+    held: str | None = None
 
 
 @_part
