@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
 
@@ -543,17 +543,23 @@ class PipelinesPage:
 def pipelines_page(data: BoardData) -> PipelinesPage:
     """The train -> gate -> promote chains the status documents record: which run
     each model serves and the gates it passed, and whom a model is promoted from."""
-    documents = {_label(d): (path, d) for path, d in sorted(data.documents.items())}
+    # Chains are followed by instance: staging and production may each have a
+    # ModelDeployment ml/fraud, and a production model may follow staging's.
+    instances = {doc.instance for doc in data.documents.values()}
+    documents = {
+        _of_instance(_label(d), d.instance): (path, d) for path, d in sorted(data.documents.items())
+    }
     upstream_of: dict[str, str] = {}
     for label, (_, doc) in documents.items():
         lineage = doc.model.from_training_run if doc.model else None
         if lineage is None:
             continue
         if lineage.promoted_from:
-            upstream_of[label] = lineage.promoted_from
+            upstream_of[label] = _of_instance(lineage.promoted_from, doc.instance)
         else:
             owner, _, name = lineage.name.rpartition("/")
-            upstream_of[label] = f"TrainingRun {owner or doc.namespace}/{name}"
+            upstream = f"TrainingRun {owner or doc.namespace}/{name}"
+            upstream_of[label] = _of_instance(upstream, doc.instance)
     followers: dict[str, list[str]] = {}
     for label, upstream in upstream_of.items():
         followers.setdefault(upstream, []).append(label)
@@ -569,7 +575,21 @@ def pipelines_page(data: BoardData) -> PipelinesPage:
 
     for root in sorted(set(followers) - set(upstream_of)):
         walk(root, (), frozenset({root}))
+    if len(instances) <= 1:  # one instance: its name would only be noise
+        chains = [tuple(replace(s, label=_without_instance(s.label)) for s in c) for c in chains]
     return PipelinesPage(status_commit=data.status_commit, chains=tuple(chains))
+
+
+_OF_INSTANCE: Final = " of instance "
+
+
+def _of_instance(label: str, instance: str) -> str:
+    """``label`` naming its instance; a label that names one already keeps it."""
+    return label if _OF_INSTANCE in label else f"{label}{_OF_INSTANCE}{instance}"
+
+
+def _without_instance(label: str) -> str:
+    return label.partition(_OF_INSTANCE)[0]
 
 
 def _stage(label: str, found: tuple[str, StatusDocument] | None) -> Stage:

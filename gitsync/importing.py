@@ -496,7 +496,9 @@ def import_object(
         return Imported(source=source, document=original, notes=("kept as it is",))
     lift, renamed = found
     normalized = _same_name(original) if renamed else (lambda rendered: rendered)
-    lifted = lift(original)
+    # The lift shares nothing with the original: dropping a refused field from the spec
+    # must not drop it from what the import is compared against.
+    lifted = lift(copy.deepcopy(original))
     if isinstance(lifted, str):
         return Imported(source=source, document=original, notes=(f"kept as it is: {lifted}",))
     spec, notes = lifted

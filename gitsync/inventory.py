@@ -32,10 +32,16 @@ class Inventory:
     #: Old-layout paths of documents the instance proved its own and took over:
     #: its next status commit removes them.
     adopted: frozenset[str] = frozenset()
+    #: Documents of other instances that this one's specs follow, by path.
+    others: Mapping[str, StatusDocument] = field(default_factory=dict)
 
-    def document(self, ref: ObjectRef) -> StatusDocument | None:
-        path = status_path(ref.kind, ref.namespace, ref.name, instance=self.instance)
-        return self.documents.get(path)
+    def document(self, ref: ObjectRef, *, instance: str | None = None) -> StatusDocument | None:
+        """The document of ``ref``: this instance's, or one it follows of ``instance``."""
+        if instance is None or instance == self.instance:
+            return self.documents.get(
+                status_path(ref.kind, ref.namespace, ref.name, instance=self.instance)
+            )
+        return self.others.get(status_path(ref.kind, ref.namespace, ref.name, instance=instance))
 
     def runs(self, ref: ObjectRef) -> tuple[RunRecord, ...]:
         """The runs a TrainingRun's document remembers, newest first."""

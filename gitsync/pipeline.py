@@ -8,6 +8,11 @@ Pure decisions over plain data, so every case is a table row:
   is never served, and the evidence (each metric, its value and its bound) says why.
   A metric that was not reported, or not answered, fails: no evidence is never a
   pass, as with CEL's error values and a canary's inconclusive analysis.
+* A gate with a ``query`` takes its number from Prometheus. :func:`gate_questions`
+  says which questions a cycle must ask for a run, the cycle asks them (the only
+  I/O, at the edge), and :func:`with_answers` puts the answers into the run's
+  metrics before it is judged, so a queried metric and a reported one are judged,
+  ranked and shown as evidence alike.
 * :func:`decide_promotion` reads the upstream model's status document (from the
   shared status branch) and says whether this model may take what it serves: the
   upstream must be Healthy, its Ready condition true, no rollout of it in flight or
@@ -18,22 +23,28 @@ Pure decisions over plain data, so every case is a table row:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from gitsync.rollout import fill_holes
 from gitsync.schedule import format_time, parse_time
 from gitsync.specs.common import parse_duration
 from gitsync.specs.pipeline import MetricGate, RunSelection, Upstream
 from gitsync.status_document import Phase, StatusDocument
+from gitsync.types import ObjectRef
 
 __all__ = [
+    "Answer",
     "Candidate",
     "Choice",
     "GateResult",
     "Promotion",
+    "Question",
     "choose_run",
     "decide_promotion",
+    "gate_questions",
     "judge_run",
+    "with_answers",
 ]
 
 #: Rollout phases of the upstream model that stop a promotion: one still stepping,
@@ -56,6 +67,72 @@ class Candidate:
     completion_time: str
     source_commit: str
     metrics: Mapping[str, float]
+    #: Why a queried metric has no value: ``no data``, or the query's error.
+    unanswered: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One PromQL query for one run, and the Prometheus to ask: asked once a cycle
+    however many gates (or models) ask it."""
+
+    address: str
+    promql: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What Prometheus said: a number, no data (``value`` None), or why it could not
+    say (``error``)."""
+
+    value: float | None
+    error: str | None = None
+
+
+def _question(gate: MetricGate, *, run: str, training_run: ObjectRef) -> Question | None:
+    if gate.query is None or gate.provider is None:
+        return None
+    holes = {"run": run, "trainingRun": training_run.name, "namespace": training_run.namespace}
+    return Question(gate.provider.prometheus.address, fill_holes(gate.query, holes))
+
+
+def gate_questions(
+    candidates: Sequence[Candidate], gates: Sequence[MetricGate], *, training_run: ObjectRef
+) -> set[Question]:
+    """What must be asked of Prometheus to judge these runs against these gates."""
+    return {
+        question
+        for candidate in candidates
+        for gate in gates
+        if (question := _question(gate, run=candidate.run, training_run=training_run))
+    }
+
+
+def with_answers(
+    candidate: Candidate,
+    gates: Sequence[MetricGate],
+    answers: Mapping[Question, Answer],
+    *,
+    training_run: ObjectRef,
+) -> Candidate:
+    """The run with each queried gate's answer as its metric. A gate's query says
+    where its number comes from, so it wins over a reported metric of the same name;
+    a query not answered leaves the metric out, and the reason beside it."""
+    metrics, unanswered = dict(candidate.metrics), dict(candidate.unanswered)
+    for gate in gates:
+        if (question := _question(gate, run=candidate.run, training_run=training_run)) is None:
+            continue
+        metrics.pop(gate.metric, None)
+        answer = answers.get(question)
+        if answer is None:
+            unanswered[gate.metric] = "not asked"
+        elif answer.error is not None:
+            unanswered[gate.metric] = f"query failed ({answer.error})"
+        elif answer.value is None:
+            unanswered[gate.metric] = "no data"
+        else:
+            metrics[gate.metric] = answer.value
+    return replace(candidate, metrics=metrics, unanswered=unanswered)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +172,8 @@ def judge_run(candidate: Candidate, gates: Sequence[MetricGate]) -> GateResult:
         value = candidate.metrics.get(gate.metric)
         if value is None:
             passed = False
-            evidence.append(f"{gate.metric} not reported: fails")
+            why = candidate.unanswered.get(gate.metric, "not reported")
+            evidence.append(f"{gate.metric} {why}: fails")
             continue
         if gate.min is not None and value < gate.min:
             passed = False
@@ -154,7 +232,10 @@ def decide_promotion(
     upstream: Upstream, document: StatusDocument | None, *, now: datetime
 ) -> Promotion:
     if document is None:
-        return Promotion(take=None, upstream=None, waiting=f"no status of {upstream.name} yet")
+        where = f" from instance {upstream.instance}" if upstream.instance else ""
+        return Promotion(
+            take=None, upstream=None, waiting=f"no status of {upstream.name}{where} yet"
+        )
     who = f"ModelDeployment {document.namespace}/{document.name}"
     served = document.model.storage_uri if document.model else None
     if (obstacle := _obstacle(document)) is not None or served is None:

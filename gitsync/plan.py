@@ -34,9 +34,10 @@ from gitsync.specs import (
     Transformer,
     parse_duration,
 )
+from gitsync.specs.pipeline import MetricGate
 from gitsync.types import ObjectRef
 
-__all__ = ["LiveView", "Plan", "PlanAction", "SpecChange", "make_plan"]
+__all__ = ["LiveView", "PipelineStep", "Plan", "PlanAction", "SpecChange", "make_plan", "pipelines"]
 
 
 class PlanAction(enum.Enum):
@@ -73,6 +74,32 @@ class LiveView:
 
 
 @dataclass(frozen=True, slots=True)
+class PipelineStep:
+    """One spec of a pipeline: a TrainingRun, or a model fed by the step above it."""
+
+    key: ObjectRef
+    #: What it does in the pipeline: what trains, what it is gated on, whence promoted.
+    words: str
+    #: What this change does to it; None when it is unchanged.
+    action: PlanAction | None
+    then: tuple[PipelineStep, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": str(self.key),
+            "action": self.action.value if self.action else None,
+            "words": self.words,
+            "then": [step.to_json() for step in self.then],
+        }
+
+    def to_markdown(self, depth: int = 0) -> list[str]:
+        where = f"{self.key.namespace}/{self.key.name}" if self.key.namespace else self.key.name
+        marker = f" **({self.action.value})**" if self.action else ""
+        line = f"{'  ' * depth}- {self.key.kind} `{where}`{marker}: {self.words}"
+        return [line, *(line for step in self.then for line in step.to_markdown(depth + 1))]
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     base: str
     head: str
@@ -82,6 +109,8 @@ class Plan:
     policy_lines: tuple[str, ...] = ()
     policy_denied: bool = False
     drift: tuple[str, ...] = field(default_factory=tuple)
+    #: The pipelines this change touches, each a tree from where its model comes from.
+    pipelines: tuple[PipelineStep, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -121,6 +150,7 @@ class Plan:
             "errors": [d.as_dict() for d in self.diagnostics],
             "policies": list(self.policy_lines),
             "drift": list(self.drift),
+            "pipelines": [step.to_json() for step in self.pipelines],
         }
 
     def to_markdown(self) -> str:
@@ -153,6 +183,11 @@ class Plan:
             lines += ["", "Nothing from these files is applied or pruned until they are fixed.", ""]
         if self.policy_lines:
             lines += ["### Policies", "", *self.policy_lines, ""]
+        if self.pipelines:
+            lines += ["### Pipelines", ""]
+            for step in self.pipelines:
+                lines += step.to_markdown()
+            lines.append("")
         if self.drift:
             lines += ["### Drift (the cluster differs from the base)", ""]
             lines += [f"- {item}" for item in self.drift]
@@ -264,9 +299,13 @@ def make_plan(
                 objects=objects,
             )
         )
+    actions = {ObjectRef.spec(c.kind, c.namespace, c.name): c.action for c in changes}
     return Plan(
         base=base_commit,
         head=head_commit,
+        pipelines=pipelines(
+            [entry for entry, _ in head], default_namespace=head_ns, actions=actions
+        ),
         changes=tuple(changes),
         diagnostics=tuple(diagnostics),
         against_cluster=live is not None,
@@ -309,6 +348,116 @@ def _without_rollout_state(obj: dict[str, Any]) -> dict[str, Any]:
     }
     metadata["annotations"] = annotations
     return {**obj, "metadata": metadata}
+
+
+# --- pipelines ------------------------------------------------------------------------
+
+
+def pipelines(
+    entries: Sequence[Entry],
+    *,
+    default_namespace: str,
+    actions: Mapping[ObjectRef, PlanAction],
+) -> tuple[PipelineStep, ...]:
+    """Each chain from a source (a TrainingRun, or a model with a fixed URI that others
+    follow) through the models fed from it, for the chains this change touches.
+
+    A reviewer of a gate or a hold needs the whole chain: what a changed TrainingRun
+    will feed, and to where its model will walk. A chain round a cycle has no source
+    and is left out; ``validate`` reports it.
+    """
+    specs = {entry.key(default_namespace): entry for entry in entries if entry.spec is not None}
+    fed: dict[ObjectRef, list[ObjectRef]] = {}
+    for key, entry in specs.items():
+        if (source := _source(entry, default_namespace)) is not None:
+            fed.setdefault(source, []).append(key)
+
+    def step(key: ObjectRef, seen: frozenset[ObjectRef]) -> PipelineStep:
+        followers = sorted(k for k in fed.get(key, ()) if k not in seen)
+        return PipelineStep(
+            key=key,
+            words=_step_words(specs[key].spec, key, actions.get(key)),
+            action=actions.get(key),
+            then=tuple(step(k, seen | {k}) for k in followers),
+        )
+
+    # A model promoted from another instance's starts its chain here: the chain's
+    # upstream is declared where this repo cannot see it.
+    roots = sorted(
+        k
+        for k, entry in specs.items()
+        if _source(entry, default_namespace) is None and (k in fed or _follows_elsewhere(entry))
+    )
+    trees = [step(root, frozenset({root})) for root in roots]
+    return tuple(tree for tree in trees if _touched(tree))
+
+
+def _source(entry: Entry, default_namespace: str) -> ObjectRef | None:
+    """Where a model of this repo takes its model from, in this repo."""
+    spec = entry.spec
+    if not isinstance(spec, ModelDeployment) or spec.spec.model is None:
+        return None
+    if _follows_elsewhere(entry):
+        return None
+    namespace = entry.namespace(default_namespace)
+    return spec.spec.model.training_run(namespace) or spec.spec.model.upstream(namespace)
+
+
+def _follows_elsewhere(entry: Entry) -> bool:
+    spec = entry.spec
+    model = spec.spec.model if isinstance(spec, ModelDeployment) else None
+    source = model.from_model_deployment if model else None
+    return source is not None and source.instance is not None
+
+
+def _touched(step: PipelineStep) -> bool:
+    return step.action is not None or any(_touched(s) for s in step.then)
+
+
+def _step_words(spec: object, key: ObjectRef, action: PlanAction | None) -> str:
+    if isinstance(spec, TrainingRun):
+        target = (
+            f"TrainJob on {spec.spec.runtime_ref.name}"
+            if spec.spec.runtime_ref
+            else f"{spec.spec.framework} job"
+        )
+        if spec.spec.schedule:
+            return f"trains a {target} on schedule `{spec.spec.schedule}`"
+        starts = "; it starts on merge" if action in (PlanAction.ADDED, PlanAction.CHANGED) else ""
+        return f"trains a {target} as run `{run_name(spec)}`{starts}"
+    assert isinstance(spec, ModelDeployment)  # noqa: S101 - only models are fed
+    model = spec.spec.model
+    if model is None or (model.from_training_run is None and model.from_model_deployment is None):
+        return f"serves {spec.spec.serves()}"
+    if (upstream := model.from_model_deployment) is not None:
+        source = model.upstream(key.namespace)
+        where = f" of instance `{upstream.instance}`" if upstream.instance else ""
+        return (
+            f"promoted from `{source.namespace}/{source.name}`{where}" if source else "promoted"
+        ) + (
+            f" once it has been Healthy, with no rollout in flight or rolled back, for "
+            f"{upstream.healthy_for}"
+        )
+    select = model.select
+    which = (
+        f"the best run by {select.metric}" if select and select.by == "best" else "the latest run"
+    )
+    if not model.gates:
+        return f"serves {which} that Succeeded, ungated"
+    return f"serves {which} that passes " + ", ".join(_gate_words(gate) for gate in model.gates)
+
+
+def _gate_words(gate: MetricGate) -> str:
+    bounds = [
+        f">= {gate.min:g}" if gate.min is not None else "",
+        f"<= {gate.max:g}" if gate.max is not None else "",
+    ]
+    where = (
+        f"as Prometheus `{gate.provider.prometheus.address}` answers `{gate.query}`"
+        if gate.query is not None and gate.provider is not None
+        else "as the run reports it"
+    )
+    return f"{gate.metric} {' and '.join(b for b in bounds if b)} ({where})"
 
 
 # --- words ----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
 from gitsync.loading import Diagnostic, FileResult
+from gitsync.pipeline import Answer, Question
 from gitsync.render import LABEL_INSTANCE, RenderContext, pending
 from gitsync.render.training import TRAINJOB_API
 from gitsync.result import CycleResult, Outcome
@@ -63,7 +64,13 @@ from gitsync.specs import ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus
 from gitsync.status_document import dump_document
 from gitsync.status_store import StatusStore
-from gitsync.training import TrainingPlan, plan_training, preview
+from gitsync.training import (
+    TrainingPlan,
+    followed,
+    gate_questions_of,
+    plan_training,
+    preview,
+)
 from gitsync.types import ObjectRef
 from gitsync.verdict_cache import DiskVerdictStore
 
@@ -380,7 +387,13 @@ class Reconciler:
         )
 
     def _read_inventory(self, cycle: Cycle) -> Cycle | Stop:
-        return replace(cycle, inventory=self._store.read(cycle.status_branch))
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
+        follow = followed(
+            snapshot.loaded.entries,
+            default_namespace=snapshot.config.defaults.namespace,
+            instance=self._options.instance,
+        )
+        return replace(cycle, inventory=self._store.read(cycle.status_branch, follow=follow))
 
     def _observe_live(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
@@ -402,14 +415,29 @@ class Reconciler:
 
     def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
+        inventory = cycle.need(cycle.inventory, "inventory")
+        namespace = snapshot.config.defaults.namespace
+        questions = gate_questions_of(
+            snapshot.loaded.entries, cycle.live, inventory=inventory, default_namespace=namespace
+        )
         training = plan_training(
             snapshot.loaded.entries,
             cycle.live,
-            inventory=cycle.need(cycle.inventory, "inventory"),
-            default_namespace=snapshot.config.defaults.namespace,
+            inventory=inventory,
+            default_namespace=namespace,
             now=cycle.now,
+            answers={question: self._ask(question) for question in questions},
         )
         return replace(cycle, training=training)
+
+    def _ask(self, question: Question) -> Answer:
+        """A gate's query, answered; any failure is an answer too (the gate fails,
+        its evidence says why), never a pass and never the cycle's end."""
+        try:
+            return Answer(self._metrics(question.address).value(question.promql))
+        except GitsyncError as exc:
+            log.warning("gate query failed", query=question.promql, error=str(exc))
+            return Answer(None, error=str(exc))
 
     def _evaluate(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
@@ -684,7 +712,12 @@ class Reconciler:
             return CycleResult.stalled(f"{forbidden[0].key}: {forbidden[0].error}")
         if transient := [c for c in failures if c.error_remedy is Remedy.RETRY]:
             return CycleResult.requeue(f"{transient[0].key}: {transient[0].error}")
-        return CycleResult.succeeded(requeue_after=cycle.requeue_after)
+        # A schedule's next tick or a promotion's hold ends on its own clock: wake then,
+        # not at the next poll, which may be minutes later.
+        soonest = [cycle.requeue_after] if cycle.requeue_after is not None else []
+        if (wake_at := cycle.training.wake_at) is not None:
+            soonest.append(max(0.0, (wake_at - cycle.now).total_seconds()))
+        return CycleResult.succeeded(requeue_after=min(soonest, default=None))
 
     def _diagnostics(self, cycle: Cycle) -> tuple[Diagnostic, ...]:
         if cycle.evaluation is not None:
@@ -707,7 +740,7 @@ class Reconciler:
             and cycle.observed_live
             and not any(d.state.phase.active for d in cycle.rollouts.values())
             and all(c.error_remedy is Remedy.WAIT_FOR_COMMIT for c in cycle.changes.failures)
-            and not _upstream_moved(cycle, report)
+            and not _upstream_moved(cycle, report, instance=self._options.instance)
         )
         self._memo = replace(
             self._memo,
@@ -761,12 +794,13 @@ class Reconciler:
             bound.warning("prune refused", reason=report.changes.prune_refused)
 
 
-def _upstream_moved(cycle: Cycle, report: CycleReport) -> bool:
-    """Whether this cycle's statuses changed the document of a model another one is
-    promoted from. The follower decided from that document as the cycle found it on
-    the status branch; when the cycle's own status commit changes it (the upstream
-    written for the first time, or become Healthy), nothing live moves afterwards to
-    wake a daemon, so the next cycle must run and decide again from the new one."""
+def _upstream_moved(cycle: Cycle, report: CycleReport, *, instance: str) -> bool:
+    """Whether this cycle's statuses changed the document of a model another one of
+    this instance is promoted from. The follower decided from that document as the
+    cycle found it on the status branch; when the cycle's own status commit changes it
+    (the upstream written for the first time, or become Healthy), nothing live moves
+    afterwards to wake a daemon, so the next cycle must run and decide again from the
+    new one. (Another instance's upstream is not among this cycle's statuses.)"""
     if cycle.snapshot is None:
         return False
     default = cycle.snapshot.config.defaults.namespace
@@ -774,6 +808,9 @@ def _upstream_moved(cycle: Cycle, report: CycleReport) -> bool:
         ref
         for entry in cycle.snapshot.loaded.entries
         if isinstance(entry.spec, ModelDeployment)
+        and entry.spec.spec.model is not None
+        and (source := entry.spec.spec.model.from_model_deployment) is not None
+        and source.instance in (None, instance)
         and (ref := entry.spec.spec.upstream(entry.namespace(default))) is not None
     }
     return any(

@@ -51,6 +51,7 @@ __all__ = [
     "Verdict",
     "analysis_due",
     "decide",
+    "fill_holes",
     "judge",
     "next_due",
     "predictor_hash",
@@ -263,12 +264,24 @@ def _since(stamp: str | None, now: datetime) -> float:
 
 def render_query(query: str, *, namespace: str, name: str, state: RolloutState) -> str:
     """Fill the ``{{namespace}} {{name}} {{canary_revision}} {{stable_revision}}`` holes."""
-    values = {
-        "namespace": namespace,
-        "name": name,
-        "canary_revision": state.canary_revision or "",
-        "stable_revision": state.stable_revision or "",
-    }
+    return fill_holes(
+        query,
+        {
+            "namespace": namespace,
+            "name": name,
+            "canary_revision": state.canary_revision or "",
+            "stable_revision": state.stable_revision or "",
+        },
+    )
+
+
+def fill_holes(query: str, values: Mapping[str, str]) -> str:
+    """A PromQL query with each ``{{key}}`` (or ``{{ key }}``) replaced by its value.
+
+    Plain replacement, not a template engine: PromQL's own braces (label matchers)
+    must pass through untouched, and a hole that names no value stays as written, so
+    Prometheus rejects the query and the spec hears of it.
+    """
     for key, value in values.items():
         query = query.replace("{{" + key + "}}", value).replace("{{ " + key + " }}", value)
     return query

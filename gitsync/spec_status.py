@@ -194,13 +194,21 @@ def _entry_status(
     if isinstance(entry.spec, ModelDeployment):
         key = entry.key(context.default_namespace)
         trained = context.trained.get(key)
+        # A promotion on hold: the model keeps serving, and says what it waits for.
+        held = context.waiting.get(key) if trained is not None else None
         model = _model_info(
-            entry.spec, body, health, trained, namespace=namespace, before=before, now=now
+            entry.spec,
+            body,
+            health,
+            trained,
+            namespace=namespace,
+            held=held,
+            before=before,
+            now=now,
         )
         if trained is not None and trained.output_uri != _served_uri(before):
             transitions = (_lineage_story(entry.spec, trained), *transitions)
-        if trained is not None and (held := context.waiting.get(key)):
-            # A promotion on hold: the model keeps serving, and says what it waits for.
+        if held is not None and held != _held(before):
             transitions = (*transitions, f"promotion held: {held}")
     elif isinstance(entry.spec, TrainingRun):
         refs = [(ObjectRef.of(job), job) for job in runs]
@@ -289,15 +297,16 @@ def _model_info(
     trained: TrainedModel | None,
     *,
     namespace: str,
+    held: str | None,
     before: StatusDocument | None,
     now: str,
 ) -> ModelInfo:
     """``namespace`` is the spec's, with the repo's default filled in: an upstream
     named without one is in it."""
     lineage = None
-    upstream = spec.spec.upstream(namespace)
+    upstream = spec.spec.model.upstream_label(namespace) if spec.spec.model else None
     # From the spec, so a follower not promoted yet still says whom it follows.
-    source = spec.spec.from_training_run or (str(upstream) if upstream else None)
+    source = spec.spec.from_training_run or upstream
     if source is not None:
         lineage = Lineage(
             name=source,
@@ -305,7 +314,8 @@ def _model_info(
             source_commit=(trained.source_commit or None) if trained else None,
             completion_time=(trained.completion_time or None) if trained else None,
             evidence=trained.evidence if trained else (),
-            promoted_from=str(upstream) if upstream else None,
+            promoted_from=upstream,
+            held=held,
         )
     storage_uri = ((body or {}).get("spec", {}).get("predictor", {}).get("model") or {}).get(
         "storageUri"
@@ -328,6 +338,11 @@ def _model_info(
             for t in (health.traffic if health else ())
         ),
     )
+
+
+def _held(doc: StatusDocument | None) -> str | None:
+    lineage = doc.model.from_training_run if doc is not None and doc.model is not None else None
+    return lineage.held if lineage is not None else None
 
 
 def _served_uri(doc: StatusDocument | None) -> str | None:

@@ -29,6 +29,7 @@ from pydantic import ConfigDict, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from gitsync.errors import ConfigurationError
+from gitsync.specs.common import INSTANCE_NAME
 
 __all__ = [
     "OVERVIEW_PATH",
@@ -113,6 +114,10 @@ class Lineage:
     evidence: tuple[str, ...] = ()
     #: ``ModelDeployment <namespace>/<name>`` for a promoted model.
     promoted_from: str | None = None
+    #: Why a promoted model does not take what its upstream serves now, while it
+    #: keeps what it serves: in the document, so the hold is on record from the
+    #: cycle it starts, and a commit tells when it changes or ends.
+    held: str | None = None
 
 
 @_part
@@ -229,7 +234,7 @@ STATUS_ROOT: Final = "status"
 #: The one file every instance rewrites: a table of the instances sharing the branch.
 OVERVIEW_PATH: Final = f"{STATUS_ROOT}/README.md"
 # An instance's name is a folder of the branch and a label value on its objects.
-_INSTANCE: Final = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+_INSTANCE: Final = re.compile(INSTANCE_NAME)
 
 
 def check_instance(instance: str) -> str:

@@ -89,6 +89,8 @@ class StatusStore:
             else f"{instance_prefix(instance)}README-{shard.name}.md"
         )
         self._inventory = Inventory(instance=instance)
+        #: The commit and paths the inventory's other instances' documents were read at.
+        self._followed: tuple[str | None, frozenset[str]] = (None, frozenset())
         #: Each document as last dumped: dumping a thousand documents each cycle
         #: would cost more than everything else, and documents are immutable values.
         self._dumped: dict[str, tuple[StatusDocument, bytes]] = {}
@@ -100,12 +102,36 @@ class StatusStore:
         self._old_blobs: dict[str, StatusDocument | None] = {}
         self._old_layout: LastChanges | None = None
 
-    def read(self, branch: str) -> Inventory:
-        """The branch as it is on the remote now (read again only when it moved)."""
+    def read(self, branch: str, *, follow: frozenset[str] = frozenset()) -> Inventory:
+        """The branch as it is on the remote now (read again only when it moved).
+
+        ``follow`` names documents of other instances this one's specs depend on (a
+        model promoted from another instance's): they are read too, as they are at
+        the same commit, never older, since a promotion must not be decided on what
+        an upstream was."""
         head = self._git.fetch_branch(branch)
         commit = head.commit if head else None
-        if commit == self._inventory.commit:
-            return self._inventory
+        if commit != self._inventory.commit:
+            self._inventory = self._read_own(commit)
+        if (commit, follow) != self._followed:
+            others = self._read_others(commit, follow) if commit is not None else {}
+            self._inventory = replace(self._inventory, others=others)
+            self._followed = (commit, follow)
+        return self._inventory
+
+    def _read_others(self, commit: str, follow: frozenset[str]) -> dict[str, StatusDocument]:
+        """The documents at ``follow`` that their own instance wrote."""
+        found: dict[str, StatusDocument] = {}
+        for owner in sorted({instance_of_path(path) or "" for path in follow} - {""}):
+            files = self._git.files(commit, under=instance_prefix(owner).rstrip("/"))
+            for path in sorted(follow & files.keys()):
+                doc = self._parse(files[path], self._git.read_blob(files[path]))
+                # A document in a folder not its writer's is nobody's word on it.
+                if doc is not None and doc.instance == owner:
+                    found[path] = doc
+        return found
+
+    def _read_own(self, commit: str | None) -> Inventory:
         documents: dict[str, StatusDocument] = {}
         files: dict[str, bytes] = {}
         old: dict[str, StatusDocument] = {}
@@ -134,14 +160,13 @@ class StatusStore:
         for doc in adopted.values():
             # A document already in the instance's folder is newer than an old one.
             documents.setdefault(doc.path, doc)
-        self._inventory = Inventory(
+        return Inventory(
             instance=self._instance,
             commit=commit,
             documents=documents,
             files=files,
             adopted=frozenset(adopted),
         )
-        return self._inventory
 
     def _stale_readme(self, path: str) -> bool:
         """A README of this instance's shards under another shard count: shard 0 of
@@ -196,8 +221,14 @@ class StatusStore:
             derive=self._overview,
             may_push=may_push,
         )
+        # Other instances' documents are as of the old head: the next read, at the
+        # new one, reads them again (see _followed).
         self._inventory = Inventory(
-            instance=self._instance, commit=commit, documents=docs, files=files
+            instance=self._instance,
+            commit=commit,
+            documents=docs,
+            files=files,
+            others=before.others,
         )
         return commit
 

@@ -11,13 +11,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.loading import Entry
-from gitsync.pipeline import Candidate, choose_run, decide_promotion
+from gitsync.pipeline import (
+    Answer,
+    Candidate,
+    Question,
+    choose_run,
+    decide_promotion,
+    gate_questions,
+    with_answers,
+)
 from gitsync.render import (
     ANNOTATION_SCHEDULED_AT,
     LABEL_TRAINING_RUN,
@@ -33,9 +41,15 @@ from gitsync.status import run_record, status_path
 from gitsync.status_document import RunRecord, StatusDocument
 from gitsync.types import ObjectRef
 
+#: How soon a model waiting on a gate's query asks again.
+QUERY_RECHECK: Final = timedelta(seconds=60)
+
 __all__ = [
     "JOB_KINDS",
+    "QUERY_RECHECK",
     "TrainingPlan",
+    "followed",
+    "gate_questions_of",
     "jobs_by_training_run",
     "plan_training",
     "preview",
@@ -77,7 +91,10 @@ def plan_training(
     inventory: Inventory,
     default_namespace: str,
     now: datetime,
+    answers: Mapping[Question, Answer] | None = None,
 ) -> TrainingPlan:
+    """``answers`` are Prometheus' answers to :func:`gate_questions_of` the same
+    entries, asked by the cycle before it plans."""
     jobs = jobs_by_training_run(live)
     schedules: dict[ObjectRef, ScheduleDecision] = {}
     retire: dict[ObjectRef, str] = {}
@@ -90,7 +107,13 @@ def plan_training(
         if isinstance(spec, ModelDeployment):
             key = entry.key(default_namespace)
             served, why, until = _served(
-                spec, key, jobs=jobs, inventory=inventory, namespace=namespace, now=now
+                spec,
+                key,
+                jobs=jobs,
+                inventory=inventory,
+                namespace=namespace,
+                now=now,
+                answers=answers or {},
             )
             if served is not None:
                 trained[key] = served
@@ -125,6 +148,29 @@ def plan_training(
     )
 
 
+def gate_questions_of(
+    entries: Sequence[Entry],
+    live: Mapping[ObjectRef, Mapping[str, Any]],
+    *,
+    inventory: Inventory,
+    default_namespace: str,
+) -> set[Question]:
+    """Every PromQL question the models' gates ask of the runs they choose among."""
+    jobs = jobs_by_training_run(live)
+    questions: set[Question] = set()
+    for entry in entries:
+        spec = entry.spec
+        if not isinstance(spec, ModelDeployment) or spec.spec.model is None:
+            continue
+        model = spec.spec.model
+        ref = model.training_run(entry.namespace(default_namespace))
+        if ref is None or not any(gate.query for gate in model.gates):
+            continue
+        candidates = _candidates(jobs.get(ref, ()), inventory.runs(ref))
+        questions |= gate_questions(candidates, model.gates, training_run=ref)
+    return questions
+
+
 def _served(
     spec: ModelDeployment,
     key: ObjectRef,
@@ -133,6 +179,7 @@ def _served(
     inventory: Inventory,
     namespace: str,
     now: datetime,
+    answers: Mapping[Question, Answer],
 ) -> tuple[TrainedModel | None, str | None, datetime | None]:
     """What a model fed from upstream serves now, why not (or not a newer one), and
     when to look again."""
@@ -140,18 +187,25 @@ def _served(
     if model is None:
         return None, None, None
     if (ref := model.training_run(namespace)) is not None:
-        return (*_from_run(model, ref, jobs=jobs, inventory=inventory), None)
+        served, why, unanswered = _from_run(
+            model, ref, jobs=jobs, inventory=inventory, answers=answers
+        )
+        # Prometheus may answer later (an evaluation job still to push its score):
+        # a model that waits on a query looks again without a new commit.
+        return served, why, now + QUERY_RECHECK if why and unanswered else None
     upstream, source = model.upstream(namespace), model.from_model_deployment
-    if upstream is None or source is None:
+    label = model.upstream_label(namespace)
+    if upstream is None or source is None or label is None:
         return None, None, None
-    promotion = decide_promotion(source, _document(inventory, upstream), now=now)
+    document = inventory.document(upstream, instance=source.instance)
+    promotion = decide_promotion(source, document, now=now)
     if promotion.take is not None and promotion.upstream is not None:
-        return _carried(promotion.take, promotion.upstream, upstream), None, None
+        return _carried(promotion.take, promotion.upstream, label), None, None
     # Held: the model keeps what it serves (its own last status says what that is).
-    own = _document(inventory, key)
+    own = inventory.document(key)
     if own is None or own.model is None or own.model.storage_uri is None:
         return None, f"waiting to promote: {promotion.waiting}", promotion.due
-    return _carried(own.model.storage_uri, own, upstream), promotion.waiting, promotion.due
+    return _carried(own.model.storage_uri, own, label), promotion.waiting, promotion.due
 
 
 def _from_run(
@@ -160,14 +214,22 @@ def _from_run(
     *,
     jobs: Mapping[ObjectRef, Sequence[Mapping[str, Any]]],
     inventory: Inventory,
-) -> tuple[TrainedModel | None, str | None]:
-    """The run of TrainingRun ``ref`` the model serves, or why none."""
-    candidates = _candidates(jobs.get(ref, ()), inventory.runs(ref))
+    answers: Mapping[Question, Answer],
+) -> tuple[TrainedModel | None, str | None, bool]:
+    """The run of TrainingRun ``ref`` the model serves, or why none, and whether a
+    queried gate went unanswered."""
+    candidates = [
+        with_answers(c, model.gates, answers, training_run=ref)
+        for c in _candidates(jobs.get(ref, ()), inventory.runs(ref))
+    ]
+    unanswered = any(c.unanswered for c in candidates)
     choice = choose_run(candidates, selection=model.select or RunSelection(), gates=model.gates)
     if choice.chosen is None:
         if not choice.judged:
-            return None, f"waiting for a Succeeded run of TrainingRun {ref.namespace}/{ref.name}"
-        return None, f"waiting for TrainingRun {ref.namespace}/{ref.name}: {choice.reason}"
+            why = f"waiting for a Succeeded run of TrainingRun {ref.namespace}/{ref.name}"
+            return None, why, unanswered
+        why = f"waiting for TrainingRun {ref.namespace}/{ref.name}: {choice.reason}"
+        return None, why, unanswered
     chosen = choice.chosen
     passed = next(j for j in choice.judged if j.run == chosen.run)
     trained = TrainedModel(
@@ -177,15 +239,28 @@ def _from_run(
         source_commit=chosen.source_commit,
         evidence=passed.evidence,
     )
-    return trained, None
+    return trained, None, unanswered
 
 
-def _document(inventory: Inventory, ref: ObjectRef) -> StatusDocument | None:
-    path = status_path(ref.kind, ref.namespace, ref.name, instance=inventory.instance)
-    return inventory.documents.get(path)
+def followed(entries: Sequence[Entry], *, default_namespace: str, instance: str) -> frozenset[str]:
+    """The status documents of other instances that this one's models are promoted
+    from: what the cycle reads of the shared branch besides its own folder."""
+    paths = set()
+    for entry in entries:
+        spec = entry.spec
+        if not isinstance(spec, ModelDeployment) or spec.spec.model is None:
+            continue
+        source = spec.spec.model.from_model_deployment
+        upstream = spec.spec.model.upstream(entry.namespace(default_namespace))
+        if source is None or upstream is None or source.instance in (None, instance):
+            continue
+        paths.add(
+            status_path(upstream.kind, upstream.namespace, upstream.name, instance=source.instance)
+        )
+    return frozenset(paths)
 
 
-def _carried(output_uri: str, document: StatusDocument, upstream: ObjectRef) -> TrainedModel:
+def _carried(output_uri: str, document: StatusDocument, upstream: str) -> TrainedModel:
     """A promoted model's serving, with the lineage ``document`` records for it (the
     run that trained it, the commit, the gates it passed)."""
     lineage = document.model.from_training_run if document.model else None

@@ -353,3 +353,35 @@ def test_a_pipeline_whose_run_has_no_status_yet_and_a_cycle_end() -> None:
         ["TrainingRun ml/nightly", "ModelDeployment ml/fed"]
     ]
     assert page.chains[0][0].detail == "no status yet"
+
+
+def test_a_pipeline_crosses_instances_that_share_a_name() -> None:
+    """Staging and production each have a ModelDeployment ml/fraud; production's
+    follows staging's, and each chain stays with its own instance."""
+    staging = doc(
+        "fraud",
+        instance="staging",
+        model=ModelInfo(
+            storage_uri="s3://m/fraud-train-1",
+            from_training_run=Lineage(name="fraud-train", run="fraud-train-1"),
+        ),
+    )
+    upstream = "ModelDeployment ml/fraud of instance staging"
+    production = doc(
+        "fraud",
+        instance="production",
+        model=ModelInfo(
+            storage_uri="s3://m/fraud-train-1",
+            from_training_run=Lineage(name=upstream, promoted_from=upstream),
+        ),
+    )
+    train = doc("fraud-train", kind="TrainingRun", instance="staging")
+    page = pipelines_page(board(staging, production, train))
+    assert [[s.label for s in chain] for chain in page.chains] == [
+        [
+            "TrainingRun ml/fraud-train of instance staging",
+            "ModelDeployment ml/fraud of instance staging",
+            "ModelDeployment ml/fraud of instance production",
+        ]
+    ]
+    assert [s.key for s in page.chains[0]] == [key_of(d.path) for d in (train, staging, production)]

@@ -433,3 +433,71 @@ def test_what_every_training_import_renders_passes_a_server_side_dry_run(
         assert stored["spec"] == kube.apply(moved, field_manager="corpus", dry_run=True)["spec"], (
             original["metadata"]["name"]
         )
+
+
+#: Fields inside typed ones that gitsync does not type itself: each one goes to the
+#: overrides, and the import still renders back to the whole original.
+NESTED_UNTYPED = [
+    {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "claims", "namespace": "ml", "labels": {"team": "nlp"}},
+        "spec": {
+            "runtimeRef": {"name": "torch-distributed"},
+            "trainer": {
+                "image": "ghcr.io/acme/finetune:1.0",
+                "resourcesPerNode": {
+                    "limits": {"nvidia.com/gpu": "1"},
+                    "claims": [{"name": "gpu"}],
+                },
+            },
+        },
+    },
+    {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "file-key", "namespace": "ml", "labels": {"team": "nlp"}},
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "pytorch",
+                                    "image": "ghcr.io/acme/ddp:1.0",
+                                    "env": [
+                                        {
+                                            "name": "TOKEN",
+                                            "valueFrom": {
+                                                "fileKeyRef": {
+                                                    "path": "token.env",
+                                                    "key": "TOKEN",
+                                                    "volumeName": "config",
+                                                }
+                                            },
+                                        }
+                                    ],
+                                }
+                            ]
+                        }
+                    },
+                }
+            }
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("original", NESTED_UNTYPED, ids=lambda o: o["metadata"]["name"])
+def test_a_field_left_to_the_overrides_inside_a_typed_one_is_kept(
+    original: dict[str, Any],
+) -> None:
+    given = copy.deepcopy(original)
+    result = import_object(original, source="job.yaml")
+    assert isinstance(result, Imported)
+    assert original == given, "the import changed its input"
+    assert result.document["kind"] == "TrainingRun", result.notes
+    assert "overrides" in result.document["spec"], result.notes
+    assert rendered_run(result.document, name=original["metadata"]["name"]) == original

@@ -10,7 +10,16 @@ import yaml
 from pydantic import ValidationError
 
 from gitsync.loading import load_file, load_tree
-from gitsync.pipeline import Candidate, choose_run, decide_promotion, judge_run
+from gitsync.pipeline import (
+    Answer,
+    Candidate,
+    Question,
+    choose_run,
+    decide_promotion,
+    gate_questions,
+    judge_run,
+    with_answers,
+)
 from gitsync.specs import ModelDeployment
 from gitsync.specs.pipeline import MetricGate, RunSelection, Upstream
 from gitsync.status_document import (
@@ -20,6 +29,7 @@ from gitsync.status_document import (
     RolloutInfo,
     StatusDocument,
 )
+from gitsync.types import ObjectRef
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -167,6 +177,99 @@ def test_selection_is_checked(data: dict[str, str], message: str) -> None:
     ],
 )
 def test_gate_is_checked(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        MetricGate.model_validate(data)
+
+
+PROMETHEUS = {"prometheus": {"address": "http://prometheus:9090"}}
+AUC = MetricGate.model_validate(
+    {
+        "metric": "auc",
+        "min": 0.8,
+        "query": 'max(eval_auc{job_name="{{run}}", namespace="{{ namespace }}"})',
+        "provider": PROMETHEUS,
+    }
+)
+FRAUD_TRAIN = ObjectRef.spec("TrainingRun", "ml-training", "fraud-train")
+
+
+def asked(run: str) -> Question:
+    return Question(
+        "http://prometheus:9090", f'max(eval_auc{{job_name="{run}", namespace="ml-training"}})'
+    )
+
+
+def test_a_queried_gate_asks_one_question_a_run() -> None:
+    assert gate_questions([OLD, MID], [ACCURACY, AUC], training_run=FRAUD_TRAIN) == {
+        asked("r-old"),
+        asked("r-mid"),
+    }
+    assert gate_questions([OLD, MID], [ACCURACY], training_run=FRAUD_TRAIN) == set()
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed", "evidence"),
+    [
+        pytest.param(Answer(0.85), True, ("auc 0.85 >= 0.8",), id="answered-above"),
+        pytest.param(Answer(0.7), False, ("auc 0.7 < min 0.8",), id="answered-below"),
+        pytest.param(Answer(None), False, ("auc no data: fails",), id="no-data"),
+        pytest.param(
+            Answer(None, error="Prometheus unreachable"),
+            False,
+            ("auc query failed (Prometheus unreachable): fails",),
+            id="error",
+        ),
+        pytest.param(None, False, ("auc not asked: fails",), id="not-asked"),
+    ],
+)
+def test_a_queried_gate_is_judged_by_its_answer(
+    answer: Answer | None, passed: bool, evidence: tuple[str, ...]
+) -> None:
+    # The run reported an auc of its own: the gate's query, not the report, decides.
+    candidate = run("r-old", "2026-11-30T10:00:00Z", auc=0.99)
+    answers = {} if answer is None else {asked("r-old"): answer}
+    judged = judge_run(with_answers(candidate, [AUC], answers, training_run=FRAUD_TRAIN), [AUC])
+    assert (judged.passed, judged.evidence) == (passed, evidence)
+
+
+def test_best_ranks_by_a_queried_metric() -> None:
+    answers = {
+        asked("r-old"): Answer(0.9),
+        asked("r-mid"): Answer(0.82),
+        asked("r-new"): Answer(0.95),
+    }
+    candidates = [
+        with_answers(c, [AUC], answers, training_run=FRAUD_TRAIN) for c in (OLD, MID, NEW)
+    ]
+    choice = choose_run(
+        candidates, selection=RunSelection(by="best", metric="auc"), gates=[AUC, ACCURACY]
+    )
+    # r-new has the best auc but fails the accuracy gate.
+    assert choice.chosen is not None and choice.chosen.run == "r-old"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            {"metric": "auc", "min": 1, "query": "up"}, "go together", id="query-without-provider"
+        ),
+        pytest.param(
+            {"metric": "auc", "min": 1, "provider": PROMETHEUS}, "go together", id="provider-alone"
+        ),
+        pytest.param(
+            {
+                "metric": "auc",
+                "min": 1,
+                "query": "up",
+                "provider": {"prometheus": {"address": "p:9"}},
+            },
+            "should match pattern",
+            id="bad-address",
+        ),
+    ],
+)
+def test_a_queried_gate_is_checked(data: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         MetricGate.model_validate(data)
 
@@ -381,7 +484,7 @@ def test_broken_references_are_reported_at_the_model(
         ),
         pytest.param(
             {"fromModelDeployment": {"name": "staging", "healthyFor": "1h"}},
-            "what ModelDeployment `staging` serves, once Ready for 1h",
+            "what ModelDeployment `staging` serves, once Healthy for 1h",
             id="promoted",
         ),
     ],

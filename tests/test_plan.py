@@ -224,3 +224,83 @@ def test_new_training_run_with_fractional_gpus(
 
     assert "Traceback" not in result.stderr, result.stderr
     assert words in result.stdout, result.stdout
+
+
+PIPELINE = {
+    "gitsync.yaml": "defaults: {namespace: ml-staging}\n",
+    "train.yaml": """\
+apiVersion: gitsync.io/v1alpha1
+kind: TrainingRun
+metadata: {name: ranker-train, namespace: ml-training, labels: {team: search}}
+spec:
+  runtimeRef: {name: torch-distributed}
+  image: ghcr.io/acme/ranker-train:2.0.0
+  resources: {limits: {cpu: "4", memory: 16Gi}}
+  output: s3://models/ranker/{run}
+""",
+    "staging.yaml": """\
+apiVersion: gitsync.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: ranker, labels: {team: search}}
+spec:
+  model:
+    format: pytorch
+    fromTrainingRun: ml-training/ranker-train
+    select: {by: best, metric: ndcg}
+    gates:
+      - {metric: ndcg, min: 0.7}
+      - metric: online-ctr
+        min: 0.02
+        query: 'avg(eval_ctr{job_name="{{run}}"})'
+        provider: {prometheus: {address: "http://prometheus:9090"}}
+  resources: {requests: {cpu: "1", memory: 2Gi}}
+""",
+    "production.yaml": """\
+apiVersion: gitsync.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: ranker, namespace: ml-serving, labels: {team: search}}
+spec:
+  model:
+    format: pytorch
+    fromModelDeployment: {name: ranker, namespace: ml-staging, healthyFor: 2h}
+  resources: {requests: {cpu: "1", memory: 2Gi}}
+""",
+    "unrelated.yaml": """\
+apiVersion: gitsync.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: churn, labels: {team: risk}}
+spec:
+  model: {format: sklearn, storageUri: "s3://models/churn/v3"}
+  resources: {requests: {cpu: 500m, memory: 1Gi}}
+""",
+}
+
+
+def test_plan_shows_the_pipeline_a_change_touches(tmp_path: Path) -> None:
+    repo = SpecRepo(tmp_path / "repo")
+    for path, text in PIPELINE.items():
+        repo.write(path, text)
+    repo.commit("the ranker's pipeline")
+    # Tightening production's hold touches the whole chain, from the TrainingRun down.
+    repo.write("production.yaml", PIPELINE["production.yaml"].replace("2h", "4h"))
+    repo.write("unrelated.yaml", PIPELINE["unrelated.yaml"].replace("v3", "v4"))
+    repo.commit("hold production for four hours")
+
+    result = plan(repo, "--base", "HEAD~1", "--head", "HEAD")
+    as_json = plan(repo, "--base", "HEAD~1", "--format", "json")
+
+    assert result.returncode == 2, result.stderr
+    _check_golden("pipeline", _stable(result.stdout, repo))
+    (tree,) = json.loads(as_json.stdout)["pipelines"]
+    assert (tree["spec"], tree["action"]) == ("TrainingRun ml-training/ranker-train", None)
+    (staging,) = tree["then"]
+    (production,) = staging["then"]
+    assert (production["spec"], production["action"]) == (
+        "ModelDeployment ml-serving/ranker",
+        "changed",
+    )
+
+    # A change outside every pipeline shows none.
+    repo.write("unrelated.yaml", PIPELINE["unrelated.yaml"].replace("v3", "v5"))
+    repo.commit("churn v5")
+    assert json.loads(plan(repo, "--base", "HEAD~1", "--format", "json").stdout)["pipelines"] == []

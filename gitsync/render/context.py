@@ -72,8 +72,9 @@ class TrainedModel:
     source_commit: str
     #: How the run met the model's gates (``accuracy 0.95 >= 0.92``).
     evidence: tuple[str, ...] = ()
-    #: The ModelDeployment it was promoted from, for a ``fromModelDeployment`` model.
-    promoted_from: ObjectRef | None = None
+    #: The ModelDeployment it was promoted from, for a ``fromModelDeployment`` model
+    #: (``ModelDeployment ml-staging/fraud``, ``... of instance staging``).
+    promoted_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,15 @@ from gitsync.quantity import Quantity, QuantityError
 __all__ = [
     "API_VERSION",
     "DNS1123_LABEL",
+    "INSTANCE_NAME",
     "PROTECTED_POINTERS",
     "DnsLabel",
     "Duration",
     "Metadata",
     "Override",
     "PatchOperation",
+    "PrometheusProvider",
+    "Provider",
     "QuantityValue",
     "Resources",
     "StrictModel",
@@ -42,6 +45,8 @@ __all__ = [
 API_VERSION = "gitsync.io/v1alpha1"
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A gitsync instance's name: a folder of the status branch and a label value.
+INSTANCE_NAME: Final = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
 
@@ -228,3 +233,20 @@ class Override(StrictModel):
         for operation in self.json_patch or []:
             _refuse_protected([operation.path, *([operation.from_] if operation.from_ else [])])
         return self
+
+
+_PROMETHEUS_ADDRESS: Final = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
+
+
+class PrometheusProvider(StrictModel):
+    address: Annotated[
+        str,
+        StringConstraints(pattern=_PROMETHEUS_ADDRESS),
+        Field(description="http(s)://host[:port][/path] of the Prometheus HTTP API"),
+    ]
+
+
+class Provider(StrictModel):
+    """Where measured numbers come from: a canary's analysis, a model's gates."""
+
+    prometheus: PrometheusProvider

@@ -17,7 +17,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from gitsync.specs.common import DNS1123_LABEL, DnsLabel, Duration, StrictModel
+from gitsync.specs.common import (
+    DNS1123_LABEL,
+    INSTANCE_NAME,
+    DnsLabel,
+    Duration,
+    Provider,
+    StrictModel,
+)
 
 __all__ = ["MetricGate", "RunSelection", "Upstream"]
 
@@ -49,14 +56,23 @@ class RunSelection(StrictModel):
 class MetricGate(StrictModel):
     """A bound a run's metric must meet before the run is served.
 
-    The value is what the run reported (a TrainJob's ``trainerStatus.metrics``). A
-    metric that is missing or not a number fails the gate: no evidence is never a
+    The value is what the run reported (a TrainJob's ``trainerStatus.metrics``), or,
+    with ``query``, what Prometheus answers for the run: an offline evaluation job
+    that pushes its scores, or the run's own exported metrics. A metric that is
+    missing, not a number, or not answered fails the gate: no evidence is never a
     pass.
     """
 
     metric: MetricName
     min: float | None = None
     max: float | None = None
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PromQL giving the metric for one run; {{run}}, {{trainingRun}} and "
+        "{{namespace}} are the run's job name, its TrainingRun and their namespace",
+    )
+    provider: Provider | None = Field(default=None, description="Where `query` is asked")
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> MetricGate:
@@ -64,15 +80,21 @@ class MetricGate(StrictModel):
             raise ValueError("a gate needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if (self.query is None) != (self.provider is None):
+            raise ValueError("query and provider go together: the query is asked of the provider")
         return self
 
 
 class Upstream(StrictModel):
-    """The ModelDeployment (of the same gitsync instance) whose model this one takes
-    once that one has proven itself."""
+    """The ModelDeployment whose model this one takes once that one has proven itself."""
 
     name: Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
     namespace: DnsLabel | None = Field(default=None, description="Default: this model's")
+    instance: Annotated[str, StringConstraints(pattern=INSTANCE_NAME)] | None = Field(
+        default=None,
+        description="The gitsync instance that reconciles it, when not this one (staging's "
+        "cluster): its status is read from that instance's folder of the shared status branch",
+    )
     healthy_for: Duration = Field(
         default="0s",
         description="How long the upstream model must have been Ready, with no failing "

@@ -15,6 +15,8 @@ from gitsync.specs.common import (
     Duration,
     Metadata,
     Override,
+    PrometheusProvider,
+    Provider,
     Resources,
     StrictModel,
     TrainingRunRef,
@@ -211,6 +213,13 @@ class ModelSource(StrictModel):
         source = self.from_model_deployment
         return ObjectRef.spec("ModelDeployment", source.namespace or namespace, source.name)
 
+    def upstream_label(self, namespace: str) -> str | None:
+        """The upstream in words, with its instance when it is another's."""
+        if (ref := self.upstream(namespace)) is None or self.from_model_deployment is None:
+            return None
+        instance = self.from_model_deployment.instance
+        return f"{ref} of instance {instance}" if instance else str(ref)
+
     def training_run(self, namespace: str) -> ObjectRef | None:
         """The TrainingRun this model comes from, if it does."""
         if self.from_training_run is None:
@@ -392,21 +401,6 @@ class Metric(StrictModel):
         return self
 
 
-_PROMETHEUS_ADDRESS: Final = r"^https?://[^/?#\s]+(/[^?#\s]*)?$"
-
-
-class PrometheusProvider(StrictModel):
-    address: Annotated[
-        str,
-        StringConstraints(pattern=_PROMETHEUS_ADDRESS),
-        Field(description="http(s)://host[:port][/path] of the Prometheus HTTP API"),
-    ]
-
-
-class Provider(StrictModel):
-    prometheus: PrometheusProvider
-
-
 class Analysis(StrictModel):
     interval: Duration = "30s"
     failure_limit: int = Field(default=2, ge=1)
@@ -497,10 +491,8 @@ class ModelDeploymentSpec(Component):
                 f"from {which} Succeeded run of TrainingRun `{self.model.from_training_run}`{gated}"
             )
         if (upstream := self.model.from_model_deployment) is not None:
-            return (
-                f"what ModelDeployment `{upstream.name}` serves, once Ready for "
-                f"{upstream.healthy_for}"
-            )
+            name = f"{upstream.namespace}/{upstream.name}" if upstream.namespace else upstream.name
+            return f"what ModelDeployment `{name}` serves, once Healthy for {upstream.healthy_for}"
         if self.model.storage_uri is not None:
             return f"`{self.model.storage_uri}`"
         if self.model.storage is not None:

@@ -1,0 +1,104 @@
+"""Promotion between gitsync instances, end to end: staging and production are two
+instances (two clusters in life; here two folders of one repo on one API server)
+sharing one status branch, and production takes what staging serves once staging's
+own status, in staging's folder of the branch, shows it has proven itself."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gitsync.clients.git import GitSource
+from gitsync.clients.kube import KubeClient
+from gitsync.dev.controlplane import ControlPlane
+from gitsync.loading import load_file, load_tree
+from gitsync.reconciler import Reconciler, SyncOptions
+
+from .specrepo import SpecRepo
+from .test_pipelines import model, served, status, until
+
+
+@pytest.fixture
+def instances(
+    tmp_path: Path, control_plane: ControlPlane, namespace: str
+) -> Iterator[tuple[SpecRepo, Reconciler, Reconciler, str]]:
+    repo = SpecRepo(tmp_path / "repo")
+    for folder in ("staging", "production"):
+        repo.write(f"{folder}/gitsync.yaml", f"defaults: {{namespace: {namespace}}}\n")
+    suffix = uuid.uuid4().hex[:6]
+    kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    reconcilers = [
+        Reconciler(
+            git=GitSource(repo.url, branch="main", cache_dir=tmp_path / f"cache-{folder}"),
+            kube=kube,
+            options=SyncOptions(path=folder, instance=f"{folder}-{suffix}"),
+        )
+        for folder in ("staging", "production")
+    ]
+    yield repo, reconcilers[0], reconcilers[1], f"staging-{suffix}"
+    for reconciler in reconcilers:
+        reconciler.close()
+    kube.close()
+
+
+def test_production_promotes_from_the_staging_instance_after_its_hold(
+    instances: tuple[SpecRepo, Reconciler, Reconciler, str], kube: KubeClient, namespace: str
+) -> None:
+    repo, staging, production, staging_instance = instances
+    upstream = {"name": "fraud-staging", "instance": staging_instance, "healthyFor": "2s"}
+    repo.write("staging/model.yaml", model(namespace, "fraud-staging", {"storageUri": "s3://m/v1"}))
+    repo.write(
+        "production/model.yaml", model(namespace, "fraud", {"fromModelDeployment": upstream})
+    )
+    repo.commit("staging serves v1; production, another instance, follows it")
+
+    # Production first: staging has written nothing yet.
+    production.cycle()
+    doc = status(repo, namespace, "ModelDeployment", "fraud")
+    assert doc["phase"] == "Pending"
+    assert f"no status of fraud-staging from instance {staging_instance} yet" in doc["message"]
+
+    until(staging, lambda: served(kube, namespace, "fraud-staging") == "s3://m/v1")
+    until(
+        staging,
+        lambda: status(repo, namespace, "ModelDeployment", "fraud-staging")["phase"] == "Healthy",
+    )
+    until(production, lambda: served(kube, namespace, "fraud") == "s3://m/v1")
+    lineage = status(repo, namespace, "ModelDeployment", "fraud")["model"]["fromTrainingRun"]
+    assert lineage["promotedFrom"] == (
+        f"ModelDeployment {namespace}/fraud-staging of instance {staging_instance}"
+    )
+    # Each instance wrote in its own folder of the one branch.
+    folders = {path.split("/")[1] for path in repo.status_files() if path.count("/") == 4}
+    assert {staging_instance, f"production-{staging_instance.removeprefix('staging-')}"} <= folders
+
+    # Staging moves to v2; production follows only once v2 has held in staging.
+    repo.write("staging/model.yaml", model(namespace, "fraud-staging", {"storageUri": "s3://m/v2"}))
+    repo.commit("staging serves v2")
+    production.cycle()
+    assert served(kube, namespace, "fraud") == "s3://m/v1"
+    until(staging, lambda: served(kube, namespace, "fraud-staging") == "s3://m/v2")
+    until(
+        staging,
+        lambda: status(repo, namespace, "ModelDeployment", "fraud-staging")["phase"] == "Healthy",
+    )
+    until(production, lambda: served(kube, namespace, "fraud") == "s3://m/v2")
+
+
+def test_validate_leaves_another_instance_s_upstream_to_that_instance() -> None:
+    """The upstream is declared in a repo this one does not see: no 'no such
+    ModelDeployment' error, and no cycle through it; without ``instance`` the same
+    reference is checked against the repo."""
+
+    def errors(source: dict[str, object]) -> list[str]:
+        content = model("ml-serving", "fraud", {"fromModelDeployment": source}).encode()
+        loaded = load_tree([load_file("fraud.yaml", content)], default_namespace="ml-serving")
+        return [d.message for d in loaded.diagnostics]
+
+    assert errors({"name": "fraud", "instance": "staging"}) == []
+    assert errors({"name": "fraud-staging"}) == [
+        "no ModelDeployment ml-serving/fraud-staging in the repo"
+    ]
