@@ -118,6 +118,8 @@ class Cycle:
     last_changes: LastChanges | None = None
     status_branch: str = ""
     inventory: Inventory | None = None
+    #: Other instances' status documents the specs follow (see read_inventory).
+    follows: frozenset[str] = frozenset()
     live: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     observed_live: bool = False
     training: TrainingPlan = field(default_factory=lambda: TrainingPlan({}, {}, {}, {}))
@@ -207,6 +209,11 @@ class _Memo:
     parsed: Mapping[str, FileResult] = field(default_factory=dict)
     last_changes: LastChanges | None = None
     kinds: frozenset[tuple[str, str]] = frozenset()
+    #: For an instance following another's documents: the status branch, and its
+    #: head as this instance last knew it. Another instance's status commit moves
+    #: nothing this one watches, so a settled cycle looks at the branch before it
+    #: skips.
+    watched_status: tuple[str, str | None] | None = None
 
 
 class Reconciler:
@@ -349,6 +356,7 @@ class Reconciler:
             and cycle.live_version is not None
             and cycle.live_version == memo.live_version
             and (memo.wake_at is None or cycle.now < memo.wake_at)
+            and not self._others_moved(memo.watched_status)
         ):
             return Stop(CycleResult.succeeded(), skipped=True)
         self._memo = replace(memo, settled=False)
@@ -393,7 +401,8 @@ class Reconciler:
             default_namespace=snapshot.config.defaults.namespace,
             instance=self._options.instance,
         )
-        return replace(cycle, inventory=self._store.read(cycle.status_branch, follow=follow))
+        inventory = self._store.read(cycle.status_branch, follow=follow)
+        return replace(cycle, inventory=inventory, follows=follow)
 
     def _observe_live(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
@@ -742,13 +751,24 @@ class Reconciler:
             and all(c.error_remedy is Remedy.WAIT_FOR_COMMIT for c in cycle.changes.failures)
             and not _upstream_moved(cycle, report, instance=self._options.instance)
         )
+        status_head = report.status_commit or (cycle.inventory.commit if cycle.inventory else None)
         self._memo = replace(
             self._memo,
             head=cycle.revision.commit,
             live_version=cycle.live_version,
             settled=settled,
             wake_at=cycle.training.wake_at,
+            watched_status=(cycle.status_branch, status_head) if cycle.follows else None,
         )
+
+    def _others_moved(self, watched: tuple[str, str | None] | None) -> bool:
+        """Whether the status branch moved since this instance last read it, when it
+        follows another instance's documents there."""
+        if watched is None:
+            return False
+        branch, known = watched
+        head = self._git.fetch_branch(branch)
+        return (head.commit if head else None) != known
 
     def _report(self, cycle: Cycle, stop: Stop, *, started: float) -> CycleReport:
         log.debug("nothing changed", cycle=cycle.id)

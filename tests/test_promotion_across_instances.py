@@ -30,11 +30,14 @@ def instances(
         repo.write(f"{folder}/gitsync.yaml", f"defaults: {{namespace: {namespace}}}\n")
     suffix = uuid.uuid4().hex[:6]
     kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    # Production runs as `gitsync run` does, with informers, so a cycle in which
+    # nothing it watches moved is skipped: staging's status commits must wake it.
     reconcilers = [
         Reconciler(
             git=GitSource(repo.url, branch="main", cache_dir=tmp_path / f"cache-{folder}"),
             kube=kube,
             options=SyncOptions(path=folder, instance=f"{folder}-{suffix}"),
+            watch=folder == "production",
         )
         for folder in ("staging", "production")
     ]
