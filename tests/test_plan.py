@@ -87,6 +87,9 @@ SCENARIOS = {
         ),
     },
     "removal": {"models/churn-predictor.yaml": None},
+    "pipeline-retrain": {
+        "training/support-llm.yaml": lambda t: t.replace("support-llm:0.2.0", "support-llm:0.3.0"),
+    },
     "settings-and-overrides": {
         "models/search-ranker.yaml": lambda t: t.replace(
             "  imagePullSecrets: [ghcr-pull]\n",
@@ -112,6 +115,7 @@ EXIT_CODES = {
     "canary-model-change": 2,
     "new-training-run": 2,
     "removal": 2,
+    "pipeline-retrain": 2,
     "settings-and-overrides": 2,
     "invalid-file": 1,
     "policy-failure": 1,
