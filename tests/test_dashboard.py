@@ -26,7 +26,7 @@ from gitsync.dashboard.serve import make
 from gitsync.errors import ConfigurationError
 from gitsync.health import Health, HealthReport
 from gitsync.status import build_status
-from gitsync.status_document import Lineage, ModelInfo, Traffic
+from gitsync.status_document import Lineage, ModelInfo, RunRecord, Traffic, TrainerProgress
 from gitsync.status_store import StatusStore
 
 from .specrepo import SpecRepo, git
@@ -487,4 +487,27 @@ def test_the_pipelines_page_draws_each_chain_and_escapes_git(repo: Repo) -> None
         "ModelDeployment ml/production"
     )
     assert "accuracy 0.95 &gt;= 0.9" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_training_run_page_shows_what_the_trainer_reported(repo: Repo) -> None:
+    run = RunRecord(
+        name="train-abc",
+        phase="Running",
+        trainer_status=TrainerProgress(
+            progress_percentage=40, metrics={"accuracy": "0.94", "loss": SCRIPT}
+        ),
+    )
+    train = board_doc("train", kind="TrainingRun", health=Health.RUNNING, runs=(run,))
+
+    class Fixed:
+        def current(self) -> BoardData:
+            return board_data(train)
+
+    path = f"/spec/{train.path.removeprefix('status/').removesuffix('.yaml')}"
+    response = Dashboard(Fixed()).handle(method="GET", path=path, query="", headers={})
+    page = response.body.decode()
+    assert response.status == 200, page
+    assert '<span class="replica">40%</span>' in page
+    assert '<span class="replica">accuracy 0.94</span>' in page
     assert "<script>" not in page and "&lt;script&gt;" in page
