@@ -19,6 +19,7 @@ from typing import Any
 from gitsync.diff import holds, normalize, object_diff
 from gitsync.loading import Diagnostic, Entry
 from gitsync.quantity import Quantity
+from gitsync.redact import redact
 from gitsync.render import (
     comparable,
     run_name,
@@ -453,7 +454,8 @@ def _gate_words(gate: MetricGate) -> str:
         f"<= {gate.max:g}" if gate.max is not None else "",
     ]
     where = (
-        f"as Prometheus `{gate.provider.prometheus.address}` answers `{gate.query}`"
+        # A pull-request comment is public to every reviewer: no credentials in it.
+        f"as Prometheus `{redact(gate.provider.prometheus.address)}` answers `{gate.query}`"
         if gate.query is not None and gate.provider is not None
         else "as the run reports it"
     )

@@ -308,3 +308,21 @@ def test_plan_shows_the_pipeline_a_change_touches(tmp_path: Path) -> None:
     repo.write("unrelated.yaml", PIPELINE["unrelated.yaml"].replace("v3", "v5"))
     repo.commit("churn v5")
     assert json.loads(plan(repo, "--base", "HEAD~1", "--format", "json").stdout)["pipelines"] == []
+
+
+def test_a_gate_s_prometheus_credentials_stay_out_of_the_pull_request() -> None:
+    from gitsync.loading import load_file, load_tree  # noqa: PLC0415
+    from gitsync.plan import PlanAction, pipelines  # noqa: PLC0415
+
+    staging = PIPELINE["staging.yaml"].replace(
+        "http://prometheus:9090", "https://bob:s3cret@prometheus.example"
+    )
+    files = [load_file(name, PIPELINE[name].encode()) for name in ("train.yaml",)]
+    files.append(load_file("staging.yaml", staging.encode()))
+    loaded = load_tree(files, default_namespace="ml-staging")
+    assert loaded.diagnostics == ()
+    changed = {entry.key("ml-staging"): PlanAction.CHANGED for entry in loaded.entries}
+    (tree,) = pipelines(loaded.entries, default_namespace="ml-staging", actions=changed)
+    text = "\n".join(tree.to_markdown())
+    assert "https://***@prometheus.example" in text
+    assert "s3cret" not in text
