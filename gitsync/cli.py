@@ -39,7 +39,7 @@ from gitsync.render import RenderContext
 from gitsync.rollout import COMMAND_ANNOTATION
 from gitsync.sharding import Shard
 from gitsync.snapshot import Snapshot, read_folder, read_snapshot
-from gitsync.specs import json_schema
+from gitsync.specs import DEFAULT_STATUS_BRANCH, json_schema
 from gitsync.specs.common import DNS1123_LABEL
 from gitsync.status import status_path
 from gitsync.status_document import StatusDocument, status_json_schema
@@ -584,7 +584,7 @@ def _instance_label(instance: str, instances: set[str]) -> str:
     help="A local clone with the spec branch and the status branch.",
 )
 @_option("--branch", default="main", show_default=True)
-@_option("--status-branch", default="gitsync/status", show_default=True)
+@_option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
 @_option("--path", "subdir", default="", help="Spec folder inside the repo.")
 @_option("--since", type=click.DateTime(), default=None, help="Only events from this date.")
 @_option("--instance", default=None, help=_INSTANCE_HELP)
@@ -652,7 +652,7 @@ def history(
     default=Path("."),
     help="A local clone with the status branch.",
 )
-@_option("--status-branch", default="gitsync/status", show_default=True)
+@_option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
 @_option(
     "--kubeconfig",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -717,7 +717,7 @@ def status(
 )
 @_option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve on.")
 @_option("--branch", default="main", show_default=True)
-@_option("--status-branch", default="gitsync/status", show_default=True)
+@_option("--status-branch", default=DEFAULT_STATUS_BRANCH, show_default=True)
 @_option("--path", "subdir", default="", help="Spec folder inside the repo.")
 @_option("--instance", default=None, help=_INSTANCE_HELP)
 @_option(
@@ -1172,7 +1172,7 @@ def run(
                 pages = MirrorSource(
                     reconciler.mirror,
                     branch=options["branch"],
-                    status_branch=options["status_branch"] or "gitsync/status",
+                    status_branch=lambda: reconciler.status_branch,
                     subdir=options["subdir"],
                     instance=options["instance"],
                 )

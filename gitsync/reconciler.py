@@ -60,7 +60,7 @@ from gitsync.schedule import format_time
 from gitsync.sharding import WHOLE, Shard, keep_declared_elsewhere
 from gitsync.snapshot import Snapshot, read_snapshot
 from gitsync.spec_status import ISVC_API, Observations, inference_service_key, spec_statuses
-from gitsync.specs import ModelDeployment, TrainingRun
+from gitsync.specs import DEFAULT_STATUS_BRANCH, ModelDeployment, TrainingRun
 from gitsync.status import SpecStatus
 from gitsync.status_document import dump_document
 from gitsync.status_store import StatusStore
@@ -214,6 +214,8 @@ class _Memo:
     #: nothing this one watches, so a settled cycle looks at the branch before it
     #: skips.
     watched_status: tuple[str, str | None] | None = None
+    #: The status branch the last loaded gitsync.yaml names.
+    status_branch: str | None = None
 
 
 class Reconciler:
@@ -271,6 +273,12 @@ class Reconciler:
     def mirror(self) -> Path:
         """The bare mirror of the spec repo this reconciler fetches into."""
         return self._git.path
+
+    @property
+    def status_branch(self) -> str:
+        """The status branch it writes: the option, else what the spec repo's
+        gitsync.yaml named at the last cycle that read it, else the default."""
+        return self._options.status_branch or self._memo.status_branch or DEFAULT_STATUS_BRANCH
 
     def close(self) -> None:
         """Stop the informers, if any, post the Events still queued, and close the
@@ -386,7 +394,9 @@ class Reconciler:
         last_changes = self._git.last_changes(
             revision.commit, list(snapshot.blobs), previous=self._memo.last_changes
         )
-        self._memo = replace(self._memo, last_changes=last_changes)
+        self._memo = replace(
+            self._memo, last_changes=last_changes, status_branch=snapshot.config.status_branch
+        )
         return replace(
             cycle,
             snapshot=snapshot,

@@ -21,10 +21,13 @@ import yaml
 
 from gitsync.board import BoardData
 from gitsync.clients.git import Author, GitSource, Repository
-from gitsync.dashboard import BasicAuth, Dashboard, RepositorySource
+from gitsync.clients.kube import KubeClient
+from gitsync.dashboard import BasicAuth, Dashboard, MirrorSource, RepositorySource
 from gitsync.dashboard.serve import make
+from gitsync.dev.controlplane import ControlPlane
 from gitsync.errors import ConfigurationError
 from gitsync.health import Health, HealthReport
+from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.status import build_status
 from gitsync.status_document import Lineage, ModelInfo, RunRecord, Traffic, TrainerProgress
 from gitsync.status_store import StatusStore
@@ -511,3 +514,31 @@ def test_a_training_run_page_shows_what_the_trainer_reported(repo: Repo) -> None
     assert '<span class="replica">40%</span>' in page
     assert '<span class="replica">accuracy 0.94</span>' in page
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_the_daemons_dashboard_reads_the_status_branch_its_gitsync_yaml_names(
+    tmp_path: Path, control_plane: ControlPlane, namespace: str
+) -> None:
+    specs = SpecRepo(tmp_path / "repo")
+    specs.write(
+        "gitsync.yaml", f"statusBranch: audit/models\ndefaults: {{namespace: {namespace}}}\n"
+    )
+    specs.write("fraud.yaml", spec("fraud", team="risk", uri="s3://m/fraud/v7"))
+    specs.commit("status on a branch of the team's naming")
+    kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    git_source = GitSource(specs.url, branch="main", cache_dir=tmp_path / "cache")
+    reconciler = Reconciler(git=git_source, kube=kube, options=SyncOptions(instance="prod"))
+    try:
+        assert reconciler.status_branch == "gitsync/status"  # before any cycle: the default
+        reconciler.cycle()
+        assert reconciler.status_branch == "audit/models"
+        pages = MirrorSource(
+            reconciler.mirror, branch="main", status_branch=lambda: reconciler.status_branch
+        )
+        data = pages.current()
+        assert data.status_commit == git("rev-parse", "audit/models", cwd=specs.remote)
+        assert [d.name for d in data.documents.values()] == ["fraud"]
+    finally:
+        reconciler.close()
+        kube.close()
+        git_source.close()

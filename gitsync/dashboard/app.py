@@ -125,10 +125,12 @@ class RepositorySource:
         repository: Repository,
         *,
         branch: str,
-        status_branch: str,
+        status_branch: str | Callable[[], str],
         subdir: str = "",
         instance: str | None = None,
     ) -> None:
+        """``status_branch`` may be asked anew each time: the daemon's is the one its
+        spec repo's gitsync.yaml names, known after its first cycle."""
         self._repository = repository
         self._branch = branch
         self._status_branch = status_branch
@@ -142,7 +144,8 @@ class RepositorySource:
     def current(self) -> BoardData:
         with self._lock:  # pygit2 objects are not for concurrent use
             repo = self._repository
-            status_head = find_branch(repo, self._status_branch)
+            named = self._status_branch
+            status_head = find_branch(repo, named() if callable(named) else named)
             spec_head = find_branch(repo, self._branch)
             data = self._data
             if data is not None and (data.status_commit, data.spec_commit) == (

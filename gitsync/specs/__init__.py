@@ -14,7 +14,7 @@ what they share in :mod:`~gitsync.specs.common`; this module holds ``gitsync.yam
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
@@ -42,6 +42,7 @@ from gitsync.specs.training import RunPolicy, TrainingRun, TrainingRunSpec
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_STATUS_BRANCH",
     "Analysis",
     "CanaryStep",
     "Config",
@@ -79,6 +80,10 @@ class Defaults(StrictModel):
     namespace: DnsLabel = "default"
 
 
+#: Where status documents go unless gitsync.yaml (or --status-branch) says otherwise.
+DEFAULT_STATUS_BRANCH: Final = "gitsync/status"
+
+
 class Config(StrictModel):
     """``gitsync.yaml`` at the spec root: defaults and behaviour for one spec repo."""
 
@@ -90,7 +95,7 @@ class Config(StrictModel):
     prune: PruneConfig = Field(default_factory=PruneConfig)
     self_heal: bool = True
     create_namespaces: bool = True
-    status_branch: str = "gitsync/status"
+    status_branch: str = DEFAULT_STATUS_BRANCH
     policies: list[str] = Field(
         default_factory=list,
         description="Folders (from the spec root) of this repo's own policies, "
