@@ -866,13 +866,13 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             "--kube-api-qps",
             type=click.FloatRange(min=0),
             default=None,
-            help="Requests a second to the API server, on average; 0: no limit. Default: 300.",
+            help="Requests a second to the API server, on average; 0: no limit. Default: 1000.",
         ),
         _option(
             "--kube-api-burst",
             type=click.IntRange(min=1),
             default=None,
-            help="Requests to the API server at once, above the QPS. Default: 600.",
+            help="Requests to the API server at once, above the QPS. Default: 2000.",
         ),
         _option(
             "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True
