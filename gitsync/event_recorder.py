@@ -2,8 +2,8 @@
 
 An Event is a courtesy to whoever looks at the cluster; the cycle's real record is
 the status branch. So posting one must never fail a cycle or hold it up: the cycle
-hands its Events over after its statuses are published, and returns. One worker
-A few worker threads post them, at most 1,000 queued (client-go's ``maxQueuedEvents``;
+hands its Events over once it knows its statuses, and goes on to publish them while
+a few worker threads post the Events, at most 1,000 queued (client-go's ``maxQueuedEvents``;
 beyond it an Event is dropped and logged), each request with short timeouts, and a
 failure is logged and forgotten, as client-go does with a rejected Event. A
 one-shot ``gitsync sync`` waits a few seconds on :meth:`close` for the queue to
@@ -11,7 +11,7 @@ drain, so its Events land before the process ends.
 
 Why several workers: a first sync of 1,000 objects tells 1,000 Events, and one
 worker posting them a round trip at a time kept the process alive 2.4 s after its
-work was done (bench/sync_process.py), with the API server mostly idle. Each Event
+work was done (bench/sync_process.py). Each Event
 goes to the worker its aggregation key hashes to, so the repeats of one Event are
 still posted in order, by the one worker that holds their series.
 
