@@ -8,6 +8,7 @@ it, because a wrong remembered verdict would apply a spec a policy denies.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -65,12 +66,14 @@ class CountingStore(DiskVerdictStore):
 
 
 class CountingCache(DiskCache):
-    """The disk cache, counting the values it hands back."""
+    """The disk cache, counting the values asked for and those it hands back."""
 
+    asked = 0
     hits = 0
 
     def get(self, key: str) -> object | None:
         found = super().get(key)
+        self.asked += 1
         self.hits += found is not None
         return found
 
@@ -396,6 +399,34 @@ def test_status_documents_read_through_a_damaged_cache_are_as_read_without_one(
     read(DiskCache(fresh))
     assert usable(cache) == usable(fresh)
     assert len(usable(fresh)) == 4
+
+
+def test_documents_a_store_wrote_are_known_without_parsing_and_read_as_parsed(
+    tmp_path: Path,
+) -> None:
+    """What publish writes goes into the cache as data, under the blob it becomes: the
+    next process reads every one from there, equal to parsing the branch cold, and the
+    overview counts them."""
+    repo = _status_branch(tmp_path, 4)
+    source = GitSource(repo.url, branch="main", cache_dir=tmp_path / "git")
+    cache = tmp_path / "yaml"
+
+    def store(parsed: DiskCache | None) -> StatusStore:
+        return StatusStore(source, author=Author("g", "g@x"), instance="prod", parsed=parsed)
+
+    writer = store(None)
+    read = writer.read("gitsync/status").documents.values()
+    changed = [dataclasses.replace(doc, message=f"{doc.message}, again") for doc in read]
+    publishing = CountingCache(cache)
+    assert store(publishing).publish(changed, branch="gitsync/status", source_commit="d" * 40)
+    assert publishing.asked == 0  # the overview knew each document it had just written
+
+    cold = dict(store(None).read("gitsync/status").documents)
+    assert sorted(doc.message for doc in cold.values()) == sorted(d.message for d in changed)
+    warm = CountingCache(cache)
+    assert dict(store(warm).read("gitsync/status").documents) == cold
+    assert warm.hits == 4
+    assert "| [prod](prod/README.md) | 4 | 4 Succeeded |" in repo.status_files()["status/README.md"]
 
 
 # --- spec files ------------------------------------------------------------------------
