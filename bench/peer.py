@@ -17,11 +17,14 @@ Usage: .venv/bin/python bench/peer.py --n 1000 --runs 3 --concurrency 1 4 8
   commit), at its own defaults, as the baseline of a change.
 It starts its own control plane in a temporary folder and stops it at the end;
 kubectl is built once from gitsync/dev/kube/go.mod (about a minute) and cached.
+gitsync's modules are compiled to bytecode first, as installing a wheel does (see
+bench/sync_process.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import copy
 import os
 import statistics
@@ -116,6 +119,9 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=None, help="an older gitsync source tree")
     args = parser.parse_args()
     kubectl = ensure_kubectl()
+    for tree in (ROOT, args.before):
+        if tree is not None:
+            compileall.compile_dir(tree / "gitsync", quiet=1)
 
     setups: dict[str, dict[str, str]] = {}
     if args.before is not None:

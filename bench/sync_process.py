@@ -7,7 +7,8 @@ Figures (issue 13), each the median of --runs processes with N generated
 ModelDeployments:
   * first sync of N (empty cache, nothing in the cluster),
   * no-op sync (target: about 1.2 s at N=1000),
-  * one changed spec among N.
+  * one changed spec among N,
+  * the peak RSS of the largest of those processes.
 
 Usage: .venv/bin/python bench/sync_process.py --n 1000 --runs 3 [--baseline DIR]
 With --baseline (a source tree of another gitsync, say `git archive <commit>`
@@ -15,13 +16,18 @@ unpacked), each sync of this tree is paired with one of that tree on the same re
 cache and cluster, and the medians of both and of the pairwise ratio are printed:
 pairing keeps the comparison fair on a machine whose speed drifts.
 It starts its own control plane (without dev controllers) in a temporary folder and
-stops it at the end.
+stops it at the end. Each tree's modules are compiled to bytecode first, as installing
+a wheel does: with PYTHONDONTWRITEBYTECODE set (as on the benchmark machine) an
+editable install would otherwise compile all of gitsync in every process, about
+0.1 s of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -58,6 +64,11 @@ def sync(remote: Path, kubeconfig: Path, cache: Path, tree: Path | None = None) 
     return seconds
 
 
+def peak_rss_mb() -> float:
+    """The largest resident set of any child process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def median(samples: list[float]) -> str:
     return f"{statistics.median(samples):.2f} s (runs: {', '.join(f'{s:.2f}' for s in samples)})"
 
@@ -75,6 +86,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", type=Path, default=None, help="a gitsync source tree")
     args = parser.parse_args()
+    for tree in (ROOT, args.baseline):
+        if tree is not None:
+            compileall.compile_dir(tree / "gitsync", quiet=1)
     with tempfile.TemporaryDirectory(prefix="gitsync-bench-") as scratch:
         tmp = Path(scratch)
         crds = ROOT.parent / "shared" / "crds"
@@ -85,16 +99,20 @@ def main() -> None:
             remote, work = make_repo(tmp, args.n)
             cache = tmp / "cache"
             first = sync(remote, plane.kubeconfig, cache)
-            print(f"first sync of {args.n}: {first:.2f} s")
+            print(f"first sync of {args.n}: {first:.2f} s (peak RSS {peak_rss_mb():.0f} MB)")
             # The first sync's statuses said "applied, waiting"; the next one records
             # the live objects once. From then on a sync changes nothing.
             sync(remote, plane.kubeconfig, cache)
             trees = [None] if args.baseline is None else [None, args.baseline]
+            if args.baseline is not None:  # its own cache entries, which may differ in form
+                sync(remote, plane.kubeconfig, cache, args.baseline)
             noop: dict[Path | None, list[float]] = {tree: [] for tree in trees}
             for _ in range(args.runs):
                 for tree in trees:
                     noop[tree].append(sync(remote, plane.kubeconfig, cache, tree))
-            report(f"no-op sync of {args.n}", noop[None], noop.get(args.baseline, []))
+            report(
+                f"no-op sync of {args.n}", noop[None], noop[args.baseline] if args.baseline else []
+            )
             changed: dict[Path | None, list[float]] = {tree: [] for tree in trees}
             version = 1
             for _ in range(args.runs):
@@ -105,8 +123,11 @@ def main() -> None:
                     git("push", "-q", str(remote), "main", cwd=work)
                     changed[tree].append(sync(remote, plane.kubeconfig, cache, tree))
             report(
-                f"one changed spec among {args.n}", changed[None], changed.get(args.baseline, [])
+                f"one changed spec among {args.n}",
+                changed[None],
+                changed[args.baseline] if args.baseline else [],
             )
+            print(f"peak RSS of any process: {peak_rss_mb():.0f} MB")
         finally:
             controlplane.down(tmp / "plane")
 

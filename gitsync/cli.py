@@ -8,6 +8,7 @@ Every option can also come from a ``GITSYNC_<OPTION>`` environment variable
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import re
@@ -866,13 +867,13 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             "--kube-api-qps",
             type=click.FloatRange(min=0),
             default=None,
-            help="Requests a second to the API server, on average; 0: no limit. Default: 300.",
+            help="Requests a second to the API server, on average; 0: no limit. Default: 1000.",
         ),
         _option(
             "--kube-api-burst",
             type=click.IntRange(min=1),
             default=None,
-            help="Requests to the API server at once, above the QPS. Default: 600.",
+            help="Requests to the API server at once, above the QPS. Default: 2000.",
         ),
         _option(
             "--log-format", type=click.Choice(["json", "text"]), default="text", show_default=True
@@ -1001,6 +1002,10 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     """
     from gitsync.log import configure as configure_logging  # noqa: PLC0415 - see TYPE_CHECKING above
 
+    # One cycle, then the process ends: the cyclic garbage collector only rescans the
+    # ever-growing heap of specs, documents and live objects (at N=10,000 a no-op took
+    # 6.0 s with it, 3.7 s without, its peak RSS the same 441 MB).
+    gc.disable()
     configure_logging(json=log_format == "json", level=log_level or "warning")
     reconciler = _reconciler(**options)
     try:
@@ -1270,7 +1275,27 @@ def main() -> None:
 
     The message is redacted (a usage error may quote a URL given with a token), and in
     ``--log-format json`` it is the stream's last JSON line, so the stream stays JSON.
+
+    The process then ends at once, as mypy's does: once the output is flushed there is
+    nothing left to do, and freeing the heap object by object took 0.1 s of a no-op
+    ``gitsync sync`` at N=1,000 and 0.5 s at N=10,000.
     """
+    try:
+        _main()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    if isinstance(code, str):  # sys.exit("message"), as Python itself would show it
+        _echo_err(code)
+        code = 1
+    with contextlib.suppress(OSError):  # a closed pipe: nothing more can be said
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code or 0)
+
+
+def _main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -99,6 +99,7 @@ class Evaluator:
             old_objects=self._accepted if old_objects is None else old_objects,
             memo=self._verdicts,
             store=self._store,
+            written=self._object,
         )
         kept = {_entry_key(e) for e in verdicts.entries}
         desired = tuple(

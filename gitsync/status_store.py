@@ -18,7 +18,9 @@ alone for an operator to remove.
 Given gitsync's cache, it keeps each document's YAML there as JSON by blob id, so a
 ``gitsync sync`` process parses only the documents that changed since the last.
 It remembers what it read and wrote, so a cycle in which no status changed reads no
-blob, dumps no YAML it dumped before, and commits nothing. Publishing never forces:
+blob, dumps no YAML it dumped before, and commits nothing; what it writes it knows as
+data already, so neither the overview nor the next process parses it back (a first
+sync of 1,000 parsed the 1,000 documents it had just dumped). Publishing never forces:
 :meth:`GitSource.publish` fetches and re-applies on a non-fast-forward.
 """
 
@@ -45,6 +47,7 @@ from gitsync.status import (
 )
 from gitsync.status_document import (
     StatusDocument,
+    as_data,
     check_instance,
     document_data,
     document_from_data,
@@ -205,6 +208,9 @@ class StatusStore:
         changed = {p: c for p, c in files.items() if before.files.get(p) != c}
         if not changed and not removed:
             return None
+        for path, content in changed.items():
+            if (doc := docs.get(path)) is not None:
+                self._written(content, doc)
         message = commit_message(
             before=before.documents,
             after=[s for s in statuses if s.path in changed],
@@ -277,6 +283,13 @@ class StatusStore:
                 old_layout += 1
         self._summaries = summaries
         return {OVERVIEW_PATH: overview(phases, old_layout=old_layout)}
+
+    def _written(self, content: bytes, doc: StatusDocument) -> None:
+        """Know ``doc`` by the blob its ``content`` becomes, as if it had been read."""
+        blob = self._git.blob_id(content)
+        self._summaries[blob] = (doc.instance, doc.phase)
+        if self._parsed is not None:
+            self._parsed.put(blob, as_data(doc))
 
     def _summary(self, blob: str) -> _Summary | None:
         if blob in self._summaries:

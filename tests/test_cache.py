@@ -8,6 +8,7 @@ it, because a wrong remembered verdict would apply a spec a policy denies.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -19,7 +20,7 @@ import orjson
 import pytest
 import yaml
 
-from gitsync.cache import DiskCache
+from gitsync.cache import ENTRIES, DiskCache
 from gitsync.clients.git import Author, GitSource
 from gitsync.evaluation import Evaluation, Evaluator
 from gitsync.loading import LoadResult
@@ -65,12 +66,14 @@ class CountingStore(DiskVerdictStore):
 
 
 class CountingCache(DiskCache):
-    """The disk cache, counting the values it hands back."""
+    """The disk cache, counting the values asked for and those it hands back."""
 
+    asked = 0
     hits = 0
 
     def get(self, key: str) -> object | None:
         found = super().get(key)
+        self.asked += 1
         self.hits += found is not None
         return found
 
@@ -112,6 +115,25 @@ def cache_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
+def entries(root: Path) -> list[bytes]:
+    """The cache's lines, each ``<key> <checksum> <payload>``, as written."""
+    path = root / ENTRIES
+    return [line for line in path.read_bytes().split(b"\n") if line] if path.exists() else []
+
+
+def write_entries(root: Path, lines: list[bytes]) -> None:
+    (root / ENTRIES).write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def key_of(line: bytes) -> str:
+    return line.split(b" ", 1)[0].decode()
+
+
+def usable(root: Path) -> dict[str, bytes]:
+    """Each key's line that a read would use (the last), for comparing two caches."""
+    return {key_of(line): line for line in entries(root)}
+
+
 def test_a_warm_run_takes_every_verdict_from_the_cache_and_equals_a_cold_one(
     snap: Snapshot, tmp_path: Path
 ) -> None:
@@ -121,9 +143,8 @@ def test_a_warm_run_takes_every_verdict_from_the_cache_and_equals_a_cold_one(
     assert denied, "the test's policy denies some example spec"
 
     assert outcome(evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))) == cold
-    files = cache_files(tmp_path)
-    assert len(files) == len(snap.loaded.entries)
-    assert not [p for p in files if p.name.startswith(".tmp-")]
+    assert cache_files(tmp_path) == [tmp_path / ENTRIES]
+    assert len(entries(tmp_path)) == len(snap.loaded.entries)
 
     warm = CountingStore(DiskCache(tmp_path))
     assert outcome(evaluate(snap, library, warm)) == cold
@@ -135,11 +156,14 @@ def test_a_flipped_byte_makes_an_entry_unused(snap: Snapshot, tmp_path: Path, wh
     library = policies()
     cold = outcome(evaluate(snap, library, None))
     evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
-    for path in cache_files(tmp_path):
-        data = bytearray(path.read_bytes())
-        index = {"checksum": 3, "payload": data.index(b"\n") + 10, "last byte": -1}[where]
+    flipped = []
+    for line in entries(tmp_path):
+        data = bytearray(line)
+        start = data.index(b" ") + 1  # the checksum's first byte
+        index = {"checksum": start + 3, "payload": start + 65 + 10, "last byte": -1}[where]
         data[index] ^= 0x01
-        path.write_bytes(bytes(data))
+        flipped.append(bytes(data))
+    write_entries(tmp_path, flipped)
 
     store = CountingStore(DiskCache(tmp_path))
     assert outcome(evaluate(snap, library, store)) == cold
@@ -150,20 +174,21 @@ def test_a_truncated_or_emptied_entry_is_unused(snap: Snapshot, tmp_path: Path) 
     library = policies()
     cold = outcome(evaluate(snap, library, None))
     evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
-    for number, path in enumerate(cache_files(tmp_path)):
-        data = path.read_bytes()
-        path.write_bytes(data[: len(data) // 2] if number % 2 else b"")
+    lines = entries(tmp_path)
+    # Half lines (a writer killed mid-write) and lines cut to their key alone.
+    cut = [line[: len(line) // 2] if number % 2 else line[:40] for number, line in enumerate(lines)]
+    (tmp_path / ENTRIES).write_bytes(b"\n".join(cut))
 
     store = CountingStore(DiskCache(tmp_path))
     assert outcome(evaluate(snap, library, store)) == cold
     assert store.hits == 0
 
 
-def _rewrite(path: Path, document: object) -> None:
-    """An entry with a valid checksum over ``document``: as if a foreign writer (an
-    older gitsync, another tool) had put it there."""
+def _rewrite(key: str, document: object) -> bytes:
+    """An entry of ``key`` with a valid checksum over ``document``: as if a foreign
+    writer (an older gitsync, another tool) had put it there."""
     payload = orjson.dumps(document)
-    path.write_bytes(hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+    return key.encode() + b" " + hashlib.sha256(payload).hexdigest().encode() + b" " + payload
 
 
 #: Whole entries (their checksums hold) that this gitsync never writes.
@@ -205,8 +230,13 @@ def test_a_wrong_shaped_entry_is_unused(snap: Snapshot, tmp_path: Path, shape: s
     library = policies()
     cold = outcome(evaluate(snap, library, None))
     evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
-    for path in cache_files(tmp_path):
-        _rewrite(path, WRONG_DOCUMENTS[shape](path.parent.name + path.name))
+    write_entries(
+        tmp_path,
+        [
+            _rewrite(key_of(line), WRONG_DOCUMENTS[shape](key_of(line)))
+            for line in entries(tmp_path)
+        ],
+    )
 
     store = CountingStore(DiskCache(tmp_path))
     assert outcome(evaluate(snap, library, store)) == cold
@@ -219,10 +249,16 @@ def test_an_entry_moved_to_another_key_is_unused(snap: Snapshot, tmp_path: Path)
     library = policies()
     cold = outcome(evaluate(snap, library, None))
     evaluate(snap, library, DiskVerdictStore(DiskCache(tmp_path)))
-    files = cache_files(tmp_path)
-    contents = [p.read_bytes() for p in files]
-    for path, data in zip(files, [*contents[1:], contents[0]], strict=True):
-        path.write_bytes(data)
+    lines = entries(tmp_path)
+    keys = [key_of(line) for line in lines]
+    bodies = [line.split(b" ", 1)[1] for line in lines]
+    write_entries(
+        tmp_path,
+        [
+            key.encode() + b" " + body
+            for key, body in zip(keys, [*bodies[1:], bodies[0]], strict=True)
+        ],
+    )
 
     store = CountingStore(DiskCache(tmp_path))
     assert outcome(evaluate(snap, library, store)) == cold
@@ -279,9 +315,22 @@ def test_values_json_cannot_tell_apart_are_neither_keyed_nor_stored(
     assert policies().verdict_key({**inputs, "object": {"spec": {"x": "plain"}}}) is not None
     cache = DiskCache(tmp_path)
     cache.put("ab" * 20, {"x": value})
-    assert cache_files(tmp_path) == []
+    assert entries(tmp_path) == []
     cache.put("ab" * 20, {"x": "plain"})
     assert cache.get("ab" * 20) == {"x": "plain"}
+
+
+def test_an_entry_added_after_a_line_cut_short_is_whole(tmp_path: Path) -> None:
+    """A process killed mid-write leaves half a line with no newline; the next
+    process's entry must not be glued to it."""
+    DiskCache(tmp_path).put("ab" * 20, {"x": 1})
+    (line,) = entries(tmp_path)
+    (tmp_path / ENTRIES).write_bytes(line[: len(line) // 2])
+    DiskCache(tmp_path).put("cd" * 20, {"y": 2})
+    DiskCache(tmp_path).put("ab" * 20, {"x": 1})
+    reread = DiskCache(tmp_path)
+    assert (reread.get("cd" * 20), reread.get("ab" * 20)) == ({"y": 2}, {"x": 1})
+    assert len(entries(tmp_path)) == 3
 
 
 def test_an_unwritable_cache_only_costs_judging_again(snap: Snapshot, tmp_path: Path) -> None:
@@ -336,31 +385,58 @@ def test_status_documents_read_through_a_damaged_cache_are_as_read_without_one(
     assert len(cold) == 4
     cache = tmp_path / "yaml"
     assert read(DiskCache(cache)) == cold
-    files = cache_files(cache)
-    assert len(files) == 4
+    assert len(entries(cache)) == 4
     warm = CountingCache(cache)
     assert read(warm) == cold
     assert warm.hits == 4
 
     # One entry each way a cache goes wrong: a flipped byte, a truncation, a whole
     # entry of another blob, and a whole entry whose data is no status document.
-    flipped, truncated, moved, foreign = files
-    data = bytearray(flipped.read_bytes())
+    flipped, truncated, moved, foreign = entries(cache)
+    data = bytearray(flipped)
     data[-2] ^= 0x01
-    flipped.write_bytes(bytes(data))
-    truncated.write_bytes(truncated.read_bytes()[:20])
-    moved.write_bytes(foreign.read_bytes())
-    _rewrite(foreign, {"key": foreign.parent.name + foreign.name, "value": {"kind": 1}})
+    damaged = [
+        bytes(data),
+        truncated[:60],
+        key_of(moved).encode() + b" " + foreign.split(b" ", 1)[1],
+        _rewrite(key_of(foreign), {"key": key_of(foreign), "value": {"kind": 1}}),
+    ]
+    write_entries(cache, damaged)
 
     assert read(DiskCache(cache)) == cold
-    # Each was parsed again and stored whole: the cache is as a fresh one.
+    # Each was parsed again and stored whole: the cache reads as a fresh one.
     fresh = tmp_path / "fresh"
     read(DiskCache(fresh))
+    assert usable(cache) == usable(fresh)
+    assert len(usable(fresh)) == 4
 
-    def contents(root: Path) -> dict[Path, bytes]:
-        return {p.relative_to(root): p.read_bytes() for p in cache_files(root)}
 
-    assert contents(cache) == contents(fresh)
+def test_documents_a_store_wrote_are_known_without_parsing_and_read_as_parsed(
+    tmp_path: Path,
+) -> None:
+    """What publish writes goes into the cache as data, under the blob it becomes: the
+    next process reads every one from there, equal to parsing the branch cold, and the
+    overview counts them."""
+    repo = _status_branch(tmp_path, 4)
+    source = GitSource(repo.url, branch="main", cache_dir=tmp_path / "git")
+    cache = tmp_path / "yaml"
+
+    def store(parsed: DiskCache | None) -> StatusStore:
+        return StatusStore(source, author=Author("g", "g@x"), instance="prod", parsed=parsed)
+
+    writer = store(None)
+    read = writer.read("gitsync/status").documents.values()
+    changed = [dataclasses.replace(doc, message=f"{doc.message}, again") for doc in read]
+    publishing = CountingCache(cache)
+    assert store(publishing).publish(changed, branch="gitsync/status", source_commit="d" * 40)
+    assert publishing.asked == 0  # the overview knew each document it had just written
+
+    cold = dict(store(None).read("gitsync/status").documents)
+    assert sorted(doc.message for doc in cold.values()) == sorted(d.message for d in changed)
+    warm = CountingCache(cache)
+    assert dict(store(warm).read("gitsync/status").documents) == cold
+    assert warm.hits == 4
+    assert "| [prod](prod/README.md) | 4 | 4 Succeeded |" in repo.status_files()["status/README.md"]
 
 
 # --- spec files ------------------------------------------------------------------------
@@ -392,14 +468,14 @@ def test_spec_files_read_through_a_damaged_cache_load_as_without_one(tmp_path: P
 
     # A flipped byte; a whole entry of another file (its spec named otherwise); data
     # that is no spec; data that is no list of documents.
-    flipped, moved, invalid, foreign = cache_files(cache)
-    data = bytearray(flipped.read_bytes())
+    flipped, moved, invalid, foreign = entries(cache)
+    data = bytearray(flipped)
     data[-2] ^= 0x01
-    flipped.write_bytes(bytes(data))
-    moved.write_bytes(invalid.read_bytes())
-    for path, value in ((invalid, [{"kind": "ModelDeployment"}]), (foreign, {"a": 1})):
-        _rewrite(path, {"key": path.parent.name + path.name, "value": value})
-    moved_key = moved.parent.name + moved.name
+    damaged = [bytes(data), key_of(moved).encode() + b" " + invalid.split(b" ", 1)[1]]
+    for line, value in ((invalid, [{"kind": "ModelDeployment"}]), (foreign, {"a": 1})):
+        damaged.append(_rewrite(key_of(line), {"key": key_of(line), "value": value}))
+    write_entries(cache, damaged)
+    moved_key = key_of(moved)
     assert DiskCache(cache).get(moved_key) is None
 
     assert load(DiskCache(cache)) == cold

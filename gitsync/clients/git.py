@@ -310,6 +310,11 @@ class Repository:
                 _list(tree, prefix, files, others)
         return Listing(files, others)
 
+    @staticmethod
+    def blob_id(content: bytes) -> str:
+        """The id git gives a blob of ``content`` (SHA-1, as the mirror's objects)."""
+        return str(pygit2.hash(content))
+
     def read_blob(self, blob_id: str) -> bytes:
         """The content of a blob."""
         obj = self._object(blob_id)

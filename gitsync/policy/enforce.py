@@ -12,7 +12,7 @@ is never stale.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -146,11 +146,13 @@ class PolicySet:
         default_namespace: str,
         old_object: Mapping[str, Any] | None = None,
         store: VerdictStore | None = None,
+        written: Callable[[Entry], Mapping[str, Any]] = entry_object,
     ) -> list[PolicyResult]:
         """:meth:`evaluate` for a loaded entry and its rendering; with ``store``, the
-        results it remembers for these very inputs, else evaluated and remembered."""
+        results it remembers for these very inputs, else evaluated and remembered.
+        ``written`` gives the entry as written (a caller that keeps it passes its own)."""
         kind, namespace = entry.kind, entry.namespace(default_namespace)
-        inputs = _inputs(kind, entry_object(entry), rendered, old_object, namespace)
+        inputs = _inputs(kind, written(entry), rendered, old_object, namespace)
         key = None if store is None else self.verdict_key(inputs)
         if store is not None and key is not None and (known := store.get(key)) is not None:
             return list(known)
@@ -228,6 +230,7 @@ def enforce(
     old_objects: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
     memo: VerdictMemo | None = None,
     store: VerdictStore | None = None,
+    written: Callable[[Entry], Mapping[str, Any]] = entry_object,
 ) -> Verdicts:
     """Run the policies over each entry and its rendering.
 
@@ -240,6 +243,9 @@ def enforce(
     feeds ``oldObject`` for transition rules. An entry failing a deny policy is
     dropped from :attr:`Verdicts.entries` and gets an error diagnostic at its line, so
     callers treat it like an invalid spec: not applied, nothing of its file pruned.
+    ``written`` gives each entry as written, as :func:`entry_object` does: a caller
+    that keeps those (for the next call's ``old_objects``) passes its own, so none is
+    dumped twice.
     """
     old = old_objects or {}
     results: list[tuple[Entry, PolicyResult]] = []
@@ -260,6 +266,7 @@ def enforce(
                 default_namespace=default_namespace,
                 old_object=old_object,
                 store=store,
+                written=written,
             )
         seen[where] = (inputs, outcome)
         denied = False
