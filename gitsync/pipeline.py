@@ -22,15 +22,16 @@ Pure decisions over plain data, so every case is a table row:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from gitsync.redact import redact
 from gitsync.rollout import fill_holes
 from gitsync.schedule import format_time, parse_time
 from gitsync.specs.common import parse_duration
 from gitsync.specs.pipeline import MetricGate, RunSelection, Upstream
-from gitsync.status_document import Phase, StatusDocument
+from gitsync.status_document import Phase, Score, StatusDocument
 from gitsync.types import ObjectRef
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     "decide_promotion",
     "gate_questions",
     "judge_run",
+    "remembered",
+    "scores_of",
     "with_answers",
 ]
 
@@ -71,10 +74,11 @@ class Candidate:
     unanswered: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Question:
-    """One PromQL query for one run, and the Prometheus to ask: asked once a cycle
-    however many gates (or models) ask it."""
+    """One PromQL query for one run, and the Prometheus to ask: asked at most once a
+    cycle however many gates (or models) ask it, and never again once its answer is
+    a model's recorded :class:`~gitsync.status_document.Score`."""
 
     address: str
     promql: str
@@ -93,19 +97,56 @@ def _question(gate: MetricGate, *, run: str, training_run: ObjectRef) -> Questio
     if gate.query is None or gate.provider is None:
         return None
     holes = {"run": run, "trainingRun": training_run.name, "namespace": training_run.namespace}
-    return Question(gate.provider.prometheus.address, fill_holes(gate.query, holes))
+    return Question(address=gate.provider.prometheus.address, promql=fill_holes(gate.query, holes))
 
 
 def gate_questions(
     candidates: Sequence[Candidate], gates: Sequence[MetricGate], *, training_run: ObjectRef
-) -> set[Question]:
-    """What must be asked of Prometheus to judge these runs against these gates."""
-    return {
+) -> frozenset[Question]:
+    """What Prometheus answers to judge these runs against these gates."""
+    return frozenset(
         question
         for candidate in candidates
         for gate in gates
         if (question := _question(gate, run=candidate.run, training_run=training_run))
+    )
+
+
+def remembered(questions: Iterable[Question], scores: Sequence[Score]) -> dict[Question, Answer]:
+    """The questions a model's recorded scores answer already, with those answers."""
+    known = {(score.address, score.query): score.value for score in scores}
+    return {
+        question: Answer(value)
+        for question in questions
+        if (value := known.get((redact(question.address), question.promql))) is not None
     }
+
+
+def scores_of(
+    candidates: Sequence[Candidate],
+    gates: Sequence[MetricGate],
+    answers: Mapping[Question, Answer],
+    *,
+    training_run: ObjectRef,
+) -> tuple[Score, ...]:
+    """The numbers Prometheus gave for these runs, to record; no data is not one."""
+    scores = []
+    for candidate in candidates:
+        for gate in gates:
+            question = _question(gate, run=candidate.run, training_run=training_run)
+            answer = answers.get(question) if question is not None else None
+            if question is None or answer is None or answer.value is None:
+                continue
+            scores.append(
+                Score(
+                    run=candidate.run,
+                    metric=gate.metric,
+                    value=answer.value,
+                    query=question.promql,
+                    address=redact(question.address),
+                )
+            )
+    return tuple(sorted(scores, key=lambda s: (s.run, s.metric, s.query)))
 
 
 def with_answers(
@@ -123,10 +164,8 @@ def with_answers(
         if (question := _question(gate, run=candidate.run, training_run=training_run)) is None:
             continue
         metrics.pop(gate.metric, None)
-        answer = answers.get(question)
-        if answer is None:
-            unanswered[gate.metric] = "not asked"
-        elif answer.error is not None:
+        answer = answers.get(question, Answer(None))
+        if answer.error is not None:
             unanswered[gate.metric] = f"query failed ({answer.error})"
         elif answer.value is None:
             unanswered[gate.metric] = "no data"

@@ -470,6 +470,7 @@ class Reconciler:
             source_commits=last_changes.by_path,
             trained=cycle.training.trained,
             waiting=cycle.training.waiting,
+            scores=cycle.training.scores,
             ticks=cycle.training.ticks,
         )
         evaluation = self._evaluator.evaluate(
@@ -769,14 +770,16 @@ class Reconciler:
             and all(c.error_remedy is Remedy.WAIT_FOR_COMMIT for c in cycle.changes.failures)
             and not _upstream_moved(cycle, report, instance=self._options.instance)
         )
-        status_head = report.status_commit or (cycle.inventory.commit if cycle.inventory else None)
+        # The commit the followed documents were read at, not this cycle's own status
+        # commit: that one may have landed on top of another instance's newer one.
+        read_at = cycle.inventory.commit if cycle.inventory else None
         self._memo = replace(
             self._memo,
             head=cycle.revision.commit,
             live_version=cycle.live_version,
             settled=settled,
             wake_at=cycle.training.wake_at,
-            watched_status=(cycle.status_branch, status_head) if cycle.follows else None,
+            watched_status=(cycle.status_branch, read_at) if cycle.follows else None,
         )
 
     def _others_moved(self, watched: tuple[str, str | None] | None) -> bool:

@@ -29,6 +29,7 @@ from gitsync.status_document import (
     RolloutInfo,
     RunRecord,
     ScheduleInfo,
+    Score,
     StatusDocument,
     Traffic,
 )
@@ -203,6 +204,7 @@ def _entry_status(
             trained,
             namespace=namespace,
             held=held,
+            scores=context.scores.get(key, ()),
             before=before,
             now=now,
         )
@@ -298,6 +300,7 @@ def _model_info(
     *,
     namespace: str,
     held: str | None,
+    scores: tuple[Score, ...],
     before: StatusDocument | None,
     now: str,
 ) -> ModelInfo:
@@ -316,6 +319,7 @@ def _model_info(
             evidence=trained.evidence if trained else (),
             promoted_from=upstream,
             held=held,
+            scores=scores,
         )
     storage_uri = ((body or {}).get("spec", {}).get("predictor", {}).get("model") or {}).get(
         "storageUri"

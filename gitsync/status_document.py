@@ -42,6 +42,7 @@ __all__ = [
     "RolloutInfo",
     "RunRecord",
     "ScheduleInfo",
+    "Score",
     "StatusDocument",
     "Traffic",
     "TrainerProgress",
@@ -102,6 +103,20 @@ class Traffic:
 
 
 @_part
+class Score:
+    """A gate query's answer for one run, kept in the model's document: once Prometheus
+    has scored a run, the run is judged by that score, so what a model serves does
+    not change because a series aged out of Prometheus, and each run is asked once."""
+
+    run: str
+    metric: str
+    value: float
+    #: The PromQL as asked (its holes filled), and the Prometheus asked (redacted).
+    query: str
+    address: str
+
+
+@_part
 class Lineage:
     """The training run a ``fromTrainingRun`` model serves (for a promoted model: the
     run its upstream serves, and the upstream it was promoted from)."""
@@ -118,6 +133,8 @@ class Lineage:
     #: keeps what it serves: in the document, so the hold is on record from the
     #: cycle it starts, and a commit tells when it changes or ends.
     held: str | None = None
+    #: What queried gates were answered for the runs the model chooses among.
+    scores: tuple[Score, ...] = ()
 
 
 @_part

@@ -116,6 +116,7 @@ class StatusStore:
         commit = head.commit if head else None
         if commit != self._inventory.commit:
             self._inventory = self._read_own(commit)
+            self._followed = (None, frozenset())  # the new inventory holds none of them
         if (commit, follow) != self._followed:
             others = self._read_others(commit, follow) if commit is not None else {}
             self._inventory = replace(self._inventory, others=others)

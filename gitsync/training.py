@@ -24,6 +24,8 @@ from gitsync.pipeline import (
     choose_run,
     decide_promotion,
     gate_questions,
+    remembered,
+    scores_of,
     with_answers,
 )
 from gitsync.render import (
@@ -38,7 +40,7 @@ from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format
 from gitsync.specs import ModelDeployment, ModelSource, TrainingRun
 from gitsync.specs.pipeline import RunSelection
 from gitsync.status import run_record, status_path
-from gitsync.status_document import RunRecord, StatusDocument
+from gitsync.status_document import RunRecord, Score, StatusDocument
 from gitsync.types import ObjectRef
 
 #: How soon a model waiting on a gate's query asks again.
@@ -68,8 +70,11 @@ class TrainingPlan:
     retire: Mapping[ObjectRef, str]
     #: By model: why it serves nothing (new) yet: gates not passed, a promotion held.
     waiting: Mapping[ObjectRef, str] = field(default_factory=dict)
-    #: When a held promotion's hold ends.
+    #: When a held promotion's hold ends, or a model waiting on a gate's query asks
+    #: Prometheus again.
     due: tuple[datetime, ...] = ()
+    #: By model: what its queried gates were answered for its runs, to record.
+    scores: Mapping[ObjectRef, tuple[Score, ...]] = field(default_factory=dict)
 
     @property
     def ticks(self) -> dict[ObjectRef, datetime]:
@@ -78,8 +83,8 @@ class TrainingPlan:
 
     @property
     def wake_at(self) -> datetime | None:
-        """The next tick of any schedule, or the end of a promotion's hold: a quiet
-        daemon must look again then."""
+        """The next tick of any schedule, the end of a promotion's hold, or a gate's
+        next question: a quiet daemon must look again then."""
         ticks = [d.next_tick for d in self.schedules.values() if d.next_tick is not None]
         return min([*ticks, *self.due], default=None)
 
@@ -101,12 +106,13 @@ def plan_training(
     trained: dict[ObjectRef, TrainedModel] = {}
     waiting: dict[ObjectRef, str] = {}
     due: list[datetime] = []
+    scores: dict[ObjectRef, tuple[Score, ...]] = {}
     for entry in entries:
         spec = entry.spec
         namespace = entry.namespace(default_namespace)
         if isinstance(spec, ModelDeployment):
             key = entry.key(default_namespace)
-            served, why, until = _served(
+            served = _served(
                 spec,
                 key,
                 jobs=jobs,
@@ -115,12 +121,14 @@ def plan_training(
                 now=now,
                 answers=answers or {},
             )
-            if served is not None:
-                trained[key] = served
-            if why is not None:
-                waiting[key] = why
-            if until is not None:
-                due.append(until)
+            if served.trained is not None:
+                trained[key] = served.trained
+            if served.waiting is not None:
+                waiting[key] = served.waiting
+            if served.due is not None:
+                due.append(served.due)
+            if served.scores:
+                scores[key] = served.scores
             continue
         if not isinstance(spec, TrainingRun):
             continue
@@ -145,6 +153,7 @@ def plan_training(
         retire=retire,
         waiting=waiting,
         due=tuple(due),
+        scores=scores,
     )
 
 
@@ -154,8 +163,9 @@ def gate_questions_of(
     *,
     inventory: Inventory,
     default_namespace: str,
-) -> set[Question]:
-    """Every PromQL question the models' gates ask of the runs they choose among."""
+) -> frozenset[Question]:
+    """The PromQL questions the models' gates ask of the runs they choose among, but
+    for those a model's recorded scores answer already."""
     jobs = jobs_by_training_run(live)
     questions: set[Question] = set()
     for entry in entries:
@@ -167,8 +177,21 @@ def gate_questions_of(
         if ref is None or not any(gate.query for gate in model.gates):
             continue
         candidates = _candidates(jobs.get(ref, ()), inventory.runs(ref))
-        questions |= gate_questions(candidates, model.gates, training_run=ref)
-    return questions
+        asked = gate_questions(candidates, model.gates, training_run=ref)
+        known = remembered(asked, _scores(inventory.document(entry.key(default_namespace))))
+        questions |= asked - known.keys()
+    return frozenset(questions)
+
+
+@dataclass(frozen=True, slots=True)
+class _Served:
+    """What a model fed from upstream serves now, why not (or not a newer one), when
+    to look again, and the gate scores to record."""
+
+    trained: TrainedModel | None = None
+    waiting: str | None = None
+    due: datetime | None = None
+    scores: tuple[Score, ...] = ()
 
 
 def _served(
@@ -180,32 +203,37 @@ def _served(
     namespace: str,
     now: datetime,
     answers: Mapping[Question, Answer],
-) -> tuple[TrainedModel | None, str | None, datetime | None]:
-    """What a model fed from upstream serves now, why not (or not a newer one), and
-    when to look again."""
+) -> _Served:
     model = spec.spec.model
     if model is None:
-        return None, None, None
+        return _Served()
     if (ref := model.training_run(namespace)) is not None:
-        served, why, unanswered = _from_run(
-            model, ref, jobs=jobs, inventory=inventory, answers=answers
+        return _from_run(
+            model,
+            ref,
+            jobs=jobs,
+            inventory=inventory,
+            answers=answers,
+            recorded=_scores(inventory.document(key)),
+            now=now,
         )
-        # Prometheus may answer later (an evaluation job still to push its score):
-        # a model that waits on a query looks again without a new commit.
-        return served, why, now + QUERY_RECHECK if why and unanswered else None
     upstream, source = model.upstream(namespace), model.from_model_deployment
     label = model.upstream_label(namespace)
     if upstream is None or source is None or label is None:
-        return None, None, None
+        return _Served()
     document = inventory.document(upstream, instance=source.instance)
     promotion = decide_promotion(source, document, now=now)
     if promotion.take is not None and promotion.upstream is not None:
-        return _carried(promotion.take, promotion.upstream, label), None, None
+        return _Served(_carried(promotion.take, promotion.upstream, upstream=label))
     # Held: the model keeps what it serves (its own last status says what that is).
     own = inventory.document(key)
     if own is None or own.model is None or own.model.storage_uri is None:
-        return None, f"waiting to promote: {promotion.waiting}", promotion.due
-    return _carried(own.model.storage_uri, own, label), promotion.waiting, promotion.due
+        return _Served(waiting=f"waiting to promote: {promotion.waiting}", due=promotion.due)
+    return _Served(
+        _carried(own.model.storage_uri, own, upstream=label),
+        waiting=promotion.waiting,
+        due=promotion.due,
+    )
 
 
 def _from_run(
@@ -215,21 +243,29 @@ def _from_run(
     jobs: Mapping[ObjectRef, Sequence[Mapping[str, Any]]],
     inventory: Inventory,
     answers: Mapping[Question, Answer],
-) -> tuple[TrainedModel | None, str | None, bool]:
-    """The run of TrainingRun ``ref`` the model serves, or why none, and whether a
-    queried gate went unanswered."""
-    candidates = [
-        with_answers(c, model.gates, answers, training_run=ref)
-        for c in _candidates(jobs.get(ref, ()), inventory.runs(ref))
-    ]
-    unanswered = any(c.unanswered for c in candidates)
+    recorded: Sequence[Score],
+    now: datetime,
+) -> _Served:
+    """The run of TrainingRun ``ref`` the model serves, or why none. A run's recorded
+    score answers its question; Prometheus' answers this cycle, the rest."""
+    runs = _candidates(jobs.get(ref, ()), inventory.runs(ref))
+    questions = gate_questions(runs, model.gates, training_run=ref)
+    known = {
+        **{q: answers[q] for q in questions if q in answers},
+        **remembered(questions, recorded),
+    }
+    candidates = [with_answers(c, model.gates, known, training_run=ref) for c in runs]
+    scores = scores_of(runs, model.gates, known, training_run=ref)
+    # Prometheus may answer later (an evaluation job still to push a run's score):
+    # while a run has no score, the model looks again without a new commit.
+    due = now + QUERY_RECHECK if any(c.unanswered for c in candidates) else None
     choice = choose_run(candidates, selection=model.select or RunSelection(), gates=model.gates)
     if choice.chosen is None:
         if not choice.judged:
             why = f"waiting for a Succeeded run of TrainingRun {ref.namespace}/{ref.name}"
-            return None, why, unanswered
-        why = f"waiting for TrainingRun {ref.namespace}/{ref.name}: {choice.reason}"
-        return None, why, unanswered
+        else:
+            why = f"waiting for TrainingRun {ref.namespace}/{ref.name}: {choice.reason}"
+        return _Served(waiting=why, due=due, scores=scores)
     chosen = choice.chosen
     passed = next(j for j in choice.judged if j.run == chosen.run)
     trained = TrainedModel(
@@ -239,7 +275,13 @@ def _from_run(
         source_commit=chosen.source_commit,
         evidence=passed.evidence,
     )
-    return trained, None, unanswered
+    return _Served(trained, due=due, scores=scores)
+
+
+def _scores(document: StatusDocument | None) -> tuple[Score, ...]:
+    """The gate scores a model's document recorded."""
+    lineage = document.model.from_training_run if document and document.model else None
+    return lineage.scores if lineage is not None else ()
 
 
 def followed(entries: Sequence[Entry], *, default_namespace: str, instance: str) -> frozenset[str]:
@@ -260,7 +302,7 @@ def followed(entries: Sequence[Entry], *, default_namespace: str, instance: str)
     return frozenset(paths)
 
 
-def _carried(output_uri: str, document: StatusDocument, upstream: str) -> TrainedModel:
+def _carried(output_uri: str, document: StatusDocument, *, upstream: str) -> TrainedModel:
     """A promoted model's serving, with the lineage ``document`` records for it (the
     run that trained it, the commit, the gates it passed)."""
     lineage = document.model.from_training_run if document.model else None

@@ -3,6 +3,7 @@ and when a model takes what its upstream serves."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +19,8 @@ from gitsync.pipeline import (
     decide_promotion,
     gate_questions,
     judge_run,
+    remembered,
+    scores_of,
     with_answers,
 )
 from gitsync.specs import ModelDeployment
@@ -27,6 +30,7 @@ from gitsync.status_document import (
     ModelInfo,
     Phase,
     RolloutInfo,
+    Score,
     StatusDocument,
 )
 from gitsync.types import ObjectRef
@@ -194,9 +198,8 @@ FRAUD_TRAIN = ObjectRef.spec("TrainingRun", "ml-training", "fraud-train")
 
 
 def asked(run: str) -> Question:
-    return Question(
-        "http://prometheus:9090", f'max(eval_auc{{job_name="{run}", namespace="ml-training"}})'
-    )
+    promql = f'max(eval_auc{{job_name="{run}", namespace="ml-training"}})'
+    return Question(address="http://prometheus:9090", promql=promql)
 
 
 def test_a_queried_gate_asks_one_question_a_run() -> None:
@@ -219,7 +222,7 @@ def test_a_queried_gate_asks_one_question_a_run() -> None:
             ("auc query failed (Prometheus unreachable): fails",),
             id="error",
         ),
-        pytest.param(None, False, ("auc not asked: fails",), id="not-asked"),
+        pytest.param(None, False, ("auc no data: fails",), id="not-answered"),
     ],
 )
 def test_a_queried_gate_is_judged_by_its_answer(
@@ -230,6 +233,47 @@ def test_a_queried_gate_is_judged_by_its_answer(
     answers = {} if answer is None else {asked("r-old"): answer}
     judged = judge_run(with_answers(candidate, [AUC], answers, training_run=FRAUD_TRAIN), [AUC])
     assert (judged.passed, judged.evidence) == (passed, evidence)
+
+
+def test_scores_are_recorded_and_answer_their_questions_again() -> None:
+    answers = {asked("r-old"): Answer(0.9), asked("r-mid"): Answer(None)}
+    scores = scores_of([OLD, MID], [ACCURACY, AUC], answers, training_run=FRAUD_TRAIN)
+    # Only a number is recorded: no data is asked again.
+    assert scores == (
+        Score(
+            run="r-old",
+            metric="auc",
+            value=0.9,
+            query=asked("r-old").promql,
+            address="http://prometheus:9090",
+        ),
+    )
+    questions = gate_questions([OLD, MID], [AUC], training_run=FRAUD_TRAIN)
+    assert remembered(questions, scores) == {asked("r-old"): Answer(0.9)}
+    # A score of another Prometheus, or of another query, answers nothing.
+    other = replace(scores[0], address="http://other:9090")
+    assert remembered(questions, [other]) == {}
+
+
+def test_a_recorded_score_with_credentials_matches_its_question_redacted() -> None:
+    secret = Question(address="https://bob:s3cret@prom.example", promql="up")
+    (score,) = scores_of(
+        [OLD],
+        [
+            MetricGate.model_validate(
+                {
+                    "metric": "up",
+                    "min": 0,
+                    "query": "up",
+                    "provider": {"prometheus": {"address": secret.address}},
+                }
+            )
+        ],
+        {secret: Answer(1.0)},
+        training_run=FRAUD_TRAIN,
+    )
+    assert score.address == "https://***@prom.example"
+    assert remembered([secret], [score]) == {secret: Answer(1.0)}
 
 
 def test_best_ranks_by_a_queried_metric() -> None:

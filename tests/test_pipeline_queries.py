@@ -54,9 +54,13 @@ class Scores:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
 
-    def score(self, run: str, auc: float) -> None:
+    def score(self, run: str, auc: float | None) -> None:
+        """Export ``run``'s score, or, with None, no longer."""
         with self._lock:
-            self._scores[run] = auc
+            if auc is None:
+                self._scores.pop(run, None)
+            else:
+                self._scores[run] = auc
 
     def exposition(self) -> str:
         with self._lock:
@@ -102,8 +106,9 @@ def scores(tmp_path: Path) -> Iterator[tuple[Scores, str]]:
         exporter.close()
 
 
-def scraped(address: str, run: str, auc: float) -> None:
-    """Wait until Prometheus answers the run's score (it scrapes every second)."""
+def scraped(address: str, run: str, auc: float | None) -> None:
+    """Wait until Prometheus answers the run's score, or no data (it scrapes every
+    second, and a series gone from a scrape is stale at once)."""
     deadline = time.monotonic() + 30
     with PrometheusClient(address, timeout=5) as client:
         while client.value(f'eval_auc{{job_name="{run}"}}') != auc:
@@ -125,33 +130,55 @@ def test_a_queried_gate_serves_only_what_prometheus_vouches_for(
         "query": 'max(eval_auc{job_name="{{run}}"})',
         "provider": {"prometheus": {"address": address}},
     }
+    source = {
+        "fromTrainingRun": "train",
+        "select": {"by": "best", "metric": "auc"},
+        "gates": [gate],
+    }
     # The run reports an auc of 0.99 itself: the gate says Prometheus decides.
     repo.write("train.yaml", train_job(namespace, accuracy=0.99, lr="0.1"))
-    repo.write(
-        "scorer.yaml", model(namespace, "scorer", {"fromTrainingRun": "train", "gates": [gate]})
-    )
+    repo.write("scorer.yaml", model(namespace, "scorer", source))
     repo.commit("train, gated on the evaluation service's auc")
     until(daemon, finished(repo, namespace, 1))
-    daemon.cycle()
-    run = runs(kube, namespace)["--lr=0.1"]
+    report = daemon.cycle()
+    first = runs(kube, namespace)["--lr=0.1"]
 
-    # Not scored yet: no data is never a pass.
+    # Not scored yet: no data is never a pass, and the model asks again soon.
     assert served(kube, namespace, "scorer") is None
     doc = status(repo, namespace, "ModelDeployment", "scorer")
     assert (doc["phase"], "auc no data: fails" in doc["message"]) == ("Pending", True), doc
+    assert report.result.requeue_after is not None and report.result.requeue_after <= 60
 
-    exporter.score(run, 0.7)
-    scraped(address, run, 0.7)
+    exporter.score(first, 0.7)
+    scraped(address, first, 0.7)
     daemon.cycle()
     assert served(kube, namespace, "scorer") is None
     doc = status(repo, namespace, "ModelDeployment", "scorer")
     assert "auc 0.7 < min 0.8" in doc["message"], doc["message"]
 
-    exporter.score(run, 0.85)
-    scraped(address, run, 0.85)
-    until(daemon, lambda: served(kube, namespace, "scorer") == f"s3://models/train/{run}")
+    repo.write("train.yaml", train_job(namespace, accuracy=0.99, lr="0.01"))
+    repo.commit("a second run")
+    until(daemon, finished(repo, namespace, 2))
+    second = runs(kube, namespace)["--lr=0.01"]
+    exporter.score(second, 0.85)
+    scraped(address, second, 0.85)
+    until(daemon, lambda: served(kube, namespace, "scorer") == f"s3://models/train/{second}")
     lineage = status(repo, namespace, "ModelDeployment", "scorer")["model"]["fromTrainingRun"]
-    assert (lineage["run"], lineage["evidence"]) == (run, ["auc 0.85 >= 0.8"])
+    assert (lineage["run"], lineage["evidence"]) == (second, ["auc 0.85 >= 0.8"])
+    recorded = {(s["run"], s["metric"], s["value"]) for s in lineage["scores"]}
+    assert recorded == {(first, "auc", 0.7), (second, "auc", 0.85)}
+
+    # A run's score, once Prometheus gave one, is the run's: the first run's new, higher
+    # score is not asked for, and when the second's series goes from Prometheus
+    # (retention, a restarted exporter) the model keeps it, without a commit or a wake.
+    exporter.score(first, 0.95)
+    exporter.score(second, None)
+    scraped(address, second, None)
+    report = daemon.cycle()
+    assert served(kube, namespace, "scorer") == f"s3://models/train/{second}"
+    lineage = status(repo, namespace, "ModelDeployment", "scorer")["model"]["fromTrainingRun"]
+    assert {(s["run"], s["metric"], s["value"]) for s in lineage["scores"]} == recorded
+    assert report.result.requeue_after is None
 
 
 def test_a_gate_whose_prometheus_is_away_fails_and_says_so(

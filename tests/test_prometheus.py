@@ -411,6 +411,20 @@ _FAKE_ANSWERS: dict[str, tuple[int, str, bytes]] = {
         "application/json",
         b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"x"]}]}}',
     ),
+    # A Prometheus-compatible server whose labels are not a map: no crash, and the
+    # sample still reads.
+    "/odd-labels/api/v1/query": (
+        200,
+        "application/json",
+        b'{"status":"success","data":{"resultType":"vector",'
+        b'"result":[{"metric":["job"],"value":[1,"0.5"]}]}}',
+    ),
+    "/odd-series/api/v1/query": (
+        200,
+        "application/json",
+        b'{"status":"success","data":{"resultType":"vector",'
+        b'"result":[{"metric":["a"],"value":[1,"1"]},{"metric":7,"value":[1,"2"]}]}}',
+    ),
 }
 
 
@@ -712,3 +726,13 @@ def test_standard_mode_series_are_per_deployment_and_a_canary_serves_once_ready(
     canary = {"revision": "m-v2-predictor"}
     assert value(samples, "revision_request_duration_seconds_count", **canary) == pytest.approx(40)
     assert value(samples, "revision_requests_total", code="500", **canary) == pytest.approx(8.0)
+
+
+def test_odd_shapes_from_a_compatible_server_are_read_or_refused_by_type(fake: str) -> None:
+    with PrometheusClient(fake + "/odd-labels", timeout=2) as client:
+        assert client.value("up") == 0.5
+    with (
+        PrometheusClient(fake + "/odd-series", timeout=2) as client,
+        pytest.raises(MetricQueryError, match="returned 2 series"),
+    ):
+        client.value("up")

@@ -183,7 +183,8 @@ def _one_number(what: str, data: Mapping[str, Any]) -> Sample | None:
                 f"({shown}{more}): aggregate them, e.g. with sum(), or narrow the selector"
             )
         item = result[0] if isinstance(result[0], dict) else {}
-        return _sample(what, item.get("value"), item.get("metric") or {})
+        labels = item.get("metric")
+        return _sample(what, item.get("value"), labels if isinstance(labels, dict) else {})
     if kind == "matrix":
         raise MetricQueryError(
             f"{what} returned a range vector, not one number: "
@@ -213,5 +214,6 @@ def _sample(what: str, pair: object, labels: Mapping[str, Any]) -> Sample | None
 
 def _series(item: object) -> str:
     metric = item.get("metric") if isinstance(item, dict) else None
-    labels = ", ".join(f'{k}="{v}"' for k, v in sorted((metric or {}).items()))
+    pairs = metric.items() if isinstance(metric, dict) else ()
+    labels = ", ".join(f'{k}="{v}"' for k, v in sorted(pairs, key=str))
     return "{" + labels + "}"

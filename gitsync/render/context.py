@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
+from gitsync.status_document import Score
 from gitsync.types import ObjectRef
 
 __all__ = [
@@ -93,5 +94,7 @@ class RenderContext:
     #: By ModelDeployment: why such a model serves nothing yet (no run passes its gates,
     #: its upstream has not proven itself), for its status.
     waiting: Mapping[ObjectRef, str] = field(default_factory=dict)
+    #: By model: the scores its queried gates were answered, for its status.
+    scores: Mapping[ObjectRef, tuple[Score, ...]] = field(default_factory=dict)
     #: By (namespace, TrainingRun name): the tick a scheduled run starts for now.
     ticks: Mapping[ObjectRef, datetime] = field(default_factory=dict)
