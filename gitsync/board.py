@@ -584,8 +584,11 @@ _OF_INSTANCE: Final = " of instance "
 
 
 def _of_instance(label: str, instance: str) -> str:
-    """``label`` naming its instance; a label that names one already keeps it."""
-    return label if _OF_INSTANCE in label else f"{label}{_OF_INSTANCE}{instance}"
+    """``label`` naming its instance; a label that names one already keeps it, and an
+    old-layout document (no instance) has none to name."""
+    if _OF_INSTANCE in label or not instance:
+        return label
+    return f"{label}{_OF_INSTANCE}{instance}"
 
 
 def _without_instance(label: str) -> str:

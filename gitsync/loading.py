@@ -729,7 +729,10 @@ def _broken_references(
                 continue
             namespace = entry.namespace(default_namespace)
             run = spec.spec.training_run(namespace)
-            upstream = None if _elsewhere(spec) else spec.spec.upstream(namespace)
+            # Another instance's upstream is declared where this load cannot see: its
+            # existence, and a cycle through it, are that repo's to check.
+            elsewhere = spec.spec.model.follows_another_instance
+            upstream = None if elsewhere else spec.spec.upstream(namespace)
             field, target = (
                 ("spec.model.fromTrainingRun", run)
                 if run is not None
@@ -764,14 +767,6 @@ def _reference_problem(
     return None
 
 
-def _elsewhere(spec: ModelDeployment) -> bool:
-    """Whether the model is promoted from another instance's: declared in a repo (or
-    folder) this load does not see, so neither its existence nor a cycle through it
-    can be checked here."""
-    source = spec.spec.model.from_model_deployment if spec.spec.model else None
-    return source is not None and source.instance is not None
-
-
 def _promotion_cycle(
     origin: ObjectRef, by_key: Mapping[ObjectRef, Sequence[Entry]], default_namespace: str
 ) -> bool:
@@ -783,7 +778,7 @@ def _promotion_cycle(
         if not isinstance(spec, ModelDeployment):
             return False
         following = spec.spec.upstream(found[0].namespace(default_namespace))
-        if following is None or _elsewhere(spec):
+        if following is None or (spec.spec.model and spec.spec.model.follows_another_instance):
             return False
         if following in seen:
             return True

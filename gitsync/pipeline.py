@@ -91,6 +91,9 @@ class Answer:
 
     value: float | None
     error: str | None = None
+    #: Whether asking again may answer (Prometheus away), or only a new commit can (a
+    #: query Prometheus refuses).
+    retry: bool = True
 
 
 def _question(gate: MetricGate, *, run: str, training_run: ObjectRef) -> Question | None:

@@ -407,8 +407,7 @@ def _source(entry: Entry, default_namespace: str) -> ObjectRef | None:
 def _follows_elsewhere(entry: Entry) -> bool:
     spec = entry.spec
     model = spec.spec.model if isinstance(spec, ModelDeployment) else None
-    source = model.from_model_deployment if model else None
-    return source is not None and source.instance is not None
+    return model is not None and model.follows_another_instance
 
 
 def _touched(step: PipelineStep) -> bool:

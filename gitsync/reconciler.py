@@ -459,7 +459,7 @@ class Reconciler:
             return Answer(self._metrics(question.address).value(question.promql))
         except GitsyncError as exc:
             log.warning("gate query failed", query=question.promql, error=str(exc))
-            return Answer(None, error=str(exc))
+            return Answer(None, error=str(exc), retry=exc.remedy is Remedy.RETRY)
 
     def _evaluate(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
@@ -788,7 +788,10 @@ class Reconciler:
         if watched is None:
             return False
         branch, known = watched
-        head = self._git.fetch_branch(branch)
+        try:
+            head = self._git.fetch_branch(branch)
+        except GitError:
+            return True  # unknown: the cycle runs, and meets the remote's trouble itself
         return (head.commit if head else None) != known
 
     def _report(self, cycle: Cycle, stop: Stop, *, started: float) -> CycleReport:

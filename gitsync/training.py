@@ -257,8 +257,12 @@ def _from_run(
     candidates = [with_answers(c, model.gates, known, training_run=ref) for c in runs]
     scores = scores_of(runs, model.gates, known, training_run=ref)
     # Prometheus may answer later (an evaluation job still to push a run's score):
-    # while a run has no score, the model looks again without a new commit.
-    due = now + QUERY_RECHECK if any(c.unanswered for c in candidates) else None
+    # while a run has no score, the model looks again without a new commit; a query
+    # Prometheus refuses waits for the commit that fixes it.
+    unscored = [
+        q for q in questions if (a := known.get(q)) is None or (a.value is None and a.retry)
+    ]
+    due = now + QUERY_RECHECK if unscored else None
     choice = choose_run(candidates, selection=model.select or RunSelection(), gates=model.gates)
     if choice.chosen is None:
         if not choice.judged:

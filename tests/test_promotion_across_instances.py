@@ -51,7 +51,12 @@ def test_production_promotes_from_the_staging_instance_after_its_hold(
     instances: tuple[SpecRepo, Reconciler, Reconciler, str], kube: KubeClient, namespace: str
 ) -> None:
     repo, staging, production, staging_instance = instances
-    upstream = {"name": "fraud-staging", "instance": staging_instance, "healthyFor": "2s"}
+    upstream = {
+        "name": "fraud-staging",
+        "namespace": namespace,
+        "instance": staging_instance,
+        "healthyFor": "4s",
+    }
     repo.write("staging/model.yaml", model(namespace, "fraud-staging", {"storageUri": "s3://m/v1"}))
     repo.write(
         "production/model.yaml", model(namespace, "fraud", {"fromModelDeployment": upstream})
@@ -88,6 +93,11 @@ def test_production_promotes_from_the_staging_instance_after_its_hold(
         staging,
         lambda: status(repo, namespace, "ModelDeployment", "fraud-staging")["phase"] == "Healthy",
     )
+    # v2 is Healthy in staging, but not yet for its 4s: production keeps v1.
+    production.cycle()
+    assert served(kube, namespace, "fraud") == "s3://m/v1"
+    held = status(repo, namespace, "ModelDeployment", "fraud")["model"]["fromTrainingRun"]
+    assert "healthyFor 4s ends" in held["held"], held
     until(production, lambda: served(kube, namespace, "fraud") == "s3://m/v2")
 
 
@@ -101,7 +111,10 @@ def test_validate_leaves_another_instance_s_upstream_to_that_instance() -> None:
         loaded = load_tree([load_file("fraud.yaml", content)], default_namespace="ml-serving")
         return [d.message for d in loaded.diagnostics]
 
-    assert errors({"name": "fraud", "instance": "staging"}) == []
+    assert errors({"name": "fraud", "namespace": "ml-staging", "instance": "staging"}) == []
+    # The other repo's default namespace is not this one's: it must be named.
+    (needs_namespace,) = errors({"name": "fraud", "instance": "staging"})
+    assert "instance 'staging' needs namespace" in needs_namespace
     assert errors({"name": "fraud-staging"}) == [
         "no ModelDeployment ml-serving/fraud-staging in the repo"
     ]

@@ -93,10 +93,20 @@ class Upstream(StrictModel):
     instance: Annotated[str, StringConstraints(pattern=INSTANCE_NAME)] | None = Field(
         default=None,
         description="The gitsync instance that reconciles it, when not this one (staging's "
-        "cluster): its status is read from that instance's folder of the shared status branch",
+        "cluster): its status is read from that instance's folder of the shared status "
+        "branch. Needs namespace: the other repo's default namespace is not this one's",
     )
     healthy_for: Duration = Field(
         default="0s",
         description="How long the upstream model must have been Ready, with no failing "
         "analysis, before this one takes it",
     )
+
+    @model_validator(mode="after")
+    def _another_instance_names_the_namespace(self) -> Upstream:
+        if self.instance is not None and self.namespace is None:
+            raise ValueError(
+                f"instance {self.instance!r} needs namespace: the upstream's repo has "
+                "defaults of its own"
+            )
+        return self

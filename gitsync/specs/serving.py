@@ -213,6 +213,13 @@ class ModelSource(StrictModel):
         source = self.from_model_deployment
         return ObjectRef.spec("ModelDeployment", source.namespace or namespace, source.name)
 
+    @property
+    def follows_another_instance(self) -> bool:
+        """Promoted from a model another gitsync instance reconciles: declared in a
+        repo (or folder) this one does not see."""
+        source = self.from_model_deployment
+        return source is not None and source.instance is not None
+
     def upstream_label(self, namespace: str) -> str | None:
         """The upstream in words, with its instance when it is another's."""
         if (ref := self.upstream(namespace)) is None or self.from_model_deployment is None:
