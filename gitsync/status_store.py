@@ -130,8 +130,9 @@ class StatusStore:
             files = self._git.files(commit, under=instance_prefix(owner).rstrip("/"))
             for path in sorted(follow & files.keys()):
                 doc = self._parse(files[path], self._git.read_blob(files[path]))
-                # A document in a folder not its writer's is nobody's word on it.
-                if doc is not None and doc.instance == owner:
+                # A document whose instance, kind, namespace or name is not its path's
+                # (a copy, a hand edit) is nobody's word on the upstream.
+                if doc is not None and doc.path == path:
                     found[path] = doc
         return found
 

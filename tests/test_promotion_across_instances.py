@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from gitsync.clients.git import GitSource
+from gitsync.clients.git import Author, GitSource
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
+from gitsync.health import Health, HealthReport
 from gitsync.loading import load_file, load_tree
 from gitsync.reconciler import Reconciler, SyncOptions
+from gitsync.status import build_status, status_path
+from gitsync.status_document import ModelInfo
+from gitsync.status_store import StatusStore
 
-from .specrepo import SpecRepo
+from .specrepo import SpecRepo, git
 from .test_pipelines import model, served, status, until
 
 
@@ -118,3 +122,48 @@ def test_validate_leaves_another_instance_s_upstream_to_that_instance() -> None:
     assert errors({"name": "fraud-staging"}) == [
         "no ModelDeployment ml-serving/fraud-staging in the repo"
     ]
+
+
+def test_only_a_document_that_is_what_its_path_says_is_followed(tmp_path: Path) -> None:
+    """A copy of staging's document under another name (a hand edit of the shared
+    branch) is not taken as that model's word."""
+    repo = SpecRepo(tmp_path / "repo")
+    repo.write("README.md", "specs\n")
+    repo.commit("a repo")
+    staging = StatusStore(
+        GitSource(repo.url, branch="main", cache_dir=tmp_path / "staging"),
+        author=Author("gitsync", "g@x"),
+        instance="staging",
+    )
+    staging.read("gitsync/status")
+    status = build_status(
+        kind="ModelDeployment",
+        name="fraud",
+        namespace="ml",
+        instance="staging",
+        source="fraud.yaml",
+        source_commit="c" * 40,
+        now="2026-12-01T12:00:00Z",
+        health=HealthReport(Health.HEALTHY, "serving"),
+        model=ModelInfo(storage_uri="s3://m/fraud/v1"),
+    )
+    staging.publish([status], branch="gitsync/status", source_commit="c" * 40)
+    real = status_path("ModelDeployment", "ml", "fraud", instance="staging")
+    copy = status_path("ModelDeployment", "ml", "fraud-copy", instance="staging")
+    # A person copies the document to another model's path, on the shared branch.
+    work = tmp_path / "person"
+    git("clone", "-q", "--branch", "gitsync/status", str(repo.remote), str(work), cwd=tmp_path)
+    (work / copy).write_bytes((work / real).read_bytes())
+    git("add", copy, cwd=work)
+    git("-c", "user.name=P", "-c", "user.email=p@x", "commit", "-qm", "copy", cwd=work)
+    git("push", "-q", "origin", "gitsync/status", cwd=work)
+
+    production = StatusStore(
+        GitSource(repo.url, branch="main", cache_dir=tmp_path / "production"),
+        author=Author("gitsync", "g@x"),
+        instance="production",
+    )
+    inventory = production.read("gitsync/status", follow=frozenset({real, copy}))
+    assert set(inventory.others) == {real}
+    assert inventory.others[real].model is not None
+    assert inventory.others[real].model.storage_uri == "s3://m/fraud/v1"
