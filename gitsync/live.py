@@ -98,9 +98,12 @@ class WatchedSource:
         for api_version, kind in kinds:
             informer = self._informers[(api_version, kind)]
             deadline = time.monotonic() + self._sync_timeout
-            if informer.error is not None:
+            if informer.error is not None and not isinstance(informer.error, NotFoundError):
                 # Retry now rather than when the informer's backoff ends: the server
                 # may be back, and this cycle would otherwise fail on a stale error.
+                # A kind the server does not serve (its CRD not installed) was an
+                # answer, not an outage: its informer's own backoff looks again, and
+                # a cycle does not wait for it.
                 failures = informer.failures
                 informer.kick()
                 while (

@@ -19,6 +19,7 @@ import yaml
 from structlog.testing import capture_logs
 
 from gitsync.clients.kube import Informer, KubeClient
+from gitsync.live import WatchedSource
 from gitsync.types import ObjectRef
 
 THROTTLED_WATCHES = 3
@@ -26,9 +27,14 @@ THROTTLED_WATCHES = 3
 
 class _Scripted(BaseHTTPRequestHandler):
     watches = 0
+    #: Requests for a group the server does not serve (no such CRD).
+    unserved = 0
 
     def do_GET(self) -> None:
-        if self.path == "/api/v1":
+        if self.path.startswith("/apis/example.com/"):
+            type(self).unserved += 1
+            self._json(404, {"kind": "Status", "code": 404, "message": "not found"})
+        elif self.path == "/api/v1":
             self._json(
                 200,
                 {"resources": [{"name": "configmaps", "kind": "ConfigMap", "namespaced": True}]},
@@ -104,3 +110,21 @@ def test_a_throttled_watch_is_a_quiet_wait(kube: KubeClient) -> None:
     assert set(errors) == {None}
     assert [e for e in logs if e["log_level"] != "debug"] == []
     assert [e["event"] for e in logs] == ["watch throttled"] * THROTTLED_WATCHES
+
+
+def test_a_kind_the_server_does_not_serve_is_skipped_told_once_and_not_retried_each_cycle(
+    kube: KubeClient,
+) -> None:
+    """A cluster without the Kubeflow CRDs (a serving-only install): each cycle skips
+    the kind at once instead of kicking its informer, rediscovering the API and
+    warning again; the informer's own backoff looks for the CRD meanwhile."""
+    source = WatchedSource(kube, selector="gitsync.io/instance=x")
+    with capture_logs() as logs:
+        try:
+            for _ in range(20):
+                assert source.objects([("example.com/v1", "Widget")]) == []
+        finally:
+            source.close()
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["watch interrupted"]
+    # The first discovery, and at most one retry of the informer's own (0.5 s) backoff.
+    assert _Scripted.unserved <= 2

@@ -827,8 +827,12 @@ class Informer:
                 self._pause()
             except GitsyncError as exc:
                 self.failures += 1
+                # A kind that stays unserved (no CRD) is said once, not at every retry.
+                unserved = isinstance(exc, NotFoundError) and isinstance(self.error, NotFoundError)
                 self.error = exc
-                log.warning("watch interrupted", kind=self.kind, error=str(exc))
+                (log.debug if unserved else log.warning)(
+                    "watch interrupted", kind=self.kind, error=str(exc)
+                )
                 if isinstance(exc, NotFoundError):
                     # The kind is not served (yet): its CRD may be installed later.
                     self._kube.forget_discovery()
