@@ -536,3 +536,30 @@ def test_broken_references_are_reported_at_the_model(
 def test_a_plan_says_where_a_model_comes_from(source: dict[str, object], words: str) -> None:
     model = ModelDeployment.model_validate(_model("m", **source))
     assert model.spec.serves() == words
+
+
+def test_a_follower_reads_only_other_instances_upstreams() -> None:
+    from gitsync.training import followed  # noqa: PLC0415
+
+    def entry(name: str, source: dict[str, object]) -> str:
+        return yaml.safe_dump(
+            {
+                "apiVersion": "gitsync.io/v1alpha1",
+                "kind": "ModelDeployment",
+                "metadata": {"name": name, "namespace": "ml"},
+                "spec": {"model": {"format": "sklearn", "fromModelDeployment": source}},
+            }
+        )
+
+    content = "---\n".join(
+        [
+            entry("local", {"name": "staging"}),
+            entry("own", {"name": "staging", "namespace": "ml", "instance": "prod"}),
+            entry("other", {"name": "fraud", "namespace": "ml-staging", "instance": "staging"}),
+        ]
+    )
+    loaded = load_file("models.yaml", content.encode())
+    assert loaded.diagnostics == ()
+    assert followed(loaded.entries, default_namespace="ml", instance="prod") == frozenset(
+        {"status/staging/ml-staging/ModelDeployment/fraud.yaml"}
+    )

@@ -163,7 +163,14 @@ def test_only_a_document_that_is_what_its_path_says_is_followed(tmp_path: Path) 
         author=Author("gitsync", "g@x"),
         instance="production",
     )
-    inventory = production.read("gitsync/status", follow=frozenset({real, copy}))
+    follow = frozenset({real, copy})
+    inventory = production.read("gitsync/status", follow=follow)
     assert set(inventory.others) == {real}
     assert inventory.others[real].model is not None
     assert inventory.others[real].model.storage_uri == "s3://m/fraud/v1"
+    # After a push that may not have landed, the branch is read anew: what the store
+    # follows is read again with it, not lost.
+    production.forget()
+    assert set(production.read("gitsync/status", follow=follow).others) == {real}
+    # And a follower that stops following reads nothing of the other instance.
+    assert production.read("gitsync/status").others == {}
