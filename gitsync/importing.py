@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -186,18 +186,26 @@ def _env(items: object) -> dict[str, Any] | None:
     return env
 
 
-def _container(container: Mapping[str, Any]) -> dict[str, Any]:
-    typed = {k: container[k] for k in _CONTAINER_FIELDS if k in container}
-    if (env := _env(container.get("env"))) is not None:
+def _typed(part: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """The ``fields`` of a container-like ``part`` that a spec types as they are, and
+    its env in the spec's form when it has one."""
+    typed = {k: part[k] for k in fields if k in part}
+    if (env := _env(part.get("env"))) is not None:
         typed["env"] = env
     return typed
+
+
+def _secret_names(items: object) -> list[Any] | None:
+    """``imagePullSecrets`` as a spec writes them: the names alone."""
+    if not isinstance(items, list):
+        return None
+    return [s.get("name") for s in items if isinstance(s, dict)]
 
 
 def _component(part: Mapping[str, Any], notes: list[str], where: str) -> dict[str, Any]:
     """The typed fields of a predictor, transformer or explainer."""
     typed: dict[str, Any] = {k: part[k] for k in _POD_FIELDS if k in part}
-    if isinstance(part.get("imagePullSecrets"), list):
-        names = [s.get("name") for s in part["imagePullSecrets"] if isinstance(s, dict)]
+    if (names := _secret_names(part.get("imagePullSecrets"))) is not None:
         typed["imagePullSecrets"] = names
     for field, wire in (("labels", "podLabels"), ("annotations", "podAnnotations")):
         if field in part:
@@ -206,7 +214,9 @@ def _component(part: Mapping[str, Any], notes: list[str], where: str) -> dict[st
     if scaling:
         typed["scaling"] = scaling
     if isinstance(part.get("containers"), list):
-        typed["containers"] = [_container(c) for c in part["containers"] if isinstance(c, dict)]
+        typed["containers"] = [
+            _typed(c, _CONTAINER_FIELDS) for c in part["containers"] if isinstance(c, dict)
+        ]
     if typed:
         notes.append(f"{where}: {', '.join(sorted(typed))}")
     return typed
@@ -225,9 +235,9 @@ def _lift_inference_service(obj: Object) -> tuple[Object, list[str]] | str:
         typed_model: Object = {"format": model_format.get("name")}
         if "version" in model_format:
             typed_model["formatVersion"] = model_format["version"]
-        typed_model |= {
-            k: model[k]
-            for k in (
+        typed_model |= _typed(
+            model,
+            (
                 "storageUri",
                 "storage",
                 "runtime",
@@ -237,11 +247,8 @@ def _lift_inference_service(obj: Object) -> tuple[Object, list[str]] | str:
                 "args",
                 "ports",
                 "volumeMounts",
-            )
-            if k in model
-        }
-        if (env := _env(model.get("env"))) is not None:
-            typed_model["env"] = env
+            ),
+        )
         # The predictor's storageUris are its model's in a ModelDeployment.
         if "storageUris" in body:
             typed_model["storageUris"] = body.pop("storageUris")
@@ -256,10 +263,9 @@ def _lift_inference_service(obj: Object) -> tuple[Object, list[str]] | str:
             part = spec[name]
             body[name] = _component(part, notes, name)
             if name == "explainer" and isinstance(part.get("art"), dict):
-                art = part["art"]
-                typed_art = {
-                    k: art[k]
-                    for k in (
+                body[name]["art"] = _typed(
+                    part["art"],
+                    (
                         "type",
                         "config",
                         "storageUri",
@@ -267,12 +273,8 @@ def _lift_inference_service(obj: Object) -> tuple[Object, list[str]] | str:
                         "image",
                         "args",
                         "resources",
-                    )
-                    if k in art
-                }
-                if (env := _env(art.get("env"))) is not None:
-                    typed_art["env"] = env
-                body[name]["art"] = typed_art
+                    ),
+                )
     annotations = dict(metadata.get("annotations") or {})
     if annotations.get(_MODE_ANNOTATION) in ("Serverless", "Standard"):
         body["deploymentMode"] = annotations.pop(_MODE_ANNOTATION)
@@ -328,16 +330,12 @@ def _workload(replica: Mapping[str, Any]) -> dict[str, Any]:
     pod = template.get("spec") or {}
     containers = pod.get("containers") or [{}]
     container = containers[0] if isinstance(containers[0], dict) else {}
-    typed: dict[str, Any] = {k: container[k] for k in _RUN_CONTAINER_FIELDS if k in container}
-    if (env := _env(container.get("env"))) is not None:
-        typed["env"] = env
+    typed = _typed(container, _RUN_CONTAINER_FIELDS)
     typed |= {k: pod[k] for k in _RUN_POD_FIELDS if k in pod}
     if "securityContext" in pod:
         typed["podSecurityContext"] = pod["securityContext"]
-    if isinstance(pod.get("imagePullSecrets"), list):
-        typed["imagePullSecrets"] = [
-            s.get("name") for s in pod["imagePullSecrets"] if isinstance(s, dict)
-        ]
+    if (names := _secret_names(pod.get("imagePullSecrets"))) is not None:
+        typed["imagePullSecrets"] = names
     metadata = template.get("metadata") or {}
     for field, wire in (("labels", "podLabels"), ("annotations", "podAnnotations")):
         if metadata.get(field):
@@ -406,9 +404,7 @@ def _lift_train_job(obj: Object) -> tuple[Object, list[str]] | str:
         return "it names no runtimeRef"
     body: Object = {"runtimeRef": {k: runtime[k] for k in ("name", "kind") if k in runtime}}
     trainer = spec.get("trainer") or {}
-    body |= {k: trainer[k] for k in ("image", "command", "args", "numNodes") if k in trainer}
-    if (env := _env(trainer.get("env"))) is not None:
-        body["env"] = env
+    body |= _typed(trainer, ("image", "command", "args", "numNodes"))
     if "resourcesPerNode" in trainer:
         body["resources"] = trainer["resourcesPerNode"]
     if "numProcPerNode" in trainer:
