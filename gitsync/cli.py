@@ -25,35 +25,27 @@ import click
 import orjson
 import yaml
 
-from gitsync import __version__, audit
-from gitsync.diff import Action
+from gitsync import __version__
 from gitsync.errors import ConfigurationError, GitsyncError, LeadershipLostError
-from gitsync.evaluation import Evaluation, Evaluator, spec_objects
-from gitsync.health import assess
-from gitsync.history import SpecInfo, timelines
-from gitsync.importing import Refused, import_text
-from gitsync.loading import Severity
-from gitsync.plan import make_plan
-from gitsync.policy import PolicySet, verdict_lines
 from gitsync.redact import redact
-from gitsync.render import RenderContext
-from gitsync.rollout import COMMAND_ANNOTATION
-from gitsync.sharding import Shard
-from gitsync.snapshot import Snapshot, read_folder, read_snapshot
-from gitsync.specs import DEFAULT_STATUS_BRANCH, json_schema
-from gitsync.specs.common import DNS1123_LABEL
-from gitsync.status import status_path
-from gitsync.status_document import StatusDocument, status_json_schema
-from gitsync.types import ObjectRef, parse_resource
+from gitsync.types import DEFAULT_STATUS_BRANCH, DNS1123_LABEL
 
 if TYPE_CHECKING:
-    # Imported where used: the Kubernetes client alone takes longer to import than
-    # `gitsync validate` takes to run, and pygit2 and structlog are not free either.
+    # Imported where used: a command pays only for its own modules. The Kubernetes
+    # client alone takes longer to import than `gitsync validate` takes to run, and
+    # the spec models (pydantic), the policy engine and pygit2 are not free either; a
+    # `gitsync sync` whose inputs have not changed needs none of the models.
     from gitsync.clients.git import Repository
     from gitsync.clients.kube import KubeClient
     from gitsync.election import LeaderElector
+    from gitsync.evaluation import Evaluation
+    from gitsync.history import SpecInfo
     from gitsync.metrics import Metrics
+    from gitsync.policy import PolicySet
     from gitsync.reconciler import CycleReport, Reconciler
+    from gitsync.snapshot import Snapshot
+    from gitsync.status_document import StatusDocument
+    from gitsync.types import ObjectRef
 
 __all__ = ["main"]
 
@@ -201,6 +193,9 @@ def validate(path: Path, output: str) -> None:
 
     Exit 0 when valid (policy warnings are printed), 1 otherwise.
     """
+    from gitsync.loading import Severity  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.snapshot import read_folder  # noqa: PLC0415 - see TYPE_CHECKING above
+
     snap = read_folder(path)
     evaluation = _evaluate(snap, instance="validate", source_commits={})
     loaded = evaluation.loaded
@@ -258,6 +253,8 @@ def import_(files: tuple[Path, ...], out: Path | None, namespace: str) -> None:
     Exit 1 when any object was refused (the others are still imported); existing
     files under --out are never overwritten.
     """
+    from gitsync.importing import Refused, import_text  # noqa: PLC0415 - see TYPE_CHECKING above
+
     refused = 0
     printed: list[str] = []
     for file in files:
@@ -333,6 +330,9 @@ def render_command(path: Path, instance: str, default_namespace: str | None) -> 
     only in a cycle and is noted on stderr. Exit 1, with path:line:col diagnostics
     on stderr and nothing on stdout, when any spec is invalid or denied.
     """
+    from gitsync.loading import Severity  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.snapshot import read_folder  # noqa: PLC0415 - see TYPE_CHECKING above
+
     snap = read_folder(path, default_namespace=default_namespace)
     evaluation = _evaluate(snap, instance=instance, source_commits={})
     diagnostics = [*snap.config_diagnostics, *evaluation.loaded.diagnostics]
@@ -406,6 +406,11 @@ def plan(
 ) -> None:
     """Say what merging HEAD into BASE would do. Exit 0 no change, 2 changes, 1 errors."""
     from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.evaluation import spec_objects  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.plan import make_plan  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.policy import PolicySet, verdict_lines  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.sharding import Shard  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.snapshot import read_snapshot  # noqa: PLC0415 - see TYPE_CHECKING above
 
     repository = Repository.open(repo)
     shard = Shard(shard_index, shards)
@@ -467,6 +472,9 @@ def _evaluate(
 ) -> Evaluation:
     """The one evaluation path, outside a cycle: nothing is known of the cluster, so a
     model trained by a run or a scheduled run between ticks renders to nothing."""
+    from gitsync.evaluation import Evaluator  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.render import RenderContext  # noqa: PLC0415 - see TYPE_CHECKING above
+
     context = RenderContext(
         instance=instance,
         default_namespace=snap.config.defaults.namespace,
@@ -503,6 +511,7 @@ def _rollout_command(verb: str) -> Callable[..., None]:
         name: str, namespace: str, kubeconfig: Path | None, kube_context: str | None
     ) -> None:
         from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
+        from gitsync.rollout import COMMAND_ANNOTATION  # noqa: PLC0415 - see TYPE_CHECKING above
 
         kube = KubeClient.from_kubeconfig(kubeconfig, context=kube_context)
         try:
@@ -536,6 +545,8 @@ _INSTANCE_HELP = "Only this gitsync instance's specs (default: every instance on
 
 
 def _branch_head(repository: Repository, branch: str) -> str:
+    from gitsync import audit  # noqa: PLC0415 - see TYPE_CHECKING above
+
     head = audit.find_branch(repository, branch)
     if head is None:
         raise ConfigurationError(f"no branch {branch!r} in the repository (fetch it first)")
@@ -555,6 +566,10 @@ def _declared_specs(
 ) -> dict[str, SpecInfo]:
     """Each spec of ``head`` named as its status document would name it, for a
     timeline before gitsync has written any."""
+    from gitsync.history import SpecInfo  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.snapshot import read_snapshot  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.status import status_path  # noqa: PLC0415 - see TYPE_CHECKING above
+
     snap = read_snapshot(repository, head, root=root)
     default = snap.config.defaults.namespace
     return {
@@ -602,7 +617,9 @@ def history(
     output: str,
 ) -> None:
     """One timeline per spec: its commits (who, when, which merge) and what gitsync did."""
+    from gitsync import audit  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.history import SpecInfo, timelines  # noqa: PLC0415 - see TYPE_CHECKING above
 
     repository = Repository.open(repo)
     since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
@@ -675,6 +692,7 @@ def status(
     output: str,
 ) -> None:
     """Current state of each spec, from the status branch (and the cluster, if given)."""
+    from gitsync import audit  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.clients.git import Repository  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.clients.kube import KubeClient  # noqa: PLC0415 - see TYPE_CHECKING above
 
@@ -765,6 +783,9 @@ def dashboard(
 
 
 def _status_row(doc: StatusDocument, kube: KubeClient | None) -> dict[str, Any]:
+    from gitsync.health import assess  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.types import parse_resource  # noqa: PLC0415 - see TYPE_CHECKING above
+
     row: dict[str, Any] = {
         "kind": doc.kind,
         "namespace": doc.namespace,
@@ -792,6 +813,9 @@ def _status_row(doc: StatusDocument, kube: KubeClient | None) -> dict[str, Any]:
 def schema(of_status: bool) -> None:
     """Print the JSON Schema of every spec kind (for yaml-language-server and CI), or
     of the status documents on the status branch (a contract for tools reading it)."""
+    from gitsync.specs import json_schema  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.status_document import status_json_schema  # noqa: PLC0415 - see TYPE_CHECKING above
+
     chosen = status_json_schema() if of_status else json_schema()
     click.echo(orjson.dumps(chosen, option=orjson.OPT_INDENT_2).decode())
 
@@ -930,6 +954,7 @@ def _reconciler(
     from gitsync.dev.binaries import cache_root  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.event_recorder import EventRecorder  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.sharding import Shard  # noqa: PLC0415 - see TYPE_CHECKING above
 
     credentials: Credentials | None = None
     if git_username:
@@ -1000,6 +1025,7 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     (each is reported), 2 when it could not run (git or cluster unreachable, bad
     configuration).
     """
+    from gitsync.diff import Action  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.log import configure as configure_logging  # noqa: PLC0415 - see TYPE_CHECKING above
 
     # One cycle, then the process ends: the cyclic garbage collector only rescans the

@@ -14,10 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["SPEC_GROUP", "ObjectRef", "format_resource", "parse_resource"]
+__all__ = [
+    "DEFAULT_STATUS_BRANCH",
+    "DNS1123_LABEL",
+    "SPEC_GROUP",
+    "ObjectRef",
+    "format_resource",
+    "parse_resource",
+]
 
 #: The API group of gitsync's own kinds (``gitsync.io/v1alpha1``).
 SPEC_GROUP: Final = "gitsync.io"
+#: A Kubernetes name that must be a DNS-1123 label: a namespace, a Service's name.
+DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: Where status documents go unless gitsync.yaml (or --status-branch) says otherwise.
+DEFAULT_STATUS_BRANCH: Final = "gitsync/status"
 
 
 @dataclass(frozen=True, slots=True, order=True)

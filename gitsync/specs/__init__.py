@@ -14,7 +14,7 @@ what they share in :mod:`~gitsync.specs.common`; this module holds ``gitsync.yam
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
@@ -39,6 +39,7 @@ from gitsync.specs.serving import (
     Transformer,
 )
 from gitsync.specs.training import RunPolicy, TrainingRun, TrainingRunSpec
+from gitsync.types import DEFAULT_STATUS_BRANCH
 
 __all__ = [
     "API_VERSION",
@@ -78,10 +79,6 @@ class PruneConfig(StrictModel):
 
 class Defaults(StrictModel):
     namespace: DnsLabel = "default"
-
-
-#: Where status documents go unless gitsync.yaml (or --status-branch) says otherwise.
-DEFAULT_STATUS_BRANCH: Final = "gitsync/status"
 
 
 class Config(StrictModel):

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from gitsync.quantity import Quantity, QuantityError
+from gitsync.types import DNS1123_LABEL
 
 __all__ = [
     "API_VERSION",
@@ -44,7 +45,6 @@ __all__ = [
 
 API_VERSION = "gitsync.io/v1alpha1"
 
-DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 #: A gitsync instance's name: a folder of the status branch and a label value.
 INSTANCE_NAME: Final = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
 
