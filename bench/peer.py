@@ -5,7 +5,9 @@ slower than the kubectl apply it replaces; so both run as whole processes, side 
 side on one API server (no controllers: only they talk to it), each in namespaces of
 its own, fresh for every run, with the same N objects:
   * first apply of N ModelDeployments' InferenceServices (the namespace included),
-  * a no-op (the same again),
+  * a no-op (the same again): for gitsync, the sync after one that settled, which
+    repeats its report once it has read the same inputs (gitsync.replay); and the
+    no-op without that record (the whole cycle), against the same kubectl figure,
   * one changed object among N.
 kubectl gets the objects gitsync itself renders (the snapshot and evaluation of the
 generated repo) in one YAML file; gitsync gets the repo. Figures are medians of
@@ -27,6 +29,7 @@ import argparse
 import compileall
 import copy
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,7 +47,7 @@ from gitsync.evaluation import Evaluator
 from gitsync.render import RenderContext
 from gitsync.snapshot import read_folder
 
-PHASES = ("first apply", "no-op", "one change")
+PHASES = ("first apply", "no-op", "no-op, whole cycle", "one change")
 CHANGED = 7  # the index of the model the "one change" phase edits
 
 
@@ -89,7 +92,7 @@ def kubectl_run(
     model_spec = predictor.get("model") or predictor["sklearn"]
     model_spec["storageUri"] += "-v2"
     write(changed)
-    return [first, noop, timed(command)]
+    return [first, noop, noop, timed(command)]
 
 
 def gitsync_run(
@@ -104,11 +107,15 @@ def gitsync_run(
     # live objects and records that once, so the next is a true no-op.
     timed(command, env=env)
     noop = timed(command, env=env)
+    # The same without the record the settled sync left (gitsync.replay): what the
+    # first no-op after any change, or a fresh cache, costs.
+    shutil.rmtree(tmp / f"cache-{instance}" / "sync", ignore_errors=True)
+    whole = timed(command, env=env)
     path = work / "models" / "g000" / f"model-{CHANGED:05d}.yaml"
     path.write_text(model(CHANGED, 2))
     git("commit", "-qam", "one change", cwd=work)
     git("push", "-q", str(remote), "main", cwd=work)
-    return [first, noop, timed(command, env=env)]
+    return [first, noop, whole, timed(command, env=env)]
 
 
 def main() -> None:

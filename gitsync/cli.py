@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import click
 import orjson
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     # client alone takes longer to import than `gitsync validate` takes to run, and
     # the spec models (pydantic), the policy engine and pygit2 are not free either; a
     # `gitsync sync` whose inputs have not changed needs none of the models.
-    from gitsync.clients.git import Repository
+    from gitsync import replay
+    from gitsync.clients.git import GitSource, Repository
     from gitsync.clients.kube import KubeClient
     from gitsync.election import LeaderElector
     from gitsync.evaluation import Evaluation
@@ -914,19 +915,30 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
     return function
 
 
-def _reconciler(
+#: The options of `sync` and `run` that say how to reach Git and the API server.
+_CLIENT_OPTIONS: Final = (
+    "repo",
+    "branch",
+    "kubeconfig",
+    "kube_context",
+    "serviceaccount_dir",
+    "cache_dir",
+    "git_username",
+    "ssh_key",
+    "git_timeout",
+    "concurrency",
+    "kube_api_qps",
+    "kube_api_burst",
+)
+
+
+def _clients(
     *,
     repo: str,
     branch: str,
-    subdir: str,
     kubeconfig: Path | None,
     kube_context: str | None,
     serviceaccount_dir: Path,
-    status_branch: str | None,
-    instance: str,
-    shards: int,
-    shard_index: int,
-    events: bool,
     cache_dir: Path | None,
     git_username: str | None,
     ssh_key: Path | None,
@@ -934,11 +946,9 @@ def _reconciler(
     concurrency: int | None,
     kube_api_qps: float | None,
     kube_api_burst: int | None,
-    wait_timeout: float = 0.0,
-    watch: bool = False,
     metrics: Metrics | None = None,
-    may_write: Callable[[], bool] = lambda: True,
-) -> Reconciler:
+) -> tuple[GitSource, KubeClient]:
+    """The spec repo's source and the API server's client the options describe."""
     from gitsync.clients.git import (  # noqa: PLC0415 - see TYPE_CHECKING above
         Credentials,
         GitSource,
@@ -951,10 +961,6 @@ def _reconciler(
         DEFAULT_QPS,
         KubeClient,
     )
-    from gitsync.dev.binaries import cache_root  # noqa: PLC0415 - see TYPE_CHECKING above
-    from gitsync.event_recorder import EventRecorder  # noqa: PLC0415 - see TYPE_CHECKING above
-    from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
-    from gitsync.sharding import Shard  # noqa: PLC0415 - see TYPE_CHECKING above
 
     credentials: Credentials | None = None
     if git_username:
@@ -970,11 +976,10 @@ def _reconciler(
             public_key=public_key if public_key.exists() else None,
             passphrase=os.environ.get("GITSYNC_SSH_PASSPHRASE"),
         )
-    cache = cache_dir or cache_root()
     git = GitSource(
         repo,
         branch=branch,
-        cache_dir=cache / "git",
+        cache_dir=_cache(cache_dir) / "git",
         credentials=credentials,
         connect_timeout=min(10.0, git_timeout),
         io_timeout=git_timeout,
@@ -989,23 +994,50 @@ def _reconciler(
         burst=DEFAULT_BURST if kube_api_burst is None else kube_api_burst,
         observer=metrics.record_kube if metrics else None,
     )
-    options = SyncOptions(
-        path=subdir,
+    return git, kube
+
+
+def _cache(cache_dir: Path | None) -> Path:
+    from gitsync.dev.binaries import cache_root  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    return cache_dir or cache_root()
+
+
+def _reconciler(
+    options: Mapping[str, Any],
+    *,
+    wait_timeout: float = 0.0,
+    watch: bool = False,
+    metrics: Metrics | None = None,
+    may_write: Callable[[], bool] = lambda: True,
+    clients: tuple[GitSource, KubeClient] | None = None,
+) -> Reconciler:
+    """The reconciler of the `sync` and `run` options; ``clients`` when already made."""
+    from gitsync.event_recorder import EventRecorder  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.sharding import Shard  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    git, kube = clients or _clients(
+        **{name: options[name] for name in _CLIENT_OPTIONS}, metrics=metrics
+    )
+    instance = options["instance"]
+    sync_options = SyncOptions(
+        path=options["subdir"],
         instance=instance,
-        status_branch=status_branch,
+        status_branch=options["status_branch"],
         wait_timeout=wait_timeout,
-        shard=Shard(shard_index, shards),
+        shard=Shard(options["shard_index"], options["shards"]),
     )
     # In a pod the host name is the pod's name: which replica told it.
     reporter = f"{instance}-{socket.gethostname()}"
     return Reconciler(
         git=git,
         kube=kube,
-        options=options,
+        options=sync_options,
         watch=watch,
-        cache_dir=cache,
+        cache_dir=_cache(options["cache_dir"]),
         may_write=may_write,
-        events=EventRecorder(kube, reporting_instance=reporter) if events else None,
+        events=EventRecorder(kube, reporting_instance=reporter) if options["events"] else None,
     )
 
 
@@ -1025,7 +1057,9 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     (each is reported), 2 when it could not run (git or cluster unreachable, bad
     configuration).
     """
-    from gitsync.diff import Action  # noqa: PLC0415 - see TYPE_CHECKING above
+    import structlog  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    from gitsync import replay  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.log import configure as configure_logging  # noqa: PLC0415 - see TYPE_CHECKING above
 
     # One cycle, then the process ends: the cyclic garbage collector only rescans the
@@ -1033,30 +1067,68 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     # 6.0 s with it, 3.7 s without, its peak RSS the same 441 MB).
     gc.disable()
     configure_logging(json=log_format == "json", level=log_level or "warning")
-    reconciler = _reconciler(**options)
+    clients = git, kube = _clients(**{name: options[name] for name in _CLIENT_OPTIONS})
+    # The spec models, the policies and the reconciler are imported only when the
+    # inputs are not those of the last settled sync (see gitsync.replay).
+    key = replay.options_key(options, server=kube.server)
+    records = _cache(options["cache_dir"]) / "sync"
+    record = replay.load(records, key=key)
+    if record is not None and (
+        (seen := replay.observe(record.settled, git=git, kube=kube)) is not None
+        and record.holds(seen, now=datetime.now(UTC))
+    ):
+        structlog.get_logger(__name__).info(
+            "inputs unchanged since the last sync: its report repeated",
+            commit=seen.head[:12],
+        )
+        for err, text in record.lines:
+            click.echo(text, err=err)
+        sys.exit(record.exit_code)
+
+    reconciler = _reconciler(options, wait_timeout=options["wait_timeout"], clients=clients)
     try:
         report = reconciler.cycle()
     finally:
         reconciler.close()
-    for diagnostic in report.diagnostics:
-        click.echo(redact(str(diagnostic)), err=True)
-    for change in report.changes.changes:
-        if change.action is not Action.UNCHANGED or change.error:
-            outcome = f"failed: {change.error}" if change.error else change.action.value
-            reason = f" ({change.reason})" if change.reason and not change.error else ""
-            click.echo(redact(f"{change.key}: {outcome}{reason}"))
-    if report.changes.prune_refused:
-        click.echo(redact(f"prune refused: {report.changes.prune_refused}"), err=True)
-    for status in report.statuses:
-        where = f"{status.namespace}/{status.name}"
-        click.echo(f"{status.kind} {where}: {status.phase.value}: {status.message}")
+    said = _report_lines(report)
+    for err, text in said:
+        click.echo(text, err=err)
     if report.status_commit:
         click.echo(f"status commit {report.status_commit}")
     if report.status_error:
         click.echo(redact(f"status not published: {report.status_error}"), err=True)
+    exit_code = 1 if report.failed else 0
+    settled = reconciler.settled
+    replay.save(
+        records,
+        replay.Record(key=key, settled=settled, lines=tuple(said), exit_code=exit_code)
+        if settled is not None
+        else None,
+        key=key,
+    )
     if report.error is not None:
         raise report.error  # could not run to the end: main() says why, exit 2
-    sys.exit(1 if report.failed else 0)
+    sys.exit(exit_code)
+
+
+def _report_lines(report: CycleReport) -> list[replay.Line]:
+    """What `gitsync sync` says of ``report`` that a run on the same inputs would
+    say again (all of it but the status commit and a failed push), each line marked
+    for stderr or stdout."""
+    from gitsync.diff import Action  # noqa: PLC0415 - see TYPE_CHECKING above
+
+    lines: list[replay.Line] = [(True, redact(str(d))) for d in report.diagnostics]
+    for change in report.changes.changes:
+        if change.action is not Action.UNCHANGED or change.error:
+            outcome = f"failed: {change.error}" if change.error else change.action.value
+            reason = f" ({change.reason})" if change.reason and not change.error else ""
+            lines.append((False, redact(f"{change.key}: {outcome}{reason}")))
+    if report.changes.prune_refused:
+        lines.append((True, redact(f"prune refused: {report.changes.prune_refused}")))
+    for status in report.statuses:
+        where = f"{status.namespace}/{status.name}"
+        lines.append((False, f"{status.kind} {where}: {status.phase.value}: {status.message}"))
+    return lines
 
 
 def _leader_options(function: Callable[..., None]) -> Callable[..., None]:
@@ -1174,7 +1246,7 @@ def run(
             leader_url=advertise_url if listen is not None else None,
         )
     reconciler = _reconciler(
-        **options,
+        options,
         watch=True,
         metrics=metrics,
         may_write=elector.may_write if elector else lambda: True,

@@ -9,9 +9,12 @@ the kind out rather than failing, since nothing of an unserved kind can be prune
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
+
+import orjson
 
 from gitsync.clients.kube import Informer, KubeClient
 from gitsync.errors import ApiUnavailableError, NotFoundError
@@ -55,22 +58,62 @@ class ListedSource:
     def __init__(self, kube: KubeClient, *, selector: str) -> None:
         self._kube = kube
         self._selector = selector
+        self._listed: tuple[Kind, ...] = ()
+        self._fingerprint: str | None = None
 
     def objects(self, kinds: Sequence[Kind]) -> list[dict[str, Any]]:
         found = []
+        listed: list[tuple[Kind, list[dict[str, Any]] | None]] = []
         for api_version, kind in kinds:
             try:
                 listing = self._kube.list(api_version, kind, label_selector=self._selector)
             except NotFoundError:
+                listed.append(((api_version, kind), None))
                 continue
-            for item in listing.get("items", []):
+            items = listing.get("items", [])
+            listed.append(((api_version, kind), items))
+            for item in items:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
                 found.append(item)
+        self._listed = tuple(kind for kind, _ in listed)
+        self._fingerprint = _fingerprint(listed)
         return found
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """The kinds the last :meth:`objects` listed (served or not)."""
+        return self._listed
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A digest of what the last :meth:`objects` found, as it found it: each kind
+        served or not, and each object's identity and resourceVersion. Two listings
+        have equal fingerprints exactly when nothing listed was written, created or
+        deleted in between (any write changes an object's resourceVersion; a deleted
+        and recreated object has another uid). None before the first listing."""
+        return self._fingerprint
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _fingerprint(listed: Sequence[tuple[Kind, Sequence[Mapping[str, Any]] | None]]) -> str:
+    parts: list[object] = []
+    for (api_version, kind), items in listed:
+        identities = None
+        if items is not None:
+            identities = sorted(
+                (
+                    str(metadata.get("namespace", "")),
+                    str(metadata.get("name", "")),
+                    str(metadata.get("uid", "")),
+                    str(metadata.get("resourceVersion", "")),
+                )
+                for metadata in (item.get("metadata") or {} for item in items)
+            )
+        parts.append([api_version, kind, identities])
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()
 
 
 class WatchedSource:

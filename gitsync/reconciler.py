@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -45,6 +45,7 @@ from gitsync.loading import Diagnostic, FileResult
 from gitsync.pipeline import Answer, Question
 from gitsync.render import LABEL_INSTANCE, RenderContext, pending
 from gitsync.render.training import TRAINJOB_API
+from gitsync.replay import Observed, Settled
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
 from gitsync.rollout import (
@@ -249,7 +250,7 @@ class Reconciler:
         self._clock = clock
         self._metrics = metrics or self._prometheus
         self._prometheus_clients: dict[str, PrometheusClient] = {}
-        selector = f"{LABEL_INSTANCE}={options.instance}"
+        selector = self._selector = f"{LABEL_INSTANCE}={options.instance}"
         self._live_source: LiveSource = (
             WatchedSource(kube, selector=selector)
             if watch
@@ -268,11 +269,20 @@ class Reconciler:
         self._documents = None if cache_dir is None else DiskCache(cache_dir / "specs")
         self._namespaces: set[str] = set()
         self._memo = _Memo()
+        self._settled: Settled | None = None
 
     @property
     def mirror(self) -> Path:
         """The bare mirror of the spec repo this reconciler fetches into."""
         return self._git.path
+
+    @property
+    def settled(self) -> Settled | None:
+        """What the last cycle read, when running it again on the same inputs would
+        write nothing and report the same (see :mod:`gitsync.replay`); None when it
+        wrote, failed, has a rollout in progress, or listed nothing (the daemon's
+        informers keep their own account)."""
+        return self._settled
 
     @property
     def status_branch(self) -> str:
@@ -773,6 +783,7 @@ class Reconciler:
         # The commit the followed documents were read at, not this cycle's own status
         # commit: that one may have landed on top of another instance's newer one.
         read_at = cycle.inventory.commit if cycle.inventory else None
+        self._settled = self._settlement(cycle, report) if settled else None
         self._memo = replace(
             self._memo,
             head=cycle.revision.commit,
@@ -780,6 +791,38 @@ class Reconciler:
             settled=settled,
             wake_at=cycle.training.wake_at,
             watched_status=(cycle.status_branch, read_at) if cycle.follows else None,
+        )
+
+    def _settlement(self, cycle: Cycle, report: CycleReport) -> Settled | None:
+        """What a settled cycle read, when it also wrote nothing and every change went
+        through: a re-run then finds the same and says the same. A status commit is
+        no bar: the re-run reads that commit and finds its documents already true."""
+        source, revision = self._live_source, cycle.revision
+        changes = report.changes
+        if (
+            not isinstance(source, ListedSource)
+            or (live := source.fingerprint) is None
+            or revision is None
+            or cycle.inventory is None
+            or report.result.outcome is not Outcome.SUCCEEDED
+            or report.error is not None
+            or changes.writes
+            or changes.failures
+            or changes.prune_refused
+        ):
+            return None
+        # A schedule's tick, a hold's end: the soonest is in the result already.
+        after = report.result.requeue_after
+        return Settled(
+            observed=Observed(
+                head=revision.commit,
+                status_head=report.status_commit or cycle.inventory.commit,
+                live=live,
+            ),
+            status_branch=cycle.status_branch,
+            selector=self._selector,
+            kinds=source.kinds,
+            wake_at=None if after is None else cycle.now + timedelta(seconds=after),
         )
 
     def _others_moved(self, watched: tuple[str, str | None] | None) -> bool:

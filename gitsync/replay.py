@@ -1,0 +1,200 @@
+"""A `gitsync sync` whose inputs are those of the last one that settled repeats that
+one's report instead of running the cycle again.
+
+A cycle is a function of what it reads: the spec commit, the status branch, the live
+objects of the kinds it looks at, its options and gitsync itself. The daemon keeps
+that knowledge in memory and skips a quiet cycle in 2 ms; a ``gitsync sync`` run from
+cron or CI starts afresh each time and, at 1,000 specs, spent 0.8 s loading,
+evaluating and diffing to find again that there is nothing to do. So when a sync
+settles (nothing written to the cluster, nothing failed, no rollout or schedule
+waiting on the clock) it leaves a :class:`Record` of what it read and what it said;
+the next sync with the same options reads the same three things cheaply (a fetch of
+each branch and one LIST per kind) and, if all match and no wake-up time has come,
+prints the same report and exits with the same code. It never writes: the record is
+made only by a cycle whose re-run would write nothing.
+
+What decides equality is exact: commit ids, and the uid and resourceVersion of every
+listed object (any write to an object changes its resourceVersion; a deleted and
+recreated one has a new uid). The options key covers every command-line option, the
+API server's address and gitsync's own files, so another configuration or another
+build never takes a record that is not its own. A record is input from disk like any
+other: one whose shape is wrong, or that names another key, is not used, and the sync
+runs in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+import gitsync
+from gitsync.errors import GitsyncError
+from gitsync.live import ListedSource
+
+if TYPE_CHECKING:
+    from gitsync.clients.git import GitSource
+    from gitsync.clients.kube import KubeClient
+
+__all__ = ["Line", "Observed", "Record", "Settled", "load", "observe", "options_key", "save"]
+
+Kind = tuple[str, str]  # apiVersion, kind
+#: One line of a report: whether it goes to stderr, and its text.
+Line = tuple[bool, str]
+
+_FORMAT: Final = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observed:
+    """What a sync reads that can change between two runs of the same options."""
+
+    head: str
+    status_head: str | None
+    #: :attr:`gitsync.live.ListedSource.fingerprint` of the listed objects.
+    live: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settled:
+    """A cycle whose re-run on the same inputs would write nothing and say the same:
+    what it read, and how to read that again."""
+
+    observed: Observed
+    status_branch: str
+    selector: str
+    kinds: tuple[Kind, ...]
+    #: When the clock alone may change what a cycle decides (a schedule's tick, a
+    #: hold's end, a rollout's next step): from then on it no longer holds.
+    wake_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """A settled sync of one options key, and what it said."""
+
+    key: str
+    settled: Settled
+    lines: tuple[Line, ...]
+    exit_code: int
+
+    def holds(self, observed: Observed, *, now: datetime) -> bool:
+        """Whether a sync reading ``observed`` at ``now`` would do and say just this."""
+        wake_at = self.settled.wake_at
+        return observed == self.settled.observed and (wake_at is None or now < wake_at)
+
+
+def observe(settled: Settled, *, git: GitSource, kube: KubeClient) -> Observed | None:
+    """Read again what ``settled`` read; None when any of it cannot be read (the full
+    cycle then meets that trouble itself, and says so)."""
+    source = ListedSource(kube, selector=settled.selector)
+    try:
+        head = git.fetch().commit
+        status = git.fetch_branch(settled.status_branch)
+        source.objects(settled.kinds)
+    except GitsyncError:
+        return None
+    live = source.fingerprint
+    if live is None:
+        return None
+    return Observed(head=head, status_head=status.commit if status else None, live=live)
+
+
+def options_key(options: Mapping[str, object], *, server: str) -> str:
+    """The key of one configuration of ``gitsync sync`` against one API server, for
+    this build of gitsync (a digest of its files' names, sizes and mtimes, so an
+    upgrade or a local edit never replays an older build's report)."""
+    package = Path(gitsync.__file__).parent
+    build = sorted(
+        (str(path.relative_to(package)), stat.st_size, stat.st_mtime_ns)
+        for path in package.rglob("*.py")
+        if (stat := path.stat())
+    )
+    payload = [gitsync.__version__, build, server, sorted((k, repr(v)) for k, v in options.items())]
+    return hashlib.sha256(orjson.dumps(payload)).hexdigest()
+
+
+def load(folder: Path, *, key: str) -> Record | None:
+    """The record ``key`` left in ``folder``; None when there is none, or it is not
+    whole and well-formed, or it is another key's."""
+    try:
+        data = orjson.loads((folder / f"{key}.json").read_bytes())
+        return _record(data, key=key)
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def save(folder: Path, record: Record | None, *, key: str) -> None:
+    """Leave ``record`` for the next sync of ``key``, or (None) leave nothing: a sync
+    that did not settle removes the last one's, which no longer says what it did.
+    Best-effort, like every cache: a failed write only means a full cycle next time."""
+    path = folder / f"{key}.json"
+    with contextlib.suppress(OSError):
+        if record is None:
+            path.unlink(missing_ok=True)
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        settled = record.settled
+        data = {
+            "format": _FORMAT,
+            "key": record.key,
+            "head": settled.observed.head,
+            "statusHead": settled.observed.status_head,
+            "live": settled.observed.live,
+            "statusBranch": settled.status_branch,
+            "selector": settled.selector,
+            "kinds": [list(kind) for kind in settled.kinds],
+            "wakeAt": settled.wake_at.isoformat() if settled.wake_at else None,
+            "lines": [[err, text] for err, text in record.lines],
+            "exitCode": record.exit_code,
+        }
+        # Written aside and renamed: a reader sees the old record or the new, whole.
+        partial = folder / f".{key}.{os.getpid()}.tmp"
+        partial.write_bytes(orjson.dumps(data))
+        os.replace(partial, path)
+
+
+def _record(data: Any, *, key: str) -> Record | None:
+    if not isinstance(data, dict) or data["format"] != _FORMAT or data["key"] != key:
+        return None
+    status_head = data["statusHead"]
+    wake_at = data["wakeAt"]
+    kinds = tuple((_text(a), _text(k)) for a, k in data["kinds"])
+    lines = tuple((_flag(err), _text(text)) for err, text in data["lines"])
+    exit_code = data["exitCode"]
+    if not isinstance(exit_code, int) or isinstance(exit_code, bool) or exit_code not in (0, 1):
+        return None
+    wake = None if wake_at is None else datetime.fromisoformat(_text(wake_at))
+    if wake is not None and wake.tzinfo is None:
+        return None  # not comparable with the clock: not gitsync's
+    settled = Settled(
+        observed=Observed(
+            head=_text(data["head"]),
+            status_head=None if status_head is None else _text(status_head),
+            live=_text(data["live"]),
+        ),
+        status_branch=_text(data["statusBranch"]),
+        selector=_text(data["selector"]),
+        kinds=kinds,
+        wake_at=wake,
+    )
+    return Record(key=key, settled=settled, lines=lines, exit_code=exit_code)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return value
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, not {type(value).__name__}")
+    return value
