@@ -27,12 +27,15 @@ _OPTIONS: Final = (
 def exact_json(value: Any) -> bytes | None:
     """``value`` as sorted-key JSON, or None unless it is plain JSON data (dicts with
     string keys, lists, strings, finite numbers, booleans, null)."""
-    if not _finite(value):
-        return None
     try:
-        return orjson.dumps(value, option=_OPTIONS)
+        payload = orjson.dumps(value, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: a date, bytes, a non-string key...
         return None
+    # NaN and infinity come out as null, so output without one held neither: the walk
+    # over every value (a seventh of a first sync's caching) is needed only then.
+    if b"null" in payload and not _finite(value):
+        return None
+    return payload
 
 
 def _finite(value: Any) -> bool:
