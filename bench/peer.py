@@ -14,7 +14,7 @@ generated repo) in one YAML file; gitsync gets the repo. Figures are medians of
 --runs runs, and the table gives each gitsync figure's ratio kubectl / gitsync
 (above 1: gitsync is faster), for each --concurrency.
 
-Usage: .venv/bin/python bench/peer.py --n 1000 --runs 3 --concurrency 1 4 8
+Usage: .venv/bin/python bench/peer.py --n 1000 --runs 3 --concurrency 1 4 8 [--no-events-too]
   --before DIR also times the gitsync source tree in DIR (a `git archive` of an older
   commit), at its own defaults, as the baseline of a change.
 It starts its own control plane in a temporary folder and stops it at the end;
@@ -124,6 +124,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--before", type=Path, default=None, help="an older gitsync source tree")
+    parser.add_argument(
+        "--no-events-too",
+        action="store_true",
+        help="also time gitsync with --no-events at the first --concurrency: the Events of"
+        " a first sync are as many requests again as its applies",
+    )
     args = parser.parse_args()
     kubectl = ensure_kubectl()
     for tree in (ROOT, args.before):
@@ -135,6 +141,13 @@ def main() -> None:
         setups["before"] = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
     for workers in args.concurrency:
         setups[f"c={workers}"] = {**os.environ, "GITSYNC_CONCURRENCY": str(workers)}
+    if args.no_events_too:
+        workers = args.concurrency[0]
+        setups[f"c={workers} no Events"] = {
+            **os.environ,
+            "GITSYNC_CONCURRENCY": str(workers),
+            "GITSYNC_EVENTS": "false",
+        }
 
     samples: dict[str, list[list[float]]] = {"kubectl": [], **{name: [] for name in setups}}
     with tempfile.TemporaryDirectory(prefix="gitsync-peer-") as scratch:
