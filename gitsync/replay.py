@@ -19,7 +19,9 @@ recreated one has a new uid). The options key covers every command-line option, 
 API server's address and gitsync's own files, so another configuration or another
 build never takes a record that is not its own. A record is input from disk like any
 other: one whose shape is wrong, or that names another key, is not used, and the sync
-runs in full.
+runs in full. It is trusted as the rest of ``--cache-dir`` is: whoever can write there
+can change what a sync says, never what it applies, since a repeated sync writes
+nothing.
 """
 
 from __future__ import annotations
