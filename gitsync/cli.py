@@ -1073,13 +1073,10 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     key = replay.options_key(options, server=kube.server)
     records = _cache(options["cache_dir"]) / "sync"
     record = replay.load(records, key=key)
-    if record is not None and (
-        (seen := replay.observe(record.settled, git=git, kube=kube)) is not None
-        and record.holds(seen, now=datetime.now(UTC))
-    ):
+    if record is not None and replay.still_holds(record, git=git, kube=kube, now=datetime.now(UTC)):
         structlog.get_logger(__name__).info(
             "inputs unchanged since the last sync: its report repeated",
-            commit=seen.head[:12],
+            commit=record.settled.observed.head[:12],
         )
         for err, text in record.lines:
             click.echo(text, err=err)

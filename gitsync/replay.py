@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from gitsync.clients.git import GitSource
     from gitsync.clients.kube import KubeClient
 
-__all__ = ["Line", "Observed", "Record", "Settled", "load", "observe", "options_key", "save"]
+__all__ = ["Line", "Observed", "Record", "Settled", "load", "options_key", "save", "still_holds"]
 
 Kind = tuple[str, str]  # apiVersion, kind
 #: One line of a report: whether it goes to stderr, and its text.
@@ -74,7 +74,7 @@ class Settled:
     selector: str
     kinds: tuple[Kind, ...]
     #: When the clock alone may change what a cycle decides (a schedule's tick, a
-    #: hold's end, a rollout's next step): from then on it no longer holds.
+    #: hold's end): from then on it no longer holds.
     wake_at: datetime | None
 
 
@@ -87,26 +87,26 @@ class Record:
     lines: tuple[Line, ...]
     exit_code: int
 
-    def holds(self, observed: Observed, *, now: datetime) -> bool:
-        """Whether a sync reading ``observed`` at ``now`` would do and say just this."""
-        wake_at = self.settled.wake_at
-        return observed == self.settled.observed and (wake_at is None or now < wake_at)
 
-
-def observe(settled: Settled, *, git: GitSource, kube: KubeClient) -> Observed | None:
-    """Read again what ``settled`` read; None when any of it cannot be read (the full
-    cycle then meets that trouble itself, and says so)."""
+def still_holds(record: Record, *, git: GitSource, kube: KubeClient, now: datetime) -> bool:
+    """Whether a sync at ``now`` reads what ``record`` read: cheapest first, stopping
+    at the first difference (a new commit costs one fetch, not a LIST of every
+    kind). Anything that cannot be read is a difference: the full cycle then meets
+    that trouble itself, and says so."""
+    settled = record.settled
+    if settled.wake_at is not None and now >= settled.wake_at:
+        return False
     source = ListedSource(kube, selector=settled.selector)
     try:
-        head = git.fetch().commit
+        if git.fetch().commit != settled.observed.head:
+            return False
         status = git.fetch_branch(settled.status_branch)
+        if (status.commit if status else None) != settled.observed.status_head:
+            return False
         source.objects(settled.kinds)
     except GitsyncError:
-        return None
-    live = source.fingerprint
-    if live is None:
-        return None
-    return Observed(head=head, status_head=status.commit if status else None, live=live)
+        return False
+    return source.fingerprint == settled.observed.live
 
 
 def options_key(options: Mapping[str, object], *, server: str) -> str:

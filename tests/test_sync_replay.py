@@ -25,7 +25,7 @@ from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.errors import NotFoundError
 from gitsync.live import ListedSource
-from gitsync.replay import Observed, Record, Settled, load, options_key, save
+from gitsync.replay import Observed, Record, Settled, load, options_key, save, still_holds
 
 from .specrepo import SpecRepo, git
 
@@ -58,23 +58,18 @@ def record(**changes: Any) -> Record:
 # --- the record's rules -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("observed", "wake_at", "holds"),
-    [
-        (OBSERVED, None, True),
-        (Observed(head="d" * 40, status_head="b" * 40, live="c" * 64), None, False),
-        (Observed(head="a" * 40, status_head=None, live="c" * 64), None, False),
-        (Observed(head="a" * 40, status_head="e" * 40, live="c" * 64), None, False),
-        (Observed(head="a" * 40, status_head="b" * 40, live="f" * 64), None, False),
-        (OBSERVED, NOW + timedelta(seconds=1), True),
-        (OBSERVED, NOW, False),  # the wake-up time has come: the clock may change things
-        (OBSERVED, NOW - timedelta(minutes=5), False),
-    ],
-)
-def test_a_record_holds_only_for_the_same_inputs_before_its_wake_up(
-    observed: Observed, wake_at: datetime | None, holds: bool
-) -> None:
-    assert record(settled=settled(wake_at=wake_at)).holds(observed, now=NOW) is holds
+class _Untouchable:
+    """A client a record past its wake-up time must not need: any use fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"{name} called: the clock alone decided")
+
+
+@pytest.mark.parametrize("wake_at", [NOW, NOW - timedelta(minutes=5)])
+def test_a_record_past_its_wake_up_does_not_hold_whatever_it_reads(wake_at: datetime) -> None:
+    untouchable: Any = _Untouchable()
+    past = record(settled=settled(wake_at=wake_at))
+    assert not still_holds(past, git=untouchable, kube=untouchable, now=NOW)
 
 
 def test_a_record_is_read_back_as_it_was_saved(tmp_path: Path) -> None:
@@ -362,3 +357,16 @@ def test_other_options_never_take_the_record(sync: Sync, namespace: str) -> None
     assert REPEATED not in other.stderr
     assert "status commit" in other.stdout  # its own branch, written for the first time
     assert len(sync.record_files()) == 2
+
+
+def test_once_its_wake_up_time_has_come_the_cycle_runs(sync: Sync) -> None:
+    _settle(sync)
+    [path] = sync.record_files()
+    data = orjson.loads(path.read_bytes())
+    assert data["wakeAt"] is None  # nothing here waits on the clock
+    path.write_bytes(orjson.dumps({**data, "wakeAt": "2999-01-01T00:00:00+00:00"}))
+    assert REPEATED in sync().stderr  # not yet
+    path.write_bytes(orjson.dumps({**data, "wakeAt": "2000-01-01T00:00:00+00:00"}))
+    due = sync()
+    assert REPEATED not in due.stderr and "cycle finished" in due.stderr
+    assert REPEATED in sync().stderr  # the cycle that ran left its own record
