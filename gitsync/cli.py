@@ -1055,7 +1055,9 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
 
     Exit 0 when every spec is applied, 1 when the cycle ran but some spec failed
     (each is reported), 2 when it could not run (git or cluster unreachable, bad
-    configuration).
+    configuration). When the spec commit, the status branch and every object listed
+    are as the last settled sync of these options found them, its report is repeated
+    and nothing else is done (remove CACHE_DIR/sync to run the whole cycle anyway).
     """
     import structlog  # noqa: PLC0415 - see TYPE_CHECKING above
 
