@@ -866,8 +866,8 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             default=None,
             help=(
                 "gitsync's cache: the git mirror in its git/, policy verdicts in eval/, spec"
-                " and status YAML as data in specs/ and status/."
-                " Default: ~/.cache/gitsync."
+                " and status YAML as data in specs/ and status/, the last settled sync's"
+                " record in sync/. Default: ~/.cache/gitsync."
             ),
         ),
         _option(
