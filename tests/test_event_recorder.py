@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
@@ -240,3 +241,26 @@ def test_a_refused_spec_is_told_once_on_the_object_it_deployed_before(
     assert warning["regarding"]["uid"] == live["metadata"]["uid"]
     assert "storageURI" in warning["note"]
     assert "series" not in warning
+
+
+def test_events_beyond_the_queue_are_dropped_and_said_once(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    kube = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    recorder = EventRecorder(kube, reporting_instance="small-queue", queue_size=2)
+    regarding = {"apiVersion": "v1", "kind": "ConfigMap", "uid": "u", "namespace": namespace}
+    intents = [
+        EventIntent({**regarding, "name": f"c{i}"}, Reason.CREATED, EventAction.APPLY, "x")
+        for i in range(200)
+    ]
+    try:
+        with capture_logs() as logs:
+            recorder.record(intents)
+        assert recorder.flush(30)
+    finally:
+        recorder.close()
+        kube.close()
+    (said,) = [e for e in logs if e["event"] == "events dropped: too many queued"]
+    # Recording 200 takes far less than posting 3, so most never fit in the queue.
+    assert said["dropped"] == recorder.failed > 100
+    assert recorder.posted + recorder.failed == 200
