@@ -48,8 +48,11 @@ Only the file this process read is rewritten: one another process replaced meanw
 is left to that process's judgement.
 
 When: the reconciler calls :meth:`DiskCache.compact_opened` when it closes. A
-``gitsync sync`` closes it after its one cycle, having asked for every entry it will;
-a daemon when it stops, so what it keeps is what it used since it started.
+``gitsync sync`` closes it after its one cycle, having asked for every entry it will.
+A daemon closes it when it stops, and keeps all it used since it started: bounded by
+its lifetime, not by its working set, for a cache cannot tell a spec's or a status
+document's superseded version from its current one (only its users know which blobs
+are still current).
 """
 
 from __future__ import annotations
@@ -218,13 +221,18 @@ def _rewrite(path: Path, *, seen: _Seen, kept: _Lines) -> bool:
             appended = _parse(handle.read())
     except OSError:
         return False
-    kept = {
-        **{key: line for key, line in appended.items() if _document(key, *line) is not None},
-        **kept,
+    # Other processes' news, checked as a read would (this process's own are in kept).
+    kept = kept | {
+        key: line
+        for key, line in appended.items()
+        if key not in kept and _document(key, *line) is not None
     }
-    data = b"".join(_line(key, *line) for key, line in kept.items())
-    if stat.st_size <= COMPACT_RATIO * len(data):
+    # Each line is its key, checksum and payload, two spaces and its newline.
+    if stat.st_size <= COMPACT_RATIO * sum(
+        len(k) + len(c) + len(p) + 3 for k, (c, p) in kept.items()
+    ):
         return False
+    data = b"".join(_line(key, *line) for key, line in kept.items())
     temp = path.with_name(f"{ENTRIES}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
     try:
         with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as out:
