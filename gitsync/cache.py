@@ -30,10 +30,12 @@ The process that just ran knows the working set best: a run that uses what its
 predecessor used never rewrites, a small cache is never rewritten, and a rewrite
 (writing at most half of what the file held) happens only once the file has doubled
 with entries nobody here asked for. What it drops is recomputed, once, by whoever
-still needs it: two working sets of like size sharing a folder (two instances, two
-repos) fit under the bound without dropping each other's entries; three or more (the
-default ``~/.cache/gitsync`` serves every instance a user runs) take turns dropping
-one another's, each computing its own again after a turn.
+still needs it. Two working sets of like size sharing a folder (two instances, two
+repos) fit under the bound and keep each other's entries; three or more that take
+turns do not: each run's compaction drops the others', so in strict rotation every
+run computes its own again (three sets of 1,000 entries: 1,000 misses at every run).
+The default ``~/.cache/gitsync`` serves every instance a user runs, so such
+instances are best given a ``--cache-dir`` each.
 
 The new file is written beside the old one and renamed over it (``os.replace``), its
 bytes synced to disk first, so a reader opens the old file or the new one, whole,
