@@ -291,13 +291,14 @@ class Reconciler:
         return self._options.status_branch or self._memo.status_branch or DEFAULT_STATUS_BRANCH
 
     def close(self) -> None:
-        """Stop the informers, if any, post the Events still queued, and close the
-        metrics clients."""
+        """Stop the informers, if any, post the Events still queued, close the
+        metrics clients, and compact the disk caches (see :mod:`gitsync.cache`)."""
         self._live_source.close()
         if self._events is not None:
             self._events.close()
         for client in self._prometheus_clients.values():
             client.close()
+        DiskCache.compact_opened()
 
     def _prometheus(self, address: str) -> MetricsSource:
         """One client (one connection pool) per Prometheus address, for the process."""

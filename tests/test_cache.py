@@ -4,23 +4,31 @@ when it is whole and for the very same inputs, never otherwise.
 Each test compares a run that reads the cache with a cold run (no cache at all): a
 stale, corrupted or foreign entry must leave the outcome exactly as a cold run has
 it, because a wrong remembered verdict would apply a spec a policy denies.
+
+Compaction's tests (at the end) check that a rewrite keeps what the process used, and
+what others appended meanwhile, with their values, drops the rest, and never leaves a
+reader a partial file or a used line that a read would refuse.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
 import hashlib
 import math
-from collections.abc import Callable
+import os
+import resource
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 import yaml
 
-from gitsync.cache import ENTRIES, DiskCache
+from gitsync.cache import COMPACT_FLOOR, ENTRIES, STALE_TEMP_SECONDS, DiskCache
 from gitsync.clients.git import Author, GitSource
 from gitsync.evaluation import Evaluation, Evaluator
 from gitsync.loading import LoadResult
@@ -479,3 +487,184 @@ def test_spec_files_read_through_a_damaged_cache_load_as_without_one(tmp_path: P
     assert DiskCache(cache).get(moved_key) is None
 
     assert load(DiskCache(cache)) == cold
+
+
+# --- compaction ------------------------------------------------------------------------
+
+
+def key(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def spec(name: str, version: int) -> dict[str, object]:
+    """About a kilobyte, as a spec file's parsed YAML is."""
+    return {"name": name, "version": version, "spec": "x" * 1000}
+
+
+def fill(root: Path, *, old: int, current: int) -> dict[str, dict[str, object]]:
+    """``old`` entries no later process asks for (spec versions gone by) and ``current``
+    ones, the first also put in an older version before: the current ones' values."""
+    cache = DiskCache(root)
+    cache.put(key("current-0"), spec("current-0", 0))
+    for index in range(old):
+        cache.put(key(f"old-{index}"), spec(f"old-{index}", 0))
+    values = {key(f"current-{i}"): spec(f"current-{i}", 1) for i in range(current)}
+    for name, value in values.items():
+        cache.put(name, value)
+    return values
+
+
+def size(root: Path) -> int:
+    return (root / ENTRIES).stat().st_size
+
+
+def test_a_compaction_keeps_only_the_entries_used_once_the_file_is_over_its_bounds(
+    tmp_path: Path,
+) -> None:
+    values = fill(tmp_path, old=1200, current=100)
+    assert size(tmp_path) > COMPACT_FLOOR
+    # A current entry damaged on disk: asked for, it is no value, so it is not kept.
+    damaged = key("current-99")
+    lines = [line for line in entries(tmp_path) if key_of(line) != damaged]
+    last = usable(tmp_path)[damaged]
+    write_entries(tmp_path, [*lines, last[:-1] + b"]"])
+    before = usable(tmp_path)
+
+    process = DiskCache(tmp_path)
+    for name, value in values.items():
+        assert process.get(name) == (None if name == damaged else value)
+    process.put(damaged, values[damaged])  # computed again, as its user would
+    new = key("new")
+    process.put(new, spec("new", 0))
+    assert process.compact()
+
+    kept = [before[name] for name in values if name != damaged]
+    assert sorted(entries(tmp_path)) == sorted([*kept, *entries_of(tmp_path, damaged, new)])
+    assert len(entries(tmp_path)) == len(values) + 1
+    assert size(tmp_path) == sum(len(line) + 1 for line in entries(tmp_path))
+    assert cache_files(tmp_path) == [tmp_path / ENTRIES]
+
+    fresh = DiskCache(tmp_path)
+    assert {name: fresh.get(name) for name in values} == values
+    assert fresh.get(new) == spec("new", 0)
+    assert fresh.get(key("old-0")) is None
+    assert not process.compact(), "once: the file it read is no longer there"
+
+
+def entries_of(root: Path, *names: str) -> list[bytes]:
+    return [line for line in entries(root) if key_of(line) in names]
+
+
+@pytest.mark.parametrize(
+    ("old", "current"), [(800, 5), (600, 700)], ids=["under 1 MiB", "under twice what is used"]
+)
+def test_a_file_within_the_bounds_is_left_as_it_is(tmp_path: Path, old: int, current: int) -> None:
+    values = fill(tmp_path, old=old, current=current)
+    before = (tmp_path / ENTRIES).read_bytes()
+    assert (len(before) > COMPACT_FLOOR) == (old + current > 1000)
+
+    process = DiskCache(tmp_path)
+    assert {name: process.get(name) for name in values} == values
+    assert not process.compact()
+    assert (tmp_path / ENTRIES).read_bytes() == before
+
+
+def test_lines_other_processes_append_around_a_compaction_are_kept(tmp_path: Path) -> None:
+    values = fill(tmp_path, old=1200, current=10)
+    compacting = DiskCache(tmp_path)
+    assert {name: compacting.get(name) for name in values} == values
+    other = DiskCache(tmp_path)
+    assert other.get(key("old-0")) == spec("old-0", 0)  # it read the file too
+
+    # After the compacting process read the file: one whole line and one cut short.
+    other.put(key("between"), {"n": 1})
+    with (tmp_path / ENTRIES).open("ab") as handle:
+        handle.write(_line_for(key("cut"), {"n": 2})[:-5])
+    assert compacting.compact()
+    other.put(key("after"), {"n": 3})
+
+    fresh = DiskCache(tmp_path)
+    assert {name: fresh.get(name) for name in values} == values
+    assert (fresh.get(key("between")), fresh.get(key("after"))) == ({"n": 1}, {"n": 3})
+    assert fresh.get(key("old-0")) is None
+    assert entries_of(tmp_path, key("cut")) == []
+
+
+def test_a_process_that_read_the_file_before_another_compacted_it_leaves_it_be(
+    tmp_path: Path,
+) -> None:
+    """Its offsets are in the replaced file: taking the new one's lines past them for
+    news, it would drop most of what the other kept."""
+    early = DiskCache(tmp_path)
+    for index in range(600):
+        early.put(key(f"early-{index}"), spec(f"early-{index}", 0))
+    other = DiskCache(tmp_path)
+    assert other.get(key("early-0")) == spec("early-0", 0)
+    read = size(tmp_path)
+    values = fill(tmp_path, old=1500, current=1000)
+    compacting = DiskCache(tmp_path)
+    assert {name: compacting.get(name) for name in values} == values
+    assert compacting.compact()
+    assert size(tmp_path) > max(read, COMPACT_FLOOR)
+
+    before = (tmp_path / ENTRIES).read_bytes()
+    assert not other.compact()
+    assert (tmp_path / ENTRIES).read_bytes() == before
+
+
+def _line_for(name: str, value: object) -> bytes:
+    return b"\n" + _rewrite(name, {"key": name, "value": value})
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Writes past ``limit`` bytes fail (EFBIG: Python ignores SIGXFSZ), as on a full
+    disk."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_compaction_cut_short_leaves_the_file_whole_and_its_leftovers_unread(
+    tmp_path: Path,
+) -> None:
+    values = fill(tmp_path, old=1200, current=100)
+    before = (tmp_path / ENTRIES).read_bytes()
+    process = DiskCache(tmp_path)
+    assert {name: process.get(name) for name in values} == values
+    with file_size_limit(4096):
+        assert not process.compact()
+    assert (tmp_path / ENTRIES).read_bytes() == before
+    assert cache_files(tmp_path) == [tmp_path / ENTRIES]
+
+    # What a compaction killed before its rename leaves: whole lines, never read.
+    left = tmp_path / f"{ENTRIES}.4242.0badf00d.tmp"
+    current = next(iter(values))
+    left.write_bytes(_line_for(current, {"n": 1}) + _line_for(key("leftover"), {"n": 2}))
+    fresh = DiskCache(tmp_path)
+    assert (fresh.get(current), fresh.get(key("leftover"))) == (values[current], None)
+
+    # Removed once it is old enough to be no running compaction's.
+    assert not DiskCache(tmp_path).compact()
+    assert left.exists()
+    stale = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(left, (stale, stale))
+    assert not DiskCache(tmp_path).compact()
+    assert cache_files(tmp_path) == [tmp_path / ENTRIES]
+    assert (tmp_path / ENTRIES).read_bytes() == before
+
+
+def test_compact_opened_compacts_each_cache_this_process_opened(tmp_path: Path) -> None:
+    """What the reconciler calls when it closes: its three caches are three folders."""
+    folders = [tmp_path / name for name in ("eval", "specs", "status")]
+    opened = []  # held: compact_opened() reaches only the caches still held
+    for folder in folders:
+        values = fill(folder, old=1200, current=3)
+        cache = DiskCache(folder)
+        assert {name: cache.get(name) for name in values} == values
+        opened.append(cache)
+    DiskCache.compact_opened()
+    assert [len(entries(folder)) for folder in folders] == [3, 3, 3]
