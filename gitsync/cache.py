@@ -30,12 +30,10 @@ The process that just ran knows the working set best: a run that uses what its
 predecessor used never rewrites, a small cache is never rewritten, and a rewrite
 (writing at most half of what the file held) happens only once the file has doubled
 with entries nobody here asked for. What it drops is recomputed, once, by whoever
-still needs it. Two working sets of like size sharing a folder (two instances, two
-repos) fit under the bound and keep each other's entries; three or more that take
-turns do not: each run's compaction drops the others', so in strict rotation every
-run computes its own again (three sets of 1,000 entries: 1,000 misses at every run).
-The default ``~/.cache/gitsync`` serves every instance a user runs, so such
-instances are best given a ``--cache-dir`` each.
+still needs it. That holds when a folder has one working set: the reconciler gives
+each configuration (repo, branch, folder, instance, shard) folders of its own. Several
+working sets taking turns in one folder would each drop the others' entries, and in
+strict rotation compute all of their own again at every run.
 
 The new file is written beside the old one and renamed over it (``os.replace``), its
 bytes synced to disk first, so a reader opens the old file or the new one, whole,
@@ -51,12 +49,11 @@ read would not use: the rewritten file holds only lines that passed a read's che
 Only the file this process read is rewritten: one another process replaced meanwhile
 is left to that process's judgement.
 
-When: the reconciler calls :meth:`DiskCache.compact_opened` when it closes. A
-``gitsync sync`` closes it after its one cycle, having asked for every entry it will.
-A daemon closes it when it stops, and keeps all it used since it started: bounded by
-its lifetime, not by its working set, for a cache cannot tell a spec's or a status
-document's superseded version from its current one (only its users know which blobs
-are still current).
+When: the reconciler compacts its caches when it closes. A ``gitsync sync`` closes it
+after its one cycle, having asked for every entry it will. A daemon closes it when it
+stops, and keeps all it used since it started: bounded by its lifetime, not by its
+working set, for a cache cannot tell a spec's or a status document's superseded
+version from its current one (only its users know which blobs are still current).
 """
 
 from __future__ import annotations
@@ -68,7 +65,6 @@ import os
 import secrets
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Final, TypeAlias
 
@@ -93,9 +89,6 @@ _TEMP_SUFFIX: Final = ".tmp"
 #: key -> (checksum, payload), as each line holds them.
 _Lines: TypeAlias = dict[str, tuple[bytes, bytes]]
 
-#: Every cache this process opened and still holds, for compact_opened().
-_opened: Final[weakref.WeakSet[DiskCache]] = weakref.WeakSet()
-
 
 @dataclasses.dataclass(frozen=True)
 class _Seen:
@@ -118,13 +111,6 @@ class DiskCache:
         #: The keys this process got a value of or put: what compaction keeps.
         self._used: set[str] = set()
         self._lock = threading.Lock()
-        _opened.add(self)
-
-    @classmethod
-    def compact_opened(cls) -> None:
-        """:meth:`compact` every cache this process opened and still holds."""
-        for cache in list(_opened):
-            cache.compact()
 
     def get(self, key: str) -> object | None:
         """The value stored under ``key``; None when absent, corrupt or foreign."""

@@ -865,9 +865,9 @@ def _sync_options(function: Callable[..., None]) -> Callable[..., None]:
             type=click.Path(file_okay=False, path_type=Path),
             default=None,
             help=(
-                "gitsync's cache: the git mirror in its git/, policy verdicts in eval/, spec"
-                " and status YAML as data in specs/ and status/, the last settled sync's"
-                " record in sync/. Default: ~/.cache/gitsync."
+                "gitsync's cache: the git mirror in its git/; per configuration, in"
+                " scopes/, policy verdicts and spec and status YAML as data; the last"
+                " settled sync's record in sync/. Default: ~/.cache/gitsync."
             ),
         ),
         _option(

@@ -17,6 +17,7 @@ nothing to the cluster and commits nothing.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import orjson
 import structlog
 
 from gitsync.analysis import Analysis, MetricsSource, MetricsSources, measure
@@ -238,7 +240,8 @@ class Reconciler:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
         ``cache_dir`` keeps policy verdicts, and the YAML of spec files and status
-        documents, beyond this process (in its eval/, specs/ and status/).
+        documents, beyond this process (in eval/, specs/ and status/ of a folder of
+        this configuration's under its scopes/).
         ``may_write`` is asked before every apply, delete and push (the leader
         election's guard): once it says no, the cycle writes nothing more; ``events``
         posts each cycle's Events on the objects it touched."""
@@ -256,17 +259,17 @@ class Reconciler:
             if watch
             else ListedSource(kube, selector=selector)
         )
-        self._evaluator = Evaluator(
-            store=None if cache_dir is None else DiskVerdictStore(DiskCache(cache_dir / "eval"))
-        )
+        caches = _caches(cache_dir, git=git, options=options)
+        self._caches = tuple(caches.values())
+        self._evaluator = Evaluator(store=DiskVerdictStore(caches["eval"]) if caches else None)
         self._store = StatusStore(
             git,
             author=options.status_author,
             instance=options.instance,
-            parsed=None if cache_dir is None else DiskCache(cache_dir / "status"),
+            parsed=caches.get("status"),
             shard=options.shard,
         )
-        self._documents = None if cache_dir is None else DiskCache(cache_dir / "specs")
+        self._documents = caches.get("specs")
         self._namespaces: set[str] = set()
         self._memo = _Memo()
         self._settled: Settled | None = None
@@ -298,7 +301,8 @@ class Reconciler:
             self._events.close()
         for client in self._prometheus_clients.values():
             client.close()
-        DiskCache.compact_opened()
+        for cache in self._caches:
+            cache.compact()
 
     def _prometheus(self, address: str) -> MetricsSource:
         """One client (one connection pool) per Prometheus address, for the process."""
@@ -880,6 +884,23 @@ class Reconciler:
                 )
         if report.changes.prune_refused:
             bound.warning("prune refused", reason=report.changes.prune_refused)
+
+
+def _caches(
+    cache_dir: Path | None, *, git: GitSource, options: SyncOptions
+) -> dict[str, DiskCache]:
+    """The disk caches of this configuration (repo, branch, folder, instance, shard):
+    each in a folder of its own, so that what a process uses, which is what
+    compaction keeps, is the whole working set of the folder. Instances sharing one
+    folder would each drop the others' entries (see gitsync.cache)."""
+    if cache_dir is None:
+        return {}
+    shard = options.shard
+    scope = orjson.dumps(
+        [git.url, git.branch, options.path, options.instance, shard.index, shard.count]
+    )
+    folder = cache_dir / "scopes" / hashlib.sha256(scope).hexdigest()[:16]
+    return {name: DiskCache(folder / name) for name in ("eval", "specs", "status")}
 
 
 def _upstream_moved(cycle: Cycle, report: CycleReport, *, instance: str) -> bool:

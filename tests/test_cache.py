@@ -655,16 +655,3 @@ def test_a_compaction_cut_short_leaves_the_file_whole_and_its_leftovers_unread(
     assert not DiskCache(tmp_path).compact()
     assert cache_files(tmp_path) == [tmp_path / ENTRIES]
     assert (tmp_path / ENTRIES).read_bytes() == before
-
-
-def test_compact_opened_compacts_each_cache_this_process_opened(tmp_path: Path) -> None:
-    """What the reconciler calls when it closes: its three caches are three folders."""
-    folders = [tmp_path / name for name in ("eval", "specs", "status")]
-    opened = []  # held: compact_opened() reaches only the caches still held
-    for folder in folders:
-        values = fill(folder, old=1200, current=3)
-        cache = DiskCache(folder)
-        assert {name: cache.get(name) for name in values} == values
-        opened.append(cache)
-    DiskCache.compact_opened()
-    assert [len(entries(folder)) for folder in folders] == [3, 3, 3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gitsync.cache import ENTRIES, DiskCache
 from gitsync.clients.git import GitSource
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
@@ -386,3 +388,38 @@ def test_a_spec_denied_by_policy_is_not_applied_and_the_rest_go_on(
     )
     assert doc["phase"] == "Invalid"
     assert "require-team-label" in doc["errors"][0]
+
+
+def test_each_configuration_has_its_own_caches_and_a_cycle_compacts_them(
+    repo: SpecRepo, kube: KubeClient, instance: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "gitsync-cache"
+
+    def cycle(name: str) -> None:
+        git = GitSource(repo.url, branch="main", cache_dir=cache / "git")
+        options = SyncOptions(path="specs", instance=name)
+        reconciler = Reconciler(git=git, kube=kube, options=options, cache_dir=cache)
+        try:
+            assert not reconciler.cycle().failed
+        finally:
+            reconciler.close()
+            git.close()
+
+    cycle(instance)
+    (scope,) = (cache / "scopes").iterdir()
+    folders = [scope / name for name in ("eval", "specs", "status")]
+    used = {folder: (folder / ENTRIES).read_bytes() for folder in folders}
+    assert all(used.values())
+    # Spec versions gone by: 1.2 MB of entries no later cycle asks for, in each folder.
+    for folder in folders:
+        stale = DiskCache(folder)
+        for index in range(3000):
+            stale.put(hashlib.sha256(f"old {index}".encode()).hexdigest(), {"pad": "x" * 400})
+    cycle(instance)
+    for folder in folders:
+        kept = (folder / ENTRIES).read_bytes()
+        assert len(kept) < 2 * len(used[folder]) + 4096  # what the cycle used, and no more
+        assert set(used[folder].split(b"\n")) <= set(kept.split(b"\n"))
+
+    cycle(f"{instance}-other")  # another instance: a folder of its own, not this one's
+    assert len(list((cache / "scopes").iterdir())) == 2
