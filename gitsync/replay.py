@@ -164,7 +164,9 @@ def save(folder: Path, record: Record | None, *, key: str) -> None:
 
 
 def _record(data: Any, *, key: str) -> Record | None:
-    if not isinstance(data, dict) or data["format"] != _FORMAT or data["key"] != key:
+    if not isinstance(data, dict) or type(data["format"]) is not int or data["key"] != key:
+        return None
+    if data["format"] != _FORMAT:
         return None
     status_head = data["statusHead"]
     wake_at = data["wakeAt"]

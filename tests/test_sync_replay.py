@@ -99,6 +99,7 @@ def _saved(tmp_path: Path) -> dict[str, Any]:
     [
         pytest.param(lambda d: {**d, "key": "0" * 64}, id="another key inside"),
         pytest.param(lambda d: {**d, "format": 2}, id="another format"),
+        pytest.param(lambda d: {**d, "format": True}, id="a boolean for the format"),
         pytest.param(lambda d: {k: v for k, v in d.items() if k != "live"}, id="a field missing"),
         pytest.param(lambda d: {**d, "head": 7}, id="a number for a commit"),
         pytest.param(lambda d: {**d, "lines": [[1, "x"]]}, id="a number for a stream"),
