@@ -43,6 +43,6 @@ def _finite(value: Any) -> bool:
         return math.isfinite(value)
     if isinstance(value, dict):
         return all(_finite(v) for v in value.values())
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):  # orjson writes a tuple as a list
         return all(_finite(v) for v in value)
     return True

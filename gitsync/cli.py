@@ -1075,7 +1075,10 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
     key = replay.options_key(options, server=kube.server)
     records = _cache(options["cache_dir"]) / "sync"
     record = replay.load(records, key=key)
-    if record is not None and replay.still_holds(record, git=git, kube=kube, now=datetime.now(UTC)):
+    instance, now = options["instance"], datetime.now(UTC)
+    if record is not None and replay.still_holds(
+        record, git=git, kube=kube, instance=instance, now=now
+    ):
         structlog.get_logger(__name__).info(
             "inputs unchanged since the last sync: its report repeated",
             commit=record.settled.observed.head[:12],

@@ -18,8 +18,9 @@ import orjson
 
 from gitsync.clients.kube import Informer, KubeClient
 from gitsync.errors import ApiUnavailableError, NotFoundError
+from gitsync.types import LABEL_INSTANCE
 
-__all__ = ["ListedSource", "LiveSource", "WatchedSource", "kinds_to_observe"]
+__all__ = ["ListedSource", "LiveSource", "WatchedSource", "instance_selector", "kinds_to_observe"]
 
 Kind = tuple[str, str]  # apiVersion, kind
 
@@ -34,6 +35,11 @@ class LiveSource(Protocol):
     def objects(self, kinds: Sequence[Kind]) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
+
+
+def instance_selector(instance: str) -> str:
+    """The label selector of the objects ``instance`` wrote: all a cycle looks at."""
+    return f"{LABEL_INSTANCE}={instance}"
 
 
 def kinds_to_observe(

@@ -42,10 +42,16 @@ from gitsync.event_recorder import EventRecorder
 from gitsync.events import cycle_events
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
-from gitsync.live import ListedSource, LiveSource, WatchedSource, kinds_to_observe
+from gitsync.live import (
+    ListedSource,
+    LiveSource,
+    WatchedSource,
+    instance_selector,
+    kinds_to_observe,
+)
 from gitsync.loading import Diagnostic, FileResult
 from gitsync.pipeline import Answer, Question
-from gitsync.render import LABEL_INSTANCE, RenderContext, pending
+from gitsync.render import RenderContext, pending
 from gitsync.render.training import TRAINJOB_API
 from gitsync.replay import Observed, Settled
 from gitsync.result import CycleResult, Outcome
@@ -126,6 +132,9 @@ class Cycle:
     live: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     observed_live: bool = False
     training: TrainingPlan = field(default_factory=lambda: TrainingPlan({}, {}, {}, {}))
+    #: Some gate query got no number (an error, not "no data"): asked again by the
+    #: next sync, whatever the daemon's recheck rules (see _settlement).
+    query_failed: bool = False
     context: RenderContext | None = None
     evaluation: Evaluation | None = None
     #: The evaluation's bodies with each canary's decided traffic split.
@@ -253,7 +262,7 @@ class Reconciler:
         self._clock = clock
         self._metrics = metrics or self._prometheus
         self._prometheus_clients: dict[str, PrometheusClient] = {}
-        selector = self._selector = f"{LABEL_INSTANCE}={options.instance}"
+        selector = instance_selector(options.instance)
         self._live_source: LiveSource = (
             WatchedSource(kube, selector=selector)
             if watch
@@ -457,15 +466,17 @@ class Reconciler:
         questions = gate_questions_of(
             snapshot.loaded.entries, cycle.live, inventory=inventory, default_namespace=namespace
         )
+        answers = {question: self._ask(question) for question in questions}
         training = plan_training(
             snapshot.loaded.entries,
             cycle.live,
             inventory=inventory,
             default_namespace=namespace,
             now=cycle.now,
-            answers={question: self._ask(question) for question in questions},
+            answers=answers,
         )
-        return replace(cycle, training=training)
+        failed = any(answer.error is not None for answer in answers.values())
+        return replace(cycle, training=training, query_failed=failed)
 
     def _ask(self, question: Question) -> Answer:
         """A gate's query, answered; any failure is an answer too (the gate fails,
@@ -801,19 +812,32 @@ class Reconciler:
     def _settlement(self, cycle: Cycle, report: CycleReport) -> Settled | None:
         """What a settled cycle read, when it also wrote nothing and every change went
         through: a re-run then finds the same and says the same. A status commit is
-        no bar: the re-run reads that commit and finds its documents already true."""
-        source, revision = self._live_source, cycle.revision
+        no bar: the re-run reads that commit and finds its documents already true.
+
+        Not settled for a sync, although the daemon may skip such a cycle: one whose
+        gate query failed (a refusal may be an auth proxy's 403 or an error that
+        depends on the data, which the next sync should ask about again, as it did
+        before records existed), and one whose status push lost a race and was made
+        again on a newer head, which holds someone else's commit it never read."""
+        source, revision, inventory = self._live_source, cycle.revision, cycle.inventory
         changes = report.changes
         if (
             not isinstance(source, ListedSource)
             or (live := source.fingerprint) is None
             or revision is None
-            or cycle.inventory is None
+            or inventory is None
             or report.result.outcome is not Outcome.SUCCEEDED
             or report.error is not None
             or changes.writes
             or changes.failures
             or changes.prune_refused
+            or cycle.query_failed
+        ):
+            return None
+        status_head = report.status_commit or inventory.commit
+        if (
+            report.status_commit
+            and self._git.first_parent(report.status_commit) != inventory.commit
         ):
             return None
         # A schedule's tick, a hold's end: the soonest is in the result already.
@@ -821,11 +845,10 @@ class Reconciler:
         return Settled(
             observed=Observed(
                 head=revision.commit,
-                status_head=report.status_commit or cycle.inventory.commit,
+                status_head=status_head,
                 live=live,
             ),
             status_branch=cycle.status_branch,
-            selector=self._selector,
             kinds=source.kinds,
             wake_at=None if after is None else cycle.now + timedelta(seconds=after),
         )

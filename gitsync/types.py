@@ -17,6 +17,7 @@ from typing import Any, Final
 __all__ = [
     "DEFAULT_STATUS_BRANCH",
     "DNS1123_LABEL",
+    "LABEL_INSTANCE",
     "SPEC_GROUP",
     "ObjectRef",
     "format_resource",
@@ -27,6 +28,8 @@ __all__ = [
 SPEC_GROUP: Final = "gitsync.io"
 #: A Kubernetes name that must be a DNS-1123 label: a namespace, a Service's name.
 DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: The label on every object an instance writes, valued with the instance's name.
+LABEL_INSTANCE: Final = "gitsync.io/instance"
 #: Where status documents go unless gitsync.yaml (or --status-branch) says otherwise.
 DEFAULT_STATUS_BRANCH: Final = "gitsync/status"
 

@@ -23,7 +23,8 @@ _VIOLATION_FIELDS: Final = {"expression": str, "message": str, "reason": str, "e
 
 
 class DiskVerdictStore:
-    """A :class:`~gitsync.policy.VerdictStore` in gitsync's cache (``<cache-dir>/eval``)."""
+    """A :class:`~gitsync.policy.VerdictStore` in gitsync's cache: ``eval/`` of a
+    configuration's folder under ``<cache-dir>/scopes``."""
 
     def __init__(self, cache: DiskCache) -> None:
         self._cache = cache

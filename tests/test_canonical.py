@@ -25,6 +25,7 @@ class Name(str):
         {"a": {"b": [1, 2, math.nan]}},
         [None, {"x": math.inf}],  # a null elsewhere in the output
         {"null": "null", "v": [math.nan]},
+        {"a": (None, math.nan)},
         {"when": datetime.date(2026, 12, 1)},
         {"name": Name("x")},
         {1: "a non-string key"},

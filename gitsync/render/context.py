@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Final
 
 from gitsync.status_document import Score
-from gitsync.types import ObjectRef
+from gitsync.types import LABEL_INSTANCE, ObjectRef
 
 __all__ = [
     "ANNOTATION_APPLIED_HASH",
@@ -30,7 +30,6 @@ __all__ = [
 
 MANAGER: Final = "gitsync"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
-LABEL_INSTANCE: Final = "gitsync.io/instance"
 LABEL_TRAINING_RUN: Final = "gitsync.io/training-run"
 ANNOTATION_SOURCE_PATH: Final = "gitsync.io/source-path"
 ANNOTATION_SOURCE_COMMIT: Final = "gitsync.io/source-commit"
