@@ -35,7 +35,7 @@ from gitsync.cache import DiskCache
 from gitsync.clients.git import Author, GitSource, LastChanges, Revision
 from gitsync.clients.kube import KubeClient, resource_version
 from gitsync.clients.prometheus import PrometheusClient
-from gitsync.diff import Action, ChangeSet, PrunePolicy, holds, plan_changes
+from gitsync.diff import Action, ChangeSet, HoldsMemo, PrunePolicy, holds, plan_changes
 from gitsync.errors import GitError, GitsyncError, LeadershipLostError, Remedy
 from gitsync.evaluation import Evaluation, Evaluator
 from gitsync.event_recorder import EventRecorder
@@ -280,6 +280,7 @@ class Reconciler:
         )
         self._documents = caches.get("specs")
         self._namespaces: set[str] = set()
+        self._holds: HoldsMemo = {}
         self._memo = _Memo()
         self._settled: Settled | None = None
 
@@ -585,6 +586,7 @@ class Reconciler:
             },
             prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
             self_heal=config.self_heal,
+            memo=self._holds,
         )
         shard = self._options.shard
         if not shard.whole and plan.of(Action.DELETED):

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from gitsync.diff import Action, PrunePolicy, holds, normalize, object_diff, plan_changes
+from gitsync.diff import (
+    Action,
+    HoldsMemo,
+    PrunePolicy,
+    holds,
+    normalize,
+    object_diff,
+    plan_changes,
+)
 from gitsync.render import (
     ANNOTATION_APPLIED_HASH,
     ANNOTATION_SOURCE_PATH,
@@ -93,6 +101,40 @@ def test_drift_is_only_reported_when_self_heal_is_off() -> None:
     plan = plan_changes([c], by_key(c_live), instance="i", self_heal=False)
     (change,) = plan.changes
     assert (change.action, change.drift) == (Action.SKIPPED, True)
+
+
+def test_a_memo_compares_again_only_what_is_a_new_object() -> None:
+    a, b = desired("a"), desired("b")
+    a_live, b_live = live_copy(a), live_copy(b)
+    memo: HoldsMemo = {}
+    first = plan_changes([a, b], by_key(a_live, b_live), instance="i", memo=memo)
+    assert actions(first) == {"a": "unchanged", "b": "unchanged"}
+    assert {key.name: held for key, (_, _, held) in memo.items()} == {"a": True, "b": True}
+
+    # The memo goes by identity, not equality: the very same objects are taken as
+    # last compared even when edited in place (an informer never edits an object it
+    # handed out; this shows the memo is what answered).
+    a_live["spec"]["predictor"]["model"]["storageUri"] = "s3://hand/edited"
+    again = plan_changes([a, b], by_key(a_live, b_live), instance="i", memo=memo)
+    assert actions(again) == {"a": "unchanged", "b": "unchanged"}
+
+    # The watch delivers the edit as a new object: compared again, drift caught.
+    edited = copy.deepcopy(a_live)
+    third = plan_changes([a, b], by_key(edited, b_live), instance="i", memo=memo)
+    assert actions(third) == {"a": "configured", "b": "unchanged"}
+    assert [c.drift for c in third.changes] == [True, False]
+    assert memo[ObjectRef.of(a)][1] is edited
+
+    # An equal desired body that is another object is compared again too.
+    b_new = copy.deepcopy(b)
+    b_new["spec"]["predictor"]["model"]["storageUri"] = "s3://m/v2"
+    b_new["metadata"]["annotations"][ANNOTATION_APPLIED_HASH] = b["metadata"]["annotations"][
+        ANNOTATION_APPLIED_HASH
+    ]
+    fourth = plan_changes([b_new], by_key(b_live), instance="i", memo=memo)
+    assert actions(fourth) == {"b": "configured"}
+    # Only this call's comparisons are kept: a's are gone with a.
+    assert set(memo) == {ObjectRef.of(b)}
 
 
 @pytest.mark.parametrize(
