@@ -7,6 +7,7 @@ cycle returns or raises), not a stand-in for an external system. Draws are fixed
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -273,3 +274,23 @@ def test_a_standby_runs_no_cycle_and_looks_again_soon() -> None:
     leading[0] = True
     assert daemon.tick() == 30.0
     assert ran == ["cycle"]
+
+
+def test_what_the_first_cycle_built_is_frozen_out_of_collections() -> None:
+    gc.unfreeze()
+    ticks = 0
+
+    def cycle() -> Finished:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 2:
+            frozen.append(gc.get_freeze_count())
+            os.kill(os.getpid(), signal.SIGTERM)
+        return Finished("c", OK)
+
+    frozen: list[int] = []
+    try:
+        Daemon(cycle, interval=0.01, jitter=0.0).run()
+    finally:
+        gc.unfreeze()
+    assert frozen and frozen[0] > 1000  # at least the modules: not collected again
