@@ -32,6 +32,8 @@ from gitsync.reconciler import Reconciler, SyncOptions
 from gitsync.replay import Observed, Record, Settled, load, options_key, save, still_holds
 
 from .specrepo import SpecRepo, git
+from .test_pipelines import model as pipeline_model
+from .test_pipelines import train_job
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 OBSERVED = Observed(head="a" * 40, status_head="b" * 40, live="c" * 64)
@@ -445,57 +447,16 @@ def test_a_failed_gate_query_is_asked_again_by_the_next_sync(
     prometheus = _RefusingPrometheus()
     threading.Thread(target=prometheus.serve_forever, daemon=True).start()
     address = f"http://127.0.0.1:{prometheus.server_address[1]}"
+    gate = {
+        "metric": "auc",
+        "min": 0.9,
+        "query": 'eval_auc{job_name="{{run}}"}',
+        "provider": {"prometheus": {"address": address}},
+    }
     repo = SpecRepo(tmp_path / "repo")
-    repo.write(
-        "train.yaml",
-        yaml.safe_dump(
-            {
-                "apiVersion": "gitsync.io/v1alpha1",
-                "kind": "TrainingRun",
-                "metadata": {
-                    "name": "train",
-                    "namespace": namespace,
-                    "labels": {"team": "risk"},
-                    "annotations": {
-                        "dev.gitsync.io/start-delay": "0",
-                        "dev.gitsync.io/run-duration": "1",
-                        "dev.gitsync.io/metrics": "accuracy=0.95",
-                    },
-                },
-                "spec": {
-                    "runtimeRef": {"name": "torch-distributed"},
-                    "image": "ghcr.io/acme/finetune:1.0.0",
-                    "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
-                    "output": "s3://models/train/{run}",
-                },
-            }
-        ),
-    )
-    repo.write(
-        "scorer.yaml",
-        yaml.safe_dump(
-            {
-                "apiVersion": "gitsync.io/v1alpha1",
-                "kind": "ModelDeployment",
-                "metadata": {"name": "scorer", "namespace": namespace, "labels": {"team": "risk"}},
-                "spec": {
-                    "model": {
-                        "format": "pytorch",
-                        "fromTrainingRun": "train",
-                        "gates": [
-                            {
-                                "metric": "auc",
-                                "min": 0.9,
-                                "query": 'eval_auc{job_name="{{run}}"}',
-                                "provider": {"prometheus": {"address": address}},
-                            }
-                        ],
-                    },
-                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-                },
-            }
-        ),
-    )
+    repo.write("train.yaml", train_job(namespace, accuracy=0.95, lr="0.1"))
+    source = {"fromTrainingRun": "train", "gates": [gate]}
+    repo.write("scorer.yaml", pipeline_model(namespace, "scorer", source))
     repo.commit("a run and a model gated on Prometheus")
     sync = Sync(repo, control_plane, namespace, tmp_path / "cache")
     try:
