@@ -472,21 +472,25 @@ def _evaluate(
     old_objects: Mapping[ObjectRef, Mapping[str, Any]] | None = None,
 ) -> Evaluation:
     """The one evaluation path, outside a cycle: nothing is known of the cluster, so a
-    model trained by a run or a scheduled run between ticks renders to nothing."""
+    model trained by a run or a scheduled run between ticks renders to nothing (the
+    policies judge the run of the schedule's next tick)."""
     from gitsync.evaluation import Evaluator  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.render import RenderContext  # noqa: PLC0415 - see TYPE_CHECKING above
+    from gitsync.training import preview_unplanned  # noqa: PLC0415 - see TYPE_CHECKING above
 
     context = RenderContext(
         instance=instance,
         default_namespace=snap.config.defaults.namespace,
         source_commits=source_commits,
     )
+    now = datetime.now(UTC)
     return Evaluator().evaluate(
         snap.loaded,
         policies=snap.policies if policies is None else policies,
         context=context,
         blobs=snap.blobs,
         old_objects=old_objects or {},
+        preview=lambda entry: preview_unplanned(entry, context, now=now),
     )
 
 

@@ -36,7 +36,14 @@ from gitsync.render import (
     render,
 )
 from gitsync.render.training import JOB_KINDS
-from gitsync.schedule import RunFacts, ScheduleDecision, decide_schedule, format_time, parse_time
+from gitsync.schedule import (
+    RunFacts,
+    ScheduleDecision,
+    decide_schedule,
+    format_time,
+    next_tick,
+    parse_time,
+)
 from gitsync.specs import ModelDeployment, ModelSource, TrainingRun
 from gitsync.specs.pipeline import RunSelection
 from gitsync.status import run_record, status_path
@@ -421,7 +428,24 @@ def preview(entry: Entry, context: RenderContext, plan: TrainingPlan) -> dict[st
     decision = plan.schedules.get(ref)
     if not isinstance(entry.spec, TrainingRun) or decision is None:
         return None
-    tick = decision.next_tick or decision.last_tick or decision.since
+    return _at_tick(entry, context, decision.next_tick or decision.last_tick or decision.since)
+
+
+def preview_unplanned(
+    entry: Entry, context: RenderContext, *, now: datetime
+) -> dict[str, Any] | None:
+    """:func:`preview` outside a cycle (``validate``, ``plan``), where nothing is known
+    of the cluster: a scheduled run is judged as the run its next tick after ``now``
+    would start. Without this a policy reading the rendered job saw nothing, and
+    denied every scheduled run a sync accepts."""
+    spec = entry.spec
+    if not isinstance(spec, TrainingRun) or spec.spec.schedule is None:
+        return None
+    return _at_tick(entry, context, next_tick(schedule=spec.spec.schedule, after=now) or now)
+
+
+def _at_tick(entry: Entry, context: RenderContext, tick: datetime) -> dict[str, Any]:
+    ref = entry.key(context.default_namespace)
     return render(entry, replace(context, ticks={**context.ticks, ref: tick}))
 
 

@@ -443,3 +443,32 @@ def test_a_crash_shows_its_traceback_without_the_token() -> None:
     assert "Traceback" in result.stderr
     assert "RuntimeError: cannot reach https://***@git.example.com/x.git" in result.stderr
     assert "ghp_s3cr3t" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("gpus", "valid"), [("1", True), ("16", False)])
+def test_validate_judges_a_scheduled_run_as_its_next_tick_would_start_it(
+    tmp_path: Path, gpus: str, valid: bool
+) -> None:
+    # Between ticks a scheduled run renders to nothing; a policy reading the rendered
+    # job (the shipped GPU cap) must still judge the job, as a sync does, not nothing.
+    (tmp_path / "nightly.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "gitsync.io/v1alpha1",
+                "kind": "TrainingRun",
+                "metadata": {"name": "nightly", "namespace": "ml", "labels": {"team": "risk"}},
+                "spec": {
+                    "schedule": "0 3 * * *",
+                    "runtimeRef": {"name": "torch-distributed"},
+                    "image": "ghcr.io/acme/finetune:1.0.0",
+                    "resources": {"limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": gpus}},
+                    "output": "s3://models/nightly/{run}",
+                },
+            }
+        )
+    )
+    result = gitsync("validate", str(tmp_path))
+    assert (result.returncode == 0) is valid, result.stdout + result.stderr
+    denial = "denied by policy cap-training-gpus: the run asks for 16 nvidia.com/gpu in total"
+    assert (denial in result.stdout + result.stderr) is not valid
+    assert "could not evaluate" not in result.stdout + result.stderr
