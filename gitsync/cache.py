@@ -72,7 +72,7 @@ import orjson
 
 from gitsync.canonical import exact_json
 
-__all__ = ["COMPACT_FLOOR", "COMPACT_RATIO", "ENTRIES", "STALE_TEMP_SECONDS", "DiskCache"]
+__all__ = ["COMPACT_FLOOR", "ENTRIES", "STALE_TEMP_SECONDS", "DiskCache"]
 
 _HEX: Final = frozenset("0123456789abcdef")
 #: Git's blob ids (40 hex) up to SHA-256 digests (64): anything else is no key.
