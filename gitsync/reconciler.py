@@ -279,6 +279,7 @@ class Reconciler:
             shard=options.shard,
         )
         self._documents = caches.get("specs")
+        self._programs = caches.get("eval")
         self._namespaces: set[str] = set()
         self._holds: HoldsMemo = {}
         self._memo = _Memo()
@@ -406,6 +407,7 @@ class Reconciler:
             root=self._options.path,
             parsed=self._memo.parsed,
             documents=self._documents,
+            programs=self._programs,
             shard=self._options.shard,
         )
         self._memo = replace(self._memo, parsed=snapshot.parsed)
@@ -598,7 +600,11 @@ class Reconciler:
         cache, mostly) only when a shard is about to delete something."""
         revision = cycle.need(cycle.revision, "revision")
         whole = read_snapshot(
-            self._git, revision.commit, root=self._options.path, documents=self._documents
+            self._git,
+            revision.commit,
+            root=self._options.path,
+            documents=self._documents,
+            programs=self._programs,
         )
         namespace = whole.config.defaults.namespace
         loaded = whole.loaded

@@ -30,7 +30,7 @@ from gitsync.loading import (
     select_paths,
     unreadable,
 )
-from gitsync.policy import PolicySet, load_library
+from gitsync.policy import PolicySet, ProgramStore, load_library
 from gitsync.sharding import WHOLE, Shard
 from gitsync.specs import Config, Defaults
 
@@ -64,11 +64,13 @@ def read_snapshot(
     root: str = "",
     parsed: Mapping[str, FileResult] | None = None,
     documents: DiskCache | None = None,
+    programs: ProgramStore | None = None,
     shard: Shard = WHOLE,
 ) -> Snapshot:
     """Load ``root`` of ``commit`` and its policies. With an invalid gitsync.yaml or
     policy, nothing else is loaded. ``documents`` keeps each spec file's YAML as data
-    by blob id beyond this process (validated again each time it is used). A
+    by blob id beyond this process (validated again each time it is used), and
+    ``programs`` the compiled policies (see :mod:`gitsync.policy.compile`). A
     ``shard`` loads only the spec files it owns (gitsync.yaml and the policies are
     every shard's)."""
     listing = repo.listing(commit, under=root.strip("/"))
@@ -80,6 +82,7 @@ def read_snapshot(
         root=root,
         parsed=parsed,
         documents=documents,
+        programs=programs,
         shard=shard,
     )
 
@@ -137,6 +140,7 @@ def _read(
     root: str,
     parsed: Mapping[str, FileResult] | None,
     documents: DiskCache | None,
+    programs: ProgramStore | None = None,
     default_namespace: str | None = None,
     shard: Shard = WHOLE,
 ) -> Snapshot:
@@ -151,7 +155,7 @@ def _read(
     if default_namespace is not None:
         config = config.model_copy(update={"defaults": Defaults(namespace=default_namespace)})
     policies, policy_problems = _library(
-        tuple(_policy_sources(files, read, root=root, folders=config.policies))
+        tuple(_policy_sources(files, read, root=root, folders=config.policies)), programs
     )
     problems += [p for p in policy_problems if p.severity is Severity.ERROR]
     if problems:
@@ -200,7 +204,9 @@ def _policy_sources(
 
 
 @functools.lru_cache(maxsize=8)
-def _library(sources: tuple[tuple[str, bytes], ...]) -> tuple[PolicySet, list[Diagnostic]]:
+def _library(
+    sources: tuple[tuple[str, bytes], ...], programs: ProgramStore | None
+) -> tuple[PolicySet, list[Diagnostic]]:
     # The same policy files give the very same PolicySet object, so a daemon does not
     # recompile them each cycle and can tell, by identity, that they did not change.
-    return load_library(extra_sources=sources)
+    return load_library(extra_sources=sources, programs=programs)

@@ -167,6 +167,7 @@ def test_public_api_of_gitsync_policy() -> None:
         "PolicyResult",
         "PolicySet",
         "PolicySeverity",
+        "ProgramStore",
         "Quantity",
         "QuantityError",
         "Validation",

@@ -50,7 +50,7 @@ Quantities are :mod:`gitsync.quantity`, shared with specs and plan; they are
 re-exported here because policies were their first user.
 """
 
-from gitsync.policy.compile import Policy
+from gitsync.policy.compile import Policy, ProgramStore
 from gitsync.policy.enforce import (
     PolicySet,
     VerdictMemo,
@@ -86,6 +86,7 @@ __all__ = [
     "PolicyResult",
     "PolicySet",
     "PolicySeverity",
+    "ProgramStore",
     "Quantity",
     "QuantityError",
     "Validation",

@@ -49,6 +49,7 @@ __all__ = [
     "declarable",
     "dependencies",
     "plain",
+    "restore",
     "run",
     "run_bool",
     "type_name",
@@ -261,8 +262,11 @@ class Program:
 
     text: str
     program: Any
-    #: The checker's type of the result (a ``cel.Type``), for declaring variables.
+    #: The checker's type of the result (a ``cel.Type``), for declaring variables;
+    #: None for a program restored from its bytes (see :func:`restore`).
     checked_type: Any
+    #: The checked expression as bytes, what :func:`restore` plans it from again.
+    checked: bytes
 
 
 class CompileError(ConfigurationError):
@@ -293,8 +297,19 @@ def compile_expression(
     if want is not None and result not in (want, "DYN"):
         message = f"must evaluate to {want.lower()}, but evaluates to {type_name(result)}"
         raise CompileError([(loc, 1, 1, message)])
-    program = _runtime().deserialize(checked.serialize())
-    return Program(text=text, program=program, checked_type=result_type)
+    serialized = checked.serialize()
+    program = _runtime().deserialize(serialized)
+    return Program(text=text, program=program, checked_type=result_type, checked=serialized)
+
+
+def restore(text: str, checked: bytes) -> Program | None:
+    """The program of ``text`` planned from its checked bytes (:attr:`Program.checked`)
+    without checking it again; None when the runtime refuses the bytes."""
+    try:
+        program = _runtime().deserialize(checked)
+    except RuntimeError:
+        return None
+    return Program(text=text, program=program, checked_type=None, checked=checked)
 
 
 def type_name(name: str) -> str:

@@ -31,7 +31,7 @@ from gitsync.loading import (
     validation_diagnostics,
 )
 from gitsync.policy import cel, locate
-from gitsync.policy.compile import Policy, compile_policy
+from gitsync.policy.compile import Policy, ProgramStore, compile_policy
 from gitsync.policy.enforce import PolicySet
 from gitsync.policy.models import PolicyDocument
 
@@ -42,8 +42,11 @@ __all__ = ["LIBRARY_DIR", "load_library", "load_policies", "load_policy_dirs"]
 LIBRARY_DIR: Final = Path(str(importlib.resources.files("gitsync.policy") / "shipped")).resolve()
 
 
-def load_policies(sources: Iterable[tuple[str, bytes]]) -> tuple[PolicySet, list[Diagnostic]]:
-    """Parse, validate and compile ``(path, content)`` pairs of policy YAML.
+def load_policies(
+    sources: Iterable[tuple[str, bytes]], *, programs: ProgramStore | None = None
+) -> tuple[PolicySet, list[Diagnostic]]:
+    """Parse, validate and compile ``(path, content)`` pairs of policy YAML;
+    ``programs`` remembers compiled policies (see :mod:`gitsync.policy.compile`).
 
     A policy with any problem is left out and reported; callers should treat error
     diagnostics as a configuration failure rather than run with fewer policies.
@@ -52,7 +55,7 @@ def load_policies(sources: Iterable[tuple[str, bytes]]) -> tuple[PolicySet, list
     diagnostics: list[Diagnostic] = []
     where: dict[str, str] = {}
     for path, content in sources:
-        for policy in _load_file(path, content, diagnostics):
+        for policy in _load_file(path, content, diagnostics, programs=programs):
             if policy.name in where:
                 message = f"policy {policy.name!r} is also declared at {where[policy.name]}"
                 diagnostics.append(Diagnostic(path, policy.line, 1, message, "metadata.name"))
@@ -62,9 +65,11 @@ def load_policies(sources: Iterable[tuple[str, bytes]]) -> tuple[PolicySet, list
     return PolicySet(tuple(policies)), diagnostics
 
 
-def load_policy_dirs(dirs: Iterable[Path | str]) -> tuple[PolicySet, list[Diagnostic]]:
+def load_policy_dirs(
+    dirs: Iterable[Path | str], *, programs: ProgramStore | None = None
+) -> tuple[PolicySet, list[Diagnostic]]:
     """Every ``*.yaml``/``*.yml`` file in ``dirs`` (not recursive), in name order."""
-    return load_policies(_dir_sources(dirs))
+    return load_policies(_dir_sources(dirs), programs=programs)
 
 
 def load_library(
@@ -72,16 +77,17 @@ def load_library(
     *,
     extra_sources: Iterable[tuple[str, bytes]] = (),
     library: Path | str = LIBRARY_DIR,
+    programs: ProgramStore | None = None,
 ) -> tuple[PolicySet, list[Diagnostic]]:
     """The shipped policies plus those in ``extra_dirs`` and ``extra_sources`` (a spec
-    repo's own policy files, read from Git).
+    repo's own policy files, read from Git); ``programs`` as for :func:`load_policies`.
 
     A repo policy named like a shipped one replaces it (say, to change its params),
     noted by a warning; two repo policies of one name are an error.
     """
-    shipped, shipped_diagnostics = _shipped(str(library))
+    shipped, shipped_diagnostics = _shipped(str(library), programs)
     sources = [*_dir_sources(extra_dirs), *extra_sources]
-    extra, extra_diagnostics = load_policies(sources)
+    extra, extra_diagnostics = load_policies(sources, programs=programs)
     diagnostics = [*shipped_diagnostics, *extra_diagnostics]
     replaced = set(extra.names)
     for policy in extra:
@@ -97,9 +103,11 @@ def load_library(
 
 
 @functools.cache
-def _shipped(library: str) -> tuple[PolicySet, tuple[Diagnostic, ...]]:
+def _shipped(
+    library: str, programs: ProgramStore | None
+) -> tuple[PolicySet, tuple[Diagnostic, ...]]:
     # Compiling the library takes tens of milliseconds: once per process is enough.
-    policies, diagnostics = load_policy_dirs([library])
+    policies, diagnostics = load_policy_dirs([library], programs=programs)
     return policies, tuple(diagnostics)
 
 
@@ -113,7 +121,9 @@ def _dir_sources(dirs: Iterable[Path | str]) -> list[tuple[str, bytes]]:
     return sources
 
 
-def _load_file(path: str, content: bytes, diagnostics: list[Diagnostic]) -> list[Policy]:
+def _load_file(
+    path: str, content: bytes, diagnostics: list[Diagnostic], *, programs: ProgramStore | None
+) -> list[Policy]:
     read = parse_yaml(path, content)
     if isinstance(read, Diagnostic):
         diagnostics.append(read)
@@ -141,7 +151,7 @@ def _load_file(path: str, content: bytes, diagnostics: list[Diagnostic]) -> list
             )
             continue
         try:
-            policies.append(compile_policy(parsed, source=path, line=line))
+            policies.append(compile_policy(parsed, source=path, line=line, store=programs))
         except cel.CompileError as exc:
             lines = content.decode("utf-8", errors="replace").splitlines()
             for loc, cel_line, cel_column, message in exc.problems:
