@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from kubernetes import client as k8s_client
 
 from gitsync.apply import execute
 from gitsync.cli import cli
@@ -27,6 +26,7 @@ from gitsync.clients.kube import (
     KubeClient,
     TokenBucket,
 )
+from gitsync.clients.kubeconfig import Endpoint
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.diff import Action, Change, ChangeSet
 from gitsync.errors import ApiUnavailableError, ConfigurationError, LeadershipLostError, Remedy
@@ -34,6 +34,20 @@ from gitsync.render import ANNOTATION_SOURCE_PATH
 from gitsync.types import ObjectRef
 
 WORKERS = 8
+
+
+class _Anonymous:
+    """No credentials: for clients whose requests never reach a server."""
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def rejected(self) -> None:
+        pass
+
+
+#: A port nothing listens on (discard), for clients that must not get that far.
+NOWHERE = Endpoint("http://127.0.0.1:9", None, None, None, _Anonymous())
 
 
 class Recording(KubeClient):
@@ -243,13 +257,13 @@ def test_token_bucket_spends_its_burst_then_keeps_the_rate() -> None:
 
 
 def test_the_pool_holds_as_many_connections_as_writers(control_plane: ControlPlane) -> None:
-    # from_kubeconfig grows the pool to the writers ...
-    KubeClient.from_kubeconfig(control_plane.kubeconfig, concurrency=64).close()
-    # ... and a client given a smaller one refuses it.
-    configuration = k8s_client.Configuration()
-    configuration.connection_pool_maxsize = 4
-    with pytest.raises(ConfigurationError, match="need 1 to 4"):
-        KubeClient(k8s_client.ApiClient(configuration), timeout=(1.0, 1.0), concurrency=5)
+    client = KubeClient.from_kubeconfig(control_plane.kubeconfig, concurrency=64)
+    try:
+        assert client._pool.connection_pool_kw["maxsize"] == 64
+    finally:
+        client.close()
+    with pytest.raises(ConfigurationError, match="need at least 1"):
+        KubeClient(NOWHERE, concurrency=0)
 
 
 def test_the_help_names_the_client_defaults() -> None:
@@ -288,9 +302,7 @@ def test_a_429_pauses_every_request_for_its_retry_after() -> None:
             bucket.acquire()  # what the real _send does first
             return answers.pop(0)
 
-    client = Throttled(
-        k8s_client.ApiClient(k8s_client.Configuration()), timeout=(1.0, 1.0), limiter=bucket
-    )
+    client = Throttled(NOWHERE, timeout=(1.0, 1.0), limiter=bucket)
     assert client.request("GET", "/api/v1") == {}
     # The retry waited out the Retry-After in the shared bucket: any other worker would.
     assert slept == [1.5]

@@ -1,10 +1,10 @@
 """The one module that talks to a Kubernetes API server.
 
 Objects travel as plain dicts (the apply bodies gitsync renders, and what the server
-returns), over the official client's authenticated connection pool: kubeconfig
-loading, TLS, client certificates and token refresh come from ``kubernetes``; request
-building, server-side apply, discovery and watch are done here, on raw JSON, so no
-2 MB CRD or list of a thousand objects is ever turned into generated model classes.
+returns), as raw JSON over one urllib3 connection pool, so no 2 MB CRD or list of a
+thousand objects is ever turned into generated model classes. Where the server is
+and what authenticates each request come from :mod:`gitsync.clients.kubeconfig`;
+request building, server-side apply, discovery and watch are done here.
 
 Every failure leaves this module as a :mod:`gitsync.errors` type, chosen from the
 HTTP status, so callers decide from types what to do.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import random
+import ssl
 import threading
 import time
 from collections import Counter
@@ -28,17 +29,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import orjson
 import structlog
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
-from kubernetes.config.incluster_config import InClusterConfigLoader
 
+from gitsync import __version__
 from gitsync.backoff import Backoff
+from gitsync.clients import kubeconfig as kubeconfig_module
+from gitsync.clients.kubeconfig import Endpoint
 from gitsync.errors import (
     ApiConflictError,
     ApiForbiddenError,
@@ -74,6 +74,8 @@ Object = dict[str, Any]
 #: response). Called on the sending thread, so it must be quick and thread-safe.
 RequestObserver = Callable[[str, int | None], None]
 
+#: What the API server's audit log and priority-and-fairness rules see of gitsync.
+_USER_AGENT: Final = f"gitsync/{__version__}"
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
 _DEFAULT_TIMEOUT: Final = (5.0, 30.0)  # connect, read
@@ -212,56 +214,35 @@ def _error_from_status(status: int, *, what: str, body: bytes, apply: bool = Fal
     return ApiUnavailableError(text)
 
 
-def _kubeconfig(path: Path | None, *, context: str | None) -> k8s_client.Configuration:
-    configuration = k8s_client.Configuration()
-    try:
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(path) if path else None,
-            context=context,
-            client_configuration=configuration,
-        )
-    except (ConfigException, OSError, TypeError, ValueError) as exc:
-        raise ConfigurationError(f"kubeconfig {path or '(default)'}: {exc}") from exc
-    return configuration
-
-
-def _in_cluster(serviceaccount_dir: Path) -> k8s_client.Configuration:
-    configuration = k8s_client.Configuration()
-    loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
-        token_filename=str(serviceaccount_dir / "token"),
-        cert_filename=str(serviceaccount_dir / "ca.crt"),
-        # Re-read the token file every minute: kubelet rotates projected tokens.
-        try_refresh_token=True,
-    )
-    try:
-        loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as exc:
-        raise ConfigurationError(
-            f"in-cluster configuration from {serviceaccount_dir}: {exc}"
-        ) from exc
-    return configuration
-
-
 class KubeClient:
     """A thin, dict-in dict-out client for one API server."""
 
     def __init__(
         self,
-        api_client: k8s_client.ApiClient,
+        endpoint: Endpoint,
         *,
-        timeout: tuple[float, float],
+        timeout: tuple[float, float] = _DEFAULT_TIMEOUT,
         concurrency: int = DEFAULT_CONCURRENCY,
         limiter: TokenBucket | None = None,
         observer: RequestObserver | None = None,
     ) -> None:
-        pool_size = int(api_client.configuration.connection_pool_maxsize)
-        if not 1 <= concurrency <= pool_size:
-            # A pool smaller than its writers opens and throws away a connection (and
-            # its TLS handshake) per request over the size: slower than fewer writers.
-            raise ConfigurationError(
-                f"concurrency {concurrency}: need 1 to {pool_size} (the connection pool's size)"
-            )
-        self._api = api_client
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency {concurrency}: need at least 1")
+        # As many connections as writers: a pool smaller than its writers opens and
+        # throws away a connection (and its TLS handshake) per request over the size.
+        pool: dict[str, Any] = {"maxsize": concurrency}
+        if endpoint.ssl_context is not None:
+            pool["ssl_context"] = endpoint.ssl_context
+            if endpoint.ssl_context.verify_mode == ssl.CERT_NONE:  # insecure-skip-tls-verify
+                pool.update(cert_reqs="CERT_NONE", assert_hostname=False)
+            if endpoint.server_hostname is not None:
+                pool["server_hostname"] = endpoint.server_hostname
+        self._pool: urllib3.PoolManager = (
+            urllib3.ProxyManager(endpoint.proxy, **pool)
+            if endpoint.proxy
+            else urllib3.PoolManager(**pool)
+        )
+        self._endpoint = endpoint
         self._timeout = timeout
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovery_lock = threading.Lock()
@@ -287,12 +268,11 @@ class KubeClient:
         observer: RequestObserver | None = None,
     ) -> KubeClient:
         """Connect with a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
-        return cls._from_configuration(
-            _kubeconfig(path, context=context),
+        return cls(
+            kubeconfig_module.from_kubeconfig(path, context=context),
             timeout=timeout,
             concurrency=concurrency,
-            qps=qps,
-            burst=burst,
+            limiter=TokenBucket(qps, burst),
             observer=observer,
         )
 
@@ -317,36 +297,10 @@ class KubeClient:
             and not Path("~/.kube/config").expanduser().exists()
             and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
         )
-        return cls._from_configuration(
-            _in_cluster(serviceaccount_dir)
-            if in_cluster
-            else _kubeconfig(kubeconfig, context=context),
-            timeout=timeout,
-            concurrency=concurrency,
-            qps=qps,
-            burst=burst,
-            observer=observer,
-        )
-
-    @classmethod
-    def _from_configuration(
-        cls,
-        configuration: k8s_client.Configuration,
-        *,
-        timeout: tuple[float, float],
-        concurrency: int,
-        qps: float,
-        burst: int,
-        observer: RequestObserver | None,
-    ) -> KubeClient:
-        # The API server may be restarted between cycles; fail fast and let the
-        # caller's retry policy decide, instead of the client's own silent retries.
-        configuration.retries = False
-        configuration.connection_pool_maxsize = max(
-            configuration.connection_pool_maxsize, concurrency
-        )
         return cls(
-            k8s_client.ApiClient(configuration),
+            kubeconfig_module.in_cluster(serviceaccount_dir)
+            if in_cluster
+            else kubeconfig_module.from_kubeconfig(kubeconfig, context=context),
             timeout=timeout,
             concurrency=concurrency,
             limiter=TokenBucket(qps, burst),
@@ -355,10 +309,10 @@ class KubeClient:
 
     @property
     def server(self) -> str:
-        return str(self._api.configuration.host)
+        return self._endpoint.server
 
     def close(self) -> None:
-        self._api.close()  # type: ignore[no-untyped-call]
+        self._pool.clear()
 
     # --- raw requests ---------------------------------------------------------------
 
@@ -411,7 +365,11 @@ class KubeClient:
         content_type: str,
         timeout: tuple[float, float] | None,
     ) -> urllib3.BaseHTTPResponse:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": content_type,
+            "User-Agent": _USER_AGENT,
+        }
         query_params = [
             (key, str(value).lower() if isinstance(value, bool) else str(value))
             for key, value in (query or {}).items()
@@ -421,22 +379,17 @@ class KubeClient:
         self._limiter.acquire()
         with self._count_lock:  # += on a Counter is a read and a write: racing, it loses counts
             self.requests[method] += 1
+        url = self._endpoint.server + path
+        if query_params:
+            url += "?" + urlencode(query_params)
+        credentials = self._endpoint.credentials
         try:
-            # param_serialize resolves the server URL and authentication (refreshing
-            # exec-plugin tokens); the body is sent as our own JSON bytes, since the
-            # generated client would re-encode it with the slow stdlib json.
-            method_, url, headers_, _, _ = self._api.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=query_params,
-                header_params=headers,
-                auth_settings=["BearerToken"],
-            )
-            response: urllib3.BaseHTTPResponse = self._api.rest_client.pool_manager.request(
-                method_,
+            headers.update(credentials.headers())
+            response: urllib3.BaseHTTPResponse = self._pool.request(
+                method,
                 url,
                 body=payload,
-                headers=headers_,
+                headers=headers,
                 timeout=urllib3.Timeout(connect=connect, read=read),
                 preload_content=False,
                 retries=False,
@@ -447,6 +400,8 @@ class KubeClient:
             raise ApiUnavailableError(f"{method} {path}: {exc}") from exc
         if self._observer is not None:
             self._observer(method, response.status)
+        if response.status == 401:
+            credentials.rejected()  # the next request reads or runs its source again
         return response
 
     # --- discovery ------------------------------------------------------------------
