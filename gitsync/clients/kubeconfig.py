@@ -320,7 +320,10 @@ def _tls_context(
     insecure: bool,
     cert: tuple[bytes, bytes] | None,
 ) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    # Verifying, with hostnames; trusting only the kubeconfig's CA when it names one
+    # (as client-go), the system's otherwise. Loading the system's store costs more
+    # than the rest of connecting, so it is not loaded to be ignored.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
         if insecure:
             context.check_hostname = False
@@ -329,6 +332,8 @@ def _tls_context(
             context.load_verify_locations(cadata=ca_data.decode("ascii", errors="replace"))
         elif ca_file is not None:
             context.load_verify_locations(cafile=str(ca_file))
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
         if cert is not None:
             _load_client_certificate(context, *cert)
     except (ssl.SSLError, OSError, ValueError) as exc:
