@@ -436,29 +436,35 @@ def load_parsed(path: str, content: bytes, parsed: Parsed | Diagnostic) -> FileR
     """:func:`load_file` of what :func:`parse_yaml` made of ``content``."""
     if isinstance(parsed, Diagnostic):
         return FileResult(path, diagnostics=(parsed,))
-    return _validate(path, content, parsed.documents, parsed.node)
+    return _validate(path, document_lines(content), parsed.documents, parsed.node)
 
 
-def load_documents(path: str, content: bytes, documents: Sequence[object]) -> FileResult:
-    """:func:`load_file` of documents parsed before (kept in a cache as data): the same
-    result. Validation runs again; a file with any problem, or with overrides, is parsed
+def load_documents(
+    path: str,
+    documents: Sequence[object],
+    *,
+    lines: Sequence[int],
+    content: Callable[[], bytes],
+) -> FileResult:
+    """:func:`load_file` of documents parsed before (kept in a cache as data, with the
+    first line of each, :func:`document_lines`): the same result. Validation runs
+    again; a file with any problem, or with overrides, is read (``content``) and parsed
     again, for the positions its diagnostics give."""
-    result = _validate(path, content, documents, lambda index: None)
+    result = _validate(path, lines, documents, lambda index: None)
     overridden = any(
         entry.spec is not None and entry.spec.spec.overrides for entry in result.entries
     )
     if result.diagnostics or result.rejected or overridden:
-        return load_file(path, content)
+        return load_file(path, content())
     return result
 
 
 def _validate(
     path: str,
-    content: bytes,
+    starts: Sequence[int],
     documents: Sequence[object],
     node: Callable[[int], yaml.Node | None],
 ) -> FileResult:
-    starts = document_lines(content)
     entries: list[Entry] = []
     diagnostics: list[Diagnostic] = []
     rejected: list[Rejected] = []

@@ -149,6 +149,9 @@ class StatusStore:
                 elif owner == self._instance:
                     content = self._git.read_blob(blob)
                     doc = self._parse(blob, content)
+                    # The overview counts every document of the tree it commits: it
+                    # need not read and parse these again.
+                    self._summaries[blob] = None if doc is None else (doc.instance, doc.phase)
                     if (
                         doc is not None
                         and doc.instance == self._instance

@@ -259,7 +259,7 @@ def test_token_bucket_spends_its_burst_then_keeps_the_rate() -> None:
 def test_the_pool_holds_as_many_connections_as_writers(control_plane: ControlPlane) -> None:
     client = KubeClient.from_kubeconfig(control_plane.kubeconfig, concurrency=64)
     try:
-        assert client._pool.connection_pool_kw["maxsize"] == 64
+        assert client._pool.connection_pool_kw["maxsize"] >= 64
     finally:
         client.close()
     with pytest.raises(ConfigurationError, match="need at least 1"):

@@ -471,16 +471,23 @@ def test_spec_files_read_through_a_damaged_cache_load_as_without_one(tmp_path: P
     cache = tmp_path / "specs"
     assert load(DiskCache(cache)) == cold
     warm = CountingCache(cache)
+    reads: list[str] = []
+    read_blob = source.read_blob
+    source.read_blob = lambda blob: reads.append(blob) or read_blob(blob)  # type: ignore[method-assign]
     assert load(warm) == cold
     assert warm.hits == 4
+    assert reads == []  # what the cache holds, down to each document's line, is enough
+    source.read_blob = read_blob  # type: ignore[method-assign]
 
     # A flipped byte; a whole entry of another file (its spec named otherwise); data
-    # that is no spec; data that is no list of documents.
+    # that is no spec; data of the older format, a bare list of documents, whose lines
+    # were not kept.
     flipped, moved, invalid, foreign = entries(cache)
     data = bytearray(flipped)
     data[-2] ^= 0x01
     damaged = [bytes(data), key_of(moved).encode() + b" " + invalid.split(b" ", 1)[1]]
-    for line, value in ((invalid, [{"kind": "ModelDeployment"}]), (foreign, {"a": 1})):
+    no_spec = {"documents": [{"kind": "ModelDeployment"}], "lines": [1]}
+    for line, value in ((invalid, no_spec), (foreign, [{"kind": "ModelDeployment"}])):
         damaged.append(_rewrite(key_of(line), {"key": key_of(line), "value": value}))
     write_entries(cache, damaged)
     moved_key = key_of(moved)
