@@ -29,7 +29,7 @@ from gitsync.types import ObjectRef
 __all__ = ["PolicySet", "VerdictMemo", "VerdictStore", "Verdicts", "enforce", "entry_object"]
 
 #: Bumped when what a verdict key covers changes, so older stored verdicts go unused.
-_KEY_FORMAT: Final = 1
+_KEY_FORMAT: Final = 2
 
 
 class VerdictStore(Protocol):
@@ -132,11 +132,17 @@ class PolicySet:
 
     def verdict_key(self, inputs: Mapping[str, Any]) -> str | None:
         """A digest of the policies and of the exact inputs they judge (kind and
-        namespace are in ``request``); None for inputs that are not plain JSON."""
-        payload = exact_json(inputs)
-        if payload is None:
-            return None
-        return hashlib.sha256(self.digest.encode() + b"\0" + payload).hexdigest()
+        namespace are in ``request``); None for inputs that are not plain JSON.
+
+        Each input is encoded on its own (JSON holds no NUL, so the joined parts
+        cannot be read two ways): an absent ``oldObject`` is a null, and one null in
+        the whole would make :func:`exact_json` look at every value for a NaN."""
+        digest = hashlib.sha256(self.digest.encode())
+        for name in sorted(inputs):
+            if (encoded := exact_json(inputs[name])) is None:
+                return None
+            digest.update(b"\0" + name.encode() + b"\0" + encoded)
+        return digest.hexdigest()
 
     def evaluate_entry(
         self,
@@ -152,10 +158,24 @@ class PolicySet:
         results it remembers for these very inputs, else evaluated and remembered.
         ``written`` gives the entry as written (a caller that keeps it passes its own)."""
         kind, namespace = entry.kind, entry.namespace(default_namespace)
-        inputs = _inputs(kind, written(entry), rendered, old_object, namespace)
-        key = None if store is None else self.verdict_key(inputs)
+        current = written(entry)
+        # Keyed by the inputs as they are, not as converted for CEL: the conversion is
+        # a function of them, and a remembered verdict then needs no conversion at all.
+        key = (
+            None
+            if store is None
+            else self.verdict_key(
+                {
+                    "object": current,
+                    "oldObject": old_object,
+                    "rendered": rendered,
+                    "request": _request(kind, namespace, old_object),
+                }
+            )
+        )
         if store is not None and key is not None and (known := store.get(key)) is not None:
             return list(known)
+        inputs = _inputs(kind, current, rendered, old_object, namespace)
         results = self._run(inputs, kind=kind, namespace=namespace, labels=None)
         if store is not None and key is not None:
             store.put(key, results)
@@ -174,13 +194,15 @@ def _inputs(
         "object": cel.plain(current),
         "oldObject": cel.plain(old_object),
         "rendered": cel.plain(rendered),
-        "request": cel.plain(
-            {
-                "kind": kind,
-                "namespace": namespace,
-                "operation": "CREATE" if old_object is None else "UPDATE",
-            }
-        ),
+        "request": cel.plain(_request(kind, namespace, old_object)),
+    }
+
+
+def _request(kind: str, namespace: str, old_object: Mapping[str, Any] | None) -> dict[str, str]:
+    return {
+        "kind": kind,
+        "namespace": namespace,
+        "operation": "CREATE" if old_object is None else "UPDATE",
     }
 
 
