@@ -9,6 +9,10 @@ its own, fresh for every run, with the same N objects:
     repeats its report once it has read the same inputs (gitsync.replay); and the
     no-op without that record (the whole cycle), against the same kubectl figure,
   * one changed object among N.
+Beside them, the floor: the same first apply by a bare client in this (warm) process,
+gitsync's KubeClient with the first --concurrency writers and nothing else (no
+imports, loading, policies, Events or statuses). No client applies faster on this
+API server, so it bounds the first-apply ratio any client can reach here.
 kubectl gets the objects gitsync itself renders (the snapshot and evaluation of the
 generated repo) in one YAML file; gitsync gets the repo. Figures are medians of
 --runs runs, and the table gives each gitsync figure's ratio kubectl / gitsync
@@ -35,12 +39,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 from reconcile import ROOT, git, make_repo, model
 
+from gitsync.clients.kube import KubeClient
 from gitsync.dev import controlplane
 from gitsync.dev.binaries import ensure_kubectl
 from gitsync.evaluation import Evaluator
@@ -93,6 +99,23 @@ def kubectl_run(
     model_spec["storageUri"] += "-v2"
     write(changed)
     return [first, noop, noop, timed(command)]
+
+
+def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int) -> float:
+    """Seconds a bare client with ``workers`` writers takes to apply the objects."""
+    objects = rendered(work, namespace)
+    kube = KubeClient.from_kubeconfig(kubeconfig, concurrency=workers, qps=0)
+    try:
+        started = time.perf_counter()
+        kube.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            field_manager="floor",
+        )
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda body: kube.apply(body, field_manager="floor"), objects))
+        return time.perf_counter() - started
+    finally:
+        kube.close()
 
 
 def gitsync_run(
@@ -150,6 +173,7 @@ def main() -> None:
         }
 
     samples: dict[str, list[list[float]]] = {"kubectl": [], **{name: [] for name in setups}}
+    floors: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gitsync-peer-") as scratch:
         tmp = Path(scratch)
         crds = ROOT.parent / "shared" / "crds"
@@ -163,6 +187,9 @@ def main() -> None:
                 _, work = make_repo(base, args.n)
                 samples["kubectl"].append(
                     kubectl_run(kubectl, plane.kubeconfig, work, tmp, f"kubectl-{run}")
+                )
+                floors.append(
+                    floor_run(plane.kubeconfig, work, f"floor-{run}", workers=args.concurrency[0])
                 )
                 # Each run starts with another setup: the server holds more objects
                 # as the runs go on, and no setup should always come first.
@@ -180,6 +207,14 @@ def main() -> None:
         finally:
             controlplane.down(tmp / "plane")
     report(samples, n=args.n, runs=args.runs)
+    floor, kubectl_first = (
+        statistics.median(floors),
+        statistics.median(run[0] for run in samples["kubectl"]),
+    )
+    print(
+        f"floor: a bare client with {args.concurrency[0]} writers applied them in"
+        f" {floor:.2f} s (kubectl/floor {kubectl_first / floor:.2f}x)"
+    )
 
 
 def report(samples: dict[str, list[list[float]]], *, n: int, runs: int) -> None:
