@@ -20,6 +20,8 @@ from gitsync.policy import PolicyResult, PolicySeverity, Violation
 __all__ = ["DiskVerdictStore"]
 
 _VIOLATION_FIELDS: Final = {"expression": str, "message": str, "reason": str, "error": bool}
+_RESULT_FIELDS: Final = frozenset({"policy", "severity", "passed", "violations"})
+_SEVERITIES: Final = {s.value: s for s in PolicySeverity}
 
 
 class DiskVerdictStore:
@@ -57,9 +59,9 @@ def _results(value: object) -> tuple[PolicyResult, ...] | None:
     for item in value:
         if not (
             isinstance(item, dict)
-            and item.keys() == {"policy", "severity", "passed", "violations"}
+            and item.keys() == _RESULT_FIELDS
             and isinstance(item["policy"], str)
-            and item["severity"] in {s.value for s in PolicySeverity}
+            and item["severity"] in _SEVERITIES
             and type(item["passed"]) is bool
             and isinstance(item["violations"], list)
             and all(_is_violation(v) for v in item["violations"])
@@ -68,7 +70,7 @@ def _results(value: object) -> tuple[PolicyResult, ...] | None:
         violations = tuple(Violation(**v) for v in item["violations"])
         if item["passed"] == bool(violations):
             return None  # PolicyResult would refuse it
-        severity = PolicySeverity(item["severity"])
+        severity = _SEVERITIES[item["severity"]]
         results.append(PolicyResult(item["policy"], severity, item["passed"], violations))
     return tuple(results)
 
