@@ -26,9 +26,9 @@ class Inventory:
     instance: str
     commit: str | None = None
     documents: Mapping[str, StatusDocument] = field(default_factory=dict)
-    #: The instance's own files as they are on the branch, to publish only what
-    #: changed and to remove only what is its own.
-    files: Mapping[str, bytes] = field(default_factory=dict)
+    #: The instance's own files as they are on the branch, by blob id: to publish
+    #: only what changed and to remove only what is its own.
+    files: Mapping[str, str] = field(default_factory=dict)
     #: Old-layout paths of documents the instance proved its own and took over:
     #: its next status commit removes them.
     adopted: frozenset[str] = frozenset()

@@ -94,9 +94,10 @@ class StatusStore:
         self._inventory = Inventory(instance=instance)
         #: The commit and paths the inventory's other instances' documents were read at.
         self._followed: tuple[str | None, frozenset[str]] = (None, frozenset())
-        #: Each document as last dumped: dumping a thousand documents each cycle
-        #: would cost more than everything else, and documents are immutable values.
-        self._dumped: dict[str, tuple[StatusDocument, bytes]] = {}
+        #: Each document as last read or dumped, and its blob: dumping a thousand
+        #: documents each cycle would cost more than everything else, and documents
+        #: are immutable values.
+        self._dumped: dict[str, tuple[StatusDocument, str]] = {}
         #: Each document blob the overview last counted: the others' documents are
         #: read once, not at every push.
         self._summaries: dict[str, _Summary | None] = {}
@@ -129,7 +130,7 @@ class StatusStore:
         for owner in sorted({instance_of_path(path) or "" for path in follow} - {""}):
             files = self._git.files(commit, under=instance_prefix(owner).rstrip("/"))
             for path in sorted(follow & files.keys()):
-                doc = self._parse(files[path], self._git.read_blob(files[path]))
+                doc = self._parse(files[path])
                 # A document whose instance, kind, namespace or name is not its path's
                 # (a copy, a hand edit) is nobody's word on the upstream.
                 if doc is not None and doc.path == path:
@@ -138,17 +139,16 @@ class StatusStore:
 
     def _read_own(self, commit: str | None) -> Inventory:
         documents: dict[str, StatusDocument] = {}
-        files: dict[str, bytes] = {}
+        files: dict[str, str] = {}
         old: dict[str, StatusDocument] = {}
         seen: dict[str, StatusDocument | None] = {}
         if commit is not None:
             for path, blob in self._git.files(commit, under=STATUS_ROOT).items():
                 owner = instance_of_path(path)
                 if path == self._readme or self._stale_readme(path):
-                    files[path] = self._git.read_blob(blob)
+                    files[path] = blob
                 elif owner == self._instance:
-                    content = self._git.read_blob(blob)
-                    doc = self._parse(blob, content)
+                    doc = self._parse(blob)
                     # The overview counts every document of the tree it commits: it
                     # need not read and parse these again.
                     self._summaries[blob] = None if doc is None else (doc.instance, doc.phase)
@@ -158,8 +158,8 @@ class StatusStore:
                         and self._shard.owns(doc.source)
                     ):
                         documents[path] = doc
-                        files[path] = content
-                        self._dumped[path] = (doc, content)
+                        files[path] = blob
+                        self._dumped[path] = (doc, blob)
                 elif owner == "" and (doc := self._old_document(blob, seen)):
                     old[path] = doc
         self._old_blobs = seen
@@ -207,10 +207,17 @@ class StatusStore:
             raise ValueError(f"statuses of another instance than {self._instance}: {strays}")
         before = self._inventory
         docs = {s.path: s for s in statuses}
-        files: dict[str, bytes] = {path: self._dump(path, doc) for path, doc in docs.items()}
-        files[self._readme] = readme(statuses, instance=self._instance)
+        files: dict[str, str] = {}
+        changed: dict[str, bytes] = {}
+        for path, status in docs.items():
+            files[path], dumped = self._dump(path, status, known=before.files.get(path))
+            if dumped is not None:
+                changed[path] = dumped
+        overview_readme = readme(statuses, instance=self._instance)
+        files[self._readme] = self._git.blob_id(overview_readme)
+        if before.files.get(self._readme) != files[self._readme]:
+            changed[self._readme] = overview_readme
         removed = sorted({p for p in before.files if p not in files} | before.adopted)
-        changed = {p: c for p, c in files.items() if before.files.get(p) != c}
         if not changed and not removed:
             return None
         for path, content in changed.items():
@@ -263,7 +270,7 @@ class StatusStore:
         self, blob: str, seen: dict[str, StatusDocument | None]
     ) -> StatusDocument | None:
         if blob not in self._old_blobs:
-            self._old_blobs[blob] = self._parse(blob, self._git.read_blob(blob))
+            self._old_blobs[blob] = self._parse(blob)
         doc = seen[blob] = self._old_blobs[blob]
         return doc if doc is not None and not doc.instance else None
 
@@ -299,25 +306,31 @@ class StatusStore:
     def _summary(self, blob: str) -> _Summary | None:
         if blob in self._summaries:
             return self._summaries[blob]
-        doc = self._parse(blob, self._git.read_blob(blob))
+        doc = self._parse(blob)
         return None if doc is None else (doc.instance, doc.phase)
 
-    def _parse(self, blob: str, content: bytes) -> StatusDocument | None:
-        """The document in ``content`` (blob ``blob``), its YAML parsed at most once
-        per cache; what the cache holds is used only if it validates as a document."""
+    def _parse(self, blob: str) -> StatusDocument | None:
+        """The document in blob ``blob``, its YAML parsed (and the blob read) at most
+        once per cache; what the cache holds is used only if it validates as one."""
         if self._parsed is not None:
             cached = self._parsed.get(blob)
             if cached is not None and (doc := document_from_data(cached)) is not None:
                 return doc
-        data = document_data(content)
+        data = document_data(self._git.read_blob(blob))
         if self._parsed is not None and data is not None:
             self._parsed.put(blob, data)
         return document_from_data(data)
 
-    def _dump(self, path: str, doc: StatusDocument) -> bytes:
+    def _dump(
+        self, path: str, doc: StatusDocument, *, known: str | None
+    ) -> tuple[str, bytes | None]:
+        """The blob ``doc`` is at ``path``, and its bytes unless that is ``known``, the
+        blob the branch holds: a document as it was read or last dumped is not
+        dumped again."""
         cached = self._dumped.get(path)
-        if cached is not None and cached[0] == doc:
-            return cached[1]
+        if cached is not None and cached[0] == doc and cached[1] == known:
+            return known, None
         content = dump_document(doc)
-        self._dumped[path] = (doc, content)
-        return content
+        blob = self._git.blob_id(content)
+        self._dumped[path] = (doc, blob)
+        return blob, None if blob == known else content
