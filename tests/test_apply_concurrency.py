@@ -42,7 +42,7 @@ class _Anonymous:
     def headers(self) -> dict[str, str]:
         return {}
 
-    def rejected(self) -> None:
+    def rejected(self, sent: Mapping[str, str]) -> None:
         pass
 
 

@@ -8,13 +8,19 @@ wrong user, fails the test. Exec plugins are real processes.
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import json
 import os
+import socket
+import socketserver
 import stat
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +30,7 @@ import yaml
 from gitsync.clients import kubeconfig
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
+from gitsync.dev.pki import ensure_pki
 from gitsync.errors import ApiForbiddenError, ApiUnavailableError, ConfigurationError
 
 NAMESPACE = "kubeconfig-test"
@@ -341,9 +348,7 @@ def test_tls_server_name_and_an_unknown_ca(control_plane: ControlPlane, tmp_path
         who(wrong)
     wrong.close()
     # A CA that did not sign the server's certificate: refused, unless told not to check.
-    other_ca = base64.b64encode(
-        (control_plane.folder / "pki" / "apiserver.crt").read_bytes()
-    ).decode()
+    other_ca = base64.b64encode(ensure_pki(tmp_path / "other").ca.pair.cert_pem).decode()
     cluster = {"server": given["cluster"]["server"], "certificate-authority-data": other_ca}
     unknown = connect(write(tmp_path / "unknown", cluster=cluster, user=given["user"]))
     with pytest.raises(ApiUnavailableError, match="certificate"):
@@ -374,8 +379,27 @@ SERVER = {"server": "https://127.0.0.1:6443"}
         (
             {"exec": {"apiVersion": "client.authentication.k8s.io/v1alpha1", "command": "x"}},
             SERVER,
-            None,  # refused when it first runs, see below
+            "apiVersion 'client.authentication.k8s.io/v1alpha1' is not supported",
         ),
+        (
+            {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": "x",
+                    "interactiveMode": "Always",
+                }
+            },
+            SERVER,
+            "interactiveMode Always needs a terminal",
+        ),
+        ({"token": "t", "username": "u", "password": "p"}, SERVER, "more than one way"),
+        ({"token": "two\nlines"}, SERVER, "the token holds spaces"),
+        (
+            {"token": "t"},
+            {**SERVER, "insecure-skip-tls-verify": True, "certificate-authority-data": "eA=="},
+            "a certificate authority and insecure-skip-tls-verify together",
+        ),
+        ({"tokenFile": "absent"}, SERVER, "cannot be read, or is empty"),
         ({"client-certificate-data": "bm90IGEgY2VydA=="}, SERVER, "go together"),
         ({"token": "t"}, {"server": "127.0.0.1:6443"}, "is no http(s) URL"),
         ({"token": "t"}, {"server": "https://x", "certificate-authority-data": "%%"}, "not base64"),
@@ -390,14 +414,9 @@ SERVER = {"server": "https://127.0.0.1:6443"}
     ],
 )
 def test_what_cannot_be_used_is_refused_naming_the_file(
-    tmp_path: Path, user: dict[str, Any], cluster: dict[str, Any], message: str | None
+    tmp_path: Path, user: dict[str, Any], cluster: dict[str, Any], message: str
 ) -> None:
     path = write(tmp_path / "config", cluster=cluster, user=user)
-    if message is None:
-        client = connect(path)
-        with pytest.raises(ConfigurationError, match=r"apiVersion .* is not supported"):
-            client.request("GET", "/version")
-        return
     with pytest.raises(ConfigurationError) as raised:
         kubeconfig.from_kubeconfig(path)
     assert str(raised.value).startswith(f"kubeconfig {path}: ")
@@ -458,3 +477,304 @@ def test_in_cluster_needs_its_environment(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "ca.crt").write_bytes(b"")
     with pytest.raises(ConfigurationError, match="TLS"):
         kubeconfig.in_cluster(tmp_path)  # an empty CA file holds no certificate
+
+
+# --- what client-go does beyond reading the fields (the review's list) ------------------
+
+
+def test_no_credential_goes_to_a_server_over_plain_http(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config",
+        cluster={"server": "http://127.0.0.1:8080"},
+        user={"token": "secret", "as": "someone"},
+    )
+    endpoint = kubeconfig.from_kubeconfig(path)
+    assert endpoint.ssl_context is None
+    assert endpoint.credentials.headers() == {}
+
+
+@pytest.mark.parametrize(
+    "user",
+    [{"token": "from-the-file"}, "certificate"],
+    ids=["token", "client certificate"],
+)
+def test_an_exec_plugin_is_not_run_for_a_user_with_another_login(
+    control_plane: ControlPlane, tmp_path: Path, user: Any
+) -> None:
+    given = parts(control_plane)
+    login = given["user"] if user == "certificate" else user
+    plugin = {"apiVersion": "client.authentication.k8s.io/v1", "command": "/no/such/plugin"}
+    path = write(tmp_path / "config", cluster=given["cluster"], user={**login, "exec": plugin})
+    headers = kubeconfig.from_kubeconfig(path).credentials.headers()  # the plugin would fail
+    assert headers == ({} if user == "certificate" else {"Authorization": "Bearer from-the-file"})
+
+
+def test_a_token_file_behind_a_secret_mount_follows_its_updates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubelet mounts a Secret as links into a dated folder it swaps at each update:
+    relative paths go through the links, not into the folder of the day."""
+    mount = tmp_path / "mount"
+    first = mount / "..2026_12_01_a"
+    first.mkdir(parents=True)
+    write(first / "config", cluster=SERVER, user={"tokenFile": "token"})
+    (first / "token").write_text("first")
+    (mount / "..data").symlink_to(first.name)
+    for name in ("config", "token"):
+        (mount / name).symlink_to(f"..data/{name}")
+    endpoint = kubeconfig.from_kubeconfig(mount / "config")
+    assert endpoint.credentials.headers()["Authorization"] == "Bearer first"
+    second = mount / "..2026_12_01_b"
+    second.mkdir()
+    (second / "token").write_text("second")
+    (second / "config").write_text((first / "config").read_text())
+    (mount / "..data_tmp").symlink_to(second.name)
+    (mount / "..data_tmp").rename(mount / "..data")
+    for file in first.iterdir():
+        file.unlink()
+    first.rmdir()
+    monkeypatch.setattr(kubeconfig, "TOKEN_FILE_PERIOD", 0.0)
+    assert endpoint.credentials.headers()["Authorization"] == "Bearer second"
+
+
+def test_a_token_file_wins_over_token_and_keeps_its_last_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "token"
+    file.write_text("from-the-file\n")
+    path = write(
+        tmp_path / "config", cluster=SERVER, user={"token": "inline", "tokenFile": "token"}
+    )
+    credentials = kubeconfig.from_kubeconfig(path).credentials
+    assert credentials.headers()["Authorization"] == "Bearer from-the-file"
+    monkeypatch.setattr(kubeconfig, "TOKEN_FILE_PERIOD", 0.0)
+    for rotating in ("", "   \n"):  # emptied mid-rotation: the last token stays
+        file.write_text(rotating)
+        assert credentials.headers()["Authorization"] == "Bearer from-the-file"
+    file.unlink()
+    assert credentials.headers()["Authorization"] == "Bearer from-the-file"
+    # Without a file to read at start, the inline token is the one used.
+    assert kubeconfig.from_kubeconfig(path).credentials.headers() == {
+        "Authorization": "Bearer inline"
+    }
+
+
+@pytest.mark.parametrize(
+    ("server", "environment", "proxy"),
+    [
+        ("https://api.example.com:6443", {"HTTPS_PROXY": "http://p:3128"}, "http://p:3128"),
+        ("https://api.example.com:6443", {"https_proxy": "p:3128"}, "http://p:3128"),
+        ("https://api.example.com:6443", {"HTTP_PROXY": "http://p:3128"}, None),
+        ("http://api.example.com:8080", {"HTTP_PROXY": "http://p:3128"}, "http://p:3128"),
+        (
+            "https://api.example.com:6443",
+            {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "other.org,.example.com"},
+            None,
+        ),
+        ("https://10.1.2.3:6443", {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "10.0.0.0/8"}, None),
+        (
+            "https://10.1.2.3:6443",
+            {"HTTPS_PROXY": "http://p:3128", "NO_PROXY": "11.0.0.0/8"},
+            "http://p:3128",
+        ),
+        ("https://127.0.0.1:6443", {"HTTPS_PROXY": "http://p:3128"}, None),
+        ("https://localhost:6443", {"HTTPS_PROXY": "http://p:3128"}, None),
+    ],
+)
+def test_the_proxy_comes_from_the_environment_as_in_go(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: str,
+    environment: dict[str, str],
+    proxy: str | None,
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    path = write(tmp_path / "config", cluster={"server": server}, user={})
+    assert kubeconfig.from_kubeconfig(path).proxy == proxy
+
+
+def test_a_proxy_url_with_credentials_sends_them_as_proxy_authorization(tmp_path: Path) -> None:
+    cluster = {"server": "https://api.example.com", "proxy-url": "http://me:p%40ss@p:3128"}
+    endpoint = kubeconfig.from_kubeconfig(write(tmp_path / "config", cluster=cluster, user={}))
+    assert endpoint.proxy == "http://p:3128"
+    expected = "Basic " + base64.b64encode(b"me:p@ss").decode()
+    assert endpoint.proxy_headers == {"Proxy-Authorization": expected}
+
+
+class _ConnectProxy:
+    """An http proxy that tunnels CONNECT to 127.0.0.1 after checking credentials."""
+
+    def __init__(self, credentials: str) -> None:
+        self.tunnelled: list[str] = []
+        expected = "Basic " + base64.b64encode(credentials.encode()).decode()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_CONNECT(self) -> None:
+                if self.headers.get("Proxy-Authorization") != expected:
+                    self.send_response(407)
+                    self.end_headers()
+                    return
+                host, _, port = self.path.rpartition(":")
+                upstream = socket.create_connection((host, int(port)))
+                outer.tunnelled.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+                sockets = [self.connection, upstream]
+
+                def pump(source: socket.socket, sink: socket.socket) -> None:
+                    try:
+                        while data := source.recv(65536):
+                            sink.sendall(data)
+                    except OSError:
+                        pass
+                    finally:
+                        for each in sockets:
+                            with contextlib.suppress(OSError):
+                                each.shutdown(socket.SHUT_RDWR)
+
+                other = threading.Thread(target=pump, args=(upstream, self.connection))
+                other.start()
+                pump(self.connection, upstream)
+                other.join()
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url_port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_through_an_authenticating_proxy(control_plane: ControlPlane, tmp_path: Path) -> None:
+    given = parts(control_plane)
+    proxy = _ConnectProxy("me:secret")
+    try:
+        cluster = {**given["cluster"], "proxy-url": f"http://me:secret@127.0.0.1:{proxy.url_port}"}
+        client = connect(write(tmp_path / "config", cluster=cluster, user=given["user"]))
+        assert who(client) == "gitsync-admin"
+        client.close()
+        assert proxy.tunnelled and proxy.tunnelled[0].startswith("127.0.0.1:")
+        wrong = {**cluster, "proxy-url": f"http://me:wrong@127.0.0.1:{proxy.url_port}"}
+        refused = connect(write(tmp_path / "wrong", cluster=wrong, user=given["user"]))
+        with pytest.raises(ApiUnavailableError, match="407"):
+            who(refused)
+        refused.close()
+    finally:
+        proxy.close()
+
+
+def test_ca_data_wrapped_in_lines_is_read_as_kubectl_reads_it(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    given = parts(control_plane)
+    data = given["cluster"]["certificate-authority-data"]
+    wrapped = "\n".join(data[i : i + 64] for i in range(0, len(data), 64))
+    cluster = {**given["cluster"], "certificate-authority-data": wrapped}
+    client = connect(write(tmp_path / "config", cluster=cluster, user=given["user"]))
+    assert who(client) == "gitsync-admin"
+    client.close()
+
+
+TOKEN_FROM_FILE = textwrap.dedent(
+    """\
+    #!{python}
+    import json, sys, pathlib
+    with open({calls!r}, "a") as log:
+        log.write("run\\n")
+    mode = pathlib.Path({mode!r}).read_text()
+    if mode == "fail":
+        print("printed-secret-token")
+        print("the identity provider is down", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps({{
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {{"token": pathlib.Path({token!r}).read_text().strip()}},
+    }}))
+    """
+)
+
+
+@pytest.fixture
+def switchable(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """A plugin printing the token in a file, or failing, as another file says."""
+    calls, mode, token_file = tmp_path / "calls", tmp_path / "mode", tmp_path / "token.txt"
+    mode.write_text("ok")
+    script = tmp_path / "plugin"
+    script.write_text(
+        TOKEN_FROM_FILE.format(
+            python=sys.executable, calls=str(calls), mode=str(mode), token=str(token_file)
+        )
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    config = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(script)}}
+    return write(tmp_path / "kubeconfig", cluster=SERVER, user=config), calls, mode, token_file
+
+
+def test_a_401_runs_the_plugin_again_once_for_every_thread(
+    control_plane: ControlPlane, switchable: tuple[Path, Path, Path, Path], token: str
+) -> None:
+    path, calls, _, token_file = switchable
+    document = yaml.safe_load(path.read_text())
+    document["clusters"][0]["cluster"] = parts(control_plane)["cluster"]
+    path.write_text(yaml.safe_dump(document))
+    token_file.write_text("revoked")
+    client = connect(path, concurrency=8)
+    with pytest.raises(ApiForbiddenError, match="401"):
+        who(client)
+    token_file.write_text(token)
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda _: who(client), range(16))) == {READER}
+    # Once for the revoked token, once after the 401: never once per thread.
+    assert calls.read_text().count("run") == 2
+    client.close()
+
+
+def test_a_failing_plugin_is_not_run_for_every_request_and_its_output_is_not_shown(
+    switchable: tuple[Path, Path, Path, Path],
+) -> None:
+    path, calls, mode, _ = switchable
+    mode.write_text("fail")
+    credentials = kubeconfig.from_kubeconfig(path).credentials
+    for _ in range(3):
+        with pytest.raises(ApiUnavailableError) as raised:
+            credentials.headers()
+        assert "the identity provider is down" in str(raised.value)
+        assert "printed-secret-token" not in str(raised.value)
+    assert calls.read_text().count("run") == 1  # the failure is held a few seconds
+
+
+def test_in_cluster_reaches_an_ipv6_service_address(
+    control_plane: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text("t")
+    (tmp_path / "ca.crt").write_bytes((control_plane.folder / "pki" / "ca.crt").read_bytes())
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    endpoint = kubeconfig.in_cluster(tmp_path)
+    assert endpoint.server == "https://[fd00::1]:443"
+    assert endpoint.credentials.headers() == {"Authorization": "Bearer t"}
+
+
+def test_a_late_401_for_an_older_token_keeps_the_new_one(
+    switchable: tuple[Path, Path, Path, Path],
+) -> None:
+    path, calls, _, token_file = switchable
+    token_file.write_text("first")
+    credentials = kubeconfig.from_kubeconfig(path).credentials
+    first = credentials.headers()
+    token_file.write_text("second")
+    credentials.rejected(first)
+    assert credentials.headers() == {"Authorization": "Bearer second"}
+    credentials.rejected(first)  # another thread's request, sent before the refresh
+    assert credentials.headers() == {"Authorization": "Bearer second"}
+    assert calls.read_text().count("run") == 2

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import random
-import ssl
 import threading
 import time
 from collections import Counter
@@ -238,12 +237,12 @@ class KubeClient:
         pool: dict[str, Any] = {"maxsize": concurrency + _POOL_SPARE}
         if endpoint.ssl_context is not None:
             pool["ssl_context"] = endpoint.ssl_context
-            if endpoint.ssl_context.verify_mode == ssl.CERT_NONE:  # insecure-skip-tls-verify
+            if endpoint.insecure:
                 pool.update(cert_reqs="CERT_NONE", assert_hostname=False)
             if endpoint.server_hostname is not None:
                 pool["server_hostname"] = endpoint.server_hostname
         self._pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(endpoint.proxy, **pool)
+            urllib3.ProxyManager(endpoint.proxy, proxy_headers=dict(endpoint.proxy_headers), **pool)
             if endpoint.proxy
             else urllib3.PoolManager(**pool)
         )
@@ -389,7 +388,8 @@ class KubeClient:
             url += "?" + urlencode(query_params)
         credentials = self._endpoint.credentials
         try:
-            headers.update(credentials.headers())
+            sent = credentials.headers()
+            headers.update(sent)
             response: urllib3.BaseHTTPResponse = self._pool.request(
                 method,
                 url,
@@ -406,7 +406,7 @@ class KubeClient:
         if self._observer is not None:
             self._observer(method, response.status)
         if response.status == 401:
-            credentials.rejected()  # the next request reads or runs its source again
+            credentials.rejected(sent)  # the next request reads or runs its source again
         return response
 
     # --- discovery ------------------------------------------------------------------
