@@ -190,7 +190,10 @@ class _Exec:
                 self._expires is not None and time.time() >= self._expires - _EXPIRY_MARGIN
             ):
                 if self._failed is not None and time.monotonic() < self._failed[0]:
-                    raise self._failed[1]
+                    # A new exception each time: threads re-raising one object would
+                    # keep growing its traceback.
+                    held = self._failed[1]
+                    raise type(held)(str(held)) from held
                 try:
                     self._token, self._expires = _run_plugin(self._plugin)
                 except (ApiUnavailableError, ConfigurationError) as exc:
