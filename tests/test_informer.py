@@ -19,6 +19,7 @@ import yaml
 from structlog.testing import capture_logs
 
 from gitsync.clients.kube import Informer, KubeClient
+from gitsync.errors import NotFoundError
 from gitsync.live import WatchedSource
 from gitsync.types import ObjectRef
 
@@ -128,3 +129,22 @@ def test_a_kind_the_server_does_not_serve_is_skipped_told_once_and_not_retried_e
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["watch interrupted"]
     # The first discovery, and at most one retry of the informer's own (0.5 s) backoff.
     assert _Scripted.unserved <= 2
+
+
+def test_a_group_version_is_discovered_once_until_discovery_is_dropped(kube: KubeClient) -> None:
+    """A sync looks for TFJob and PyTorchJob where kubeflow.org is not served, and for
+    Secret in a v1 without it: one discovery request each group version, not each
+    kind; dropping discovery (new CRDs may be installed) asks again."""
+    before = _Scripted.unserved
+    for kind in ("TFJob", "PyTorchJob", "TFJob"):
+        with pytest.raises(NotFoundError):
+            kube.resource("example.com/v1", kind)
+    assert kube.resource("v1", "ConfigMap").plural == "configmaps"
+    with pytest.raises(NotFoundError):
+        kube.resource("v1", "Secret")
+    assert _Scripted.unserved - before == 1
+    assert kube.requests["GET"] == 2  # example.com/v1 and v1, once each
+    kube.forget_discovery()
+    with pytest.raises(NotFoundError):
+        kube.resource("example.com/v1", "TFJob")
+    assert _Scripted.unserved - before == 2

@@ -250,6 +250,8 @@ class KubeClient:
         self._timeout = timeout
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovery_lock = threading.Lock()
+        #: The group versions discovered (served or not) since discovery was last dropped.
+        self._discovered: set[str] = set()
         self._limiter = limiter or TokenBucket(DEFAULT_QPS, DEFAULT_BURST)
         self._observer = observer
         self._count_lock = threading.Lock()
@@ -418,8 +420,11 @@ class KubeClient:
         if (found := self._resources.get(key)) is not None:
             return found
         with self._discovery_lock:
-            if (found := self._resources.get(key)) is None:
+            # A group version discovered once is not asked again for a kind it lacks
+            # (a sync looks for TFJob and PyTorchJob where kubeflow.org is not served).
+            if (found := self._resources.get(key)) is None and api_version not in self._discovered:
                 self._discover(api_version)
+                self._discovered.add(api_version)
                 found = self._resources.get(key)
         if found is None:
             raise NotFoundError(f"the API server does not serve {kind} in {api_version}")
@@ -429,6 +434,7 @@ class KubeClient:
         """Drop cached discovery (new CRDs may have been installed)."""
         with self._discovery_lock:
             self._resources.clear()
+            self._discovered.clear()
 
     def _discover(self, api_version: str) -> None:
         path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
