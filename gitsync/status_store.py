@@ -220,9 +220,9 @@ class StatusStore:
         removed = sorted({p for p in before.files if p not in files} | before.adopted)
         if not changed and not removed:
             return None
-        for path, content in changed.items():
+        for path in changed:
             if (doc := docs.get(path)) is not None:
-                self._written(content, doc)
+                self._written(files[path], doc)
         message = commit_message(
             before=before.documents,
             after=[s for s in statuses if s.path in changed],
@@ -296,9 +296,8 @@ class StatusStore:
         self._summaries = summaries
         return {OVERVIEW_PATH: overview(phases, old_layout=old_layout)}
 
-    def _written(self, content: bytes, doc: StatusDocument) -> None:
-        """Know ``doc`` by the blob its ``content`` becomes, as if it had been read."""
-        blob = self._git.blob_id(content)
+    def _written(self, blob: str, doc: StatusDocument) -> None:
+        """Know ``doc`` by the blob it is written as, as if it had been read."""
         self._summaries[blob] = (doc.instance, doc.phase)
         if self._parsed is not None:
             self._parsed.put(blob, as_data(doc))

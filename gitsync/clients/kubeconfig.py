@@ -41,7 +41,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -238,7 +237,8 @@ def in_cluster(serviceaccount_dir: Path) -> Endpoint:
     context = _tls_context(ca_file=ca, ca_data=None, insecure=False, cert=None)
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
     credentials = _TokenFile(token, fallback=None, extra={})
-    return Endpoint(server, context, None, _environment_proxy(server), credentials)
+    proxy, proxy_headers = _proxy(None, server=server, where="in-cluster configuration")
+    return Endpoint(server, context, None, proxy, credentials, proxy_headers)
 
 
 # --- reading and merging files -----------------------------------------------------
@@ -396,11 +396,15 @@ def _environment_proxy(server: str) -> str | None:
             return None
     except ValueError:
         pass
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme)
-    if not proxy or _bypassed(host, proxies.get("no", "")):
+    # Go reads the upper-case name first (Python's urllib, the lower-case one).
+    proxy = _environment(f"{parts.scheme}_proxy")
+    if not proxy or _bypassed(host, _environment("no_proxy")):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _environment(name: str) -> str:
+    return os.environ.get(name.upper()) or os.environ.get(name) or ""
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:
@@ -474,11 +478,9 @@ def _as_file(source: Path | bytes) -> Iterator[str]:
     try:
         descriptor = os.memfd_create("gitsync-tls", os.MFD_CLOEXEC)
     except (AttributeError, OSError):  # not Linux: a folder only this user can enter
-        folder = tempfile.mkdtemp(prefix="gitsync-tls-")
+        folder = tempfile.mkdtemp(prefix="gitsync-tls-")  # mode 0700
         try:
             path = Path(folder, "pem")
-            path.write_bytes(b"")
-            path.chmod(0o600)
             path.write_bytes(source)
             yield str(path)
         finally:
