@@ -11,9 +11,11 @@ drain, so its Events land before the process ends.
 
 Why several workers: a first sync of 1,000 objects tells 1,000 Events, and one
 worker posting them a round trip at a time kept the process alive 2.4 s after its
-work was done (bench/sync_process.py). Each Event
-goes to the worker its aggregation key hashes to, so the repeats of one Event are
-still posted in order, by the one worker that holds their series.
+work was done (bench/sync_process.py). Each Event goes to the worker its object
+hashes to, so the Events of one object are posted (and stamped) in the order they
+were told, and the repeats of one Event by the one worker that holds their series:
+routed by the whole aggregation key, a cycle's RolloutStep could be stamped before
+the Configured told a cycle earlier.
 
 Repeats are aggregated as client-go's events broadcaster does
 (k8s.io/client-go/tools/events): an Event like one posted within the last six
@@ -94,7 +96,7 @@ def _micro_time(moment: datetime) -> str:
 
 @dataclass(slots=True)
 class _Worker:
-    """One posting thread, its queue, and the series of the keys hashed to it."""
+    """One posting thread, its queue, and the series of the objects hashed to it."""
 
     queue: queue.SimpleQueue[EventIntent | None]
     series: dict[_Key, _Series]
@@ -139,8 +141,8 @@ class EventRecorder:
                     dropped += 1
                     continue
                 self._pending += 1
-            key = _key(intent)
-            worker = self._workers[hash(key) % len(self._workers)]
+            regarding = _key(intent)[-1]
+            worker = self._workers[hash(regarding) % len(self._workers)]
             self._start(worker)
             worker.queue.put(intent)
         if dropped:
