@@ -1015,8 +1015,10 @@ def _reconciler(
     metrics: Metrics | None = None,
     may_write: Callable[[], bool] = lambda: True,
     clients: tuple[GitSource, KubeClient] | None = None,
+    settled: replay.Settled | None = None,
 ) -> Reconciler:
-    """The reconciler of the `sync` and `run` options; ``clients`` when already made."""
+    """The reconciler of the `sync` and `run` options; ``clients`` when already made;
+    ``settled``: the last settled sync's record, for the first cycle to start from."""
     from gitsync.event_recorder import EventRecorder  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.sharding import Shard  # noqa: PLC0415 - see TYPE_CHECKING above
@@ -1042,6 +1044,7 @@ def _reconciler(
         cache_dir=_cache(options["cache_dir"]),
         may_write=may_write,
         events=EventRecorder(kube, reporting_instance=reporter) if options["events"] else None,
+        settled=settled,
     )
 
 
@@ -1092,7 +1095,14 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
             click.echo(text, err=err)
         sys.exit(record.exit_code)
 
-    reconciler = _reconciler(options, wait_timeout=options["wait_timeout"], clients=clients)
+    # A record that no longer holds still says which specs' outcomes carry when only
+    # spec files moved since (see gitsync.focus).
+    reconciler = _reconciler(
+        options,
+        wait_timeout=options["wait_timeout"],
+        clients=clients,
+        settled=record.settled if record is not None else None,
+    )
     try:
         report = reconciler.cycle()
     finally:

@@ -24,7 +24,7 @@ they are outside that guard.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -191,6 +191,7 @@ def plan_changes(
     prune: PrunePolicy = PrunePolicy(),
     self_heal: bool = True,
     memo: HoldsMemo | None = None,
+    unchanged: Collection[ObjectRef] = (),
 ) -> ChangeSet:
     """Compare desired with live objects.
 
@@ -203,6 +204,9 @@ def plan_changes(
     run deleted by its TTL is not started again by an unchanged spec. ``retire``
     names runs to delete, and why; ``held`` names objects whose spec renders nothing
     yet (a model waiting for its training run): what is live of them is kept.
+    ``unchanged`` are declared objects whose desired body is not at hand because
+    the caller knows their outcome, unchanged (a settled cycle's, on the same
+    inputs: see gitsync.focus); each must be live.
     """
     finished = frozenset(finished_runs)
     last: HoldsMemo = memo or {}
@@ -218,6 +222,7 @@ def plan_changes(
         )
         for body in desired
     ]
+    changes += [Change(key, Action.UNCHANGED, live=live[key]) for key in unchanged]
     if memo is not None:
         memo.clear()
         memo.update(compared)

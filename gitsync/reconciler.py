@@ -40,6 +40,7 @@ from gitsync.errors import GitError, GitsyncError, LeadershipLostError, Remedy
 from gitsync.evaluation import Evaluation, Evaluator
 from gitsync.event_recorder import EventRecorder
 from gitsync.events import cycle_events
+from gitsync.focus import Focus, Listed, narrow
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
 from gitsync.live import (
@@ -121,6 +122,8 @@ class Cycle:
 
     id: str
     now: datetime
+    #: The settled cycle of a former process this one starts from (see __init__).
+    start_from: Settled | None = None
     revision: Revision | None = None
     live_version: int | None = None
     snapshot: Snapshot | None = None
@@ -131,6 +134,9 @@ class Cycle:
     follows: frozenset[str] = frozenset()
     live: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     observed_live: bool = False
+    #: The specs taken afresh when the others' outcomes carry from the settled cycle
+    #: this process started from (see gitsync.focus); None: every spec.
+    focus: Focus | None = None
     training: TrainingPlan = field(default_factory=lambda: TrainingPlan({}, {}, {}, {}))
     #: Some gate query got no number (an error, not "no data"): asked again by the
     #: next sync, whatever the daemon's recheck rules (see _settlement).
@@ -245,6 +251,7 @@ class Reconciler:
         cache_dir: Path | None = None,
         may_write: Callable[[], bool] = lambda: True,
         events: EventRecorder | None = None,
+        settled: Settled | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
@@ -253,7 +260,11 @@ class Reconciler:
         this configuration's under its scopes/).
         ``may_write`` is asked before every apply, delete and push (the leader
         election's guard): once it says no, the cycle writes nothing more; ``events``
-        posts each cycle's Events on the objects it touched."""
+        posts each cycle's Events on the objects it touched. ``settled`` is what the
+        last settled cycle of these options read, as a former process recorded it
+        (see gitsync.replay): when only spec files moved since, the first cycle takes
+        just those afresh and carries the other specs' outcomes (see gitsync.focus).
+        Only the first: later cycles of a process keep their own memory instead."""
         self._git = git
         self._may_write = may_write
         self._events = events
@@ -284,6 +295,7 @@ class Reconciler:
         self._holds: HoldsMemo = {}
         self._memo = _Memo()
         self._settled: Settled | None = None
+        self._start_from = settled
 
     @property
     def mirror(self) -> Path:
@@ -326,7 +338,8 @@ class Reconciler:
     def cycle(self) -> CycleReport:
         """Run the steps in order; publish what is known; say when to run again."""
         started = time.monotonic()
-        cycle = Cycle(id=uuid.uuid4().hex[:12], now=self._clock())
+        cycle = Cycle(id=uuid.uuid4().hex[:12], now=self._clock(), start_from=self._start_from)
+        self._start_from = None
         stop: Stop | None = None
         error: GitsyncError | None = None
         try:
@@ -462,6 +475,33 @@ class Reconciler:
         }
         return replace(cycle, live=live, observed_live=True)
 
+    def _narrow(self, cycle: Cycle) -> Cycle | Stop:
+        settled = cycle.start_from
+        if settled is None or not isinstance(self._live_source, ListedSource):
+            return cycle
+        snapshot = cycle.need(cycle.snapshot, "snapshot")
+        root = self._options.path.strip("/")
+        try:
+            focus = narrow(
+                settled,
+                snapshot=snapshot,
+                last_changes=cycle.need(cycle.last_changes, "last changes"),
+                inventory=cycle.need(cycle.inventory, "inventory"),
+                status_branch=cycle.status_branch,
+                listed=Listed(
+                    objects=cycle.live,
+                    fingerprint=self._live_source.fingerprint,
+                    kinds=self._live_source.kinds,
+                ),
+                instance=self._options.instance,
+                now=cycle.now,
+                diff=lambda old: self._git.changes(old, snapshot.commit, under=root),
+            )
+        except GitError as exc:  # the settled head is gone (a rewritten branch): a full cycle
+            log.info("the settled commit cannot be compared", error=str(exc))
+            return cycle
+        return replace(cycle, focus=focus)
+
     def _plan_training(self, cycle: Cycle) -> Cycle | Stop:
         snapshot = cycle.need(cycle.snapshot, "snapshot")
         inventory = cycle.need(cycle.inventory, "inventory")
@@ -503,7 +543,7 @@ class Reconciler:
             ticks=cycle.training.ticks,
         )
         evaluation = self._evaluator.evaluate(
-            snapshot.loaded,
+            cycle.focus.loaded if cycle.focus is not None else snapshot.loaded,
             policies=snapshot.policies,
             context=context,
             blobs=snapshot.blobs,
@@ -589,6 +629,7 @@ class Reconciler:
             prune=PrunePolicy(enabled=config.prune.enabled, max_ratio=config.prune.max_ratio),
             self_heal=config.self_heal,
             memo=self._holds,
+            unchanged=cycle.focus.carried.keys() if cycle.focus is not None else (),
         )
         shard = self._options.shard
         if not shard.whole and plan.of(Action.DELETED):
@@ -697,6 +738,7 @@ class Reconciler:
         _load_specs,
         _read_inventory,
         _observe_live,
+        _narrow,
         _plan_training,
         _evaluate,
         _step_rollouts,
@@ -721,7 +763,7 @@ class Reconciler:
             default_namespace=cycle.snapshot.config.defaults.namespace,
             source_commits=cycle.last_changes.by_path if cycle.last_changes else {},
         )
-        return spec_statuses(
+        statuses = spec_statuses(
             loaded=loaded,
             desired=cycle.desired if evaluation is not None else (None,) * len(loaded.entries),
             changes=cycle.changes,
@@ -733,6 +775,9 @@ class Reconciler:
             inventory=cycle.inventory,
             now=format_time(cycle.now),
         )
+        if cycle.focus is None or evaluation is None:
+            return statuses
+        return sorted([*statuses, *cycle.focus.carried.values()], key=lambda s: s.path)
 
     def _publish(
         self, cycle: Cycle, statuses: list[SpecStatus] | None
@@ -859,6 +904,7 @@ class Reconciler:
             status_branch=cycle.status_branch,
             kinds=source.kinds,
             wake_at=None if after is None else cycle.now + timedelta(seconds=after),
+            quiet=all(change.action is Action.UNCHANGED for change in changes.changes),
         )
 
     def _others_moved(self, watched: tuple[str, str | None] | None) -> bool:
@@ -898,6 +944,7 @@ class Reconciler:
             outcome=report.result.outcome.value,
             duration_ms=round(report.duration * 1000, 1),
             invalid=len(report.diagnostics),
+            carried=len(cycle.focus.carried) if cycle.focus is not None else 0,
             status_commit=report.status_commit,
             **report.changes.summary(),
         )

@@ -52,7 +52,7 @@ Kind = tuple[str, str]  # apiVersion, kind
 #: One line of a report: whether it goes to stderr, and its text.
 Line = tuple[bool, str]
 
-_FORMAT: Final = 1
+_FORMAT: Final = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +76,9 @@ class Settled:
     #: When the clock alone may change what a cycle decides (a schedule's tick, a
     #: hold's end): from then on it no longer holds.
     wake_at: datetime | None
+    #: Every object was found unchanged (none skipped, held or kept): a later cycle
+    #: may carry the outcome of a spec whose inputs are the same (see gitsync.focus).
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,6 +182,7 @@ def save(folder: Path, record: Record | None, *, key: str) -> None:
             "statusBranch": settled.status_branch,
             "kinds": [list(kind) for kind in settled.kinds],
             "wakeAt": settled.wake_at.isoformat() if settled.wake_at else None,
+            "quiet": settled.quiet,
             "lines": [[err, text] for err, text in record.lines],
             "exitCode": record.exit_code,
         }
@@ -215,6 +219,7 @@ def _record(data: Any, *, key: str) -> Record | None:
         status_branch=_text(data["statusBranch"]),
         kinds=kinds,
         wake_at=wake,
+        quiet=_flag(data["quiet"]),
     )
     return Record(key=key, settled=settled, lines=lines, exit_code=exit_code)
 
