@@ -23,16 +23,14 @@ Usage: .venv/bin/python bench/peer.py --n 1000 --runs 3 --concurrency 1 4 8 [--n
   commit), at its own defaults, as the baseline of a change.
 It starts its own control plane in a temporary folder and stops it at the end;
 kubectl is built once from gitsync/dev/kube/go.mod (about a minute) and cached.
-gitsync's modules are compiled to bytecode first, as installing a wheel does (see
-bench/sync_process.py).
+gitsync runs from its source tree on a venv of its runtime dependencies alone, as a
+user's install has them, with its modules compiled to bytecode (see bench/runtime.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
 import copy
-import os
 import shutil
 import statistics
 import subprocess
@@ -45,6 +43,7 @@ from typing import Any
 
 import yaml
 from reconcile import ROOT, git, make_repo, model
+from runtime import runtime_python, tree_environment
 
 from gitsync.clients.kube import KubeClient
 from gitsync.dev import controlplane
@@ -119,10 +118,17 @@ def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int) -> 
 
 
 def gitsync_run(
-    kubeconfig: Path, remote: Path, work: Path, tmp: Path, *, instance: str, env: dict[str, str]
+    kubeconfig: Path,
+    remote: Path,
+    work: Path,
+    tmp: Path,
+    *,
+    instance: str,
+    env: dict[str, str],
+    python: Path,
 ) -> list[float]:
     # -P: not the current folder first on the path, so PYTHONPATH picks the tree.
-    command = [sys.executable, "-P", "-m", "gitsync", "sync", "--repo", remote.as_uri()]
+    command = [str(python), "-P", "-m", "gitsync", "sync", "--repo", remote.as_uri()]
     command += ["--instance", instance, "--cache-dir", str(tmp / f"cache-{instance}")]
     command += ["--kubeconfig", str(kubeconfig)]
     first = timed(command, env=env)
@@ -155,22 +161,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     kubectl = ensure_kubectl()
-    for tree in (ROOT, args.before):
-        if tree is not None:
-            compileall.compile_dir(tree / "gitsync", quiet=1)
+    python = runtime_python()
 
     setups: dict[str, dict[str, str]] = {}
     if args.before is not None:
-        setups["before"] = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
+        setups["before"] = tree_environment(args.before)
     for workers in args.concurrency:
-        setups[f"c={workers}"] = {**os.environ, "GITSYNC_CONCURRENCY": str(workers)}
+        setups[f"c={workers}"] = tree_environment(ROOT, GITSYNC_CONCURRENCY=str(workers))
     if args.no_events_too:
         workers = args.concurrency[0]
-        setups[f"c={workers} no Events"] = {
-            **os.environ,
-            "GITSYNC_CONCURRENCY": str(workers),
-            "GITSYNC_EVENTS": "false",
-        }
+        setups[f"c={workers} no Events"] = tree_environment(
+            ROOT, GITSYNC_CONCURRENCY=str(workers), GITSYNC_EVENTS="false"
+        )
 
     samples: dict[str, list[list[float]]] = {"kubectl": [], **{name: [] for name in setups}}
     floors: list[float] = []
@@ -201,7 +203,15 @@ def main() -> None:
                     base.mkdir()
                     remote, work = make_repo(base, args.n, namespace=instance)
                     samples[name].append(
-                        gitsync_run(plane.kubeconfig, remote, work, tmp, instance=instance, env=env)
+                        gitsync_run(
+                            plane.kubeconfig,
+                            remote,
+                            work,
+                            tmp,
+                            instance=instance,
+                            env=env,
+                            python=python,
+                        )
                     )
                 print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
         finally:

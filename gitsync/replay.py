@@ -11,7 +11,9 @@ gate query answered) it leaves a :class:`Record` of what it read and what it sai
 the next sync with the same options reads the same three things cheaply (a fetch of
 each branch and one LIST per kind) and, if all match and no wake-up time has come,
 prints the same report and exits with the same code. It never writes: the record is
-made only by a cycle whose re-run would write nothing.
+made only by a cycle whose re-run would write nothing. When only the spec commit moved,
+the record still tells the next cycle which specs' outcomes it may carry instead of
+taking them afresh (see gitsync.focus).
 
 What decides equality is exact: commit ids, and the uid and resourceVersion of every
 listed object (any write to an object changes its resourceVersion; a deleted and
