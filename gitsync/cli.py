@@ -1015,10 +1015,10 @@ def _reconciler(
     metrics: Metrics | None = None,
     may_write: Callable[[], bool] = lambda: True,
     clients: tuple[GitSource, KubeClient] | None = None,
-    settled: replay.Settled | None = None,
+    ledger: replay.Ledger | None = None,
 ) -> Reconciler:
     """The reconciler of the `sync` and `run` options; ``clients`` when already made;
-    ``settled``: the last settled sync's record, for the first cycle to start from."""
+    ``ledger``: the last sync's, for the first cycle to start from."""
     from gitsync.event_recorder import EventRecorder  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.reconciler import Reconciler, SyncOptions  # noqa: PLC0415 - see TYPE_CHECKING above
     from gitsync.sharding import Shard  # noqa: PLC0415 - see TYPE_CHECKING above
@@ -1044,7 +1044,7 @@ def _reconciler(
         cache_dir=_cache(options["cache_dir"]),
         may_write=may_write,
         events=EventRecorder(kube, reporting_instance=reporter) if options["events"] else None,
-        settled=settled,
+        ledger=ledger,
     )
 
 
@@ -1095,13 +1095,13 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
             click.echo(text, err=err)
         sys.exit(record.exit_code)
 
-    # A record that no longer holds still says which specs' outcomes carry when only
-    # spec files moved since (see gitsync.focus).
+    # What the last sync found unchanged: the specs whose inputs are still the same
+    # carry its outcome (see gitsync.focus).
     reconciler = _reconciler(
         options,
         wait_timeout=options["wait_timeout"],
         clients=clients,
-        settled=record.settled if record is not None else None,
+        ledger=replay.load_ledger(records, key=key),
     )
     try:
         report = reconciler.cycle()
@@ -1123,6 +1123,7 @@ def sync(log_format: str, log_level: str | None, **options: Any) -> None:
         else None,
         key=key,
     )
+    replay.save_ledger(records, reconciler.ledger, key=key)
     if report.error is not None:
         raise report.error  # could not run to the end: main() says why, exit 2
     sys.exit(exit_code)

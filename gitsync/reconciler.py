@@ -54,7 +54,7 @@ from gitsync.loading import Diagnostic, FileResult
 from gitsync.pipeline import Answer, Question
 from gitsync.render import RenderContext, pending
 from gitsync.render.training import TRAINJOB_API
-from gitsync.replay import Observed, Settled
+from gitsync.replay import Ledger, Observed, Settled, version_of
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
 from gitsync.rollout import (
@@ -122,8 +122,8 @@ class Cycle:
 
     id: str
     now: datetime
-    #: The settled cycle of a former process this one starts from (see __init__).
-    start_from: Settled | None = None
+    #: The last sync's ledger this cycle starts from (see __init__).
+    start_from: Ledger | None = None
     revision: Revision | None = None
     live_version: int | None = None
     snapshot: Snapshot | None = None
@@ -134,8 +134,8 @@ class Cycle:
     follows: frozenset[str] = frozenset()
     live: Mapping[ObjectRef, Mapping[str, Any]] = field(default_factory=dict)
     observed_live: bool = False
-    #: The specs taken afresh when the others' outcomes carry from the settled cycle
-    #: this process started from (see gitsync.focus); None: every spec.
+    #: The specs taken afresh when the others' outcomes carry from the last sync's
+    #: (see gitsync.focus); None: every spec.
     focus: Focus | None = None
     training: TrainingPlan = field(default_factory=lambda: TrainingPlan({}, {}, {}, {}))
     #: Some gate query got no number (an error, not "no data"): asked again by the
@@ -251,7 +251,7 @@ class Reconciler:
         cache_dir: Path | None = None,
         may_write: Callable[[], bool] = lambda: True,
         events: EventRecorder | None = None,
-        settled: Settled | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """``watch`` keeps live objects current with informers (for the daemon) instead
         of listing them every cycle, and lets a cycle with nothing new end at once;
@@ -260,11 +260,11 @@ class Reconciler:
         this configuration's under its scopes/).
         ``may_write`` is asked before every apply, delete and push (the leader
         election's guard): once it says no, the cycle writes nothing more; ``events``
-        posts each cycle's Events on the objects it touched. ``settled`` is what the
-        last settled cycle of these options read, as a former process recorded it
-        (see gitsync.replay): when only spec files moved since, the first cycle takes
-        just those afresh and carries the other specs' outcomes (see gitsync.focus).
-        Only the first: later cycles of a process keep their own memory instead."""
+        posts each cycle's Events on the objects it touched. ``ledger`` is what the
+        last sync of these options found unchanged, as a former process left it (see
+        gitsync.replay): the first cycle takes afresh only the specs whose inputs
+        moved since and carries the others' outcomes (see gitsync.focus). Only the
+        first: later cycles of a process keep their own memory instead."""
         self._git = git
         self._may_write = may_write
         self._events = events
@@ -295,7 +295,8 @@ class Reconciler:
         self._holds: HoldsMemo = {}
         self._memo = _Memo()
         self._settled: Settled | None = None
-        self._start_from = settled
+        self._ledger: Ledger | None = None
+        self._start_from = ledger
 
     @property
     def mirror(self) -> Path:
@@ -309,6 +310,13 @@ class Reconciler:
         wrote, failed, has a rollout in progress, or listed nothing (the daemon's
         informers keep their own account)."""
         return self._settled
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """What the last cycle found unchanged, for a later process's first cycle to
+        carry (see gitsync.focus); None when it was cut short, its statuses were not
+        published, or it listed nothing (the daemon's informers keep their own)."""
+        return self._ledger
 
     @property
     def status_branch(self) -> str:
@@ -476,29 +484,25 @@ class Reconciler:
         return replace(cycle, live=live, observed_live=True)
 
     def _narrow(self, cycle: Cycle) -> Cycle | Stop:
-        settled = cycle.start_from
-        if settled is None or not isinstance(self._live_source, ListedSource):
+        ledger = cycle.start_from
+        if ledger is None or not isinstance(self._live_source, ListedSource):
             return cycle
         snapshot = cycle.need(cycle.snapshot, "snapshot")
         root = self._options.path.strip("/")
         try:
             focus = narrow(
-                settled,
+                ledger,
                 snapshot=snapshot,
                 last_changes=cycle.need(cycle.last_changes, "last changes"),
                 inventory=cycle.need(cycle.inventory, "inventory"),
                 status_branch=cycle.status_branch,
-                listed=Listed(
-                    objects=cycle.live,
-                    fingerprint=self._live_source.fingerprint,
-                    kinds=self._live_source.kinds,
-                ),
+                listed=Listed(objects=cycle.live, kinds=self._live_source.kinds),
                 instance=self._options.instance,
                 now=cycle.now,
                 diff=lambda old: self._git.changes(old, snapshot.commit, under=root),
             )
-        except GitError as exc:  # the settled head is gone (a rewritten branch): a full cycle
-            log.info("the settled commit cannot be compared", error=str(exc))
+        except GitError as exc:  # the ledger's head is gone (a rewritten branch): a full cycle
+            log.info("the last sync's commit cannot be compared", error=str(exc))
             return cycle
         return replace(cycle, focus=focus)
 
@@ -853,6 +857,7 @@ class Reconciler:
         # commit: that one may have landed on top of another instance's newer one.
         read_at = cycle.inventory.commit if cycle.inventory else None
         self._settled = self._settlement(cycle, report) if settled else None
+        self._ledger = self._ledger_of(cycle, report)
         self._memo = replace(
             self._memo,
             head=cycle.revision.commit,
@@ -904,7 +909,32 @@ class Reconciler:
             status_branch=cycle.status_branch,
             kinds=source.kinds,
             wake_at=None if after is None else cycle.now + timedelta(seconds=after),
-            quiet=all(change.action is Action.UNCHANGED for change in changes.changes),
+        )
+
+    def _ledger_of(self, cycle: Cycle, report: CycleReport) -> Ledger | None:
+        """What the cycle found unchanged and left on the branch, when it listed the
+        live objects, ran to the end and published its statuses."""
+        revision = cycle.revision
+        if (
+            not isinstance(self._live_source, ListedSource)
+            or not cycle.observed_live
+            or revision is None
+            or report.error is not None
+            or report.status_error is not None
+        ):
+            return None
+        after = report.result.requeue_after
+        return Ledger(
+            head=revision.commit,
+            status_branch=cycle.status_branch,
+            kinds=self._live_source.kinds,
+            wake_at=None if after is None else cycle.now + timedelta(seconds=after),
+            unchanged={
+                change.key: version_of(change.live)
+                for change in report.changes.changes
+                if change.action is Action.UNCHANGED and change.live is not None
+            },
+            documents=self._store.files,
         )
 
     def _others_moved(self, watched: tuple[str, str | None] | None) -> bool:

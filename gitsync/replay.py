@@ -11,9 +11,13 @@ gate query answered) it leaves a :class:`Record` of what it read and what it sai
 the next sync with the same options reads the same three things cheaply (a fetch of
 each branch and one LIST per kind) and, if all match and no wake-up time has come,
 prints the same report and exits with the same code. It never writes: the record is
-made only by a cycle whose re-run would write nothing. When only the spec commit moved,
-the record still tells the next cycle which specs' outcomes it may carry instead of
-taking them afresh (see gitsync.focus).
+made only by a cycle whose re-run would write nothing.
+
+Every sync that ran its cycle to the end, settled or not, also leaves a
+:class:`Ledger`: the objects it found unchanged, each as the uid and resourceVersion
+it saw, and the status documents the branch held after it, each by blob id. The next
+cycle carries the outcome of a spec whose object and document are still those, and
+whose file did not change, instead of taking it afresh (see gitsync.focus).
 
 What decides equality is exact: commit ids, and the uid and resourceVersion of every
 listed object (any write to an object changes its resourceVersion; a deleted and
@@ -43,18 +47,33 @@ import orjson
 import gitsync
 from gitsync.errors import GitsyncError
 from gitsync.live import ListedSource, instance_selector
+from gitsync.types import ObjectRef
 
 if TYPE_CHECKING:
     from gitsync.clients.git import GitSource
     from gitsync.clients.kube import KubeClient
 
-__all__ = ["Line", "Observed", "Record", "Settled", "load", "options_key", "save", "still_holds"]
+__all__ = [
+    "Ledger",
+    "Line",
+    "Observed",
+    "Record",
+    "Settled",
+    "load",
+    "load_ledger",
+    "options_key",
+    "save",
+    "save_ledger",
+    "still_holds",
+    "version_of",
+]
 
 Kind = tuple[str, str]  # apiVersion, kind
 #: One line of a report: whether it goes to stderr, and its text.
 Line = tuple[bool, str]
 
-_FORMAT: Final = 2
+_FORMAT: Final = 1
+_LEDGER_FORMAT: Final = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,9 +97,29 @@ class Settled:
     #: When the clock alone may change what a cycle decides (a schedule's tick, a
     #: hold's end): from then on it no longer holds.
     wake_at: datetime | None
-    #: Every object was found unchanged (none skipped, held or kept): a later cycle
-    #: may carry the outcome of a spec whose inputs are the same (see gitsync.focus).
-    quiet: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ledger:
+    """What the last sync of one options key found unchanged, for the next to carry."""
+
+    #: The spec commit it read.
+    head: str
+    status_branch: str
+    kinds: tuple[Kind, ...]
+    #: As in :class:`Settled`: the clock alone may change something from then on.
+    wake_at: datetime | None
+    #: Each object it found unchanged -> :func:`version_of` it as listed.
+    unchanged: Mapping[ObjectRef, str]
+    #: Each of the instance's files on the status branch after it -> its blob id.
+    documents: Mapping[str, str]
+
+
+def version_of(obj: Mapping[str, Any]) -> str:
+    """An object's uid and resourceVersion: any write changes the one, a deletion and
+    re-creation the other."""
+    metadata = obj.get("metadata") or {}
+    return f"{metadata.get('uid', '')}/{metadata.get('resourceVersion', '')}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,17 +223,88 @@ def save(folder: Path, record: Record | None, *, key: str) -> None:
             "statusBranch": settled.status_branch,
             "kinds": [list(kind) for kind in settled.kinds],
             "wakeAt": settled.wake_at.isoformat() if settled.wake_at else None,
-            "quiet": settled.quiet,
             "lines": [[err, text] for err, text in record.lines],
             "exitCode": record.exit_code,
         }
-        # Written aside and renamed: a reader sees the old record or the new, whole.
-        partial = folder / f".{key}.{os.getpid()}.tmp"
-        try:
-            partial.write_bytes(orjson.dumps(data))
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        _write(path, data)
+
+
+def _write(path: Path, data: object) -> None:
+    # Written aside and renamed: a reader sees the old file or the new, whole.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_bytes(orjson.dumps(data))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def load_ledger(folder: Path, *, key: str) -> Ledger | None:
+    """The ledger ``key`` left in ``folder``; None as for :func:`load`."""
+    try:
+        data = orjson.loads((folder / "ledger" / f"{key}.json").read_bytes())
+        return _ledger(data, key=key)
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def save_ledger(folder: Path, ledger: Ledger | None, *, key: str) -> None:
+    """Leave ``ledger`` for the next sync of ``key``, or remove the last one's (a cycle
+    cut short cannot vouch for what it found). Best-effort, as :func:`save`."""
+    path = folder / "ledger" / f"{key}.json"
+    with contextlib.suppress(OSError):
+        if ledger is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "format": _LEDGER_FORMAT,
+            "key": key,
+            "head": ledger.head,
+            "statusBranch": ledger.status_branch,
+            "kinds": [list(kind) for kind in ledger.kinds],
+            "wakeAt": ledger.wake_at.isoformat() if ledger.wake_at else None,
+            "unchanged": [[*_ref(ref), version] for ref, version in ledger.unchanged.items()],
+            "documents": dict(ledger.documents),
+        }
+        _write(path, data)
+
+
+def _ref(ref: ObjectRef) -> tuple[str, str, str, str]:
+    return (ref.group, ref.kind, ref.namespace, ref.name)
+
+
+def _ledger(data: Any, *, key: str) -> Ledger | None:
+    if not isinstance(data, dict) or type(data["format"]) is not int or data["key"] != key:
+        return None
+    if data["format"] != _LEDGER_FORMAT:
+        return None
+    documents = data["documents"]
+    if not isinstance(documents, dict):
+        return None
+    unchanged = {}
+    for group, kind, namespace, name, version in data["unchanged"]:
+        ref = ObjectRef(
+            group=_text(group), kind=_text(kind), namespace=_text(namespace), name=_text(name)
+        )
+        unchanged[ref] = _text(version)
+    return Ledger(
+        head=_text(data["head"]),
+        status_branch=_text(data["statusBranch"]),
+        kinds=tuple((_text(a), _text(k)) for a, k in data["kinds"]),
+        wake_at=_time(data["wakeAt"]),
+        unchanged=unchanged,
+        documents={_text(path): _text(blob) for path, blob in documents.items()},
+    )
+
+
+def _time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(_text(value))
+    if moment.tzinfo is None:
+        raise ValueError("a time without a zone is not gitsync's")
+    return moment
 
 
 def _record(data: Any, *, key: str) -> Record | None:
@@ -203,15 +313,12 @@ def _record(data: Any, *, key: str) -> Record | None:
     if data["format"] != _FORMAT:
         return None
     status_head = data["statusHead"]
-    wake_at = data["wakeAt"]
     kinds = tuple((_text(a), _text(k)) for a, k in data["kinds"])
     lines = tuple((_flag(err), _text(text)) for err, text in data["lines"])
     exit_code = data["exitCode"]
     if not isinstance(exit_code, int) or isinstance(exit_code, bool) or exit_code not in (0, 1):
         return None
-    wake = None if wake_at is None else datetime.fromisoformat(_text(wake_at))
-    if wake is not None and wake.tzinfo is None:
-        return None  # not comparable with the clock: not gitsync's
+    wake = _time(data["wakeAt"])
     settled = Settled(
         observed=Observed(
             head=_text(data["head"]),
@@ -221,7 +328,6 @@ def _record(data: Any, *, key: str) -> Record | None:
         status_branch=_text(data["statusBranch"]),
         kinds=kinds,
         wake_at=wake,
-        quiet=_flag(data["quiet"]),
     )
     return Record(key=key, settled=settled, lines=lines, exit_code=exit_code)
 

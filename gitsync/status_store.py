@@ -186,6 +186,12 @@ class StatusStore:
             return False
         return not path.endswith(f"-of-{self._shard.count}.md")
 
+    @property
+    def files(self) -> Mapping[str, str]:
+        """The instance's own files on the branch as this store last read or wrote
+        them, path -> blob id."""
+        return self._inventory.files
+
     def forget(self) -> None:
         """Read the branch anew next time (after a push that may not have landed)."""
         self._inventory = replace(self._inventory, commit=None)

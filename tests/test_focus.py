@@ -1,17 +1,18 @@
-"""A cycle that starts from a settled sync takes afresh only the specs whose inputs
-moved, and carries the others' outcomes (gitsync.focus).
+"""A cycle that starts from the last sync's ledger takes afresh only the specs whose
+inputs moved, and carries the others' outcomes (gitsync.focus).
 
 The pure half checks each rule of :func:`gitsync.focus.narrow` in a table: every
 input of a spec's outcome that differs sends that spec, or the whole cycle, back to
 a full evaluation. The other half is the proof that carrying changes nothing: on the
-real API server, a cycle with the settled record and one without it run on the same
-inputs, for several kinds of change, and must report exactly the same changes,
-statuses, diagnostics and outcome.
+real API server, a cycle with the ledger and one without it run on the same inputs,
+for several kinds of change, and must report exactly the same changes, statuses,
+diagnostics and outcome; and `gitsync sync` processes carry across syncs that wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,11 +25,12 @@ import yaml
 from gitsync import reconciler as reconciler_module
 from gitsync.clients.git import GitSource, LastChanges, TreeChanges
 from gitsync.clients.kube import KubeClient
+from gitsync.dev.controlplane import ControlPlane
 from gitsync.diff import Action
 from gitsync.focus import Focus, Listed, narrow
 from gitsync.inventory import Inventory
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
-from gitsync.replay import Observed, Settled
+from gitsync.replay import Ledger
 from gitsync.snapshot import Snapshot, read_folder
 from gitsync.spec_status import ISVC_API
 from gitsync.status_document import Phase, StatusDocument, status_path
@@ -37,6 +39,7 @@ from gitsync.types import ObjectRef
 from .specrepo import SpecRepo
 from .test_pipelines import model as pipeline_model
 from .test_pipelines import train_job
+from .test_sync_replay import Sync, _settle
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 INSTANCE = "focus"
@@ -60,7 +63,7 @@ def plain(name: str, version: int = 1, **spec: Any) -> str:
     )
 
 
-CANARY = {
+CANARY: dict[str, Any] = {
     "rollout": {
         "strategy": "canary",
         "steps": [{"traffic": 20, "pause": "2s"}],
@@ -73,12 +76,20 @@ CANARY = {
 }
 
 
+def _plain_in(namespace: str, name: str, version: int = 1) -> str:
+    return plain(name, version).replace(f"namespace: {NAMESPACE}", f"namespace: {namespace}")
+
+
 def _snapshot(tmp_path: Path, files: dict[str, str]) -> Snapshot:
     for path, content in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(content)
     snapshot = read_folder(tmp_path)
     return dataclasses.replace(snapshot, commit="2" * 40)
+
+
+def _path(name: str) -> str:
+    return status_path("ModelDeployment", NAMESPACE, name, instance=INSTANCE)
 
 
 def _document(name: str, *, source: str, source_commit: str = SOURCE) -> StatusDocument:
@@ -113,27 +124,31 @@ def _narrow(
     *,
     files: dict[str, str] = FILES,
     changes: TreeChanges | None = None,
-    settled: dict[str, Any] | None = None,
+    ledger: dict[str, Any] | None = None,
     documents: dict[str, StatusDocument] | None = None,
-    live: set[str] | None = None,
+    blobs: dict[str, str] | None = None,
+    live: dict[str, str] | None = None,
     last: dict[str, str] | None = None,
-    fingerprint: str = "f" * 64,
     inventory: dict[str, Any] | None = None,
 ) -> Focus | None:
+    """The focus after the sync that found a, b and c unchanged (each object at
+    version "u-<name>/1", each document blob "blob-<name>"), with one thing moved."""
     snapshot = _snapshot(tmp_path, files)
     names = {e.name: e.path for e in snapshot.loaded.entries}
     if documents is None:
         documents = {n: _document(n, source=p) for n, p in names.items() if p in FILES}
     docs = {doc.path: doc for doc in documents.values()}
+    versions = {n: f"u-{n}/1" for n in "abc"}
     return narrow(
-        Settled(
+        Ledger(
             **{
-                "observed": Observed(head="0" * 40, status_head="5" * 40, live="f" * 64),
+                "head": "0" * 40,
                 "status_branch": "gitsync/status",
                 "kinds": KINDS,
                 "wake_at": None,
-                "quiet": True,
-                **(settled or {}),
+                "unchanged": {_isvc(n): v for n, v in versions.items()},
+                "documents": {_path(n): f"blob-{n}" for n in "abc"},
+                **(ledger or {}),
             }
         ),
         snapshot=snapshot,
@@ -142,12 +157,22 @@ def _narrow(
             by_path=last if last is not None else dict.fromkeys(snapshot.blobs, SOURCE),
         ),
         inventory=Inventory(
-            instance=INSTANCE, **{"commit": "5" * 40, "documents": docs, **(inventory or {})}
+            instance=INSTANCE,
+            **{
+                "commit": "5" * 40,
+                "documents": docs,
+                "files": {path: f"blob-{doc.name}" for path, doc in docs.items()}
+                if blobs is None
+                else blobs,
+                **(inventory or {}),
+            },
         ),
         status_branch="gitsync/status",
         listed=Listed(
-            objects={_isvc(n): {} for n in (live if live is not None else names)},
-            fingerprint=fingerprint,
+            objects={
+                _isvc(n): {"metadata": {"uid": version.split("/")[0], "resourceVersion": "1"}}
+                for n, version in (live if live is not None else versions).items()
+            },
             kinds=KINDS,
         ),
         instance=INSTANCE,
@@ -178,18 +203,9 @@ def test_the_changed_spec_is_taken_afresh_and_the_others_carried(tmp_path: Path)
 @pytest.mark.parametrize(
     "moved",
     [
-        pytest.param(
-            {"settled": {"quiet": False}}, id="the settled cycle skipped or kept something"
-        ),
-        pytest.param(
-            {"settled": {"observed": Observed(head="2" * 40, status_head="5" * 40, live="f" * 64)}},
-            id="the same commit",
-        ),
-        pytest.param({"inventory": {"commit": "6" * 40}}, id="the status branch moved"),
-        pytest.param({"fingerprint": "e" * 64}, id="a live object was written"),
-        pytest.param({"settled": {"kinds": ()}}, id="other kinds listed"),
-        pytest.param({"settled": {"status_branch": "other"}}, id="another status branch"),
-        pytest.param({"settled": {"wake_at": NOW}}, id="its wake-up time has come"),
+        pytest.param({"ledger": {"kinds": ()}}, id="other kinds listed"),
+        pytest.param({"ledger": {"status_branch": "other"}}, id="another status branch"),
+        pytest.param({"ledger": {"wake_at": NOW}}, id="its wake-up time has come"),
         pytest.param(
             {"changes": TreeChanges(added={}, modified={}, deleted={"models/d.yaml": "x"})},
             id="a spec file deleted",
@@ -226,7 +242,22 @@ def test_an_added_spec_file_is_taken_afresh(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("case", "taken"),
     [
-        pytest.param({"live": {"a", "c"}}, ["a", "b"], id="b's object is not live"),
+        pytest.param({"live": {"a": "u-a/1", "c": "u-c/1"}}, ["a", "b"], id="b is not live"),
+        pytest.param(
+            {"live": {"a": "u-a/1", "b": "u-b2/1", "c": "u-c/1"}},
+            ["a", "b"],
+            id="b was deleted and made again",
+        ),
+        pytest.param(
+            {"ledger": {"unchanged": {_isvc("a"): "u-a/1", _isvc("c"): "u-c/1"}}},
+            ["a", "b"],
+            id="the last sync wrote b",
+        ),
+        pytest.param(
+            {"blobs": {_path("a"): "blob-a", _path("b"): "blob-b2", _path("c"): "blob-c"}},
+            ["a", "b"],
+            id="b's document changed since",
+        ),
         pytest.param(
             {
                 "documents": {
@@ -328,10 +359,11 @@ def _comparable(report: CycleReport) -> dict[str, Any]:
 
 
 @pytest.fixture
-def settled_repo(
+def synced_repo(
     tmp_path: Path, kube: KubeClient, namespace: str, prometheus_url: str
-) -> Iterator[tuple[SpecRepo, Callable[..., Reconciler], Settled]]:
-    """A repo synced until a cycle settled, and how to make reconcilers for it."""
+) -> Iterator[tuple[SpecRepo, Callable[..., Reconciler], Ledger]]:
+    """A repo synced until it is at rest, the last cycle's ledger, and how to make
+    reconcilers for it."""
     repo = SpecRepo(tmp_path / "repo")
     for path, content in _spec_files(namespace, prometheus_url).items():
         repo.write(path, content)
@@ -339,7 +371,7 @@ def settled_repo(
     made: list[tuple[Reconciler, GitSource]] = []
     clock = [datetime.now(UTC)]
 
-    def make(settled: Settled | None = None, *, may_write: bool = True) -> Reconciler:
+    def make(ledger: Ledger | None = None, *, may_write: bool = True) -> Reconciler:
         git = GitSource(repo.url, branch="main", cache_dir=tmp_path / f"git-{len(made)}")
         reconciler = Reconciler(
             git=git,
@@ -348,27 +380,51 @@ def settled_repo(
             clock=lambda: clock[0],
             cache_dir=tmp_path / "cache",
             may_write=lambda: may_write,
-            settled=settled,
+            ledger=ledger,
         )
         made.append((reconciler, git))
         return reconciler
 
     first = make()
-    settled = None
     for _ in range(60):
         # Until the run has succeeded and every model is ready: then the controllers
-        # write nothing more, and the live objects stay as the settled cycle saw them.
+        # write nothing more, and the live objects stay as the last cycle saw them.
         clock[0] = datetime.now(UTC)
         report = first.cycle()
         done = all(s.phase in (Phase.HEALTHY, Phase.SUCCEEDED) for s in report.statuses)
-        if done and (settled := first.settled) is not None and settled.quiet:
+        if done and first.settled is not None:
             break
         time.sleep(0.5)
-    assert settled is not None and settled.quiet, "the repo never settled"
-    yield repo, make, settled
+    ledger = first.ledger
+    assert first.settled is not None and ledger is not None, "the repo never came to rest"
+    yield repo, make, ledger
     for reconciler, git in made:
         reconciler.close()
         git.close()
+
+
+def _change(
+    repo: SpecRepo, kube: KubeClient, namespace: str, prometheus: str, change: dict[str, Any]
+) -> None:
+    files = _spec_files(namespace, prometheus)
+    for path, what in change.items():
+        if path == "touch":  # someone else annotates a live object: no commit
+            kube.annotate(
+                ISVC_API,
+                "InferenceService",
+                what,
+                namespace=namespace,
+                annotations={"example.com/touched": "yes"},
+                field_manager="someone-else",
+            )
+        elif what is None:
+            repo.write(path, train_job(namespace, accuracy=0.95, lr="0.2"))
+        else:
+            name, version = what
+            text = files.get(path, files["models/m0.yaml"].replace("m0", name))
+            repo.write(path, text.replace(f"/{name}/v1", f"/{name}/v{version}"))
+    if any(path != "touch" for path in change):
+        repo.commit("a change")
 
 
 @pytest.mark.parametrize(
@@ -379,25 +435,19 @@ def settled_repo(
         pytest.param({"models/new.yaml": ("new", 1)}, id="a new model"),
         pytest.param({"models/canary.yaml": ("canary", 2)}, id="the canary"),
         pytest.param({"train.yaml": None}, id="the training run"),
+        pytest.param({"touch": "m1"}, id="no commit, an object annotated"),
     ],
 )
 def test_a_cycle_that_carries_reports_what_a_full_cycle_reports(
-    settled_repo: tuple[SpecRepo, Callable[..., Reconciler], Settled],
+    synced_repo: tuple[SpecRepo, Callable[..., Reconciler], Ledger],
+    kube: KubeClient,
     namespace: str,
     prometheus_url: str,
     monkeypatch: pytest.MonkeyPatch,
-    change: dict[str, tuple[str, int] | None],
+    change: dict[str, Any],
 ) -> None:
-    repo, make, settled = settled_repo
-    files = _spec_files(namespace, prometheus_url)
-    for path, what in change.items():
-        if what is None:
-            repo.write(path, train_job(namespace, accuracy=0.95, lr="0.2"))
-            continue
-        name, version = what
-        text = files.get(path, files["models/m0.yaml"].replace("m0", name))
-        repo.write(path, text.replace(f"/{name}/v1", f"/{name}/v{version}"))
-    repo.commit("a change")
+    repo, make, ledger = synced_repo
+    _change(repo, kube, namespace, prometheus_url, change)
     foci: list[Focus | None] = []
 
     def spy(*args: Any, **kwargs: Any) -> Focus | None:
@@ -406,29 +456,29 @@ def test_a_cycle_that_carries_reports_what_a_full_cycle_reports(
 
     monkeypatch.setattr(reconciler_module, "narrow", spy)
     # Neither may write: each sees the inputs the other saw, the cluster and the status
-    # branch as the settled cycle left them, and decides what it would do.
+    # branch as the last cycle left them, and decides what it would do.
     full = make(may_write=False).cycle()
-    assert foci == []  # without a record there is nothing to start from
-    carried = make(settled, may_write=False).cycle()
+    assert foci == []  # without a ledger there is nothing to start from
+    carried = make(ledger, may_write=False).cycle()
     [focus] = foci
     assert focus is not None and focus.carried, "the cycle took every spec afresh"
     assert len(focus.loaded.entries) < len(carried.statuses)
     assert _comparable(carried) == _comparable(full)
-    assert any(c.action is not Action.UNCHANGED for c in carried.changes.changes)
+    if "touch" not in change:
+        assert any(c.action is not Action.UNCHANGED for c in carried.changes.changes)
 
 
 def test_a_cycle_that_carries_applies_and_publishes_like_a_full_one(
-    settled_repo: tuple[SpecRepo, Callable[..., Reconciler], Settled],
+    synced_repo: tuple[SpecRepo, Callable[..., Reconciler], Ledger],
     kube: KubeClient,
     namespace: str,
     prometheus_url: str,
 ) -> None:
-    repo, make, settled = settled_repo
-    files = _spec_files(namespace, prometheus_url)
-    repo.write("models/m3.yaml", files["models/m3.yaml"].replace("/m3/v1", "/m3/v2"))
-    repo.commit("m3 v2")
+    repo, make, ledger = synced_repo
+    _change(repo, kube, namespace, prometheus_url, {"models/m3.yaml": ("m3", 2)})
     before = repo.status_files()
-    report = make(settled).cycle()
+    carrying = make(ledger)
+    report = carrying.cycle()
     assert not report.failed, report
     changed = {str(c.key): c.action for c in report.changes.changes if c.writes}
     assert changed == {f"InferenceService {namespace}/m3": Action.CONFIGURED}
@@ -445,8 +495,53 @@ def test_a_cycle_that_carries_applies_and_publishes_like_a_full_one(
     assert {s.path: s for s in again.statuses if s.path != m3} == {
         s.path: s for s in report.statuses if s.path != m3
     }
+    # The cycle that wrote m3 leaves a ledger without it: the next takes m3 afresh.
+    after_write = carrying.ledger
+    assert after_write is not None
+    m3_isvc = ObjectRef(
+        group="serving.kserve.io", kind="InferenceService", namespace=namespace, name="m3"
+    )
+    assert m3_isvc not in after_write.unchanged and len(after_write.unchanged) > 5
+
+
+def test_syncs_carry_across_a_sync_that_wrote(
+    tmp_path: Path, control_plane: ControlPlane, namespace: str
+) -> None:
+    """`gitsync sync` after `gitsync sync`, each applying one change: from the second
+    on, each carries the specs the one before found unchanged."""
+    repo = SpecRepo(tmp_path / "repo")
+    for index in range(5):
+        repo.write(f"models/m{index}.yaml", _plain_in(namespace, f"m{index}"))
+    repo.commit("five models")
+    sync = Sync(repo, control_plane, namespace, tmp_path / "cache")
+    first = sync()
+    assert first.returncode == 0, first.stderr
+    assert "carried=0" in first.stderr  # no ledger yet
+    _settle(sync)  # until the controllers have made every model ready
+    for version in (2, 3):
+        repo.write("models/m1.yaml", _plain_in(namespace, "m1", version))
+        repo.commit(f"m1 v{version}")
+        result = sync()
+        assert result.returncode == 0, result.stderr
+        assert f"InferenceService {namespace}/m1: configured" in result.stdout
+        # The second of these follows one that wrote m1 (whose controller is at it
+        # still): m1 is taken afresh, the other four carry all the same.
+        assert "carried=4 " in result.stderr, result.stderr
+    # And a full cycle then finds the cluster and the branch as they should be.
+    shutil.rmtree(tmp_path / "cache" / "sync")
+    full = sync()
+    assert "configured" not in full.stdout and "created" not in full.stdout
 
 
 def test_a_wake_up_time_in_the_future_still_carries(tmp_path: Path) -> None:
     later = {"wake_at": NOW + timedelta(minutes=1)}
-    assert _taken(_narrow(tmp_path, settled=later)) == ["a"]
+    assert _taken(_narrow(tmp_path, ledger=later)) == ["a"]
+
+
+def test_on_the_same_commit_the_specs_whose_objects_moved_are_taken_afresh(
+    tmp_path: Path,
+) -> None:
+    same = TreeChanges(added={}, modified={}, deleted={})
+    moved = {"a": "u-a/1", "b": "u-b/1", "c": "u-c/1"}
+    ledger = {"unchanged": {_isvc("a"): "u-a/1", _isvc("b"): "u-b/0", _isvc("c"): "u-c/1"}}
+    assert _taken(_narrow(tmp_path, changes=same, live=moved, ledger=ledger)) == ["b"]
