@@ -264,7 +264,10 @@ class Reconciler:
         last sync of these options found unchanged, as a former process left it (see
         gitsync.replay): the first cycle takes afresh only the specs whose inputs
         moved since and carries the others' outcomes (see gitsync.focus). Only the
-        first: later cycles of a process keep their own memory instead."""
+        first: later cycles of a process keep their own memory instead, in which a
+        carried spec's last accepted version is missing (a later cycle's policies see
+        it as new). So a ledger is for a reconciler of one cycle, as `gitsync sync`
+        runs it; the daemon never takes one."""
         self._git = git
         self._may_write = may_write
         self._events = events
