@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from gitsync.election import LeaderElector
     from gitsync.evaluation import Evaluation
     from gitsync.history import SpecInfo
+    from gitsync.ledger import Ledger
     from gitsync.metrics import Metrics
     from gitsync.policy import PolicySet
     from gitsync.reconciler import CycleReport, Reconciler
@@ -1015,7 +1016,7 @@ def _reconciler(
     metrics: Metrics | None = None,
     may_write: Callable[[], bool] = lambda: True,
     clients: tuple[GitSource, KubeClient] | None = None,
-    ledger: replay.Ledger | None = None,
+    ledger: Ledger | None = None,
 ) -> Reconciler:
     """The reconciler of the `sync` and `run` options; ``clients`` when already made;
     ``ledger``: the last sync's, for the first cycle to start from."""

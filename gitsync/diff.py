@@ -222,6 +222,8 @@ def plan_changes(
         )
         for body in desired
     ]
+    if missing := [key for key in unchanged if key not in live]:
+        raise ValueError(f"unchanged objects that are not live: {missing}")  # a caller's bug
     changes += [Change(key, Action.UNCHANGED, live=live[key]) for key in unchanged]
     if memo is not None:
         memo.clear()

@@ -2,9 +2,9 @@
 
 A ``gitsync sync`` run after one commit to a repo of 1,000 specs rendered, checked
 against the policies, planned and reported on all of them, though 999 had the same
-inputs as in the sync before. That sync left a ledger (:class:`gitsync.replay.Ledger`):
-the objects it found unchanged and the status documents the branch held after it. A
-spec whose outcome depends on nothing but its own file, its own object and its own
+inputs as in the sync before. That sync left a ledger (:mod:`gitsync.ledger`): the
+objects it found unchanged and the status documents the branch held after it. A spec
+whose outcome depends on nothing but its own file, its own object and its own
 document, none of which moved since, has that sync's outcome again. Such a spec is
 *carried*: its object is unchanged and its status document is the one on the branch.
 The cycle evaluates, plans and reports on the rest, the :class:`Focus`, and plans with
@@ -14,8 +14,9 @@ The cycle as a whole carries nothing unless:
 
 * the ledger is of the same status branch and listed the same kinds, and no wake-up
   time has come (the clock alone changes nothing before it);
-* the commits since added or modified only loaded spec files: gitsync.yaml, the
-  policies, other files, and any deletion mean a full cycle;
+* gitsync.yaml and the policies' folders are as the ledger's commit had them, and
+  no spec file was deleted since (a file outside them that is no spec, a README, may
+  change: it is no input);
 * the whole snapshot loaded without a diagnostic, and the branch holds no old-layout
   documents to adopt.
 
@@ -25,12 +26,17 @@ Then one spec carries when all of these hold, each one an input of its outcome:
   from a TrainingRun or an upstream model (those read other specs' outcomes); a
   TrainingRun, a manifest or a resolved model is always taken afresh, and none of
   them is read by a carried spec;
-* its file is not among the changed ones, and the commit that last changed it is the
-  one its document names (a file changed and changed back between two syncs is
-  otherwise the same blob from another commit);
+* its file did not change, and the commit that last changed it is the one its
+  document names (a file changed and changed back between two syncs is otherwise the
+  same blob from another commit);
 * the ledger found its InferenceService unchanged, and the listing has it at the
   same uid and resourceVersion;
-* its status document is the blob the ledger left.
+* its status document is the blob the ledger left;
+* every other spec of its file carries too: a file is taken afresh or carried whole,
+  since a file one of whose documents fails (a policy denies it) is a failed file
+  for all of them;
+* nothing taken afresh renders its InferenceService as well (a manifest of the same
+  name): whose write lands there is for the full plan to say.
 
 Pure: the caller passes what it read, and a function for the one diff it may need.
 """
@@ -44,8 +50,8 @@ from typing import Any
 
 from gitsync.clients.git import LastChanges, TreeChanges
 from gitsync.inventory import Inventory
-from gitsync.loading import LoadResult
-from gitsync.replay import Ledger, version_of
+from gitsync.ledger import Ledger, version_of
+from gitsync.loading import CONFIG_FILE, Entry, LoadResult, select_paths
 from gitsync.snapshot import Snapshot
 from gitsync.spec_status import inference_service_key
 from gitsync.specs import ModelDeployment
@@ -77,6 +83,7 @@ def narrow(
     ledger: Ledger,
     *,
     snapshot: Snapshot,
+    root: str,
     last_changes: LastChanges,
     inventory: Inventory,
     status_branch: str,
@@ -85,10 +92,11 @@ def narrow(
     now: datetime,
     diff: Callable[[str], TreeChanges],
 ) -> Focus | None:
-    """The focus of a cycle that read ``snapshot``, ``inventory`` and ``listed``
-    after the sync that left ``ledger``; None when it must take every spec afresh (see
-    the module's rules). ``diff(old)`` gives the files changed from commit ``old`` to
-    the snapshot's (it may raise a GitsyncError, which the caller handles as None)."""
+    """The focus of a cycle that read ``snapshot`` (of spec folder ``root``),
+    ``inventory`` and ``listed`` after the sync that left ``ledger``; None when it must
+    take every spec afresh (see the module's rules). ``diff(old)`` gives the files
+    changed under ``root`` from commit ``old`` to the snapshot's (it may raise a
+    GitError, which the caller takes as None)."""
     loaded = snapshot.loaded
     if (
         ledger.status_branch != status_branch
@@ -100,37 +108,86 @@ def narrow(
     ):
         return None
     changes = diff(ledger.head)
-    changed = changes.added.keys() | changes.modified.keys()
-    if changes.deleted or not changed <= snapshot.blobs.keys():
+    if _moved_an_input(changes, snapshot=snapshot, root=root):
         return None
     namespace = snapshot.config.defaults.namespace
-    carried: dict[ObjectRef, StatusDocument] = {}
-    again = []
+    changed = changes.added.keys() | changes.modified.keys()
+    candidates: dict[ObjectRef, StatusDocument] = {}
+    again: set[str] = set()  # the files taken afresh
     for entry in loaded.entries:
-        spec = entry.spec
-        key = inference_service_key(entry, namespace)
-        doc = None
+        doc = _carried(
+            entry,
+            ledger=ledger,
+            inventory=inventory,
+            listed=listed,
+            namespace=namespace,
+            instance=instance,
+        )
         if (
-            entry.path not in changed
-            and isinstance(spec, ModelDeployment)
-            and not spec.spec.resolved
-            and spec.spec.rollout.strategy != "canary"
-            and (live := listed.objects.get(key)) is not None
-            and ledger.unchanged.get(key) == version_of(live)
+            doc is None
+            or entry.path in changed
+            or doc.source_commit != last_changes.by_path.get(entry.path, "")
         ):
-            where = status_path(
-                entry.kind, entry.namespace(namespace), entry.name, instance=instance
-            )
-            if inventory.files.get(where) == ledger.documents.get(where, ""):
-                doc = inventory.documents.get(where)
-        if (
-            doc is not None
-            and doc.source == entry.path
-            and doc.source_commit == last_changes.by_path.get(entry.path, "")
-        ):
-            carried[key] = doc
+            again.add(entry.path)
         else:
-            again.append(entry)
+            candidates[inference_service_key(entry, namespace)] = doc
+    while True:  # until no file taken afresh renders a carried object
+        rendered = {_key(e, namespace) for e in loaded.entries if e.path in again}
+        clashing = {candidates[key].source for key in rendered & candidates.keys()}
+        if not clashing - again:
+            break
+        again |= clashing
+    carried = {key: doc for key, doc in candidates.items() if doc.source not in again}
     if not carried:
         return None
-    return Focus(loaded=replace(loaded, entries=tuple(again)), carried=carried)
+    fresh = tuple(entry for entry in loaded.entries if entry.path in again)
+    return Focus(loaded=replace(loaded, entries=fresh), carried=carried)
+
+
+def _moved_an_input(changes: TreeChanges, *, snapshot: Snapshot, root: str) -> bool:
+    """Whether the files changed since are more than some spec files changed or added:
+    gitsync.yaml, a policy, or a spec file deleted."""
+    prefix = f"{root}/" if root else ""
+    inputs = [f"{prefix}{folder.strip('/')}/" for folder in snapshot.config.policies]
+    for path in changes.added.keys() | changes.modified.keys() | changes.deleted.keys():
+        if path == f"{prefix}{CONFIG_FILE}" or path.startswith(tuple(inputs)):
+            return True
+    specs = select_paths(changes.deleted, root=root, config=snapshot.config)
+    return bool(specs)
+
+
+def _carried(
+    entry: Entry,
+    *,
+    ledger: Ledger,
+    inventory: Inventory,
+    listed: Listed,
+    namespace: str,
+    instance: str,
+) -> StatusDocument | None:
+    """The status document of ``entry`` when it is a plain model whose object and
+    document are the ledger's; None when it must be taken afresh."""
+    spec = entry.spec
+    if (
+        not isinstance(spec, ModelDeployment)
+        or spec.spec.resolved
+        or spec.spec.rollout.strategy == "canary"
+    ):
+        return None
+    key = inference_service_key(entry, namespace)
+    live = listed.objects.get(key)
+    if live is None or ledger.unchanged.get(key) != version_of(live):
+        return None
+    where = status_path(entry.kind, entry.namespace(namespace), entry.name, instance=instance)
+    if inventory.files.get(where) != ledger.documents.get(where, ""):
+        return None
+    doc = inventory.documents.get(where)
+    return doc if doc is not None and doc.source == entry.path else None
+
+
+def _key(entry: Entry, namespace: str) -> ObjectRef:
+    """The object an entry taken afresh may render that a carried model's could be."""
+    if entry.manifest is not None:
+        ref = ObjectRef.of(entry.manifest)
+        return ref if ref.namespace else replace(ref, namespace=namespace)
+    return inference_service_key(entry, namespace)

@@ -43,6 +43,7 @@ from gitsync.events import cycle_events
 from gitsync.focus import Focus, Listed, narrow
 from gitsync.health import Health, assess
 from gitsync.inventory import Inventory
+from gitsync.ledger import Ledger, version_of
 from gitsync.live import (
     ListedSource,
     LiveSource,
@@ -54,7 +55,7 @@ from gitsync.loading import Diagnostic, FileResult
 from gitsync.pipeline import Answer, Question
 from gitsync.render import RenderContext, pending
 from gitsync.render.training import TRAINJOB_API
-from gitsync.replay import Ledger, Observed, Settled, version_of
+from gitsync.replay import Observed, Settled
 from gitsync.result import CycleResult, Outcome
 from gitsync.revert import revert_proposals
 from gitsync.rollout import (
@@ -496,6 +497,7 @@ class Reconciler:
             focus = narrow(
                 ledger,
                 snapshot=snapshot,
+                root=root,
                 last_changes=cycle.need(cycle.last_changes, "last changes"),
                 inventory=cycle.need(cycle.inventory, "inventory"),
                 status_branch=cycle.status_branch,
@@ -504,7 +506,7 @@ class Reconciler:
                 now=cycle.now,
                 diff=lambda old: self._git.changes(old, snapshot.commit, under=root),
             )
-        except GitError as exc:  # the ledger's head is gone (a rewritten branch): a full cycle
+        except GitError as exc:  # the ledger's commit is not in the mirror: a full cycle
             log.info("the last sync's commit cannot be compared", error=str(exc))
             return cycle
         return replace(cycle, focus=focus)
@@ -770,7 +772,7 @@ class Reconciler:
             default_namespace=cycle.snapshot.config.defaults.namespace,
             source_commits=cycle.last_changes.by_path if cycle.last_changes else {},
         )
-        statuses = spec_statuses(
+        return spec_statuses(
             loaded=loaded,
             desired=cycle.desired if evaluation is not None else (None,) * len(loaded.entries),
             changes=cycle.changes,
@@ -781,10 +783,11 @@ class Reconciler:
             context=context,
             inventory=cycle.inventory,
             now=format_time(cycle.now),
+            carried={
+                doc.path: doc
+                for doc in (cycle.focus.carried.values() if cycle.focus and evaluation else ())
+            },
         )
-        if cycle.focus is None or evaluation is None:
-            return statuses
-        return sorted([*statuses, *cycle.focus.carried.values()], key=lambda s: s.path)
 
     def _publish(
         self, cycle: Cycle, statuses: list[SpecStatus] | None

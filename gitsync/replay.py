@@ -13,11 +13,9 @@ each branch and one LIST per kind) and, if all match and no wake-up time has com
 prints the same report and exits with the same code. It never writes: the record is
 made only by a cycle whose re-run would write nothing.
 
-Every sync that ran its cycle to the end, settled or not, also leaves a
-:class:`Ledger`: the objects it found unchanged, each as the uid and resourceVersion
-it saw, and the status documents the branch held after it, each by blob id. The next
-cycle carries the outcome of a spec whose object and document are still those, and
-whose file did not change, instead of taking it afresh (see gitsync.focus).
+Every sync that ran its cycle to the end, settled or not, also leaves a ledger
+(:class:`gitsync.ledger.Ledger`) beside its record: what it found unchanged, for the
+next cycle to carry instead of taking afresh (see gitsync.focus).
 
 What decides equality is exact: commit ids, and the uid and resourceVersion of every
 listed object (any write to an object changes its resourceVersion; a deleted and
@@ -46,6 +44,7 @@ import orjson
 
 import gitsync
 from gitsync.errors import GitsyncError
+from gitsync.ledger import Kind, Ledger
 from gitsync.live import ListedSource, instance_selector
 from gitsync.types import ObjectRef
 
@@ -54,7 +53,6 @@ if TYPE_CHECKING:
     from gitsync.clients.kube import KubeClient
 
 __all__ = [
-    "Ledger",
     "Line",
     "Observed",
     "Record",
@@ -65,10 +63,8 @@ __all__ = [
     "save",
     "save_ledger",
     "still_holds",
-    "version_of",
 ]
 
-Kind = tuple[str, str]  # apiVersion, kind
 #: One line of a report: whether it goes to stderr, and its text.
 Line = tuple[bool, str]
 
@@ -97,29 +93,6 @@ class Settled:
     #: When the clock alone may change what a cycle decides (a schedule's tick, a
     #: hold's end): from then on it no longer holds.
     wake_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ledger:
-    """What the last sync of one options key found unchanged, for the next to carry."""
-
-    #: The spec commit it read.
-    head: str
-    status_branch: str
-    kinds: tuple[Kind, ...]
-    #: As in :class:`Settled`: the clock alone may change something from then on.
-    wake_at: datetime | None
-    #: Each object it found unchanged -> :func:`version_of` it as listed.
-    unchanged: Mapping[ObjectRef, str]
-    #: Each of the instance's files on the status branch after it -> its blob id.
-    documents: Mapping[str, str]
-
-
-def version_of(obj: Mapping[str, Any]) -> str:
-    """An object's uid and resourceVersion: any write changes the one, a deletion and
-    re-creation the other."""
-    metadata = obj.get("metadata") or {}
-    return f"{metadata.get('uid', '')}/{metadata.get('resourceVersion', '')}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from gitsync.analysis import Analysis
@@ -66,8 +67,11 @@ def spec_statuses(
     context: RenderContext,
     inventory: Inventory,
     now: str,
+    carried: Mapping[str, SpecStatus] = MappingProxyType({}),
 ) -> list[SpecStatus]:
-    """Every spec's status, sorted by document path."""
+    """Every spec's status, sorted by document path. ``carried`` are the documents,
+    by path, of specs not in ``loaded`` whose status is the one they have (see
+    gitsync.focus): no other status is made for their paths."""
     commits = context.source_commits
     default_namespace = context.default_namespace
     previous = inventory.documents
@@ -75,7 +79,7 @@ def spec_statuses(
     by_key = {change.key: change for change in changes.changes}
     deleted = {c.key for c in changes.of(Action.DELETED) if c.error is None}
     jobs = jobs_by_training_run({k: v for k, v in observed.objects.items() if k not in deleted})
-    statuses: dict[str, SpecStatus] = {}
+    statuses: dict[str, SpecStatus] = dict(carried)
     for entry, body in zip(loaded.entries, desired, strict=True):
         namespace = entry.namespace(default_namespace)
         path = status_path(entry.kind, namespace, entry.name, instance=instance)

@@ -23,16 +23,19 @@ import pytest
 import yaml
 
 from gitsync import reconciler as reconciler_module
+from gitsync.cli import _report_lines
 from gitsync.clients.git import GitSource, LastChanges, TreeChanges
 from gitsync.clients.kube import KubeClient
 from gitsync.dev.controlplane import ControlPlane
 from gitsync.diff import Action
+from gitsync.events import cycle_events
 from gitsync.focus import Focus, Listed, narrow
 from gitsync.inventory import Inventory
+from gitsync.ledger import Ledger
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
-from gitsync.replay import Ledger
 from gitsync.snapshot import Snapshot, read_folder
 from gitsync.spec_status import ISVC_API
+from gitsync.status import readme
 from gitsync.status_document import Phase, StatusDocument, status_path
 from gitsync.types import ObjectRef
 
@@ -42,6 +45,7 @@ from .test_pipelines import train_job
 from .test_sync_replay import Sync, _settle
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+SETTLED = (Phase.HEALTHY, Phase.SUCCEEDED, Phase.INVALID)
 INSTANCE = "focus"
 NAMESPACE = "ml"
 SOURCE = "1" * 40  # the commit that last changed every spec file
@@ -152,6 +156,7 @@ def _narrow(
             }
         ),
         snapshot=snapshot,
+        root="",
         last_changes=LastChanges(
             commit=snapshot.commit,
             by_path=last if last is not None else dict.fromkeys(snapshot.blobs, SOURCE),
@@ -215,8 +220,18 @@ def test_the_changed_spec_is_taken_afresh_and_the_others_carried(tmp_path: Path)
             id="gitsync.yaml changed",
         ),
         pytest.param(
-            {"changes": TreeChanges(added={}, modified={"policies/p.yaml": "x"}, deleted={})},
+            {
+                "files": {**FILES, "gitsync.yaml": "policies: [rules]\n"},
+                "changes": TreeChanges(added={}, modified={"rules/p.yaml": "x"}, deleted={}),
+            },
             id="a policy changed",
+        ),
+        pytest.param(
+            {
+                "files": {**FILES, "gitsync.yaml": "policies: [rules]\n"},
+                "changes": TreeChanges(added={"rules/new.yaml": "x"}, modified={}, deleted={}),
+            },
+            id="a policy added",
         ),
         pytest.param({"files": {**FILES, "models/d.yaml": "kind: [\n"}}, id="a spec does not load"),
         pytest.param(
@@ -231,6 +246,43 @@ def test_the_changed_spec_is_taken_afresh_and_the_others_carried(tmp_path: Path)
 )
 def test_any_other_input_moved_means_a_full_cycle(tmp_path: Path, moved: dict[str, Any]) -> None:
     assert _narrow(tmp_path, **moved) is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param(TreeChanges(added={}, modified={"README.md": "x"}, deleted={}), id="changed"),
+        pytest.param(TreeChanges(added={}, modified={}, deleted={"README.md": "x"}), id="deleted"),
+        pytest.param(TreeChanges(added={"docs/a.md": "x"}, modified={}, deleted={}), id="added"),
+    ],
+)
+def test_a_file_that_is_no_spec_is_no_input(tmp_path: Path, changes: TreeChanges) -> None:
+    files = {**FILES, "gitsync.yaml": "policies: [rules]\n"}
+    assert _taken(_narrow(tmp_path, files=files, changes=changes)) == []
+
+
+def test_a_file_is_carried_whole_or_taken_afresh_whole(tmp_path: Path) -> None:
+    """A document of a.yaml is a canary: a.yaml's plain model is taken afresh too (had
+    the canary's policy failed, the whole file would be a failed file)."""
+    files = {**FILES, "models/a.yaml": plain("a") + "---\n" + plain("d", **CANARY)}
+    unchanged = TreeChanges(added={}, modified={"models/b.yaml": "x"}, deleted={})
+    assert _taken(_narrow(tmp_path, files=files, changes=unchanged)) == ["a", "b", "d"]
+
+
+def test_a_model_whose_object_something_taken_afresh_renders_is_taken_afresh(
+    tmp_path: Path,
+) -> None:
+    manifest = yaml.safe_dump(
+        {
+            "apiVersion": ISVC_API,
+            "kind": "InferenceService",
+            "metadata": {"name": "b", "namespace": NAMESPACE},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}}}},
+        }
+    )
+    files = {**FILES, "platform/b.yaml": manifest}
+    added = TreeChanges(added={"platform/b.yaml": "x"}, modified={}, deleted={})
+    assert _taken(_narrow(tmp_path, files=files, changes=added)) == ["b", "b"]
 
 
 def test_an_added_spec_file_is_taken_afresh(tmp_path: Path) -> None:
@@ -338,13 +390,36 @@ def _spec_files(namespace: str, prometheus: str, *, version: int = 1) -> dict[st
         f"metadata: {{name: reader, namespace: {namespace}}}\n",
         "train.yaml": train_job(namespace, accuracy=0.95, lr="0.1"),
         "served.yaml": pipeline_model(namespace, "served", {"fromTrainingRun": "train"}),
+        # A plain model beside an InferenceService manifest that the shipped
+        # require-team-label policy denies: the file fails at every evaluation.
+        "models/pair.yaml": isvc("pair") + "---\n" + _unlabelled(namespace, "loner"),
     }
+
+
+def _unlabelled(namespace: str, name: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": ISVC_API,
+            "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}}}},
+        }
+    )
 
 
 def _comparable(report: CycleReport) -> dict[str, Any]:
     """What a cycle reported, but for its id, timing and the bodies of unchanged
     objects (a carried one has none: nothing reads it)."""
     return {
+        "lines": _report_lines(report),
+        "events": cycle_events(
+            changes=report.changes,
+            rollouts=report.rollouts,
+            statuses=report.statuses,
+            objects=report.objects,
+            previous=report.previous,
+        ),
+        "readme": readme(report.statuses, instance=report.statuses[0].instance),
         "changes": sorted(
             (str(c.key), c.action.value, c.reason, c.error, c.drift) for c in report.changes.changes
         ),
@@ -391,7 +466,7 @@ def synced_repo(
         # write nothing more, and the live objects stay as the last cycle saw them.
         clock[0] = datetime.now(UTC)
         report = first.cycle()
-        done = all(s.phase in (Phase.HEALTHY, Phase.SUCCEEDED) for s in report.statuses)
+        done = all(s.phase in SETTLED for s in report.statuses)
         if done and first.settled is not None:
             break
         time.sleep(0.5)
@@ -479,7 +554,7 @@ def test_a_cycle_that_carries_applies_and_publishes_like_a_full_one(
     before = repo.status_files()
     carrying = make(ledger)
     report = carrying.cycle()
-    assert not report.failed, report
+    assert report.error is None and not report.changes.failures, report
     changed = {str(c.key): c.action for c in report.changes.changes if c.writes}
     assert changed == {f"InferenceService {namespace}/m3": Action.CONFIGURED}
     live = kube.get(ISVC_API, "InferenceService", "m3", namespace=namespace)
