@@ -111,6 +111,9 @@ class DiskCache:
         #: The keys this process got a value of or put: what compaction keeps.
         self._used: set[str] = set()
         self._lock = threading.Lock()
+        #: The folder was made (or found): a first sync puts some 3,000 entries, and
+        #: asking for it each time was as many system calls more.
+        self._made = False
 
     def get(self, key: str) -> object | None:
         """The value stored under ``key``; None when absent, corrupt or foreign."""
@@ -131,7 +134,9 @@ class DiskCache:
         self._used.add(key)
         # Best-effort: a read-only or full cache folder only means computing again.
         with contextlib.suppress(OSError):
-            self._root.mkdir(parents=True, exist_ok=True)
+            if not self._made:
+                self._root.mkdir(parents=True, exist_ok=True)
+                self._made = True
             handle = os.open(self._root / ENTRIES, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 os.write(handle, _line(key, checksum, payload))
