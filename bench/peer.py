@@ -55,6 +55,7 @@ from gitsync.dev.binaries import ensure_kubectl
 from gitsync.evaluation import Evaluator
 from gitsync.render import RenderContext
 from gitsync.snapshot import read_folder
+from gitsync.spec_status import ISVC_API
 
 PHASES = ("first apply", "no-op", "no-op, whole cycle", "one change", "no-op after a change")
 CHANGED = 7  # the index of the model the "one change" phase edits
@@ -103,6 +104,19 @@ def kubectl_run(
     write(changed)
     change = timed(command)
     return [first, noop, noop, change, timed(command)]
+
+
+def clear(kubeconfig: Path, namespace: str) -> None:
+    """Delete what a setup applied in ``namespace`` once it is timed: every setup then
+    runs on a server holding what the others ran on. A LIST by label reads every
+    InferenceService the server holds, so a server filling up run after run (25,000
+    objects by the end of five runs) slowed the later syncs, not kubectl's applies."""
+    kube = KubeClient.from_kubeconfig(kubeconfig, concurrency=1, qps=0)
+    try:
+        path = kube.resource(ISVC_API, "InferenceService").path(namespace=namespace)
+        kube.request("DELETE", path)
+    finally:
+        kube.close()
 
 
 def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int) -> float:
@@ -197,9 +211,11 @@ def main() -> None:
                 samples["kubectl"].append(
                     kubectl_run(kubectl, plane.kubeconfig, work, tmp, f"kubectl-{run}")
                 )
+                clear(plane.kubeconfig, f"kubectl-{run}")
                 floors.append(
                     floor_run(plane.kubeconfig, work, f"floor-{run}", workers=args.concurrency[0])
                 )
+                clear(plane.kubeconfig, f"floor-{run}")
                 # Each run starts with another setup: the server holds more objects
                 # as the runs go on, and no setup should always come first.
                 order = list(setups.items())
@@ -220,6 +236,7 @@ def main() -> None:
                             python=python,
                         )
                     )
+                    clear(plane.kubeconfig, instance)
                 print(f"run {run + 1}/{args.runs} done", file=sys.stderr, flush=True)
         finally:
             controlplane.down(tmp / "plane")
