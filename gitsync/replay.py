@@ -248,9 +248,7 @@ def _ref(ref: ObjectRef) -> tuple[str, str, str, str]:
 
 
 def _ledger(data: Any, *, key: str) -> Ledger | None:
-    if not isinstance(data, dict) or type(data["format"]) is not int or data["key"] != key:
-        return None
-    if data["format"] != _LEDGER_FORMAT:
+    if not _ours(data, key=key, version=_LEDGER_FORMAT):
         return None
     documents = data["documents"]
     if not isinstance(documents, dict):
@@ -264,7 +262,7 @@ def _ledger(data: Any, *, key: str) -> Ledger | None:
     return Ledger(
         head=_text(data["head"]),
         status_branch=_text(data["statusBranch"]),
-        kinds=tuple((_text(a), _text(k)) for a, k in data["kinds"]),
+        kinds=_kinds(data["kinds"]),
         wake_at=_time(data["wakeAt"]),
         unchanged=unchanged,
         documents={_text(path): _text(blob) for path, blob in documents.items()},
@@ -280,13 +278,26 @@ def _time(value: object) -> datetime | None:
     return moment
 
 
+def _ours(data: Any, *, key: str, version: int) -> bool:
+    """Whether ``data`` is a mapping that this gitsync's format wrote for ``key``: one
+    of another key, or of another format, is never used."""
+    return (
+        isinstance(data, dict)
+        and type(data["format"]) is int
+        and data["format"] == version
+        and data["key"] == key
+    )
+
+
+def _kinds(value: Any) -> tuple[Kind, ...]:
+    return tuple((_text(api_version), _text(kind)) for api_version, kind in value)
+
+
 def _record(data: Any, *, key: str) -> Record | None:
-    if not isinstance(data, dict) or type(data["format"]) is not int or data["key"] != key:
-        return None
-    if data["format"] != _FORMAT:
+    if not _ours(data, key=key, version=_FORMAT):
         return None
     status_head = data["statusHead"]
-    kinds = tuple((_text(a), _text(k)) for a, k in data["kinds"])
+    kinds = _kinds(data["kinds"])
     lines = tuple((_flag(err), _text(text)) for err, text in data["lines"])
     exit_code = data["exitCode"]
     if not isinstance(exit_code, int) or isinstance(exit_code, bool) or exit_code not in (0, 1):

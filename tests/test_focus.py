@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -33,6 +34,7 @@ from gitsync.focus import Focus, Listed, narrow
 from gitsync.inventory import Inventory
 from gitsync.ledger import Ledger
 from gitsync.reconciler import CycleReport, Reconciler, SyncOptions
+from gitsync.replay import load_ledger, save_ledger
 from gitsync.snapshot import Snapshot, read_folder
 from gitsync.spec_status import ISVC_API
 from gitsync.status import readme
@@ -620,3 +622,48 @@ def test_on_the_same_commit_the_specs_whose_objects_moved_are_taken_afresh(
     moved = {"a": "u-a/1", "b": "u-b/1", "c": "u-c/1"}
     ledger = {"unchanged": {_isvc("a"): "u-a/1", _isvc("b"): "u-b/0", _isvc("c"): "u-c/1"}}
     assert _taken(_narrow(tmp_path, changes=same, live=moved, ledger=ledger)) == ["b"]
+
+
+# --- the ledger on disk ------------------------------------------------------------------
+
+
+def _ledger_saved(tmp_path: Path) -> tuple[Ledger, Path]:
+    ledger = Ledger(
+        head="0" * 40,
+        status_branch="gitsync/status",
+        kinds=KINDS,
+        wake_at=NOW,
+        unchanged={_isvc("a"): "u-a/1", _isvc("b"): "u-b/7"},
+        documents={_path("a"): "blob-a", _path("b"): "blob-b"},
+    )
+    save_ledger(tmp_path, ledger, key="k" * 64)
+    return ledger, tmp_path / "ledger" / f"{'k' * 64}.json"
+
+
+def test_a_ledger_is_read_back_as_it_was_saved(tmp_path: Path) -> None:
+    ledger, _ = _ledger_saved(tmp_path)
+    assert load_ledger(tmp_path, key="k" * 64) == ledger
+    assert load_ledger(tmp_path, key="0" * 64) is None  # another configuration's
+    save_ledger(tmp_path, None, key="k" * 64)  # a cycle cut short leaves none
+    assert load_ledger(tmp_path, key="k" * 64) is None
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda d: {**d, "key": "0" * 64}, id="another key inside"),
+        pytest.param(lambda d: {**d, "format": d["format"] + 1}, id="another format"),
+        pytest.param(lambda d: {**d, "unchanged": [["g", "K", "ns"]]}, id="a reference cut short"),
+        pytest.param(lambda d: {**d, "unchanged": [["g", "K", "ns", "n", 7]]}, id="a number"),
+        pytest.param(lambda d: {**d, "documents": [["p", "b"]]}, id="documents not a mapping"),
+        pytest.param(lambda d: {**d, "documents": {"p": None}}, id="a document without blob"),
+        pytest.param(lambda d: {**d, "wakeAt": "2026-12-01T12:00:00"}, id="a time without zone"),
+        pytest.param(lambda d: {k: v for k, v in d.items() if k != "head"}, id="no head"),
+    ],
+)
+def test_a_spoiled_ledger_is_never_used(tmp_path: Path, spoil: Callable[[Any], Any]) -> None:
+    _, path = _ledger_saved(tmp_path)
+    path.write_bytes(orjson.dumps(spoil(orjson.loads(path.read_bytes()))))
+    assert load_ledger(tmp_path, key="k" * 64) is None
+    path.write_bytes(b'{"format": 1, "key"')  # cut short
+    assert load_ledger(tmp_path, key="k" * 64) is None
