@@ -74,7 +74,7 @@ def spec(i: int) -> str:
 
 def status(i: int, commit: str, round_: int) -> StatusDocument:
     canary = round_ * 10 % 100 if i % 10 == 8 else 0
-    traffic = (
+    traffic: tuple[Traffic, ...] = (
         Traffic(revision=f"model-{i:04d}-predictor-00001", percent=100 - canary, latest=not canary),
     )
     if canary:
