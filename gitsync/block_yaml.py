@@ -19,6 +19,7 @@ compares the output with ``yaml.dump`` over generated documents.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Final
 
@@ -36,8 +37,6 @@ _LONGEST_KEY: Final = 100  # libyaml writes a key of more than 128 as a complex 
 _INDICATORS: Final = frozenset("#,[]{}&*!|>'\"%@`")
 
 _resolver = yaml.resolver.Resolver()
-#: Each string's YAML, or None when this module does not write it.
-_scalars: dict[str, str | None] = {}
 
 
 class _Undecided(Exception):
@@ -141,15 +140,14 @@ def _implicit_tag(text: str) -> str:
 
 
 def _string(text: str) -> str:
-    if text in _scalars:
-        written = _scalars[text]
-    else:
-        written = _scalars[text] = _style(text)
-    if written is None:
+    if (written := _style(text)) is None:
         raise _Undecided
     return written
 
 
+# Keys and most values repeat across documents; bounded, for a daemon's messages
+# name ever new revisions.
+@functools.lru_cache(maxsize=4096)
 def _style(text: str) -> str | None:
     """``text`` plain or single-quoted, as libyaml chooses for a block-context value
     or simple key; None for what it would write otherwise (double-quoted, folded)."""

@@ -205,8 +205,8 @@ def plan_changes(
     names runs to delete, and why; ``held`` names objects whose spec renders nothing
     yet (a model waiting for its training run): what is live of them is kept.
     ``unchanged`` are declared objects whose desired body is not at hand because
-    the caller knows their outcome, unchanged (a settled cycle's, on the same
-    inputs: see gitsync.focus); each must be live.
+    the caller knows their outcome, unchanged (the last sync's, on the same inputs:
+    see gitsync.focus); each must be live.
     """
     finished = frozenset(finished_runs)
     last: HoldsMemo = memo or {}

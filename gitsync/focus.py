@@ -43,14 +43,14 @@ Pure: the caller passes what it read, and a function for the one diff it may nee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from gitsync.clients.git import LastChanges, TreeChanges
 from gitsync.inventory import Inventory
-from gitsync.ledger import Ledger, version_of
+from gitsync.ledger import Kind, Ledger, version_of
 from gitsync.loading import CONFIG_FILE, Entry, LoadResult, select_paths
 from gitsync.snapshot import Snapshot
 from gitsync.spec_status import inference_service_key
@@ -76,7 +76,7 @@ class Listed:
     """What the cycle's LIST found: the objects, and of which kinds."""
 
     objects: Mapping[ObjectRef, Mapping[str, Any]]
-    kinds: tuple[tuple[str, str], ...]
+    kinds: tuple[Kind, ...]
 
 
 def narrow(
@@ -118,16 +118,14 @@ def narrow(
         doc = _carried(
             entry,
             ledger=ledger,
+            changed=changed,
+            last_changes=last_changes,
             inventory=inventory,
             listed=listed,
             namespace=namespace,
             instance=instance,
         )
-        if (
-            doc is None
-            or entry.path in changed
-            or doc.source_commit != last_changes.by_path.get(entry.path, "")
-        ):
+        if doc is None:
             again.add(entry.path)
         else:
             candidates[inference_service_key(entry, namespace)] = doc
@@ -148,28 +146,34 @@ def _moved_an_input(changes: TreeChanges, *, snapshot: Snapshot, root: str) -> b
     """Whether the files changed since are more than some spec files changed or added:
     gitsync.yaml, a policy, or a spec file deleted."""
     prefix = f"{root}/" if root else ""
-    inputs = [f"{prefix}{folder.strip('/')}/" for folder in snapshot.config.policies]
-    for path in changes.added.keys() | changes.modified.keys() | changes.deleted.keys():
-        if path == f"{prefix}{CONFIG_FILE}" or path.startswith(tuple(inputs)):
-            return True
-    specs = select_paths(changes.deleted, root=root, config=snapshot.config)
-    return bool(specs)
+    config = f"{prefix}{CONFIG_FILE}"
+    policies = tuple(f"{prefix}{folder.strip('/')}/" for folder in snapshot.config.policies)
+    if any(
+        path == config or path.startswith(policies)
+        for path in changes.added.keys() | changes.modified.keys() | changes.deleted.keys()
+    ):
+        return True
+    return bool(select_paths(changes.deleted, root=root, config=snapshot.config))
 
 
 def _carried(
     entry: Entry,
     *,
     ledger: Ledger,
+    changed: Collection[str],
+    last_changes: LastChanges,
     inventory: Inventory,
     listed: Listed,
     namespace: str,
     instance: str,
 ) -> StatusDocument | None:
-    """The status document of ``entry`` when it is a plain model whose object and
-    document are the ledger's; None when it must be taken afresh."""
+    """The status document of ``entry`` when it is a plain model whose file did not
+    change and whose object and document are the ledger's; None when it must be
+    taken afresh (whatever the other documents of its file)."""
     spec = entry.spec
     if (
-        not isinstance(spec, ModelDeployment)
+        entry.path in changed
+        or not isinstance(spec, ModelDeployment)
         or spec.spec.resolved
         or spec.spec.rollout.strategy == "canary"
     ):
@@ -182,7 +186,13 @@ def _carried(
     if inventory.files.get(where) != ledger.documents.get(where, ""):
         return None
     doc = inventory.documents.get(where)
-    return doc if doc is not None and doc.source == entry.path else None
+    if (
+        doc is None
+        or doc.source != entry.path
+        or doc.source_commit != last_changes.by_path.get(entry.path, "")
+    ):
+        return None
+    return doc
 
 
 def _key(entry: Entry, namespace: str) -> ObjectRef:

@@ -904,8 +904,6 @@ class Reconciler:
             and self._git.first_parent(report.status_commit) != inventory.commit
         ):
             return None
-        # A schedule's tick, a hold's end: the soonest is in the result already.
-        after = report.result.requeue_after
         return Settled(
             observed=Observed(
                 head=revision.commit,
@@ -914,7 +912,7 @@ class Reconciler:
             ),
             status_branch=cycle.status_branch,
             kinds=source.kinds,
-            wake_at=None if after is None else cycle.now + timedelta(seconds=after),
+            wake_at=_wake_at(cycle, report),
         )
 
     def _ledger_of(self, cycle: Cycle, report: CycleReport) -> Ledger | None:
@@ -929,12 +927,11 @@ class Reconciler:
             or report.status_error is not None
         ):
             return None
-        after = report.result.requeue_after
         return Ledger(
             head=revision.commit,
             status_branch=cycle.status_branch,
             kinds=self._live_source.kinds,
-            wake_at=None if after is None else cycle.now + timedelta(seconds=after),
+            wake_at=_wake_at(cycle, report),
             unchanged={
                 change.key: version_of(change.live)
                 for change in report.changes.changes
@@ -1015,6 +1012,13 @@ def _caches(
     )
     folder = cache_dir / "scopes" / hashlib.sha256(scope).hexdigest()[:16]
     return {name: DiskCache(folder / name) for name in ("eval", "specs", "status")}
+
+
+def _wake_at(cycle: Cycle, report: CycleReport) -> datetime | None:
+    """When the clock alone may change what a re-run decides (a schedule's tick, a
+    hold's end): the soonest is in the result already."""
+    after = report.result.requeue_after
+    return None if after is None else cycle.now + timedelta(seconds=after)
 
 
 def _upstream_moved(cycle: Cycle, report: CycleReport, *, instance: str) -> bool:
