@@ -16,7 +16,9 @@ its own, fresh for every run, with the same N objects:
 Beside them, the floor: the same first apply by a bare client in this (warm) process,
 gitsync's KubeClient with the first --concurrency writers and nothing else (no
 imports, loading, policies, Events or statuses). No client applies faster on this
-API server, so it bounds the first-apply ratio any client can reach here.
+API server, so it bounds the first-apply ratio any client can reach here. And the
+floor with Events: the same, then the Created Event gitsync posts on each object
+(issue 12), by gitsync's EventRecorder: the bound for a client that tells them.
 kubectl gets the objects gitsync itself renders (the snapshot and evaluation of the
 generated repo) in one YAML file; gitsync gets the repo. Figures are medians of
 --runs runs, and the table gives each gitsync figure's ratio kubectl / gitsync
@@ -53,6 +55,8 @@ from gitsync.clients.kube import KubeClient
 from gitsync.dev import controlplane
 from gitsync.dev.binaries import ensure_kubectl
 from gitsync.evaluation import Evaluator
+from gitsync.event_recorder import EventRecorder
+from gitsync.events import EventAction, EventIntent, Reason, regarding
 from gitsync.render import RenderContext
 from gitsync.snapshot import read_folder
 from gitsync.spec_status import ISVC_API
@@ -119,10 +123,13 @@ def clear(kubeconfig: Path, namespace: str) -> None:
         kube.close()
 
 
-def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int) -> float:
-    """Seconds a bare client with ``workers`` writers takes to apply the objects."""
+def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int, events: bool) -> float:
+    """Seconds a bare client with ``workers`` writers takes to apply the objects; with
+    ``events``, and to post the Created Event gitsync tells for each (issue 12), by
+    gitsync's own EventRecorder once the writes are done, as a sync posts them."""
     objects = rendered(work, namespace)
     kube = KubeClient.from_kubeconfig(kubeconfig, concurrency=workers, qps=0)
+    recorder = EventRecorder(kube, reporting_instance="floor")
     try:
         started = time.perf_counter()
         kube.apply(
@@ -130,7 +137,16 @@ def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int) -> 
             field_manager="floor",
         )
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda body: kube.apply(body, field_manager="floor"), objects))
+            applied = list(pool.map(lambda body: kube.apply(body, field_manager="floor"), objects))
+        if events:
+            recorder.record(
+                EventIntent(ref, Reason.CREATED, EventAction.APPLY, "created from the floor")
+                for obj in applied
+                if (ref := regarding(obj)) is not None
+            )
+            recorder.close(timeout=120)
+            if recorder.posted != len(objects):
+                raise SystemExit(f"floor: {recorder.posted} of {len(objects)} Events posted")
         return time.perf_counter() - started
     finally:
         kube.close()
@@ -197,6 +213,7 @@ def main() -> None:
 
     samples: dict[str, list[list[float]]] = {"kubectl": [], **{name: [] for name in setups}}
     floors: list[float] = []
+    floors_events: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gitsync-peer-") as scratch:
         tmp = Path(scratch)
         crds = ROOT.parent / "shared" / "crds"
@@ -212,10 +229,18 @@ def main() -> None:
                     kubectl_run(kubectl, plane.kubeconfig, work, tmp, f"kubectl-{run}")
                 )
                 clear(plane.kubeconfig, f"kubectl-{run}")
-                floors.append(
-                    floor_run(plane.kubeconfig, work, f"floor-{run}", workers=args.concurrency[0])
-                )
-                clear(plane.kubeconfig, f"floor-{run}")
+                for events, floor in ((False, floors), (True, floors_events)):
+                    namespace = f"floor-{run}{'-events' if events else ''}"
+                    floor.append(
+                        floor_run(
+                            plane.kubeconfig,
+                            work,
+                            namespace,
+                            workers=args.concurrency[0],
+                            events=events,
+                        )
+                    )
+                    clear(plane.kubeconfig, namespace)
                 # Each run starts with another setup: the server holds more objects
                 # as the runs go on, and no setup should always come first.
                 order = list(setups.items())
@@ -241,14 +266,14 @@ def main() -> None:
         finally:
             controlplane.down(tmp / "plane")
     report(samples, n=args.n, runs=args.runs)
-    floor, kubectl_first = (
-        statistics.median(floors),
-        statistics.median(run[0] for run in samples["kubectl"]),
-    )
-    print(
-        f"floor: a bare client with {args.concurrency[0]} writers applied them in"
-        f" {floor:.2f} s (kubectl/floor {kubectl_first / floor:.2f}x)"
-    )
+    kubectl_first = statistics.median(run[0] for run in samples["kubectl"])
+    bounds = ((floors, "applied them"), (floors_events, "applied them and posted their Events"))
+    for floor, what in bounds:
+        seconds = statistics.median(floor)
+        print(
+            f"floor: a bare client with {args.concurrency[0]} writers {what} in"
+            f" {seconds:.2f} s (kubectl/floor {kubectl_first / seconds:.2f}x)"
+        )
 
 
 def report(samples: dict[str, list[list[float]]], *, n: int, runs: int) -> None:
