@@ -129,7 +129,6 @@ def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int, eve
     gitsync's own EventRecorder once the writes are done, as a sync posts them."""
     objects = rendered(work, namespace)
     kube = KubeClient.from_kubeconfig(kubeconfig, concurrency=workers, qps=0)
-    recorder = EventRecorder(kube, reporting_instance="floor")
     try:
         started = time.perf_counter()
         kube.apply(
@@ -139,6 +138,7 @@ def floor_run(kubeconfig: Path, work: Path, namespace: str, *, workers: int, eve
         with ThreadPoolExecutor(workers) as pool:
             applied = list(pool.map(lambda body: kube.apply(body, field_manager="floor"), objects))
         if events:
+            recorder = EventRecorder(kube, reporting_instance="floor")
             recorder.record(
                 EventIntent(ref, Reason.CREATED, EventAction.APPLY, "created from the floor")
                 for obj in applied

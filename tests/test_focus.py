@@ -54,12 +54,12 @@ SOURCE = "1" * 40  # the commit that last changed every spec file
 KINDS = ((ISVC_API, "InferenceService"),)
 
 
-def plain(name: str, version: int = 1, **spec: Any) -> str:
+def plain(name: str, version: int = 1, *, namespace: str = NAMESPACE, **spec: Any) -> str:
     return yaml.safe_dump(
         {
             "apiVersion": "gitsync.io/v1alpha1",
             "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"team": "risk"}},
+            "metadata": {"name": name, "namespace": namespace, "labels": {"team": "risk"}},
             "spec": {
                 "model": {"format": "sklearn", "storageUri": f"s3://models/{name}/v{version}"},
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
@@ -80,10 +80,6 @@ CANARY: dict[str, Any] = {
         },
     }
 }
-
-
-def _plain_in(namespace: str, name: str, version: int = 1) -> str:
-    return plain(name, version).replace(f"namespace: {NAMESPACE}", f"namespace: {namespace}")
 
 
 def _snapshot(tmp_path: Path, files: dict[str, str]) -> Snapshot:
@@ -371,11 +367,7 @@ def test_training_runs_and_the_models_they_feed_are_always_taken_afresh(tmp_path
 # --- carrying changes nothing: the same cycle with and without the record ---------------
 
 
-def _spec_files(namespace: str, prometheus: str, *, version: int = 1) -> dict[str, str]:
-    def isvc(name: str, uri_version: int = 1, **spec: Any) -> str:
-        text = plain(name, uri_version, **spec)
-        return text.replace(f"namespace: {NAMESPACE}", f"namespace: {namespace}")
-
+def _spec_files(namespace: str, prometheus: str) -> dict[str, str]:
     canary = dict(CANARY)
     canary["rollout"] = {
         **CANARY["rollout"],
@@ -386,15 +378,17 @@ def _spec_files(namespace: str, prometheus: str, *, version: int = 1) -> dict[st
     }
     return {
         "gitsync.yaml": f"defaults: {{namespace: {namespace}}}\n",
-        **{f"models/m{i}.yaml": isvc(f"m{i}") for i in range(6)},
-        "models/canary.yaml": isvc("canary", **canary),
+        **{f"models/m{i}.yaml": plain(f"m{i}", namespace=namespace) for i in range(6)},
+        "models/canary.yaml": plain("canary", namespace=namespace, **canary),
         "platform/sa.yaml": "apiVersion: v1\nkind: ServiceAccount\n"
         f"metadata: {{name: reader, namespace: {namespace}}}\n",
         "train.yaml": train_job(namespace, accuracy=0.95, lr="0.1"),
         "served.yaml": pipeline_model(namespace, "served", {"fromTrainingRun": "train"}),
         # A plain model beside an InferenceService manifest that the shipped
         # require-team-label policy denies: the file fails at every evaluation.
-        "models/pair.yaml": isvc("pair") + "---\n" + _unlabelled(namespace, "loner"),
+        "models/pair.yaml": plain("pair", namespace=namespace)
+        + "---\n"
+        + _unlabelled(namespace, "loner"),
     }
 
 
@@ -498,7 +492,7 @@ def _change(
             repo.write(path, train_job(namespace, accuracy=0.95, lr="0.2"))
         else:
             name, version = what
-            text = files.get(path, files["models/m0.yaml"].replace("m0", name))
+            text = files.get(path) or plain(name, namespace=namespace)
             repo.write(path, text.replace(f"/{name}/v1", f"/{name}/v{version}"))
     if any(path != "touch" for path in change):
         repo.commit("a change")
@@ -588,7 +582,7 @@ def test_syncs_carry_across_a_sync_that_wrote(
     on, each carries the specs the one before found unchanged."""
     repo = SpecRepo(tmp_path / "repo")
     for index in range(5):
-        repo.write(f"models/m{index}.yaml", _plain_in(namespace, f"m{index}"))
+        repo.write(f"models/m{index}.yaml", plain(f"m{index}", namespace=namespace))
     repo.commit("five models")
     sync = Sync(repo, control_plane, namespace, tmp_path / "cache")
     first = sync()
@@ -596,7 +590,7 @@ def test_syncs_carry_across_a_sync_that_wrote(
     assert "carried=0" in first.stderr  # no ledger yet
     _settle(sync)  # until the controllers have made every model ready
     for version in (2, 3):
-        repo.write("models/m1.yaml", _plain_in(namespace, "m1", version))
+        repo.write("models/m1.yaml", plain("m1", version, namespace=namespace))
         repo.commit(f"m1 v{version}")
         result = sync()
         assert result.returncode == 0, result.stderr
